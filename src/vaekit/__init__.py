@@ -1,0 +1,47 @@
+"""vaekit: train, evaluate and explore variational autoencoders.
+
+The public API is re-exported here::
+
+    import vaekit as vk
+    x, y = vk.data.ring(n=2000, seed=0)
+    model = vk.VAE(x_dim=2, z_dim=2, likelihood=vk.Gaussian(variance=0.1), seed=0)
+    history = vk.fit(model, x, objective=vk.ELBO(beta=1.0), epochs=400)
+"""
+
+__version__ = "0.1.0"
+
+from vaekit import data
+from vaekit.conditions import Continuous, OneHot
+from vaekit.distributions import Bernoulli, Gaussian
+from vaekit.errors import FileFormatError, InputError, InputTypeError, TrainingError, VaekitError
+from vaekit.history import History
+from vaekit.io import load, save
+from vaekit.model import VAE
+from vaekit.monitors import Diversity
+from vaekit.objectives import ELBO, IWAE, LossOutput
+from vaekit.trainer import Callback, EarlyStopping, fit
+
+__all__ = [
+    "VAE",
+    "ELBO",
+    "IWAE",
+    "Bernoulli",
+    "Callback",
+    "Continuous",
+    "Diversity",
+    "EarlyStopping",
+    "FileFormatError",
+    "Gaussian",
+    "History",
+    "InputError",
+    "InputTypeError",
+    "LossOutput",
+    "OneHot",
+    "TrainingError",
+    "VaekitError",
+    "__version__",
+    "data",
+    "fit",
+    "load",
+    "save",
+]

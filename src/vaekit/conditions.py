@@ -1,0 +1,147 @@
+"""Condition specifications for conditional VAEs.
+
+A condition spec is a small frozen dataclass: it validates the user's condition values, turns
+them into a float tensor the networks read, and builds the embedding module that injects them.
+``VAE(condition=OneHot(8))`` and ``VAE(condition=Continuous(1, embed=16))`` use the same class
+and the same injection code (:class:`vaekit.nn.ConditionInput`); only the spec differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from vaekit.errors import InputError
+from vaekit.validate import float_matrix, positive_int
+
+
+@dataclass(frozen=True)
+class OneHot:
+    """A categorical condition: integer labels ``0 .. n_classes - 1``, fed one-hot.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of categories (>= 2).
+
+    """
+
+    n_classes: int
+    kind: ClassVar[str] = "onehot"
+
+    def __post_init__(self) -> None:
+        positive_int(self.n_classes, "OneHot.n_classes", minimum=2)
+
+    @property
+    def in_features(self) -> int:
+        """Width of the prepared condition tensor."""
+        return self.n_classes
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the embedding that is concatenated to the network input."""
+        return self.n_classes
+
+    def prepare(self, labels: Any, name: str = "condition") -> torch.Tensor:
+        """Validate labels of shape (N,) or (N, 1); return one-hot float32 (N, n_classes)."""
+        values = float_matrix(labels, name, width=1, allow_vector=True)[:, 0]  # (N,)
+        rounded = values.round()
+        if not bool((rounded == values).all()):
+            bad = values[rounded != values][0].item()
+            raise InputError(
+                f"{name} must hold integer class labels for OneHot({self.n_classes}). Got the non-integer value {bad} instead."
+            )
+        out_of_range = (rounded < 0) | (rounded >= self.n_classes)
+        if bool(out_of_range.any()):
+            bad = int(rounded[out_of_range][0].item())
+            raise InputError(
+                f"{name} must hold labels in 0..{self.n_classes - 1} for OneHot({self.n_classes}). Got the label {bad} instead."
+            )
+        return nn.functional.one_hot(rounded.long(), self.n_classes).to(torch.float32)
+
+    def embedding(self) -> nn.Module:
+        """The one-hot vector is used as is."""
+        return nn.Identity()
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-ready description (inverse of :func:`condition_from_config`)."""
+        return {"type": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Continuous:
+    """A real-valued condition of ``dim`` columns, passed through a small embedding MLP.
+
+    Parameters
+    ----------
+    dim : int
+        Number of condition columns (default 1, e.g. a radius).
+    embed : int
+        Width of the embedding MLP ``Linear(dim, embed) -> ReLU -> Linear(embed, embed)``;
+        0 feeds the raw values instead.
+
+    """
+
+    dim: int = 1
+    embed: int = 16
+    kind: ClassVar[str] = "continuous"
+
+    def __post_init__(self) -> None:
+        positive_int(self.dim, "Continuous.dim")
+        positive_int(self.embed, "Continuous.embed", minimum=0)
+
+    @property
+    def in_features(self) -> int:
+        """Width of the prepared condition tensor."""
+        return self.dim
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the embedding that is concatenated to the network input."""
+        return self.embed or self.dim
+
+    def prepare(self, values: Any, name: str = "condition") -> torch.Tensor:
+        """Validate values of shape (N, dim) (or (N,) when dim is 1); return float32 (N, dim)."""
+        return float_matrix(values, name, width=self.dim, allow_vector=True)
+
+    def embedding(self) -> nn.Module:
+        """Small MLP that lifts the raw values before they join the network input."""
+        if self.embed == 0:
+            return nn.Identity()
+        return nn.Sequential(nn.Linear(self.dim, self.embed), nn.ReLU(), nn.Linear(self.embed, self.embed))
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-ready description (inverse of :func:`condition_from_config`)."""
+        return {"type": self.kind, **asdict(self)}
+
+
+Condition = OneHot | Continuous
+
+CONDITIONS: dict[str, type] = {"onehot": OneHot, "continuous": Continuous}
+
+
+def condition_from_config(config: dict[str, Any] | None) -> Condition | None:
+    """Rebuild a condition spec from :meth:`to_config` output (``None`` stays ``None``)."""
+    if config is None:
+        return None
+    from vaekit.configs import spec_from_config
+
+    return spec_from_config(config, CONDITIONS, "condition")
+
+
+def broadcast_condition(condition: Condition, value: Any, n: int) -> Any:
+    """Expand one label (OneHot) or one value vector (Continuous) to ``n`` rows.
+
+    Arrays that already hold one row per sample pass through unchanged, to be validated by
+    :meth:`prepare`.
+    """
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if array.ndim == 0:
+        return np.full((n, condition.in_features if isinstance(condition, Continuous) else 1), array)
+    if isinstance(condition, Continuous) and condition.dim > 1 and array.shape == (condition.dim,):
+        return np.broadcast_to(array, (n, condition.dim)).copy()
+    return value

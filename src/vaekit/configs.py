@@ -1,0 +1,68 @@
+"""Turning JSON/TOML dictionaries back into spec objects, checked before anything is built."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from vaekit.errors import InputError, InputTypeError, describe
+
+
+def spec_from_config(config: Any, registry: dict[str, type], name: str) -> Any:
+    """Build the dataclass named by ``config["type"]`` from ``registry``.
+
+    Unknown types, unknown keys and values of the wrong type are refused with a message that
+    names ``name`` and the key, before the spec's own range checks run.
+    """
+    if not isinstance(config, dict):
+        raise InputTypeError(f"{name} must be a table/dict with a 'type' key. Got {describe(config)} instead.")
+    kind = config.get("type")
+    if kind not in registry:
+        raise InputError(f"{name}.type must be one of {sorted(registry)}. Got {kind!r} instead.")
+    cls = registry[kind]
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    unknown = sorted(set(config) - set(fields) - {"type"})
+    if unknown:
+        raise InputError(f"{name} ({kind}) has unknown key(s) {unknown}; allowed keys are {sorted(fields)}.")
+    kwargs = {}
+    for key, value in config.items():
+        if key == "type":
+            continue
+        check_type(value, fields[key], f"{name}.{key}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def check_type(value: Any, annotation: Any, name: str) -> None:
+    """Refuse ``value`` unless it matches a simple annotation (int, float, str, bool, tuples, unions)."""
+    if not _matches(value, annotation):
+        raise InputTypeError(f"{name} must be of type {_show(annotation)}. Got {describe(value)} instead.")
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return True
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_matches(value, arg) for arg in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if origin in (tuple, list):
+        args = typing.get_args(annotation)
+        inner = args[0] if args else Any
+        return isinstance(value, (list, tuple)) and all(_matches(v, inner) for v in value)
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def _show(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

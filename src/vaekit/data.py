@@ -1,0 +1,295 @@
+"""Data: toy 2-D datasets, the digits images, the user's own tables, and splits.
+
+Every generator takes ``n`` and ``seed`` and returns numpy ``(x, y)``: points float32 (N, 2)
+and a per-point label (int64 mode/class index, or float32 position for the swiss roll).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
+from vaekit.validate import positive_float, positive_int
+
+
+def ring(
+    n: int = 2000, modes: int = 8, radius: float = 3.0, std: float = 0.25, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ring of Gaussians: ``modes`` isotropic Gaussians (std ``std``) evenly spaced on a circle.
+
+    Each point picks its mode uniformly at random. Returns x float32 (n, 2), mode int64 (n,).
+    The density is sum_k (1/modes) N(x; mu_k, std^2 I) with mu_k = radius (cos 2 pi k/modes,
+    sin 2 pi k/modes); see :func:`ring_log_density`.
+    """
+    n, modes = positive_int(n, "n"), positive_int(modes, "modes")
+    radius, std = positive_float(radius, "radius"), positive_float(std, "std")
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, modes, size=n)
+    centres = ring_centres(modes, radius)
+    x = centres[labels] + std * rng.standard_normal((n, 2))
+    return x.astype(np.float32), labels.astype(np.int64)
+
+
+def ring_centres(modes: int = 8, radius: float = 3.0) -> np.ndarray:
+    """Mode centres of :func:`ring`, float64 (modes, 2)."""
+    angles = 2 * np.pi * np.arange(modes) / modes
+    return radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def ring_log_density(x: Any, modes: int = 8, radius: float = 3.0, std: float = 0.25) -> np.ndarray:
+    """Exact log-density (nats) of the ring mixture at points x (N, 2); float64 (N,)."""
+    points = np.asarray(x, dtype=np.float64)
+    sq = ((points[:, None, :] - ring_centres(modes, radius)[None]) ** 2).sum(-1)  # (N, K)
+    log_comp = -sq / (2 * std**2) - np.log(2 * np.pi * std**2) - np.log(modes)
+    top = log_comp.max(1, keepdims=True)
+    return (top + np.log(np.exp(log_comp - top).sum(1, keepdims=True)))[:, 0]
+
+
+def radius(x: Any) -> np.ndarray:
+    """Distance of each point from the origin: float32 (N, 1), the lecture's continuous condition."""
+    return np.linalg.norm(np.asarray(x, dtype=np.float32), axis=1, keepdims=True)
+
+
+def moons(n: int = 2000, noise: float = 0.05, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaving half circles (as scikit-learn's make_moons). x float32 (n, 2), moon int64 (n,)."""
+    n = positive_int(n, "n")
+    noise = positive_float(noise, "noise", allow_zero=True)
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size=n)
+    t = rng.uniform(0, np.pi, size=n)
+    x = np.where(labels[:, None] == 0, np.stack([np.cos(t), np.sin(t)], 1), np.stack([1 - np.cos(t), 0.5 - np.sin(t)], 1))
+    x = x + noise * rng.standard_normal((n, 2))
+    return x.astype(np.float32), labels.astype(np.int64)
+
+
+def circles(n: int = 2000, factor: float = 0.5, noise: float = 0.05, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two concentric circles of radii 1 and ``factor``. x float32 (n, 2), circle int64 (n,) (1 = inner)."""
+    n = positive_int(n, "n")
+    factor = positive_float(factor, "factor")
+    noise = positive_float(noise, "noise", allow_zero=True)
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size=n)
+    t = rng.uniform(0, 2 * np.pi, size=n)
+    r = np.where(labels == 1, factor, 1.0)
+    x = r[:, None] * np.stack([np.cos(t), np.sin(t)], 1) + noise * rng.standard_normal((n, 2))
+    return x.astype(np.float32), labels.astype(np.int64)
+
+
+def swiss_roll(n: int = 2000, noise: float = 0.25, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """2-D swiss roll (a spiral), scaled to about [-1.5, 1.5]. x float32 (n, 2), position t float32 (n,)."""
+    n = positive_int(n, "n")
+    noise = positive_float(noise, "noise", allow_zero=True)
+    rng = np.random.default_rng(seed)
+    t = 1.5 * np.pi * (1 + 2 * rng.uniform(size=n))
+    x = np.stack([t * np.cos(t), t * np.sin(t)], 1) + noise * rng.standard_normal((n, 2))
+    return (x / 10).astype(np.float32), t.astype(np.float32)
+
+
+def pinwheel(
+    n: int = 2000, arms: int = 5, radial_std: float = 0.3, tangential_std: float = 0.05, rate: float = 0.25, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pinwheel: ``arms`` curved Gaussian arms (Johnson et al., 2016). x float32 (n, 2), arm int64 (n,)."""
+    n, arms = positive_int(n, "n"), positive_int(arms, "arms")
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, arms, size=n)
+    feats = rng.standard_normal((n, 2)) * np.array([radial_std, tangential_std])
+    feats[:, 0] += 1.0
+    angles = 2 * np.pi * labels / arms + rate * np.exp(feats[:, 0])
+    cos, sin = np.cos(angles), np.sin(angles)
+    x = np.stack([cos * feats[:, 0] - sin * feats[:, 1], sin * feats[:, 0] + cos * feats[:, 1]], 1)
+    return x.astype(np.float32), labels.astype(np.int64)
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits: pixels float32 (1797, 64) in [0, 1], digit int64 (1797,).
+
+    Needs scikit-learn (``pip install vaekit[data]``); nothing is downloaded.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("vaekit.data.digits needs scikit-learn: pip install 'vaekit[data]'") from err
+    bunch = load_digits()
+    return (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int64)
+
+
+DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
+    "ring": ring,
+    "moons": moons,
+    "circles": circles,
+    "swiss_roll": swiss_roll,
+    "pinwheel": pinwheel,
+    "digits": digits,
+}
+
+
+def train_val_split(x: Any, y: Any = None, *, val_fraction: float = 0.2, seed: int = 0):
+    """Random split into (x_train, x_val) or (x_train, x_val, y_train, y_val)."""
+    if not 0.0 < float(val_fraction) < 1.0:
+        raise InputError(f"val_fraction must be in (0, 1). Got {val_fraction} instead.")
+    x = np.asarray(x)
+    n = len(x)
+    n_val = int(round(n * val_fraction))
+    if n_val == 0 or n_val == n:
+        raise InputError(f"val_fraction={val_fraction} of {n} rows leaves an empty side of the split.")
+    order = np.random.default_rng(seed).permutation(n)
+    val, train = order[:n_val], order[n_val:]
+    if y is None:
+        return x[train], x[val]
+    y = np.asarray(y)
+    if len(y) != n:
+        raise InputError(f"y must have one entry per row of x ({n}). Got {len(y)} instead.")
+    return x[train], x[val], y[train], y[val]
+
+
+# ---------------------------------------------------------------------------- user tables
+@dataclass
+class Table:
+    """Data read by :func:`load_table`.
+
+    Attributes
+    ----------
+    x : float32 (N, D) the selected data columns.
+    condition : float32 (N, C) or None; text labels become integer codes 0..K-1.
+    columns, condition_columns : the column names used.
+    label_names : for a text label column, the original label of each code.
+
+    """
+
+    x: np.ndarray
+    condition: np.ndarray | None
+    columns: list[str]
+    condition_columns: list[str] = field(default_factory=list)
+    label_names: list[str] | None = None
+
+
+def load_table(path: str | Path, columns: Sequence[str] | None = None, condition: str | Sequence[str] | None = None) -> Table:
+    """Read a CSV (with a header row), ``.npy`` or ``.parquet`` file into a :class:`Table`.
+
+    Parameters
+    ----------
+    path : CSV, ``.npy`` (2-D numeric, columns named "0", "1", ...) or ``.parquet`` (needs pyarrow).
+    columns : names of the data columns; default all columns that are not condition columns.
+    condition : name(s) of the condition column(s). A single text column is read as labels.
+
+    Raises
+    ------
+    FileFormatError
+        Missing or unreadable file, ragged rows, empty table.
+    InputError
+        Unknown column names, non-numeric or non-finite data values.
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"data file {path} does not exist.")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        header, cells = _read_npy(path)
+    elif suffix == ".parquet":
+        header, cells = _read_parquet(path)
+    else:
+        header, cells = _read_csv(path)
+    if not cells:
+        raise FileFormatError(f"{path} has a header but no data rows.")
+    cond_names = [condition] if isinstance(condition, str) else list(condition or [])
+    _check_names(cond_names, header, "condition", path)
+    if columns is None:
+        data_names = [h for h in header if h not in cond_names]
+    else:
+        if isinstance(columns, str):
+            raise InputTypeError(f"columns must be a list of column names. Got the string {columns!r} instead.")
+        data_names = list(columns)
+        _check_names(data_names, header, "columns", path)
+    if not data_names:
+        raise InputError(f"columns must name at least one data column of {path}. Got none instead.")
+    index = {h: i for i, h in enumerate(header)}
+    x = _numeric([[row[index[c]] for c in data_names] for row in cells], data_names, path)
+    cond, label_names = None, None
+    if cond_names:
+        raw = [[row[index[c]] for c in cond_names] for row in cells]
+        if len(cond_names) == 1 and not _all_numeric(r[0] for r in raw):
+            label_names = sorted({str(r[0]) for r in raw})
+            codes = {name: i for i, name in enumerate(label_names)}
+            cond = np.array([[codes[str(r[0])]] for r in raw], dtype=np.float32)
+        else:
+            cond = _numeric(raw, cond_names, path)
+    return Table(x, cond, data_names, cond_names, label_names)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise FileFormatError(f"{path} is not a readable UTF-8 CSV file ({err}).") from err
+    if not rows:
+        raise FileFormatError(f"{path} is empty: expected a header row and data rows.")
+    header = [h.strip() for h in rows[0]]
+    if len(set(header)) != len(header):
+        raise FileFormatError(f"{path}: the header repeats a column name: {header}.")
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise FileFormatError(f"{path}, line {line}: expected {len(header)} values (as in the header) but found {len(row)}.")
+    return header, [[c.strip() for c in row] for row in rows[1:]]
+
+
+def _read_npy(path: Path) -> tuple[list[str], list[list[Any]]]:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise FileFormatError(f"{path} is not a readable .npy array file ({err}); object arrays are refused.") from err
+    if array.ndim != 2:
+        raise FileFormatError(f"{path} must hold a 2-D array (rows x columns). Got shape {array.shape} instead.")
+    return [str(i) for i in range(array.shape[1])], array.tolist()
+
+
+def _read_parquet(path: Path) -> tuple[list[str], list[list[Any]]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as err:
+        raise ImportError("reading .parquet needs pyarrow: pip install pyarrow") from err
+    table = pq.read_table(path)
+    header = list(table.column_names)
+    cols = [table.column(i).to_pylist() for i in range(len(header))]
+    return header, [list(r) for r in zip(*cols)]
+
+
+def _check_names(names: list[str], header: list[str], what: str, path: Path) -> None:
+    missing = [n for n in names if n not in header]
+    if missing:
+        raise InputError(f"{what} names unknown column(s) {missing} of {path}; its columns are {header}.")
+
+
+def _all_numeric(values) -> bool:
+    for v in values:
+        try:
+            float(v)
+        except (TypeError, ValueError):
+            return False
+    return True
+
+
+def _numeric(rows: list[list[Any]], names: list[str], path: Path) -> np.ndarray:
+    out = np.empty((len(rows), len(names)), dtype=np.float64)
+    for i, row in enumerate(rows):
+        for j, cell in enumerate(row):
+            try:
+                value = float(cell)
+            except (TypeError, ValueError):
+                raise InputError(
+                    f"column {names[j]!r} of {path} must be numeric. Got {describe(cell)} in data row {i + 1} instead."
+                ) from None
+            if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
+                raise InputError(
+                    f"column {names[j]!r} of {path} must hold finite float32 values. Got {cell!r} in data row {i + 1} instead."
+                )
+            out[i, j] = value
+    return out.astype(np.float32)

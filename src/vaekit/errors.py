@@ -1,0 +1,39 @@
+"""The library's own error types.
+
+Every problem with user input raises a subclass of :class:`VaekitError`, so callers (and the
+CLI) can tell "you gave me something wrong" apart from a bug. The subclasses also derive from
+the matching built-in (``ValueError``/``TypeError``/``FileNotFoundError``) so ordinary
+``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+
+class VaekitError(Exception):
+    """Base class of every error vaekit raises on purpose."""
+
+
+class InputError(VaekitError, ValueError):
+    """A value has the right type but is not acceptable (shape, range, NaN, ...)."""
+
+
+class InputTypeError(VaekitError, TypeError):
+    """A value has the wrong type."""
+
+
+class FileFormatError(VaekitError, ValueError):
+    """A file vaekit was asked to read is missing, truncated, tampered with or not ours."""
+
+
+class TrainingError(VaekitError, RuntimeError):
+    """Training cannot go on (for example the loss became NaN)."""
+
+
+def describe(value: object) -> str:
+    """Short, safe description of ``value`` for an error message ("Got ... instead.")."""
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        dtype = getattr(value, "dtype", "")
+        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

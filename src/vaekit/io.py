@@ -1,0 +1,179 @@
+"""Saving and loading models: safetensors weights + JSON metadata, written atomically.
+
+Nothing here unpickles: a pickle file (``.pt``, ``.pkl``, ...) is refused, and ``model.json`` is
+checked (format, version, keys, types) before any tensor is built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+
+from vaekit import __version__
+from vaekit.configs import check_type
+from vaekit.errors import FileFormatError
+
+FORMAT = "vaekit-model"
+FORMAT_VERSION = 1
+WEIGHTS, METADATA = "model.safetensors", "model.json"
+PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"}
+
+_MODEL_KEYS: dict[str, Any] = {
+    "x_dim": int,
+    "z_dim": int,
+    "hidden": list[int],
+    "activation": str,
+    "likelihood": dict,
+    "condition": dict | None,
+    "standardize": bool,
+}
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one.
+
+    The bytes go to a temporary file in the same folder, are flushed and fsynced, then renamed
+    over ``path`` (atomic on POSIX); the folder is fsynced so the rename itself survives a crash.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Text version of :func:`atomic_write_bytes` (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save(model: torch.nn.Module, path: str | Path) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` into folder ``path``; return the folder.
+
+    The weights are unwrapped from DistributedDataParallel / torch.compile first. The JSON is
+    written last, so a folder with a readable ``model.json`` always has matching weights.
+    """
+    model = unwrap(model)
+    folder = Path(path)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "vaekit_version": __version__,
+        "class": type(model).__name__,
+        "config": model.config,
+        "tensors": {k: list(v.shape) for k, v in state.items()},
+    }
+    atomic_write_bytes(folder / WEIGHTS, safetensors_bytes(state, metadata={"format": FORMAT}))
+    atomic_write_text(folder / METADATA, json.dumps(meta, indent=2) + "\n")
+    return folder
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Read and validate ``model.json`` in folder ``path`` (no tensors are touched)."""
+    folder = Path(path)
+    refuse_pickle(folder)
+    meta_path = folder / METADATA
+    if not folder.exists():
+        raise FileFormatError(f"no model at {folder}: the folder does not exist.")
+    if not meta_path.is_file():
+        raise FileFormatError(f"no model at {folder}: {METADATA} is missing (is this a vaekit run folder?).")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FileFormatError(f"{meta_path} is not valid JSON ({err}); the file is truncated or corrupted.") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise FileFormatError(f"{meta_path} is not a vaekit model file (format must be {FORMAT!r}).")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise FileFormatError(
+            f"{meta_path} has format_version {version!r}; this vaekit ({__version__}) reads version {FORMAT_VERSION}."
+        )
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise FileFormatError(f"{meta_path}: 'config' must be an object.")
+    unknown = sorted(set(config) - set(_MODEL_KEYS))
+    missing = sorted(set(_MODEL_KEYS) - set(config))
+    if unknown or missing:
+        raise FileFormatError(f"{meta_path}: config has unknown keys {unknown} / missing keys {missing}.")
+    for key, kind in _MODEL_KEYS.items():
+        try:
+            check_type(config[key], kind, f"config.{key}")
+        except TypeError as err:
+            raise FileFormatError(f"{meta_path}: {err}") from err
+    return meta
+
+
+def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Load a model saved with :func:`save` (or a run folder); never unpickles anything.
+
+    Raises
+    ------
+    FileFormatError
+        Missing, truncated, tampered or wrong-version files, or a pickle file.
+
+    """
+    from vaekit.model import VAE  # io sits above model in the import order
+
+    folder = Path(path)
+    meta = read_metadata(folder)
+    if meta.get("class") != "VAE":
+        raise FileFormatError(f"{folder / METADATA}: unknown model class {meta.get('class')!r}.")
+    try:
+        model = VAE.from_config(meta["config"])
+    except (ValueError, TypeError) as err:
+        raise FileFormatError(f"{folder / METADATA}: invalid config: {err}") from err
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise FileFormatError(f"{folder}: {WEIGHTS} is missing.")
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise FileFormatError(f"{weights} cannot be read ({err}); the file is truncated or corrupted.") from err
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        diff = sorted(set(expected.items()) ^ set(found.items()))[:4]
+        raise FileFormatError(f"{weights} does not match {METADATA}: tensors differ, e.g. {diff}.")
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def refuse_pickle(path: Path) -> None:
+    """Raise for a pickle file: loading one could run arbitrary code."""
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise FileFormatError(
+            f"{path} looks like a pickle file ({path.suffix}); vaekit never loads pickles because they can "
+            "execute code. Save models with model.save(folder) (safetensors + JSON)."
+        )

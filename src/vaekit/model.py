@@ -1,0 +1,258 @@
+"""The variational autoencoder: q(z|x,c), p(z) and p(x|z,c), all returned as distributions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Distribution, Independent
+
+from vaekit.conditions import Condition, Continuous, OneHot, broadcast_condition, condition_from_config
+from vaekit.distributions import (
+    LOGVAR_MAX,
+    LOGVAR_MIN,
+    Bernoulli,
+    Gaussian,
+    Likelihood,
+    diagonal_normal,
+    likelihood_from_config,
+    standard_normal,
+)
+from vaekit.errors import InputError, InputTypeError, describe
+from vaekit.nn import ACTIVATIONS, ConditionedMLP
+from vaekit.validate import float_matrix, positive_int
+
+logger = logging.getLogger(__name__)
+
+
+class VAE(nn.Module):
+    """Variational autoencoder with an MLP encoder and decoder, optionally conditional.
+
+    Parameters
+    ----------
+    x_dim : int
+        Data dimension D.
+    z_dim : int, default 2
+        Latent dimension Z.
+    hidden : sequence of int, default (128, 128)
+        Hidden widths of the encoder; the decoder mirrors them.
+    likelihood : Gaussian or Bernoulli, default ``Gaussian(variance=0.1)``
+        The decoder's distribution p(x|z, c).
+    condition : OneHot, Continuous or None
+        Makes the model a conditional VAE: c is injected into encoder and decoder.
+    activation : str, default "relu"
+        One of ``vaekit.nn.ACTIVATIONS``.
+    standardize : bool, default False
+        Learn on (x - mean) / std of the training data. The statistics are stored with the
+        model and undone by :meth:`decode`, :meth:`sample` and :meth:`reconstruct`, so every
+        output and every likelihood is in the user's units.
+    seed : int or None
+        Seed for the initial weights; ``None`` draws from torch's global generator.
+
+    """
+
+    def __init__(
+        self,
+        x_dim: int,
+        z_dim: int = 2,
+        *,
+        hidden: Sequence[int] = (128, 128),
+        likelihood: Likelihood | None = None,
+        condition: Condition | None = None,
+        activation: str = "relu",
+        standardize: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.x_dim = positive_int(x_dim, "x_dim")
+        self.z_dim = positive_int(z_dim, "z_dim")
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise InputTypeError(f"hidden must be a sequence of layer widths. Got {describe(hidden)} instead.")
+        self.hidden = tuple(positive_int(h, "hidden[i]") for h in hidden)
+        likelihood = Gaussian() if likelihood is None else likelihood
+        if not isinstance(likelihood, (Gaussian, Bernoulli)):
+            raise InputTypeError(
+                f"likelihood must be vaekit.Gaussian(...) or vaekit.Bernoulli(). Got {describe(likelihood)} instead."
+            )
+        if condition is not None and not isinstance(condition, (OneHot, Continuous)):
+            raise InputTypeError(
+                f"condition must be vaekit.OneHot(n) or vaekit.Continuous(dim), or None. Got {describe(condition)} instead."
+            )
+        if activation not in ACTIVATIONS:
+            raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}. Got {activation!r} instead.")
+        if not isinstance(standardize, bool):
+            raise InputTypeError(f"standardize must be True or False. Got {describe(standardize)} instead.")
+        if standardize and isinstance(likelihood, Bernoulli):
+            raise InputError(
+                "standardize must be False with a Bernoulli likelihood (data must stay in [0, 1]). Got True instead."
+            )
+        self.likelihood = likelihood
+        self.condition = condition
+        self.activation = activation
+        self.standardize = standardize
+        self.seed = seed
+
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.encoder = ConditionedMLP(self.x_dim, self.hidden, 2 * self.z_dim, condition=condition, activation=activation)
+            self.decoder = ConditionedMLP(
+                self.z_dim, self.hidden[::-1], likelihood.out_features(self.x_dim), condition=condition, activation=activation
+            )
+        self.likelihood_head = likelihood.head(self.x_dim)
+        # Standardisation statistics; identity until fit() (or the user) sets them.
+        self.register_buffer("x_shift", torch.zeros(self.x_dim))
+        self.register_buffer("x_scale", torch.ones(self.x_dim))
+
+    # ------------------------------------------------------------------ configuration
+    @property
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this architecture (JSON-ready)."""
+        return {
+            "x_dim": self.x_dim,
+            "z_dim": self.z_dim,
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "likelihood": self.likelihood.to_config(),
+            "condition": None if self.condition is None else self.condition.to_config(),
+            "standardize": self.standardize,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> VAE:
+        """Build an untrained model from :attr:`config`."""
+        return cls(
+            config["x_dim"],
+            config["z_dim"],
+            hidden=tuple(config["hidden"]),
+            activation=config["activation"],
+            likelihood=likelihood_from_config(config["likelihood"]),
+            condition=condition_from_config(config["condition"]),
+            standardize=config["standardize"],
+        )
+
+    @property
+    def device(self) -> torch.device:
+        """Device the weights live on."""
+        return self.x_shift.device
+
+    def set_scaling(self, x: torch.Tensor) -> None:
+        """Store mean and std of training data ``x`` (N, D) when the model standardises."""
+        if not self.standardize:
+            return
+        std = x.std(dim=0, correction=0)
+        # A constant column would divide by zero; leave it unscaled.
+        std = torch.where(std > 1e-8, std, torch.ones_like(std))
+        self.x_shift.copy_(x.mean(dim=0))
+        self.x_scale.copy_(std)
+
+    # ------------------------------------------------------------------ input checking
+    def prepare_x(self, x: Any, name: str = "x") -> torch.Tensor:
+        """Validate data: finite float (N, x_dim); returned on the model's device."""
+        return float_matrix(x, name, width=self.x_dim).to(self.device)
+
+    def prepare_z(self, z: Any, name: str = "z") -> torch.Tensor:
+        """Validate latent codes: finite float (N, z_dim); returned on the model's device."""
+        return float_matrix(z, name, width=self.z_dim).to(self.device)
+
+    def prepare_condition(self, c: Any, n: int, name: str = "condition") -> torch.Tensor | None:
+        """Validate a condition for ``n`` rows against the model's condition spec."""
+        if self.condition is None:
+            if c is not None:
+                raise InputError(
+                    f"{name} must be None: this model is unconditional (built without condition=). Got {describe(c)} instead."
+                )
+            return None
+        if c is None:
+            raise InputError(f"{name} is required: this model was built with condition={self.condition}. Got None instead.")
+        prepared = self.condition.prepare(broadcast_condition(self.condition, c, n), name)
+        if prepared.shape[0] != n:
+            raise InputError(f"{name} must have one row per data row ({n}). Got {prepared.shape[0]} rows instead.")
+        return prepared.to(self.device)
+
+    # ------------------------------------------------------------------ batch interface (trusted tensors)
+    def encode_batch(self, x: torch.Tensor, c: torch.Tensor | None = None) -> Independent:
+        """q(z|x,c) for prepared tensors x (B, D), c (B, C); no checks (used by objectives)."""
+        if self.standardize:
+            x = (x - self.x_shift) / self.x_scale
+        mean, logvar = self.encoder(x, c).chunk(2, dim=-1)  # (B, Z) each
+        std = (0.5 * logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)).exp()
+        return diagonal_normal(mean, std)
+
+    def decode_batch(self, z: torch.Tensor, c: torch.Tensor | None = None) -> Distribution:
+        """p(x|z,c) for prepared tensors z (B, Z), c (B, C), in the user's units; no checks."""
+        h = self.decoder(z, c)  # (B, out)
+        if self.standardize:
+            return self.likelihood_head(h, self.x_shift, self.x_scale)
+        return self.likelihood_head(h, None, None)
+
+    def prior(self) -> Independent:
+        """p(z) = N(0, I), event shape (Z,)."""
+        return standard_normal(self.z_dim, self.device)
+
+    # ------------------------------------------------------------------ public interface
+    def encode(self, x: Any, condition: Any = None) -> Independent:
+        """q(z|x, c): a diagonal Gaussian with ``.mean`` and ``.stddev`` of shape (N, Z).
+
+        Parameters
+        ----------
+        x : array (N, D)
+        condition : array (N,) labels for OneHot, (N, dim) values for Continuous; a single
+            label/value is broadcast to every row.
+
+        """
+        xt = self.prepare_x(x)
+        c = self.prepare_condition(condition, xt.shape[0])
+        return self.encode_batch(xt, c)
+
+    def decode(self, z: Any, condition: Any = None) -> Distribution:
+        """p(x|z, c) in the user's units; ``.mean`` has shape (N, D)."""
+        zt = self.prepare_z(z)
+        c = self.prepare_condition(condition, zt.shape[0])
+        return self.decode_batch(zt, c)
+
+    @torch.no_grad()
+    def sample(self, n: int, condition: Any = None, *, seed: int | None = None, noise: bool = False) -> np.ndarray:
+        """Draw z ~ p(z) and decode: numpy (n, D).
+
+        Returns the decoder means (the lecture's samples) unless ``noise=True``, which draws
+        x ~ p(x|z, c) instead.
+        """
+        n = positive_int(n, "n")
+        generator = torch.Generator(device=self.device)
+        if seed is not None:
+            generator.manual_seed(seed)
+        else:
+            generator.seed()
+        c = self.prepare_condition(condition, n)
+        z = torch.randn(n, self.z_dim, generator=generator, device=self.device)
+        px = self.decode_batch(z, c)
+        if not noise:
+            return px.mean.cpu().numpy()
+        return _sample_with(px, generator).cpu().numpy()
+
+    @torch.no_grad()
+    def reconstruct(self, x: Any, condition: Any = None) -> np.ndarray:
+        """Decode the posterior mean of each point: numpy (N, D) of p(x | E[z|x], c) means."""
+        xt = self.prepare_x(x)
+        c = self.prepare_condition(condition, xt.shape[0])
+        return self.decode_batch(self.encode_batch(xt, c).mean, c).mean.cpu().numpy()
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.safetensors`` and ``model.json`` into folder ``path``; see :func:`vaekit.save`."""
+        from vaekit.io import save
+
+        return save(self, path)
+
+
+def _sample_with(px: Distribution, generator: torch.Generator) -> torch.Tensor:
+    """Draw from a Normal or Bernoulli ``px`` with an explicit generator (rsample has none)."""
+    base = px.base_dist
+    if hasattr(base, "loc"):
+        return base.loc + base.scale * torch.randn(base.loc.shape, generator=generator, device=base.loc.device)
+    return torch.bernoulli(base.probs, generator=generator)
