@@ -356,6 +356,11 @@ def _two_samples(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return xt, yt
 
 
+def _distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise Euclidean distances, computed directly (the matmul shortcut loses digits)."""
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+
+
 def median_bandwidth(x: Any, y: Any = None, *, max_points: int = 1000, seed: int = 0) -> float:
     """Median pairwise Euclidean distance of the pooled sample (at most ``max_points`` rows used)."""
     pooled = float_matrix(x, "x").double()
@@ -364,7 +369,7 @@ def median_bandwidth(x: Any, y: Any = None, *, max_points: int = 1000, seed: int
     if pooled.shape[0] > max_points:
         pick = torch.from_numpy(np.random.default_rng(seed).choice(pooled.shape[0], max_points, replace=False))
         pooled = pooled[pick]
-    dist = torch.cdist(pooled, pooled)
+    dist = _distances(pooled, pooled)
     upper = dist[torch.triu_indices(*dist.shape, offset=1).unbind()]
     median = float(upper.median())
     return median if median > 0 else 1.0
@@ -411,7 +416,7 @@ def mmd_test(x: Any, y: Any, *, bandwidth: float | None = None, permutations: in
     bandwidth = positive_float(bandwidth, "bandwidth")
     n, m = xt.shape[0], yt.shape[0]
     pooled = torch.cat([xt, yt])
-    kernel = torch.exp(-torch.cdist(pooled, pooled).square() / (2.0 * bandwidth**2))
+    kernel = torch.exp(-_distances(pooled, pooled).square() / (2.0 * bandwidth**2))
     kernel.fill_diagonal_(0.0)
     observed = torch.cat([torch.ones(n, dtype=torch.float64), torch.zeros(m, dtype=torch.float64)])
     stat = float(_mmd_from_kernel(kernel, observed[None], n, m)[0])
@@ -433,9 +438,9 @@ def energy_distance(x: Any, y: Any) -> float:
     """
     xt, yt = _two_samples(x, y)
     n, m = xt.shape[0], yt.shape[0]
-    xy = torch.cdist(xt, yt).mean()
-    xx = torch.cdist(xt, xt).sum() / (n * (n - 1))
-    yy = torch.cdist(yt, yt).sum() / (m * (m - 1))
+    xy = _distances(xt, yt).mean()
+    xx = _distances(xt, xt).sum() / (n * (n - 1))
+    yy = _distances(yt, yt).sum() / (m * (m - 1))
     return float(2.0 * xy - xx - yy)
 
 
