@@ -180,6 +180,39 @@ def test_iwae_approaches_quadrature_on_a_trained_model(ring_model):
     assert gaps[1] < 0.05
 
 
+CONTRACT = {
+    "fixed variance": ({"likelihood": vk.Gaussian(0.1)}, "ring", None),
+    "learned variance": ({"likelihood": vk.Gaussian("learned")}, "ring", None),
+    "per-point variance": ({"likelihood": vk.Gaussian("per_point")}, "ring", None),
+    "standardized": ({"likelihood": vk.Gaussian(0.1), "standardize": True}, "ring", None),
+    "one-hot condition": ({"condition": vk.OneHot(8)}, "ring", "label"),
+    "continuous condition": ({"condition": vk.Continuous(1, embed=8)}, "ring", "radius"),
+    "bernoulli": ({"likelihood": vk.Bernoulli()}, "digits", None),
+}
+
+
+@pytest.mark.parametrize("case", list(CONTRACT))
+def test_likelihood_estimates_are_ordered_for_every_model_kind(case):
+    """-ELBO >= IWAE NLL >= exact NLL (quadrature), whatever the likelihood or condition."""
+    kwargs, dataset, cond = CONTRACT[case]
+    if dataset == "ring":
+        x, y = vk.data.ring(600, seed=0)
+    else:
+        x, y = vk.data.digits()
+        x, y = x[:600], y[:600]
+    c = {None: None, "label": y, "radius": vk.data.radius(x)}[cond]
+    model = vk.VAE(x.shape[1], 2, hidden=(32, 32), seed=0, **kwargs)
+    vk.fit(model, x, c, epochs=20, monitors={})
+    xs, cs = x[:100], None if c is None else c[:100]
+    quad = metrics.quadrature_log_likelihood(model, xs, cs)
+    iwae = -metrics.log_likelihood(model, xs, cs, k=500)
+    elbo = metrics.neg_elbo(model, xs, cs, samples=50)
+    assert quad.nll_error < 1e-3
+    # In expectation; one estimate may dip below the exact value by its noise.
+    assert quad.nll - 0.05 < iwae < elbo + 0.01
+    assert iwae - quad.nll < 1.0
+
+
 # ----------------------------------------------------------------------------- ring entropy floor
 def test_ring_entropy_closed_form_and_data_log_density():
     assert metrics.ring_entropy(8, 0.25) == pytest.approx(math.log(8) + 1 + math.log(2 * math.pi * 0.0625))
@@ -386,7 +419,7 @@ def test_evaluate_input_errors(ring_model):
         metrics.evaluate(model, x, ring={"radii": 3})
     with pytest.raises(vk.InputTypeError, match="ring must be a dict"):
         metrics.evaluate(model, x, ring=8)
-    with pytest.raises(vk.InputError, match=r"labels must have one entry per row of x \(1000\). Got 3 instead."):
+    with pytest.raises(vk.InputError, match=r"labels must have one entry per row of x \(1000\). Got \[1, 2, 3\] instead."):
         metrics.evaluate(model, x, labels=[1, 2, 3], k=2, n_samples=10)
     with pytest.raises(vk.InputError, match="condition must be None: this model is unconditional"):
         metrics.evaluate(model, x, np.zeros(1000))

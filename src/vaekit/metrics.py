@@ -608,7 +608,8 @@ def evaluate(
         5-nearest-neighbour label among the test points is y; ``condition_mae``, ``condition_rmse`` (Continuous
         with ``condition_fn`` or ring): error between requested and realised condition.
 
-        With ``labels`` and an unconditional model: ``latent_knn_accuracy``, 5-NN accuracy of labels from posterior means.
+        With integer ``labels`` and an unconditional model: ``latent_knn_accuracy``, 5-NN accuracy of labels
+        from posterior means (half the points, at most 1000, vote for the other half).
 
     """
     k = positive_int(k, "k")
@@ -617,6 +618,7 @@ def evaluate(
     xt, c = _prepare(model, x, condition)
     x_np = xt.cpu().numpy()
     n = x_np.shape[0]
+    classes = None if labels is None else _class_labels(labels, n)
     out: dict[str, Any] = {"n_points": n, "x_dim": int(model.x_dim), "z_dim": int(model.z_dim)}
 
     terms = elbo_terms(model, xt, condition, seed=seed)
@@ -680,16 +682,24 @@ def evaluate(
             out["condition_mae"] = float(np.abs(error).mean())
             out["condition_rmse"] = float(np.sqrt((error**2).mean()))
 
-    if labels is not None and model.condition is None:
-        y = np.asarray(labels).reshape(-1)
-        if y.shape[0] != n:
-            raise InputError(f"labels must have one entry per row of x ({n}). Got {y.shape[0]} instead.")
+    if classes is not None and model.condition is None:
         z = terms.latent_mean
         sub = _sample_points(np.arange(n), min(n, 2000), seed)
         half = len(sub) // 2
         if half >= 1:
-            out["latent_knn_accuracy"] = knn_accuracy(z[sub[:half]], y[sub[:half]], z[sub[half:]], y[sub[half:]])
+            out["latent_knn_accuracy"] = knn_accuracy(z[sub[:half]], classes[sub[:half]], z[sub[half:]], classes[sub[half:]])
     return out
+
+
+def _class_labels(labels: Any, n: int) -> np.ndarray | None:
+    """Integer class labels (N,), or None for continuous labels such as a position along a curve."""
+    y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim != 1 or y.shape[0] != n or y.dtype.kind not in "biuf":
+        raise InputError(f"labels must have one entry per row of x ({n}). Got {describe(labels)} instead.")
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        return None
+    return y.astype(np.int64)
 
 
 def _condition_values(model: Any, c: torch.Tensor, pick: np.ndarray) -> np.ndarray:
