@@ -239,6 +239,7 @@ def test_conditional_latent_grid_needs_one_condition(onehot):
         plot.latent_grid(model)
     fig = plot.latent_grid(model, condition=3, n=4)
     _, right = panels(fig)
+    assert right.get_title() == "Decoded grid in data space (label = 3)"
     decoded = [c for c in right.collections if isinstance(c, PathCollection)][-1]
     z = offsets(panels(fig)[0])[-1].astype(np.float32)
     np.testing.assert_allclose(decoded.get_offsets(), model.decode(z, 3).mean.detach().numpy(), rtol=1e-5, atol=1e-6)

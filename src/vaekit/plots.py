@@ -90,21 +90,21 @@ class Projection:
         """
         reference = np.asarray(reference, dtype=np.float64)
         d = reference.shape[1]
-        if dims is None and d <= 2 or (dims is not None and not isinstance(dims, str)):
-            pair = (0, 1) if dims is None else tuple(int(i) for i in dims)
-            if d == 1 and dims is None:
-                return cls(np.array([[1.0, 0.0]]), np.zeros(1), (f"${symbol}_1$", "(1-D: no second axis)"), (0, 0))
-            if len(pair) != 2 or not all(0 <= i < d for i in pair) or pair[0] == pair[1]:
-                raise InputError(f"dims must be two different indices in 0..{d - 1} (or 'pca'). Got {dims!r} instead.")
-            weight = np.zeros((d, 2))
-            weight[pair[0], 0] = weight[pair[1], 1] = 1.0
-            return cls(weight, np.zeros(d), (f"${symbol}_{{{pair[0] + 1}}}$", f"${symbol}_{{{pair[1] + 1}}}$"), pair)
-        if dims not in (None, "pca"):
+        if isinstance(dims, str) and dims != "pca":
             raise InputError(f"dims must be a pair of indices, 'pca' or None. Got {dims!r} instead.")
-        centre = reference.mean(0)
-        _, _, vt = np.linalg.svd(reference - centre, full_matrices=False)
-        weight = vt[:2].T if vt.shape[0] >= 2 else np.pad(vt.T, ((0, 0), (0, 1)))
-        return cls(weight, centre, (f"PC1 of ${symbol}$ (PCA)", f"PC2 of ${symbol}$ (PCA)"))
+        if dims == "pca" or (dims is None and d > 2):
+            centre = reference.mean(0)
+            _, _, vt = np.linalg.svd(reference - centre, full_matrices=False)
+            weight = vt[:2].T if vt.shape[0] >= 2 else np.pad(vt.T, ((0, 0), (0, 1)))
+            return cls(weight, centre, (f"PC1 of ${symbol}$ (PCA)", f"PC2 of ${symbol}$ (PCA)"))
+        if dims is None and d == 1:
+            return cls(np.array([[1.0, 0.0]]), np.zeros(1), (f"${symbol}_1$", "(1-D: no second axis)"), (0, 0))
+        pair = (0, 1) if dims is None else tuple(int(i) for i in dims)
+        if len(pair) != 2 or not all(0 <= i < d for i in pair) or pair[0] == pair[1]:
+            raise InputError(f"dims must be two different indices in 0..{d - 1} (or 'pca'). Got {dims!r} instead.")
+        weight = np.zeros((d, 2))
+        weight[pair[0], 0] = weight[pair[1], 1] = 1.0
+        return cls(weight, np.zeros(d), (f"${symbol}_{{{pair[0] + 1}}}$", f"${symbol}_{{{pair[1] + 1}}}$"), pair)
 
     def label(self, ax: Axes) -> None:
         """Write the axis labels."""
@@ -441,12 +441,11 @@ def latent_grid(
     """
     n = positive_int(n, "n", minimum=2)
     bound = positive_float(bound, "bound")
-    if model.z_dim == 1:
-        pair = (0, 0)
-    else:
-        pair = tuple(int(d) for d in dims)
-        if len(pair) != 2 or pair[0] == pair[1] or not all(0 <= d < model.z_dim for d in pair):
-            raise InputError(f"dims must be two different latent indices in 0..{model.z_dim - 1}. Got {dims!r} instead.")
+    if model.z_dim < 2:
+        raise InputError(f"model.z_dim must be >= 2 for a latent grid. Got z_dim={model.z_dim} instead.")
+    pair = tuple(int(d) for d in dims)
+    if len(pair) != 2 or pair[0] == pair[1] or not all(0 <= d < model.z_dim for d in pair):
+        raise InputError(f"dims must be two different latent indices in 0..{model.z_dim - 1}. Got {dims!r} instead.")
     axis = np.linspace(-bound, bound, n)
     g1, g2 = np.meshgrid(axis, axis, indexing="xy")
     z = np.zeros((n * n, model.z_dim))
@@ -462,22 +461,24 @@ def latent_grid(
         # Row 0 of the mosaic is the top of the picture: put the largest z_2 there.
         order = np.arange(n * n).reshape(n, n)[::-1].ravel()
         vmin, vmax = _image_range(decoded)
-        _draw_images(axes[0, 0], decoded[order], shape, n, "Decoded latent grid", vmin=vmin, vmax=vmax)
+        _draw_images(axes[0, 0], decoded[order], shape, n, "Decoded latent grid" + _given(model, condition), vmin=vmin, vmax=vmax)
         axes[0, 0].set_xlabel(f"{zlabels[0]}: {-bound:g} to {bound:g}")
         axes[0, 0].set_ylabel(f"{zlabels[1]}: {-bound:g} to {bound:g}")
         return fig
     fig, axes = _figure(1, 2)
     left, right = axes[0]
-    if x is not None:
-        zx = _latent_means(model, x, condition if model.condition is None or condition is None else _broadcast(condition, x))
+    data = None if x is None else model.prepare_x(x).cpu().numpy()
+    if data is not None:
+        # Background: the data encoded under the grid's condition.
+        zx = _latent_means(model, data, _single_condition(model, condition, len(data)))
         left.scatter(zx[:, pair[0]], zx[:, pair[1]], c=DATA_COLOUR, s=3, alpha=0.3)
     left.scatter(g1.ravel(), g2.ravel(), c="tab:blue", s=20, alpha=0.5)
     left.set_xlabel(zlabels[0])
     left.set_ylabel(zlabels[1])
-    _style(left, "Grid in latent space")
-    proj = Projection.fit(decoded if x is None else model.prepare_x(x).cpu().numpy(), "x")
-    if x is not None:
-        pdx = proj(model.prepare_x(x).cpu().numpy())
+    _style(left, "Grid in latent space" + _given(model, condition))
+    proj = Projection.fit(decoded if data is None else data, "x")
+    if data is not None:
+        pdx = proj(data)
         right.scatter(pdx[:, 0], pdx[:, 1], c=DATA_COLOUR, s=8, alpha=0.2, label="Real data")
     pg = proj(decoded)
     sc = right.scatter(
@@ -492,9 +493,17 @@ def latent_grid(
         label="Decoded grid",
     )
     fig.colorbar(sc, ax=right, label=f"{zlabels[0]} coordinate")
-    _style(right, "Decoded grid in data space", proj)
+    _style(right, "Decoded grid in data space" + _given(model, condition), proj)
     right.legend()
     return fig
+
+
+def _given(model: Any, condition: Any) -> str:
+    """Title suffix naming the fixed condition of a conditional figure."""
+    if model.condition is None or condition is None:
+        return ""
+    name = "label" if isinstance(model.condition, OneHot) else "condition"
+    return f" ({name} = {_fmt(condition)})"
 
 
 def _single_condition(model: Any, condition: Any, n: int) -> Any:
@@ -510,13 +519,6 @@ def _single_condition(model: Any, condition: Any, n: int) -> Any:
     if array.size != width:
         raise InputError(f"condition must be a single label or value (size {width}) here. Got {describe(condition)} instead.")
     return np.broadcast_to(array.reshape(1, width), (n, width)).copy() if width > 1 else np.full(n, array.reshape(-1)[0])
-
-
-def _broadcast(condition: Any, x: Any) -> Any:
-    """A single condition value for every row of x (for encoding data under the grid's condition)."""
-    n = len(x)
-    array = np.asarray(condition)
-    return np.broadcast_to(array.reshape(1, -1), (n, array.size)).copy() if array.size > 1 else np.full(n, array.reshape(-1)[0])
 
 
 def interpolation(
@@ -548,11 +550,20 @@ def interpolation(
         fig, axes = _figure(1, 1, size=(1.0 * (steps + 2), 1.6))
         row = np.concatenate([ends[:1], decoded, ends[1:]])
         vmin, vmax = _image_range(row)
-        _draw_images(axes[0, 0], row, shape, steps + 2, "Interpolation: x_a | decoded path | x_b", vmin=vmin, vmax=vmax)
+        _draw_images(
+            axes[0, 0],
+            row,
+            shape,
+            steps + 2,
+            "Interpolation: x_a | decoded path | x_b" + _given(model, condition),
+            vmin=vmin,
+            vmax=vmax,
+        )
         return fig
     fig, axes = _figure(1, 2)
     left, right = axes[0]
-    z_data = None if x is None else _latent_means(model, x, None if condition is None else _broadcast(condition, x))
+    data = None if x is None else model.prepare_x(x).cpu().numpy()
+    z_data = None if data is None else _latent_means(model, data, _single_condition(model, condition, len(data)))
     pz = Projection.fit(z_data if z_data is not None and model.z_dim > 2 else path, "z", dims)
     if z_data is not None:
         pzd = pz(z_data)
@@ -560,8 +571,7 @@ def interpolation(
     pp = pz(path)
     left.plot(pp[:, 0], pp[:, 1], color="black", linewidth=1)
     sc = left.scatter(pp[:, 0], pp[:, 1], c=t, cmap="plasma", s=40, zorder=3)
-    _style(left, "Path in latent space", pz)
-    data = None if x is None else model.prepare_x(x).cpu().numpy()
+    _style(left, "Path in latent space" + _given(model, condition), pz)
     px = Projection.fit(data if data is not None else decoded, "x")
     if data is not None:
         pdx = px(data)
@@ -570,7 +580,7 @@ def interpolation(
     right.plot(pdec[:, 0], pdec[:, 1], color="black", linewidth=1)
     right.scatter(pdec[:, 0], pdec[:, 1], c=t, cmap="plasma", s=40, zorder=3)
     right.scatter(pend[:, 0], pend[:, 1], marker="*", s=200, c=["tab:blue", "tab:green"], ec="black", zorder=4, label="x_a, x_b")
-    _style(right, "Decoded path in data space", px)
+    _style(right, "Decoded path in data space" + _given(model, condition), px)
     right.legend()
     fig.colorbar(sc, ax=right, label="t")
     return fig
@@ -805,11 +815,13 @@ def run_figures(
     indices = (150, 1050) if n > 1050 else (0, n // 2)
     figures["posterior"] = posterior(model, data, indices, condition, labels=y, image_shape=image_shape)
     single = _typical_condition(model, condition, n)
-    figures["latent_grid"] = latent_grid(model, data if single is None else None, single, image_shape=image_shape)
-    a, b = _interpolation_ends(data, y)
-    figures["interpolation"] = interpolation(
-        model, data[a], data[b], single, x=data if single is None else None, image_shape=image_shape
-    )
+    if model.z_dim >= 2:
+        figures["latent_grid"] = latent_grid(model, data, single, image_shape=image_shape)
+    rows = np.arange(n)
+    if isinstance(model.condition, OneHot):  # interpolate between points that have the path's label
+        rows = np.flatnonzero(model.prepare_condition(condition, n).argmax(1).cpu().numpy() == single)
+    a, b = rows[list(_interpolation_ends(data[rows], None if y is None else y[rows]))]
+    figures["interpolation"] = interpolation(model, data[a], data[b], single, x=data, image_shape=image_shape)
     values = _condition_values(model, condition, n)
     if values is not None:
         name = condition_name or ("label" if isinstance(model.condition, OneHot) else "condition")
