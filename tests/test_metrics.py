@@ -411,6 +411,24 @@ def test_evaluate_conditional_models():
     assert own["condition_mae"] == pytest.approx(result["condition_mae"], rel=1e-5)
 
 
+def test_trained_conditional_models_follow_their_conditions():
+    x, y = vk.data.ring(2000, seed=0)
+    x_test, y_test = vk.data.ring(1000, seed=1)
+    onehot = vk.VAE(2, 2, condition=vk.OneHot(8), seed=0)
+    vk.fit(onehot, x, y, epochs=150, monitors={})
+    result = metrics.evaluate(onehot, x_test, y_test, ring=RING, k=20, n_samples=1000)
+    assert result["mode_adherence"] > 0.95 and result["condition_accuracy"] > 0.95
+    # Its likelihood is p(x | label), whose floor is one mode's entropy, 1 + log(2 pi 0.25²).
+    assert result["ring_entropy"] == pytest.approx(1 + math.log(2 * math.pi * 0.0625))
+    assert result["ring_entropy"] - 0.1 < result["true_nll"] < result["iwae_nll"]
+
+    radius = vk.VAE(2, 2, condition=vk.Continuous(1), seed=0)
+    vk.fit(radius, x, vk.data.radius(x), epochs=150, monitors={})
+    result = metrics.evaluate(radius, x_test, vk.data.radius(x_test), ring=RING, k=20, n_samples=1000)
+    assert result["condition_mae"] < 0.6  # requested vs generated radius; the ring's radii spread 2.3 .. 3.8
+    assert "true_nll" not in result
+
+
 def test_evaluate_input_errors(ring_model):
     model, x, _ = ring_model
     with pytest.raises(
