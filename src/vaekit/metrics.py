@@ -46,8 +46,8 @@ LOG_2PI = math.log(2.0 * math.pi)
 # Decoder rows per forward pass in the IWAE and quadrature loops: bounds memory at roughly
 # rows x widest layer floats (2**16 x 128 x 4 bytes = 32 MiB for the default MLP).
 _ROWS = 2**16
-# Elements of the (points, grid, x_dim) log-density block in the quadrature loop.
-_QUAD_ELEMENTS = 2**23
+# Elements of the (points, grid) log-density block in the quadrature loop.
+_QUAD_ELEMENTS = 2**22
 # Above this many distinct condition rows, evaluate() skips quadrature (one grid decode each).
 _MAX_QUAD_CONDITIONS = 64
 # Active-unit threshold of Burda et al. (2016).
@@ -252,36 +252,45 @@ def _grid_log_p(model: Any, xt: torch.Tensor, c: torch.Tensor | None, grid: int,
     z = torch.stack([z1.flatten(), z2.flatten()], 1)  # (G, 2)
     log_weight = (-0.5 * (z**2).sum(1) - LOG_2PI + 2 * math.log(h)).to(torch.float64)  # log p(z_g) h^2
     z = z.to(torch.float32)
-    g, d = z.shape[0], xt.shape[1]
+    g = z.shape[0]
     out = torch.empty(xt.shape[0], dtype=torch.float64, device=xt.device)
     if c is None:
         groups = [(None, torch.arange(xt.shape[0], device=xt.device))]
     else:
         unique, inverse = torch.unique(c, dim=0, return_inverse=True)
         groups = [(unique[i : i + 1], (inverse == i).nonzero().flatten()) for i in range(unique.shape[0])]
-    block = max(1, _QUAD_ELEMENTS // (g * d))
+    block = max(1, _QUAD_ELEMENTS // g)
     for cond, index in groups:
         # The grid is decoded once per condition value: the decoder does not depend on x.
-        locs, scales, logits = [], [], []
-        for start in range(0, g, _ROWS):
-            zb = z[start : start + _ROWS]
-            px = model.decode_batch(zb, None if cond is None else cond.expand(zb.shape[0], -1))
-            base = px.base_dist
-            if hasattr(base, "loc"):
-                locs.append(base.loc)
-                scales.append(base.scale)
-            else:
-                logits.append(base.logits)
+        weights, const, squared = _grid_terms(model, z, cond)
         for start in range(0, index.shape[0], block):
-            xb = xt[index[start : start + block]][:, None, :]  # (B, 1, D)
-            if locs:
-                loc, scale = torch.cat(locs)[None], torch.cat(scales)[None]  # (1, G, D)
-                log_px = (-0.5 * ((xb - loc) / scale) ** 2 - scale.log() - 0.5 * LOG_2PI).sum(-1)  # (B, G)
-            else:
-                lg = torch.cat(logits)[None]
-                log_px = (xb * lg - torch.nn.functional.softplus(lg)).sum(-1)
-            out[index[start : start + block]] = torch.logsumexp(log_px.double() + log_weight, dim=1)
+            xb = xt[index[start : start + block]].double()  # (B, D)
+            features = torch.cat([xb**2, xb], dim=1) if squared else xb
+            log_px = features @ weights.T + const  # (B, G)
+            out[index[start : start + block]] = torch.logsumexp(log_px + log_weight, dim=1)
     return out
+
+
+def _grid_terms(model: Any, z: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """The grid's log p(x|z_g) as an affine function of features of x: (weights, const, squared), float64.
+
+    Diagonal Gaussian: log p = -x²·(1/2s²) + x·(m/s²) - sum(m²/2s² + log s) - D/2 log 2 pi, so the
+    weights are (G, 2D) over features [x², x] (``squared`` True). Bernoulli: log p = x·l - sum softplus(l),
+    weights (G, D) over x. Either way a block of points costs one matrix product against the grid.
+    """
+    parts = []
+    for start in range(0, z.shape[0], _ROWS):
+        zb = z[start : start + _ROWS]
+        parts.append(model.decode_batch(zb, None if cond is None else cond.expand(zb.shape[0], -1)).base_dist)
+    if hasattr(parts[0], "loc"):
+        mean = torch.cat([p.loc for p in parts]).double()  # (G, D)
+        scale = torch.cat([p.scale for p in parts]).double()
+        precision = scale**-2
+        weights = torch.cat([-0.5 * precision, mean * precision], dim=1)  # (G, 2D)
+        const = -(0.5 * mean**2 * precision + scale.log()).sum(1) - 0.5 * mean.shape[1] * LOG_2PI
+        return weights, const, True
+    logits = torch.cat([p.logits for p in parts]).double()  # (G, D)
+    return logits, -torch.nn.functional.softplus(logits).sum(1), False
 
 
 def quadrature_log_likelihood(model: Any, x: Any, condition: Any = None, *, grid: int = 200, bound: float = 6.0) -> Quadrature:
