@@ -439,6 +439,9 @@ def test_evaluate_input_errors(ring_model):
         metrics.evaluate(model, x, ring=8)
     with pytest.raises(vk.InputError, match=r"labels must have one entry per row of x \(1000\). Got \[1, 2, 3\] instead."):
         metrics.evaluate(model, x, labels=[1, 2, 3], k=2, n_samples=10)
+    with pytest.raises(vk.InputError, match="x must hold at least 2 test points for evaluate\\(\\). Got 1 instead."):
+        metrics.evaluate(model, x[:1])
+    assert "mmd_p_value" not in metrics.evaluate(model, x[:50], k=2, n_samples=20, permutations=0)
     with pytest.raises(vk.InputError, match="condition must be None: this model is unconditional"):
         metrics.evaluate(model, x, np.zeros(1000))
 

@@ -580,7 +580,7 @@ def evaluate(
     quadrature_grid : int, default 200
         Cells per axis of the quadrature grid (2-D latents only).
     permutations : int, default 200
-        Permutations of the MMD test.
+        Permutations of the MMD test (0: no ``mmd_p_value``).
     condition_fn : callable, optional
         Maps generated points (n, D) to the condition they should have, for a Continuous-conditioned
         model: adds ``condition_mae``/``condition_rmse``. With ``ring`` and ``Continuous(1)`` the
@@ -633,6 +633,8 @@ def evaluate(
     xt, c = _prepare(model, x, condition)
     x_np = xt.cpu().numpy()
     n = x_np.shape[0]
+    if n < 2:
+        raise InputError(f"x must hold at least 2 test points for evaluate(). Got {n} instead.")
     classes = None if labels is None else _class_labels(labels, n)
     out: dict[str, Any] = {"n_points": n, "x_dim": int(model.x_dim), "z_dim": int(model.z_dim)}
 
@@ -648,7 +650,7 @@ def evaluate(
     started = time.perf_counter()
     log_p = iwae_log_likelihood(model, xt, condition, k=k, seed=seed)
     out["iwae_nll"] = float(-log_p.mean())
-    out["iwae_nll_se"] = float(log_p.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    out["iwae_nll_se"] = float(log_p.std(ddof=1) / math.sqrt(n))
     out["iwae_k"] = k
     out["iwae_seconds"] = time.perf_counter() - started
 
@@ -673,7 +675,9 @@ def evaluate(
     reference, compared = _sample_points(x_np, side, seed), generated[:side]
     bandwidth = median_bandwidth(compared, reference, seed=seed)
     stat, p_value = mmd_test(compared, reference, bandwidth=bandwidth, permutations=permutations, seed=seed)
-    out["mmd2"], out["mmd_p_value"], out["mmd_bandwidth"] = stat, p_value, bandwidth
+    out["mmd2"], out["mmd_bandwidth"] = stat, bandwidth
+    if permutations > 0:
+        out["mmd_p_value"] = p_value
     out["energy_distance"] = energy_distance(compared, reference)
 
     if spec is not None and model.x_dim == 2:
