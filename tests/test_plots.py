@@ -322,6 +322,9 @@ def test_comparison_grid_of_models(ring):
     assert [ax.get_title() for ax in shown[:3]] == ["variance 0.01: samples", "variance 1.0: samples", "variance 5.0: samples"]
     assert shown[3].get_title() == "variance 0.01: reconstructions"
     np.testing.assert_allclose(offsets(shown[4])[1], models[1][1].reconstruct(x), rtol=1e-5, atol=1e-6)
+    assert len({(ax.get_xlim(), ax.get_ylim()) for ax in shown}) == 1  # one scale for all panels
+    everything = np.concatenate([o for ax in shown for o in offsets(ax)])
+    assert shown[0].get_xlim()[0] < everything[:, 0].min() and shown[0].get_xlim()[1] > everything[:, 0].max()
     assert len(panels(plot.comparison(dict(models), n=50))) == 3  # no data: samples only
     with pytest.raises(vk.InputError, match="results must be a non-empty list of"):
         plot.comparison([])

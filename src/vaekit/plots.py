@@ -236,7 +236,7 @@ def history(history: Any, *, log_scale: bool = True) -> Figure:
 
     ax = axes[0, 0]
     values = curve(ax, "loss", "loss", "tab:blue")
-    ax.set_ylabel("Total loss (negative ELBO, nats)")
+    ax.set_ylabel("Loss (nats; the negative ELBO when beta = 1)")
     ax.set_title("Total loss")
     _log(ax, values, log_scale)
     ax = axes[0, 1]
@@ -677,8 +677,8 @@ def comparison(
     """Several models side by side (e.g. reconstruction variance 0.01 .. 5, or beta values).
 
     One column per model: its samples over the data (top) and, with ``x`` and
-    ``reconstructions``, its reconstructions of ``x`` (bottom). Images: sample and
-    reconstruction grids per model.
+    ``reconstructions``, its reconstructions of ``x`` (bottom), every panel on the same scale.
+    Images: sample and reconstruction grids per model.
 
     Parameters
     ----------
@@ -700,6 +700,7 @@ def comparison(
     fig, axes = _figure(rows, len(items), size=(3.6, 3.6))
     shape = image_shape_for(x_dim, image_shape)
     proj = None if shape is not None else Projection.fit(data if data is not None else models[0].sample(n, seed=seed), "x")
+    shown: list[np.ndarray] = []
     for j, (label, model) in enumerate(items):
         c_rows = (
             None if model.condition is None else _draw_conditions(model, condition, len(data) if data is not None else n, n, seed)
@@ -720,7 +721,17 @@ def comparison(
                 ax.scatter(pdx[:, 0], pdx[:, 1], c=DATA_COLOUR, s=6, alpha=0.3)
             pp = proj(points)
             ax.scatter(pp[:, 0], pp[:, 1], c=SAMPLE_COLOUR if what == "samples" else "tab:blue", s=6, alpha=0.5)
-            _style(ax, f"{label}: {what}", proj)
+            _style(ax, f"{label}: {what}", proj, equal=False)
+            shown.append(pp if data is None else np.concatenate([pp, pdx]))
+    if shown:
+        # One scale for every panel, so that the models can be compared by eye.
+        everything = np.concatenate(shown)
+        low, high = everything.min(0), everything.max(0)
+        pad = 0.05 * (high - low).max() + 1e-9
+        for ax in axes.ravel():
+            ax.set_xlim(low[0] - pad, high[0] + pad)
+            ax.set_ylim(low[1] - pad, high[1] + pad)
+            ax.set_aspect("equal", adjustable="box")
     return fig
 
 
