@@ -473,7 +473,10 @@ class Checkpointer:
         """After a failure or interruption: write the last good state and put it back into ``model``."""
         if self.snapshot is None:
             return
-        self.write()
+        try:
+            self.write()
+        except OSError as err:  # e.g. a full disk: report it, but let the original error through
+            logger.error("could not save the last good checkpoint to %s: %s", self.folder, err)
         state = {k[len("model.") :]: v for k, v in self.snapshot.tensors.items() if k.startswith("model.")}
         unwrap(model).load_state_dict(state)
 
