@@ -171,6 +171,10 @@ class Table:
     label_names: list[str] | None = None
 
 
+# Formats that may hold pickled objects: refused by suffix, never opened (as vaekit.io does for models).
+_PICKLE_LIKE = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".npz"}
+
+
 def load_table(path: str | Path, columns: Sequence[str] | None = None, condition: str | Sequence[str] | None = None) -> Table:
     """Read a CSV (with a header row), ``.npy`` or ``.parquet`` file into a :class:`Table`.
 
@@ -197,7 +201,7 @@ def load_table(path: str | Path, columns: Sequence[str] | None = None, condition
         raise FileFormatError(f"data file {path} does not exist.")
     cond_names = _names(condition, "condition", allow_single=True)
     suffix = path.suffix.lower()
-    if suffix in {".pt", ".pth", ".pkl", ".pickle", ".npz"}:
+    if suffix in _PICKLE_LIKE:
         raise FileFormatError(
             f"{path}: {suffix} files are not read (pickles can execute code); save the data as CSV, .npy or .parquet."
         )
@@ -265,7 +269,9 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
         raise FileFormatError(f"{path}: the header repeats a column name: {header}.")
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
-            raise FileFormatError(f"{path}, line {line}: expected {len(header)} values (as in the header) but found {len(row)}.")
+            raise FileFormatError(
+                f"{path}, line {line}: every row must have {len(header)} values, as the header does. Got {len(row)} instead."
+            )
     return header, [[c.strip() for c in row] for row in rows[1:]]
 
 
@@ -325,11 +331,14 @@ def _all_numeric(values) -> bool:
     return True
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _numeric(rows: Any, names: list[str], path: Path) -> np.ndarray:
     if isinstance(rows, np.ndarray):  # numeric arrays (.npy) are checked in one pass
         with np.errstate(over="ignore"):
             values = rows.astype(np.float64)
-        bad = ~np.isfinite(values) | (np.abs(values) > np.finfo(np.float32).max)
+        bad = ~np.isfinite(values) | (np.abs(values) > _FLOAT32_MAX)
         if not bad.any():
             return values.astype(np.float32)
         i, j = np.argwhere(bad)[0]
@@ -346,7 +355,7 @@ def _numeric(rows: Any, names: list[str], path: Path) -> np.ndarray:
                 raise InputError(
                     f"column {names[j]!r} of {path} must be numeric. Got {describe(cell)} in data row {i + 1} instead."
                 ) from None
-            if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
+            if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
                 raise InputError(
                     f"column {names[j]!r} of {path} must hold finite float32 values. Got {cell!r} in data row {i + 1} instead."
                 )
