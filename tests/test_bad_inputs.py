@@ -215,6 +215,15 @@ def test_damaged_model_file_gives_clear_error(saved, damage):
     assert str(info.value).startswith(expected)
 
 
+def test_edited_fixed_variance_disagrees_with_weights(tmp_path):
+    vk.VAE(2, 2, hidden=(8,), likelihood=vk.Gaussian(variance=0.1), seed=0).save(tmp_path)
+    rewrite_json(tmp_path, lambda m: m["config"]["likelihood"].update(variance=2.0))
+    with pytest.raises(vk.FileFormatError) as info:
+        vk.load(tmp_path)
+    expected = "does not match model.safetensors: likelihood_head.fixed_std differs from what the config implies."
+    assert str(info.value) == f"{tmp_path / 'model.json'} {expected}"
+
+
 def test_intact_model_round_trips_from_folder_or_its_files(saved):
     original = vk.load(saved)
     for path in (saved, saved / "model.json", saved / "model.safetensors"):

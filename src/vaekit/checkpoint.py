@@ -323,6 +323,8 @@ def read_checkpoint(path: str | Path) -> Loaded:
 
 
 def _read_history(columns: Any, epoch: int, where: Path) -> History:
+    if epoch and not columns:
+        raise FileFormatError(f"{where}: the history is empty but the checkpoint is at epoch {epoch}.")
     for name, column in columns.items():
         ok = isinstance(column, list) and len(column) == epoch
         ok = ok and all(

@@ -25,6 +25,7 @@ from vaekit.errors import FileFormatError, InputTypeError, describe
 FORMAT = "vaekit-model"
 FORMAT_VERSION = 1
 WEIGHTS, METADATA = "model.safetensors", "model.json"
+_DATA_BUFFERS = {"x_shift", "x_scale"}  # statistics of the training data, set by fit()
 PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"}
 
 _MODEL_KEYS: dict[str, Any] = {
@@ -195,7 +196,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Mo
         # its shapes are compared with the tensors actually in the file.
         with torch.device("meta"):
             skeleton = VAE.from_config(config)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, RuntimeError, OverflowError) as err:
         raise FileFormatError(f"{folder / METADATA}: invalid config: {err}") from None
     expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
     found = {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
@@ -206,6 +207,12 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Mo
     if bad:
         raise FileFormatError(f"{weights}: tensor(s) {bad[:3]} hold NaN or inf; the model is corrupted.")
     model = VAE.from_config(config)
+    # Buffers other than the data statistics follow from the config (e.g. a fixed variance): an
+    # edited model.json must not silently disagree with the weights it claims to describe.
+    params = {name for name, _ in model.named_parameters()}
+    for name, fresh in model.state_dict().items():
+        if name not in params and name not in _DATA_BUFFERS and not torch.equal(fresh, state[name]):
+            raise FileFormatError(f"{folder / METADATA} does not match {WEIGHTS}: {name} differs from what the config implies.")
     model.load_state_dict(state)
     return model.to(device).eval()
 
