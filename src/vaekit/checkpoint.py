@@ -383,13 +383,14 @@ class Checkpointer:
             raise FileFormatError(f"{where}: the saved model tensors do not match the model, e.g. {diff}.")
         if not all_finite(state):
             raise FileFormatError(f"{where}: the saved model weights are not finite; the checkpoint is corrupted.")
+        _check_optimizer_state(loaded.optimizer, optimizer, where)
         try:
             plain.load_state_dict(state)
             optimizer.load_state_dict(loaded.optimizer)
             torch.set_rng_state(_rng(loaded.tensors, "rng.cpu", where))
             if "rng.cuda" in loaded.tensors and plain.device.type == "cuda":
                 torch.cuda.set_rng_state(_rng(loaded.tensors, "rng.cuda", where), plain.device)
-        except (ValueError, RuntimeError, KeyError, TypeError) as err:
+        except (ValueError, RuntimeError, KeyError, TypeError, AttributeError, IndexError) as err:
             raise FileFormatError(f"{where}: the saved optimizer or RNG state cannot be restored ({err}).") from None
         for group in optimizer.param_groups:  # a changed lr / weight_decay applies from now on
             group["lr"], group["weight_decay"] = self.settings["lr"], self.settings["weight_decay"]
@@ -481,6 +482,30 @@ class Checkpointer:
             logger.error("could not save the last good checkpoint to %s: %s", self.folder, err)
         state = {k[len("model.") :]: v for k, v in self.snapshot.tensors.items() if k.startswith("model.")}
         unwrap(model).load_state_dict(state)
+
+
+def _check_optimizer_state(saved: Any, optimizer: torch.optim.Optimizer, where: Path) -> None:
+    """Refuse optimizer state whose layout or tensor shapes do not fit ``optimizer``'s parameters.
+
+    torch checks little here itself: a wrong-shaped moment tensor would only fail deep inside
+    the next optimizer step.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    ok = isinstance(saved, dict) and isinstance(saved.get("state"), dict) and isinstance(saved.get("param_groups"), list)
+    ok = ok and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in saved["param_groups"])
+    if ok:
+        indices = [i for g in saved["param_groups"] for i in g["params"]]
+        ok = indices == list(range(len(params)))
+    if ok:
+        for index, entry in saved["state"].items():
+            ok = ok and isinstance(index, int) and 0 <= index < len(params) and isinstance(entry, dict)
+            for value in entry.values() if ok else ():
+                if isinstance(value, torch.Tensor) and value.ndim and value.shape != params[index].shape:
+                    ok = False
+    if not ok:
+        raise FileFormatError(
+            f"{where}: the saved optimizer state does not fit the model's parameters; the checkpoint is corrupted."
+        )
 
 
 def _rng(tensors: dict[str, torch.Tensor], key: str, where: Path) -> torch.Tensor:
