@@ -175,6 +175,14 @@ def test_resume_with_lower_lr_warns_and_applies_it(tmp_path, caplog):
     assert manifest(folder)["settings"]["lr"] == 1e-4
 
 
+def test_resume_refuses_fewer_epochs_than_saved(tmp_path):
+    folder = _checkpointed(tmp_path)
+    with pytest.raises(
+        vk.InputError, match=r"^epochs must be at least the checkpoint's epoch \(2\) to resume from .*\. Got 1 instead\.$"
+    ):
+        train(make_model(), epochs=1, resume=folder)
+
+
 def test_resume_without_checkpoint(tmp_path):
     with pytest.raises(vk.FileFormatError, match=r"resume: no checkpoint in .* \(.*checkpoint\.json does not exist\)\."):
         train(make_model(), resume=tmp_path)
@@ -428,31 +436,33 @@ def _final(run: Path):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     run = tmp_path_factory.mktemp("reference")
-    subprocess.run([sys.executable, str(SCRIPT), str(run), "--epochs", "20"], env=_env(), check=True, capture_output=True)
+    subprocess.run([sys.executable, str(SCRIPT), str(run), "--epochs", "12"], env=_env(), check=True, capture_output=True)
     return _final(run)
 
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="kill -9 and SIGINT are POSIX signals")
 
 
+@pytest.mark.slow
 @posix_only
 def test_kill_9_mid_run_then_resume_equals_uninterrupted(tmp_path, uninterrupted):
-    cmd = [sys.executable, str(SCRIPT), str(tmp_path), "--epochs", "20"]
+    cmd = [sys.executable, str(SCRIPT), str(tmp_path), "--epochs", "12"]
     code, out, seen = interrupt_run(cmd, tmp_path / "checkpoint", after_epoch=3, sig=signal.SIGKILL)
     assert code == -signal.SIGKILL, out  # really killed, not finished
     saved = manifest(tmp_path)["epoch"]
-    assert 3 <= seen <= saved < 20
+    assert 3 <= seen <= saved < 12
     resumed = subprocess.run(cmd + ["--resume"], env=_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert resumed.stdout.splitlines()[0] == f"epoch {saved + 1}/20"  # continued, not restarted
+    assert resumed.stdout.splitlines()[0] == f"epoch {saved + 1}/12"  # continued, not restarted
     model, history = _final(tmp_path)
     assert nan_safe_equal(history, uninterrupted[1])
     assert same_weights(model, uninterrupted[0])
 
 
+@pytest.mark.slow
 @posix_only
 def test_sigint_saves_and_exits_cleanly_then_resume_equals_uninterrupted(tmp_path, uninterrupted):
-    cmd = [sys.executable, str(SCRIPT), str(tmp_path), "--epochs", "20", "--every", "100"]
+    cmd = [sys.executable, str(SCRIPT), str(tmp_path), "--epochs", "12", "--every", "100"]
     # With --every 100 nothing is scheduled before the end, so wait on the progress lines instead.
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
@@ -463,7 +473,7 @@ def test_sigint_saves_and_exits_cleanly_then_resume_equals_uninterrupted(tmp_pat
     assert proc.wait(timeout=60) == 130
     assert f"interrupted; resume with: train_script.py {tmp_path} --resume" in out
     saved = manifest(tmp_path)["epoch"]
-    assert 3 <= saved < 20
+    assert 3 <= saved < 12
     assert "Traceback" not in out
     resumed = subprocess.run(cmd + ["--resume"], env=_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

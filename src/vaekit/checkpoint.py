@@ -375,6 +375,11 @@ class Checkpointer:
                 f"{loaded.model_config}. Got a model with config {self.model_config} instead."
             )
         self._check_settings(loaded.settings, where)
+        if loaded.epoch > self.epochs:
+            raise InputError(
+                f"epochs must be at least the checkpoint's epoch ({loaded.epoch}) to resume from {where}. "
+                f"Got {self.epochs} instead."
+            )
         state = {k[len("model.") :]: v for k, v in loaded.tensors.items() if k.startswith("model.")}
         expected = {k: (tuple(v.shape), v.dtype) for k, v in plain.state_dict().items()}
         found = {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
@@ -458,7 +463,7 @@ class Checkpointer:
 
     def write(self) -> None:
         """Write the latest snapshot unless it is already on disk."""
-        if self.snapshot is None or self.snapshot.epoch == self.written_epoch:
+        if self.snapshot is None or self.snapshot.epoch == self.written_epoch or not _is_writer():
             return
         write_checkpoint(self.folder, self.snapshot, self.settings, self.model_config)
         self.written_epoch = self.snapshot.epoch
@@ -482,6 +487,12 @@ class Checkpointer:
             logger.error("could not save the last good checkpoint to %s: %s", self.folder, err)
         state = {k[len("model.") :]: v for k, v in self.snapshot.tensors.items() if k.startswith("model.")}
         unwrap(model).load_state_dict(state)
+
+
+def _is_writer() -> bool:
+    """Only one process writes: rank 0 under torch.distributed (every rank holds the same weights)."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _check_optimizer_state(saved: Any, optimizer: torch.optim.Optimizer, where: Path) -> None:
