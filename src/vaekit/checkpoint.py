@@ -336,6 +336,44 @@ def _read_history(columns: Any, epoch: int, where: Path) -> History:
 
 
 # ---------------------------------------------------------------------------- the fit() helper
+def fit_settings(
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int | None,
+    weight_decay: float,
+    grad_clip: float | None,
+    objective: Any,
+    monitors: dict[str, Any],
+    val: Any,
+    data: tuple[torch.Tensor | None, ...],
+) -> dict[str, Any]:
+    """JSON-ready record of a fit call: what a resumed run must match (see ``STRICT_SETTINGS``).
+
+    ``data`` holds the prepared tensors (x, c, x_val, c_val); only their SHA-256 is kept.
+    """
+    return {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "weight_decay": weight_decay,
+        "grad_clip": grad_clip,
+        "objective": describe_callable(objective),
+        "monitors": {name: describe_callable(m) for name, m in monitors.items()},
+        "val": val if val is None or isinstance(val, float) else "arrays",
+        "data_sha256": data_fingerprint(*data),
+    }
+
+
+def rescue_note(checkpointer: Checkpointer | None) -> str:
+    """The end of a NaN message: where the last good state is (or that none is kept)."""
+    if checkpointer is None:
+        return "No checkpoint was kept (pass checkpoint_dir=...)."
+    return checkpointer.rescue_note()
+
+
 class Checkpointer:
     """Saves and restores a training run for :func:`vaekit.fit`.
 
@@ -343,18 +381,18 @@ class Checkpointer:
     ----------
     path : run folder; checkpoints go to ``path / "checkpoint"``.
     every : write every ``every`` completed epochs (and at the end, on Ctrl-C and on NaN).
-    settings : fit settings (JSON-ready) recorded with each checkpoint and checked on resume.
-    epochs : the total number of epochs of this fit call.
-    model_config : the model's ``config`` (JSON-ready), checked on resume.
+    settings : fit settings from :func:`fit_settings`, recorded with each checkpoint and
+        checked on resume.
+    model : the model being trained; its ``config`` is recorded and checked on resume.
 
     """
 
-    def __init__(self, path: str | Path, *, every: int, settings: dict[str, Any], epochs: int, model_config: Any) -> None:
+    def __init__(self, path: str | Path, *, every: int, settings: dict[str, Any], model: torch.nn.Module) -> None:
         self.folder = checkpoint_folder(path)
         self.every = every
         self.settings = settings
-        self.epochs = epochs
-        self.model_config = model_config
+        self.epochs = settings["epochs"]
+        self.model_config = getattr(unwrap(model), "config", None)
         self.snapshot: Snapshot | None = None
         self.written_epoch = -1
         self.resumed_seconds = 0.0  # training time before this fit call (when resuming)
@@ -430,15 +468,7 @@ class Checkpointer:
 
     # -------------------------------------------------------------- during training
     def epoch_end(
-        self,
-        epoch: int,
-        model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        history: History,
-        *,
-        seconds: float,
-        lr: float,
-        grad_clip: float | None,
+        self, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, history: History, *, seconds: float
     ) -> None:
         """Record the state after ``epoch`` completed epochs (``seconds`` of training in this call); write it when due.
 
@@ -452,8 +482,8 @@ class Checkpointer:
                     epoch,
                     self.epochs,
                     model,
-                    lr,
-                    grad_clip,
+                    self.settings["lr"],
+                    self.settings["grad_clip"],
                     self.rescue_note(),
                 )
             )
