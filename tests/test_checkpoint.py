@@ -116,6 +116,20 @@ def test_checkpoint_folder_layout_and_schedule(tmp_path):
     assert any(k.startswith("optimizer.") for k in header)
 
 
+def test_resume_into_another_folder(tmp_path):
+    reference = make_model()
+    expected = train(reference)
+    first, second = tmp_path / "first", tmp_path / "second"
+    _checkpointed(first)
+    resumed = make_model()
+    with pytest.raises(KeyboardInterrupt):  # interrupted again right away: the new folder gets the state
+        train(resumed, resume=first, checkpoint_dir=second, checkpoint_every=100, callbacks=[InterruptAt(3)])
+    assert manifest(first)["epoch"] == 2 and manifest(second)["epoch"] == 3
+    again = make_model()
+    assert nan_safe_equal(train(again, resume=second).columns, expected.columns)
+    assert same_weights(again, reference)
+
+
 def test_resuming_a_finished_run_trains_nothing(tmp_path):
     reference = make_model()
     expected = train(reference, checkpoint_dir=tmp_path)

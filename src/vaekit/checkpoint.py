@@ -446,7 +446,8 @@ class Checkpointer:
         history.columns = loaded.history.columns
         self.resumed_seconds = loaded.seconds
         self.snapshot = take_snapshot(loaded.epoch, model, optimizer, history, loaded.seconds)
-        self.written_epoch = loaded.epoch
+        # Resuming into another checkpoint_dir: that folder does not hold this state yet.
+        self.written_epoch = loaded.epoch if where.resolve() == self.folder.resolve() else -1
         logger.info("resumed from epoch %d of %s", loaded.epoch, where)
         return loaded.epoch
 
