@@ -340,7 +340,7 @@ def test_nan_loss_names_epoch_and_cause_keeps_last_good_checkpoint(tmp_path):
     train(reference, epochs=3)  # the state after 3 good epochs
     model = make_model()
     expected = (
-        "the loss became nan in epoch 4 of 6. Likely cause: a learning rate that is too high for this model (lr=0.001) "
+        "the loss became nan in epoch 4. Likely causes: a learning rate that is too high for this model (lr=0.001) "
         "or exploding gradients. Try a lower lr (e.g. lr=0.0001), grad_clip=1.0. The last good state (after epoch 3) is "
         f"saved in {tmp_path / 'checkpoint'} and restored into the model; continue with fit(..., resume={str(tmp_path)!r}) "
         "and a lower lr."
@@ -354,7 +354,7 @@ def test_nan_loss_names_epoch_and_cause_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_nan_never_overwrites_the_last_good_checkpoint(tmp_path):
-    with pytest.raises(vk.TrainingError, match="in epoch 5 of 6"):
+    with pytest.raises(vk.TrainingError, match="in epoch 5. "):
         train(make_model(), objective=PoisonFrom(4), checkpoint_dir=tmp_path, checkpoint_every=1)
     loaded = ck.read_checkpoint(tmp_path)
     assert loaded.epoch == 4
@@ -363,14 +363,14 @@ def test_nan_never_overwrites_the_last_good_checkpoint(tmp_path):
 
 def test_nan_gradients_with_finite_loss_are_caught_before_saving(tmp_path):
     model = make_model()
-    with pytest.raises(vk.TrainingError, match=r"^the weights became non-finite \(NaN/inf gradients\) in epoch 3 of 6\."):
+    with pytest.raises(vk.TrainingError, match=r"^the weights became non-finite \(NaN/inf gradients\) in epoch 3\."):
         train(model, batch_size=1000, objective=BadGradientAt(2), checkpoint_dir=tmp_path)
     assert ck.read_checkpoint(tmp_path).epoch == 2
     assert all(torch.isfinite(v).all() for v in model.state_dict().values())
 
 
 def test_nan_without_checkpointing_says_so():
-    with pytest.raises(vk.TrainingError, match=r"in epoch 1 of 6\. .* No checkpoint was kept \(pass checkpoint_dir=\.\.\.\)\.$"):
+    with pytest.raises(vk.TrainingError, match=r"in epoch 1\. .* No checkpoint was kept \(pass checkpoint_dir=\.\.\.\)\.$"):
         train(make_model(), objective=PoisonFrom(0))
 
 
@@ -379,13 +379,13 @@ def test_tiny_fixed_variance_is_named_as_the_cause():
     with pytest.raises(vk.TrainingError) as info:
         train(model, epochs=2)
     message = str(info.value)
-    assert message.startswith("the loss became nan in epoch 1 of 2. Likely cause: the fixed likelihood variance is very small")
+    assert message.startswith("the loss became nan in epoch 1. Likely causes: the fixed likelihood variance is very small")
     assert "(variance=1e-40)" in message and "Try a lower lr (e.g. lr=0.0001), a larger variance" in message
 
 
 def test_high_learning_rate_is_named_as_the_cause():
     model = make_model()
-    with pytest.raises(vk.TrainingError, match=r"Likely cause: the learning rate is high \(lr=0\.5\)\. Try a lower lr"):
+    with pytest.raises(vk.TrainingError, match=r"Likely causes: the learning rate is high \(lr=0\.5\)\. Try a lower lr"):
         train(model, objective=PoisonFrom(0), lr=0.5)
 
 

@@ -87,9 +87,7 @@ def data_fingerprint(*tensors: torch.Tensor | None) -> str:
 
 
 # ---------------------------------------------------------------------------- numerical faults
-def nonfinite_message(
-    what: str, epoch: int, epochs: int, model: torch.nn.Module, lr: float, grad_clip: float | None, saved: str
-) -> str:
+def nonfinite_message(what: str, epoch: int, model: torch.nn.Module, lr: float, grad_clip: float | None, saved: str) -> str:
     """Explain a NaN/inf: which epoch, the most likely cause for this model, and what to try.
 
     ``what`` says what went wrong ("the loss became nan"); ``epoch`` counts from 1; ``saved``
@@ -114,7 +112,7 @@ def nonfinite_message(
     fixes.insert(0, f"a lower lr (e.g. lr={lr / 10:g})")
     if grad_clip is None:
         fixes.append("grad_clip=1.0")
-    return f"{what} in epoch {epoch} of {epochs}. Likely cause: {'; or '.join(causes)}. Try {', '.join(fixes)}. {saved}"
+    return f"{what} in epoch {epoch}. Likely causes: {'; or '.join(causes)}. Try {', '.join(fixes)}. {saved}"
 
 
 def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
@@ -481,7 +479,6 @@ class Checkpointer:
                 nonfinite_message(
                     "the weights became non-finite (NaN/inf gradients)",
                     epoch,
-                    self.epochs,
                     model,
                     self.settings["lr"],
                     self.settings["grad_clip"],

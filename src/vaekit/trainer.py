@@ -227,7 +227,7 @@ def fit(
                 if not math.isfinite(record["loss"]):
                     note = rescue_note(checkpointer)
                     what = f"the loss became {record['loss']}"
-                    raise TrainingError(nonfinite_message(what, epoch + 1, epochs, model, lr, grad_clip, note))
+                    raise TrainingError(nonfinite_message(what, epoch + 1, model, lr, grad_clip, note))
                 if x_val is not None:
                     record.update(_evaluate(model, objective, x_val, c_val, batch_size, epoch, prefix="val_"))
                 model.eval()
