@@ -19,6 +19,7 @@ from vaekit.io import load, save
 from vaekit.model import VAE
 from vaekit.monitors import Diversity
 from vaekit.objectives import ELBO, IWAE, LossOutput
+from vaekit.sweep import SweepResult, sweep
 from vaekit.trainer import Callback, EarlyStopping, fit
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "InputTypeError",
     "LossOutput",
     "OneHot",
+    "SweepResult",
     "TrainingError",
     "VaekitError",
     "__version__",
@@ -44,4 +46,5 @@ __all__ = [
     "fit",
     "load",
     "save",
+    "sweep",
 ]
