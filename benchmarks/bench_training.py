@@ -1,0 +1,283 @@
+"""Training speed of vaekit against a straightforward PyTorch loop, side by side in one process.
+
+Recipe (the lecture's): ring data, 2000 points, VAE 2 -> 128 -> 128 -> 2, Gaussian likelihood
+with variance 0.1, beta 1, batch 256, Adam lr 1e-3, 400 epochs, diversity of 2048 prior samples
+after every epoch.
+
+Prints, in one run:
+  * the arithmetic bound (only the matrix products of the run, with preallocated outputs),
+  * the straightforward loop (DataLoader, torch.optim.Adam, autograd, .item() per batch),
+    written here from the recipe and started from the same initial weights as vaekit's model,
+  * vaekit.fit (fast path) and vaekit.fit with the fast path disabled (generic autograd loop),
+  * vaekit.sweep of 16 models (variance 0.01 .. 5 x 4 seeds) against 16 sequential loops,
+  * test IWAE NLL (nats, k importance samples) of every trained model, and inference throughput.
+
+Usage: PYTHONPATH=src python benchmarks/bench_training.py [--epochs 400] [--seeds 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import vaekit as vk
+from vaekit import fastpath
+
+VARIANCE, BATCH, LR, HIDDEN, N_DIV = 0.1, 256, 1e-3, 128, 2048
+
+
+# --------------------------------------------------------------------------- reference loop
+class RefVAE(nn.Module):
+    """The recipe's network written the plain way: separate mean and log-variance layers."""
+
+    def __init__(self, x_dim: int = 2, z_dim: int = 2, hidden: int = HIDDEN) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(x_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.mu, self.logvar = nn.Linear(hidden, z_dim), nn.Linear(hidden, z_dim)
+        self.dec = nn.Sequential(
+            nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, x_dim)
+        )
+        self.z_dim = z_dim
+
+    def forward(self, x):
+        h = self.trunk(x)
+        mu, logvar = self.mu(h), self.logvar(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return self.dec(z), mu, logvar
+
+    @torch.no_grad()
+    def copy_from(self, model: vk.VAE) -> RefVAE:
+        """Same initial weights as a vaekit VAE (its last encoder layer holds [mean; logvar])."""
+        enc, dec = model.encoder.net, model.decoder.net
+        self.trunk[0].load_state_dict(enc[0].state_dict())
+        self.trunk[2].load_state_dict(enc[2].state_dict())
+        z = self.z_dim
+        self.mu.weight.copy_(enc[4].weight[:z]), self.mu.bias.copy_(enc[4].bias[:z])
+        self.logvar.weight.copy_(enc[4].weight[z:]), self.logvar.bias.copy_(enc[4].bias[z:])
+        self.dec.load_state_dict(dec.state_dict())
+        return self
+
+
+def reference_loop(model: RefVAE, x: torch.Tensor, epochs: int, seed: int, variance: float = VARIANCE) -> dict:
+    """A straightforward training loop for the recipe; returns per-epoch mean loss and diversity."""
+    torch.manual_seed(seed)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=BATCH, shuffle=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    losses, diversities = [], []
+    for _ in range(epochs):
+        model.train()
+        total = 0.0
+        for (xb,) in loader:
+            x_rec, mu, logvar = model(xb)
+            recon = ((xb - x_rec) ** 2).sum(1) / (2 * variance)
+            kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)
+            loss = (recon + kl).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * xb.shape[0]
+        model.eval()
+        with torch.no_grad():
+            samples = model.dec(torch.randn(N_DIV, model.z_dim))
+            diversities.append(samples.var(0, unbiased=False).mean().item())
+        losses.append(total / x.shape[0])
+    return {"loss": losses, "diversity": diversities}
+
+
+# --------------------------------------------------------------------------- quality
+@torch.no_grad()
+def iwae_nll(encode, decode, variance: float, x: torch.Tensor, k: int, seed: int) -> float:
+    """Mean -log p(x) in nats, importance-weighted with k samples from q(z|x) (Burda et al.)."""
+    gen = torch.Generator().manual_seed(seed)
+    mu, logvar = encode(x)  # (N, Z)
+    std = (0.5 * logvar).exp()
+    eps = torch.randn(k, *mu.shape, generator=gen)  # (K, N, Z)
+    z = mu + eps * std
+    loc = decode(z.reshape(-1, z.shape[-1])).view(k, x.shape[0], -1)  # (K, N, D)
+    d = x.shape[1]
+    log_px = -((x - loc) ** 2).sum(-1) / (2 * variance) - 0.5 * d * math.log(2 * math.pi * variance)
+    log_pz = -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+    log_qz = -0.5 * (eps**2).sum(-1) - std.log().sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+    log_w = log_px + log_pz - log_qz  # (K, N)
+    return float(-(torch.logsumexp(log_w, 0) - math.log(k)).mean())
+
+
+def nll_of_vaekit(model: vk.VAE, x: torch.Tensor, k: int) -> float:
+    def encode(xb):
+        qz = model.encode_batch(xb)
+        return qz.mean, 2 * qz.stddev.log()
+
+    return iwae_nll(encode, lambda z: model.decode_batch(z).mean, model.likelihood.variance, x, k, seed=123)
+
+
+def nll_of_reference(model: RefVAE, x: torch.Tensor, k: int, variance: float = VARIANCE) -> float:
+    def encode(xb):
+        h = model.trunk(xb)
+        return model.mu(h), model.logvar(h)
+
+    return iwae_nll(encode, model.dec, variance, x, k, seed=123)
+
+
+# --------------------------------------------------------------------------- arithmetic bound
+def arithmetic_bound(epochs: int, n: int, models: int = 1, x_dim: int = 2, z_dim: int = 2, hidden: int = HIDDEN) -> float:
+    """Seconds for only the matrix products of a training run (forward, backward, diversity).
+
+    Every product runs with a preallocated output, so this is what the arithmetic costs with
+    no autograd, optimizer, Python or allocation overhead. ``models`` > 1 uses batched
+    products (M, B, in) x (M, in, out), as a sweep does. Timed over a fraction of the epochs
+    and scaled.
+    """
+    layers = [(x_dim, hidden), (hidden, hidden), (hidden, 2 * z_dim), (z_dim, hidden), (hidden, hidden), (hidden, x_dim)]
+    batches = [BATCH] * (n // BATCH) + ([n % BATCH] if n % BATCH else [])
+    mm = torch.bmm if models > 1 else torch.mm
+
+    def t(*shape):
+        return torch.randn(models, *shape) if models > 1 else torch.randn(*shape)
+
+    def tr(a):
+        return a.transpose(-1, -2)
+
+    plans = []
+    for b in sorted(set(batches)):
+        ops = []
+        for i, (fan_in, fan_out) in enumerate(layers):
+            x_in, w, dy = t(b, fan_in), t(fan_out, fan_in), t(b, fan_out)
+            ops.append((x_in, tr(w), t(b, fan_out)))  # forward  (B, in) @ (in, out)
+            ops.append((tr(dy), x_in, t(fan_out, fan_in)))  # dW = dY^T X
+            if i != 0:
+                ops.append((dy, w, t(b, fan_in)))  # dX = dY W
+        plans.append((b, ops))
+    div_ops = [(t(N_DIV, fi), tr(t(fo, fi)), t(N_DIV, fo)) for fi, fo in layers[3:]]
+    run_epochs = max(1, epochs // 8)
+    ops_of = dict(plans)
+    for _ in range(2):  # warm-up
+        for a, b_, out in ops_of[batches[0]]:
+            mm(a, b_, out=out)
+    start = time.perf_counter()
+    for _ in range(run_epochs):
+        for b in batches:
+            for a, b_, out in ops_of[b]:
+                mm(a, b_, out=out)
+        for a, b_, out in div_ops:
+            mm(a, b_, out=out)
+    return (time.perf_counter() - start) * epochs / run_epochs
+
+
+# --------------------------------------------------------------------------- inference
+@torch.no_grad()
+def inference_rate(model: vk.VAE, n: int = 1_000_000) -> tuple[float, float]:
+    """Points per second of model.encode(x).mean and model.decode(z).mean on n points."""
+    x = torch.randn(n, model.x_dim)
+    model.encode(x[:1000])
+    start = time.perf_counter()
+    z = model.encode(x).mean
+    enc = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    x_back = model.decode(z).mean
+    dec = n / (time.perf_counter() - start)
+    assert x_back.shape == x.shape
+    return enc, dec
+
+
+# --------------------------------------------------------------------------- main
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} (min {min(values):.4f}, max {max(values):.4f}, n={len(values)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=400)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the reference loop and of fit (quality spread)")
+    parser.add_argument("--k", type=int, default=1000, help="importance samples of the test IWAE NLL")
+    parser.add_argument("--full-sequential", action="store_true", help="really run 16 sequential reference loops")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 4 epochs, 1 seed, k=16, 2x2 sweep")
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.seeds, args.k = 4, 1, 16
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    x_np, _ = vk.data.ring(2000, seed=0)
+    xt_np, _ = vk.data.ring(2000, seed=1)
+    x, x_test = torch.from_numpy(x_np), torch.from_numpy(xt_np)
+    n, epochs = x.shape[0], args.epochs
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"recipe: ring n={n}, hidden {HIDDEN}x2, batch {BATCH}, {epochs} epochs, diversity every epoch ({N_DIV} samples)")
+
+    # Warm-up: first calls pay for lazy initialisation (thread pools, kernels) in both loops.
+    warm = vk.VAE(2, 2, seed=0)
+    reference_loop(RefVAE().copy_from(warm), x, 1, 0), vk.fit(warm, x, epochs=1)
+    vk.sweep(warm, x, over={"seed": [0, 1]}, epochs=1)
+
+    bound = arithmetic_bound(epochs, n)
+    print(f"\narithmetic bound, 1 model:      {bound:7.2f} s")
+
+    ref_t, fit_t, ref_nll, fit_nll, fit_models = [], [], [], [], []
+    for seed in range(args.seeds):
+        model = vk.VAE(2, 2, likelihood=vk.Gaussian(variance=VARIANCE), seed=seed)
+        ref = RefVAE().copy_from(model)
+        _, t_ref = timed(reference_loop, ref, x, epochs, seed)
+        history, t_fit = timed(vk.fit, model, x, epochs=epochs, batch_size=BATCH, lr=LR, seed=seed)
+        ref_t.append(t_ref), fit_t.append(t_fit), fit_models.append(model)
+        ref_nll.append(nll_of_reference(ref, x_test, args.k)), fit_nll.append(nll_of_vaekit(model, x_test, args.k))
+        print(
+            f"seed {seed}: straightforward {t_ref:6.2f} s   vk.fit {t_fit:6.2f} s   ratio {t_fit / t_ref:.3f}   "
+            f"test IWAE NLL ref {ref_nll[-1]:.4f} fit {fit_nll[-1]:.4f}   final diversity fit {history.diversity[-1]:.3f}"
+        )
+    generic_model = vk.VAE(2, 2, likelihood=vk.Gaussian(variance=VARIANCE), seed=0)
+    with fastpath.disabled():
+        _, t_generic = timed(vk.fit, generic_model, x, epochs=epochs, batch_size=BATCH, lr=LR, seed=0)
+    drift = max((a - b).abs().max().item() for a, b in zip(generic_model.parameters(), fit_models[0].parameters()))
+    t_ref_mean = statistics.mean(ref_t)
+    print(f"\nstraightforward loop:           {t_ref_mean:7.2f} s (mean of {len(ref_t)})")
+    print(f"vk.fit (fast path):             {statistics.mean(fit_t):7.2f} s   ratio {statistics.mean(fit_t) / t_ref_mean:.3f}")
+    print(f"vk.fit (generic autograd):      {t_generic:7.2f} s   ratio {t_generic / t_ref_mean:.3f}")
+    print(f"  fast vs generic path, seed 0: max |weight difference| after {epochs} epochs = {drift:.2e}")
+    print(f"test IWAE NLL (k={args.k}) straightforward: {spread(ref_nll)}")
+    print(f"test IWAE NLL (k={args.k}) vk.fit:          {spread(fit_nll)}")
+
+    variances = [0.01, 0.1, 1.0, 5.0] if not args.quick else [0.1, 1.0]
+    seeds = list(range(4)) if not args.quick else [0, 1]
+    count = len(variances) * len(seeds)
+    bound_m = arithmetic_bound(epochs, n, models=count)
+    template = vk.VAE(2, 2)
+    result = vk.sweep(template, x, over={"variance": variances, "seed": seeds}, epochs=epochs, batch_size=BATCH, lr=LR)
+    if args.full_sequential:
+        seq = []
+        for seed in seeds:
+            for v in variances:
+                m = vk.VAE(2, 2, likelihood=vk.Gaussian(variance=v), seed=seed)
+                seq.append(timed(reference_loop, RefVAE().copy_from(m), x, epochs, seed, v)[1])
+        t_seq, how = sum(seq), "measured"
+    else:
+        t_seq, how = count * t_ref_mean, f"{count} x the mean straightforward loop above"
+    print(f"\nsweep of {count} models (variance {variances} x seed {seeds}):")
+    print(f"  arithmetic bound, {count} models batched: {bound_m:7.2f} s   ({count} x 1 model: {count * bound:.2f} s)")
+    print(f"  vk.sweep:                       {result.seconds:7.2f} s   = {result.seconds / bound_m:.2f} x the batched bound")
+    print(f"  {count} sequential loops:          {t_seq:7.2f} s   ({how})   speed-up {t_seq / result.seconds:.1f} x")
+    # Equality with fit: the sweep's (variance 0.1, seed 0) model against fit's seed-0 model above.
+    i = next(j for j, row in enumerate(result.table) if row["variance"] == 0.1 and row["seed"] == 0)
+    same = max((a - b).abs().max().item() for a, b in zip(result.models[i].parameters(), fit_models[0].parameters()))
+    print(f"  swept (variance 0.1, seed 0) vs vk.fit alone: max |weight difference| = {same:.2e}")
+    print(result.format_table())
+
+    enc, dec = inference_rate(fit_models[0], 100_000 if args.quick else 1_000_000)
+    print(f"\ninference: encode {enc:,.0f} points/s, decode {dec:,.0f} points/s")
+
+
+if __name__ == "__main__":
+    main()
