@@ -16,7 +16,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -132,6 +132,7 @@ def sweep(
     seed: int = 0,
     diversity: Diversity | None = None,
     weight_decay: float = 0.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SweepResult:
     """Train one copy of ``model``'s architecture per combination of the values in ``over``.
 
@@ -153,6 +154,9 @@ def sweep(
         are used when not swept. Each model's initial weights come from ``VAE(..., seed=seed)``.
     diversity : Diversity, default ``Diversity()``
         Per-epoch diversity monitor (the same as ``fit``'s default).
+    progress : callable(epoch, epochs), optional
+        Called after every epoch of the vectorised pass (epoch counts from 1); when models are
+        trained one by one, after every epoch of each.
 
     Returns
     -------
@@ -190,7 +194,7 @@ def sweep(
     start = time.perf_counter()
     vectorised = all(fastpath.supports(m, s["objective"]) for m, s in zip(models, settings)) and models[0].device.type == "cpu"
     if vectorised:
-        histories = _train_together(models, settings, x, condition, epochs, batch_size, weight_decay, diversity)
+        histories = _train_together(models, settings, x, condition, epochs, batch_size, weight_decay, diversity, progress)
     else:
         logger.info("sweep: configuration not covered by the fast engine; training %d models one by one", len(models))
         histories = [
@@ -205,7 +209,7 @@ def sweep(
                 seed=s["seed"],
                 monitors={"diversity": diversity},
                 weight_decay=weight_decay,
-                progress=None,
+                progress=None if progress is None else lambda epoch, total, _record: progress(epoch, total),
             )
             for m, s in zip(models, settings)
         ]
@@ -274,7 +278,7 @@ def _fmt(value: Any) -> str:
 
 
 @torch.no_grad()
-def _train_together(models, settings, x, condition, epochs, batch_size, weight_decay, diversity) -> list[History]:
+def _train_together(models, settings, x, condition, epochs, batch_size, weight_decay, diversity, progress) -> list[History]:
     """The vectorised loop: ``fit``'s epoch for M stacked models (see vaekit.fastpath)."""
     first = models[0]
     x_all = first.prepare_x(x)
@@ -322,6 +326,8 @@ def _train_together(models, settings, x, condition, epochs, batch_size, weight_d
                 alive[i] = False
                 logger.warning("sweep: model %d diverged in epoch %d (loss %s)", i, epoch + 1, record["loss"])
             history.append(record)
+        if progress is not None:
+            progress(epoch + 1, epochs)
     for i, m in enumerate(models):
         for p, stacked in zip(per_model[i], params):
             p.copy_(stacked[i])
