@@ -155,6 +155,7 @@ def test_subclasses_and_the_disabled_switch_fall_back():
     assert fastpath.supports(model, vk.ELBO())
 
 
+@pytest.mark.slow
 def test_benchmark_script_runs_in_quick_mode():
     env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(

@@ -19,7 +19,7 @@ def ring():
     return x, y
 
 
-def _alone(template, row, x, condition=None, *, epochs, objective=None, lr=1e-3, seed=0, batch_size=128):
+def _alone(template, row, x, condition=None, *, epochs, objective=None, lr=1e-3, seed=0, batch_size=128, monitor=None):
     likelihood = vk.Gaussian(variance=row["variance"]) if "variance" in row else template.likelihood
     s = row.get("seed", seed)
     model = vk.VAE(
@@ -34,7 +34,11 @@ def _alone(template, row, x, condition=None, *, epochs, objective=None, lr=1e-3,
     objective = objective or vk.ELBO()
     if "beta" in row:
         objective = vk.ELBO(beta=row["beta"], warmup_epochs=objective.warmup_epochs, free_bits=objective.free_bits)
-    history = vk.fit(model, x, condition, objective=objective, epochs=epochs, batch_size=batch_size, lr=row.get("lr", lr), seed=s)
+    monitors = {"diversity": monitor or vk.Diversity()}
+    lr = row.get("lr", lr)
+    history = vk.fit(
+        model, x, condition, objective=objective, epochs=epochs, batch_size=batch_size, lr=lr, seed=s, monitors=monitors
+    )
     return model, history
 
 
@@ -51,14 +55,15 @@ def _assert_same(model_a, history_a, model_b, history_b):
 def test_every_swept_model_equals_the_model_trained_alone(ring):
     x, _ = ring
     over = {"variance": [0.1, 1.0], "beta": [1.0, 2.0], "seed": [0, 1], "lr": [1e-3, 3e-3]}
-    template = vk.VAE(2, hidden=(32, 32))
-    result = vk.sweep(template, x, over=over, epochs=3, batch_size=128)
+    template = vk.VAE(2, hidden=(16, 16))
+    monitor = vk.Diversity(n_samples=256)
+    result = vk.sweep(template, x, over=over, epochs=2, batch_size=128, diversity=monitor)
     assert result.vectorised
     assert len(result.models) == len(result.table) == len(result.histories) == 16
     first = [(0.1, 1.0, 0, 1e-3), (0.1, 1.0, 0, 3e-3), (0.1, 1.0, 1, 1e-3)]
     assert [tuple(row[k] for k in over) for row in result.table][:3] == first
     for row, model, history in zip(result.table, result.models, result.histories):
-        alone, alone_history = _alone(template, row, x, epochs=3)
+        alone, alone_history = _alone(template, row, x, epochs=2, monitor=monitor)
         _assert_same(model, history, alone, alone_history)
         assert model.likelihood == vk.Gaussian(variance=row["variance"])
         assert row["neg_elbo"] == history.neg_elbo[-1] and row["diversity"] == history.diversity[-1]
