@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 import matplotlib
+import torch
 
 import vaekit as vk
 
@@ -22,7 +23,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=400)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--out", default="sweep_variance.png")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     x, _ = vk.data.ring(2000, seed=0)
     over = {"variance": [0.01, 0.1, 0.5, 1.0, 5.0], "seed": list(range(args.seeds))}
     result = vk.sweep(vk.VAE(2, 2), x, over=over, epochs=args.epochs)
