@@ -107,12 +107,16 @@ def test_diversity_every_and_swept_models_save_and_reload(ring, tmp_path):
 
 
 def test_figure_and_table_text(ring):
-    x, _ = ring
+    x, y = ring
     result = vk.sweep(vk.VAE(2, hidden=(16,)), x, over={"variance": [0.1, 1.0, 5.0]}, epochs=1)
     fig = result.figure(x, n=100)
     assert len([ax for ax in fig.axes if ax.collections]) == 3
     assert "variance=5" in fig.axes[2].get_title()
     lines = result.format_table().splitlines()
+    conditional = vk.sweep(vk.VAE(2, hidden=(8,), condition=vk.OneHot(8)), x, y, over={"seed": [0]}, epochs=1)
+    assert len(conditional.figure(condition=3, n=50).axes[0].collections) == 1
+    with pytest.raises(InputError, match="condition is required"):
+        conditional.figure()
     assert len(lines) == 4 and lines[0].split()[:2] == ["variance", "loss"]
 
 

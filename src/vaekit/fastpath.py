@@ -218,6 +218,12 @@ def elbo_step(
     return enc_grads + dec_grads, sums
 
 
+def decode_mean(params: list[torch.Tensor], layout: Layout, const: Constants, zin: torch.Tensor) -> torch.Tensor:
+    """Decoder means in the user's units for z (.., S, Z) (with the condition appended, if any)."""
+    h, _ = _mlp_forward(params[2 * layout.n_encoder :], zin)
+    return h if const.x_shift is None else h * const.x_scale + const.x_shift
+
+
 def history_record(sums: torch.Tensor, nll_const: torch.Tensor, n: int, beta: float | torch.Tensor) -> dict[str, torch.Tensor]:
     """Epoch sums from :func:`elbo_step` -> the LossOutput terms ``fit`` logs (sums over n points)."""
     recon, kl, pen, kl_dim = sums[..., 0], sums[..., 1], sums[..., 2], sums[..., 3:]

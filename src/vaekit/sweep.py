@@ -76,13 +76,16 @@ class SweepResult:
         lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
         return "\n".join(lines)
 
-    def figure(self, x: Any = None, *, n: int = 2000, seed: int = 0, columns: int | None = None):
+    def figure(self, x: Any = None, *, condition: Any = None, n: int = 2000, seed: int = 0, columns: int | None = None):
         """Decoded prior samples of every model side by side (matplotlib Figure).
 
         Parameters
         ----------
         x : array (N, 2), optional
             Training data drawn in grey behind each model's samples.
+        condition : optional
+            Condition the samples of a conditional model are drawn under (a single label or
+            value is used for every sample); required for conditional models.
         n : int, default 2000
             Samples per model (decoder means, as in the lecture).
         seed : int, default 0
@@ -107,9 +110,8 @@ class SweepResult:
         for ax, model, row in zip(axes.flat, self.models, self.table):
             if data is not None:
                 ax.scatter(data[:, 0], data[:, 1], s=2, c="0.8", lw=0)
-            samples = model.sample(n, seed=seed) if model.condition is None else None
-            if samples is not None:
-                ax.scatter(samples[:, 0], samples[:, 1], s=2, c="tab:blue", lw=0)
+            samples = model.sample(n, condition=condition, seed=seed)
+            ax.scatter(samples[:, 0], samples[:, 1], s=2, c="tab:blue", lw=0)
             label = ", ".join(f"{k}={_fmt(row[k])}" for k in self.over)
             ax.set_title(f"{label}\n-ELBO {row['neg_elbo']:.2f}, div {row['diversity']:.2f}", fontsize=8)
             ax.set_aspect("equal")
@@ -347,8 +349,7 @@ def _diversity(params, layout, const, c_all, generators, monitor, epoch, epochs)
     zin = torch.stack(z)  # (M, S, Z)
     if c_all is not None:
         zin = torch.cat([zin, torch.stack(cs)], dim=-1)
-    h, _ = fastpath._mlp_forward(params[2 * layout.n_encoder :], zin)
-    loc = h if const.x_shift is None else h * const.x_scale + const.x_shift  # (M, S, D)
+    loc = fastpath.decode_mean(params, layout, const, zin)  # (M, S, D)
     return loc.var(dim=1, correction=0).mean(-1).tolist()
 
 
