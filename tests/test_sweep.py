@@ -19,7 +19,9 @@ def ring():
     return x, y
 
 
-def _alone(template, row, x, condition=None, *, epochs, objective=None, lr=1e-3, seed=0, batch_size=128, monitor=None):
+def _alone(
+    template, row, x, condition=None, *, epochs, objective=None, lr=1e-3, seed=0, batch_size=128, monitor=None, weight_decay=0.0
+):
     likelihood = vk.Gaussian(variance=row["variance"]) if "variance" in row else template.likelihood
     s = row.get("seed", seed)
     model = vk.VAE(
@@ -37,7 +39,16 @@ def _alone(template, row, x, condition=None, *, epochs, objective=None, lr=1e-3,
     monitors = {"diversity": monitor or vk.Diversity()}
     lr = row.get("lr", lr)
     history = vk.fit(
-        model, x, condition, objective=objective, epochs=epochs, batch_size=batch_size, lr=lr, seed=s, monitors=monitors
+        model,
+        x,
+        condition,
+        objective=objective,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=s,
+        monitors=monitors,
+        weight_decay=weight_decay,
     )
     return model, history
 
@@ -73,10 +84,10 @@ def test_conditional_sweep_with_standardisation_equals_fit(ring):
     x, y = ring
     template = vk.VAE(2, hidden=(16, 16), condition=vk.OneHot(8), standardize=True)
     objective = vk.ELBO(warmup_epochs=2, free_bits=0.2)
-    result = vk.sweep(template, x, y, over={"seed": [3, 4]}, objective=objective, epochs=3, batch_size=100)
+    result = vk.sweep(template, x, y, over={"seed": [3, 4]}, objective=objective, epochs=3, batch_size=100, weight_decay=0.01)
     assert result.vectorised
     for row, model, history in zip(result.table, result.models, result.histories):
-        alone, alone_history = _alone(template, row, x, y, epochs=3, objective=objective, batch_size=100)
+        alone, alone_history = _alone(template, row, x, y, epochs=3, objective=objective, batch_size=100, weight_decay=0.01)
         _assert_same(model, history, alone, alone_history)
         torch.testing.assert_close(model.x_shift, alone.x_shift)
 

@@ -172,6 +172,10 @@ def sweep(
     Configurations the fast engine does not cover (see :mod:`vaekit.fastpath`) are trained one
     after another with :func:`vaekit.fit` instead, with the same results.
 
+    Where ``fit`` raises ``TrainingError`` when the loss stops being finite, a vectorised sweep
+    keeps training the other models: the diverged model's History shows the non-finite values
+    and a warning is logged.
+
     """
     if not isinstance(model, VAE):
         raise InputTypeError(f"model must be a vaekit.VAE used as template. Got {describe(model)} instead.")
