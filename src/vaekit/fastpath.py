@@ -127,7 +127,7 @@ def _mlp_forward(params: list[torch.Tensor], h: torch.Tensor) -> tuple[torch.Ten
         inputs.append(h)
         h = _linear(h, params[2 * i], params[2 * i + 1])
         if i < n - 1:
-            h = torch.relu(h)
+            h = torch.relu_(h)  # in place: the backward pass needs only the ReLU's output
     return h, inputs
 
 
