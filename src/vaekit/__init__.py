@@ -19,7 +19,7 @@ from vaekit.io import load, save
 from vaekit.model import VAE
 from vaekit.monitors import Diversity
 from vaekit.objectives import ELBO, IWAE, LossOutput
-from vaekit.sweep import SweepResult, sweep
+from vaekit.sweep import sweep
 from vaekit.trainer import Callback, EarlyStopping, fit
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "InputTypeError",
     "LossOutput",
     "OneHot",
-    "SweepResult",
     "TrainingError",
     "VaekitError",
     "__version__",
