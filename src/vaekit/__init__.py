@@ -20,6 +20,7 @@ from vaekit.io import load, save
 from vaekit.model import VAE
 from vaekit.monitors import Diversity
 from vaekit.objectives import ELBO, IWAE, LossOutput
+from vaekit.sweep import sweep
 from vaekit.trainer import Callback, EarlyStopping, fit
 
 __all__ = [
@@ -47,4 +48,5 @@ __all__ = [
     "metrics",
     "plot",
     "save",
+    "sweep",
 ]

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from vaekit import fastpath
 from vaekit.checkpoint import Checkpointer, fit_settings, nonfinite_message, rescue_note
 from vaekit.errors import InputError, InputTypeError, TrainingError, describe
 from vaekit.history import History
@@ -267,6 +268,8 @@ def _adam(model: torch.nn.Module, lr: float, weight_decay: float, device: torch.
 
 def _train_epoch(model, objective, optimizer, x_all, c_all, batch_size, epoch, grad_clip) -> dict[str, Any]:
     model.train()
+    if fastpath.supports(model, objective):
+        return _train_epoch_fast(model, objective, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
     n = x_all.shape[0]
     order = torch.randperm(n, device=x_all.device)
     sums: dict[str, torch.Tensor] = {}
@@ -283,6 +286,35 @@ def _train_epoch(model, objective, optimizer, x_all, c_all, batch_size, epoch, g
         optimizer.step()
         _accumulate(sums, out.terms())
     return _means(sums, n)
+
+
+@torch.no_grad()
+def _train_epoch_fast(model, objective, optimizer, x_all, c_all, batch_size, epoch, grad_clip) -> dict[str, Any]:
+    """The same epoch as the generic loop with hand-written gradients (see vaekit.fastpath).
+
+    It draws the same random numbers in the same order (randperm, then one (B, Z) normal per
+    step, as ``qz.rsample()``), and leaves the update to the same optimizer, so checkpoints and
+    grad clipping behave as in the generic loop.
+    """
+    params, layout = fastpath.parameters(model)
+    const = fastpath.constants(model)
+    beta = objective.beta_at(epoch)
+    n = x_all.shape[0]
+    order = torch.randperm(n, device=x_all.device)
+    sums = torch.zeros(3 + layout.z_dim, device=x_all.device)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        xb = x_all[idx]
+        cb = None if c_all is None else c_all[idx]
+        eps = torch.randn(xb.shape[0], layout.z_dim, device=xb.device)
+        grads, batch_sums = fastpath.elbo_step(params, layout, const, xb, cb, eps, beta, objective.free_bits)
+        for p, g in zip(params, grads):
+            p.grad = g
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        sums += batch_sums
+    return _means(fastpath.history_record(sums, const.nll_const, n, beta), n)
 
 
 @torch.no_grad()
