@@ -201,3 +201,19 @@ def test_errors_are_library_errors_and_builtins():
         vk.VAE(2).encode(np.zeros((1, 3)))
     with pytest.raises(ValueError):
         vk.VAE(2).encode(np.zeros((1, 3)))
+
+
+def test_large_inputs_are_processed_in_blocks_with_the_same_result():
+    from vaekit import model as model_module
+
+    model = vk.VAE(2, 2, hidden=(16,), condition=vk.OneHot(3), seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20000, 2)).astype(np.float32)
+    c = rng.integers(0, 3, size=20000)
+    qz = model.encode(x, c)
+    px = model.decode(qz.mean, c)
+    whole_enc = model.encoder(model.prepare_x(x), model.prepare_condition(c, 20000))
+    assert model_module._CHUNK_ROWS < 20000
+    assert torch.allclose(torch.cat([qz.mean, (qz.stddev**2).log()], -1), whole_enc, atol=1e-5)
+    whole_dec = model.decoder(qz.mean, model.prepare_condition(c, 20000))
+    assert torch.allclose(px.mean, whole_dec, atol=1e-5)

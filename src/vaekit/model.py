@@ -180,13 +180,13 @@ class VAE(nn.Module):
         """q(z|x,c) for prepared tensors x (B, D), c (B, C); no checks (used by objectives)."""
         if self.standardize:
             x = (x - self.x_shift) / self.x_scale
-        mean, logvar = self.encoder(x, c).chunk(2, dim=-1)  # (B, Z) each
+        mean, logvar = _in_chunks(self.encoder, x, c).chunk(2, dim=-1)  # (B, Z) each
         std = (0.5 * logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)).exp()
         return diagonal_normal(mean, std)
 
     def decode_batch(self, z: torch.Tensor, c: torch.Tensor | None = None) -> Distribution:
         """p(x|z,c) for prepared tensors z (B, Z), c (B, C), in the user's units; no checks."""
-        h = self.decoder(z, c)  # (B, out)
+        h = _in_chunks(self.decoder, z, c)  # (B, out)
         if self.standardize:
             return self.likelihood_head(h, self.x_shift, self.x_scale)
         return self.likelihood_head(h, None, None)
@@ -248,6 +248,20 @@ class VAE(nn.Module):
         from vaekit.io import save
 
         return save(self, path)
+
+
+# Rows per network call. One (1e6 x 128) activation matrix spills out of cache; blocks of 8192
+# rows stay in it, which made encode/decode of 1e6 points about 3-4x faster on a 2-core CPU.
+_CHUNK_ROWS = 8192
+
+
+def _in_chunks(net: nn.Module, inputs: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    """``net(inputs, c)`` evaluated over blocks of rows and concatenated: (N, out)."""
+    n = inputs.shape[0]
+    if n <= _CHUNK_ROWS:
+        return net(inputs, c)
+    blocks = [net(inputs[i : i + _CHUNK_ROWS], None if c is None else c[i : i + _CHUNK_ROWS]) for i in range(0, n, _CHUNK_ROWS)]
+    return torch.cat(blocks)
 
 
 def _sample_with(px: Distribution, generator: torch.Generator) -> torch.Tensor:
