@@ -144,9 +144,10 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _table(rows: list[tuple[str, Any]], head: tuple[str, str]) -> str:
+def _table(rows: list[tuple[str, Any]], head: tuple[str, str] | None) -> str:
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows)
-    return f"<table><thead><tr><th>{head[0]}</th><th>{head[1]}</th></tr></thead><tbody>{body}</tbody></table>"
+    thead = f"<thead><tr><th>{head[0]}</th><th>{head[1]}</th></tr></thead>" if head else ""
+    return f"<table>{thead}<tbody>{body}</tbody></table>"
 
 
 def _json_script(element_id: str, value: Any) -> str:
@@ -205,7 +206,7 @@ def render_html(
         subtitle=html.escape(subtitle),
         notes="".join(f"<p class=note>{n}</p>" for n in notes),
         control=control,
-        summary=_table(summary, ("", "")),
+        summary=_table(summary, None),
         metrics=_table(metric_rows, ("metric", "value")) if metric_rows else "<p>No metrics.</p>",
         figures=figure_html or "<p>No figures.</p>",
         settings=settings,
@@ -216,8 +217,12 @@ def render_html(
     )
 
 
-def build_report(run_dir: str | Path, *, data: runs.RunData | None = None, model=None) -> str:
-    """The report of run folder ``run_dir`` as HTML text (reads model, config, metrics, figures)."""
+def build_report(run_dir: str | Path, *, data: runs.RunData | None = None, model=None, name: str | None = None) -> str:
+    """The report of run folder ``run_dir`` as HTML text (reads model, config, metrics, figures).
+
+    ``data`` and ``model`` save reloading them; ``name`` is the run's name in the title (default:
+    the folder's name).
+    """
     from vaekit.io import load
 
     run_dir = runs.require_run(run_dir)
@@ -238,7 +243,7 @@ def build_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
         if key in info:
             summary.append((key.replace("_", " "), info[key]))
     return render_html(
-        title=f"vaekit run: {run_dir.resolve().name}",
+        title=f"vaekit run: {name or run_dir.resolve().name}",
         subtitle=f"VAE x_dim={model.x_dim}, z_dim={model.z_dim}, hidden={list(model.hidden)}",
         config=config,
         config_text=config_path.read_text(encoding="utf-8"),
@@ -249,11 +254,11 @@ def build_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
     )
 
 
-def write_report(run_dir: str | Path, *, data: runs.RunData | None = None, model=None) -> Path:
-    """Write ``run_dir/report.html`` atomically; return its path."""
+def write_report(run_dir: str | Path, *, data: runs.RunData | None = None, model=None, name: str | None = None) -> Path:
+    """Write ``run_dir/report.html`` atomically; return its path (arguments as :func:`build_report`)."""
     from vaekit.io import atomic_write_text
 
-    text = build_report(run_dir, data=data, model=model)
+    text = build_report(run_dir, data=data, model=model, name=name)
     path = Path(run_dir) / runs.REPORT
     atomic_write_text(path, text)
     return path
@@ -366,7 +371,9 @@ _SCRIPT = r"""
       if (isFinite(arr[m + d])) { xlo[d] = Math.min(xlo[d], arr[m + d]); xhi[d] = Math.max(xhi[d], arr[m + d]); } } };
     if (xPoints) widen(xPoints);
     grids.forEach(widen);
-    for (let d = 0; d < 2; d++) { const pad = 0.05 * (xhi[d] - xlo[d] || 1); xlo[d] -= pad; xhi[d] += pad; }
+    // Equal scales on both axes, so shapes in data space are not distorted.
+    const half = 0.55 * Math.max(xhi[0] - xlo[0], xhi[1] - xlo[1], 1e-6);
+    for (let d = 0; d < 2; d++) { const mid = (xhi[d] + xlo[d]) / 2; xlo[d] = mid - half; xhi[d] = mid + half; }
   }
   const ox = (v) => PAD + (v - xlo[0]) / (xhi[0] - xlo[0]) * (output.width - 2 * PAD);
   const oy = (v) => output.height - PAD - (v - xlo[1]) / (xhi[1] - xlo[1]) * (output.height - 2 * PAD);
@@ -397,7 +404,10 @@ _SCRIPT = r"""
       const lo = Math.min(0, ...x), hi = Math.max(0, ...x), bw = (w - 2 * PAD) / D;
       const y0 = (v) => h - PAD - (v - lo) / ((hi - lo) || 1) * (h - 2 * PAD);
       octx.fillStyle = "#1f77b4";
-      for (let d = 0; d < D; d++) { const a = y0(Math.max(0, x[d])), b = y0(Math.min(0, x[d])); octx.fillRect(PAD + d * bw, a, Math.max(1, bw - 1), b - a); }
+      for (let d = 0; d < D; d++) {
+        const a = y0(Math.max(0, x[d])), b = y0(Math.min(0, x[d]));
+        octx.fillRect(PAD + d * bw, a, Math.max(1, bw - 1), b - a);
+      }
       frame(octx, [0, lo], [D, hi], ["dimension", "value"]);
     }
   }
@@ -435,3 +445,65 @@ _SCRIPT = r"""
   update();
 })();
 """
+
+
+# ---------------------------------------------------------------------------- figures
+def run_figures(model, data: runs.RunData, history=None, *, seed: int = 0) -> dict[str, Any]:
+    """Figures of a run: :func:`vaekit.plot.run_figures` when present, else a basic set.
+
+    The basic set: training curves, the encoded data in the latent plane, and samples next to
+    the data (2-D data) or as a grid of images (square image data).
+    """
+    try:
+        from vaekit.plot import run_figures as library_figures
+    except ImportError:
+        library_figures = None
+    if library_figures is not None:
+        return dict(library_figures(model, data.x, data.condition, labels=data.labels, history=history, seed=seed))
+    return basic_figures(model, data, history, seed=seed)
+
+
+def basic_figures(model, data: runs.RunData, history=None, *, seed: int = 0) -> dict[str, Any]:
+    """Training curves, latent means and samples as matplotlib Figures (no vaekit.plot needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures: dict[str, Any] = {}
+    if history is not None and len(history):
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+        epochs = np.arange(1, len(history) + 1)
+        for key in ("loss", "val_loss"):
+            if key in history.columns:
+                axes[0].plot(epochs, history.columns[key], label=key)
+        axes[0].set(xlabel="epoch", ylabel="nats per point", title="loss")
+        axes[0].legend()
+        axes[1].plot(epochs, history.columns["kl"], color="C2", label="KL")
+        axes[1].set(xlabel="epoch", ylabel="nats per point", title="KL(q(z|x) || p(z))")
+        figures["training"] = fig
+    with torch.no_grad():
+        z = model.encode(data.x, data.condition).mean.cpu().numpy()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2), layout="constrained")
+    colour = data.labels if data.labels is not None else "0.3"
+    ax.scatter(z[:, 0], z[:, 1] if z.shape[1] > 1 else np.zeros(len(z)), c=colour, s=4, cmap="tab10")
+    ax.set(xlabel="z0", ylabel="z1" if z.shape[1] > 1 else "", title="encoded data (posterior means)")
+    figures["latent"] = fig
+    condition = None if data.condition is None else data.condition[_subsample(len(data.x), 1000)]
+    samples = model.sample(1000 if condition is None else len(condition), condition, seed=seed)
+    side = int(round(math.sqrt(model.x_dim)))
+    if model.x_dim == 2:
+        fig, ax = plt.subplots(figsize=(4.6, 4.2), layout="constrained")
+        ax.scatter(data.x[:, 0], data.x[:, 1], s=3, c="0.6", label="data")
+        ax.scatter(samples[:, 0], samples[:, 1], s=3, c="C3", label="samples")
+        ax.set(xlabel=data.columns[0], ylabel=data.columns[1], title="samples (decoder means)")
+        ax.legend(markerscale=3)
+        figures["samples"] = fig
+    elif side * side == model.x_dim:
+        fig, axes = plt.subplots(4, 8, figsize=(6, 3.2), layout="constrained")
+        for ax, image in zip(axes.flat, samples):
+            ax.imshow(image.reshape(side, side), cmap="gray_r")
+            ax.axis("off")
+        fig.suptitle("samples (decoder means)")
+        figures["samples"] = fig
+    return figures

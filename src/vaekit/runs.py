@@ -88,6 +88,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
 }
 
 BUILTIN_CONDITIONS = ("label", "radius")
+RING_KEYS = ("modes", "radius", "std")
 
 
 # ---------------------------------------------------------------------------- config
@@ -176,17 +177,11 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
 
 
 def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Read and validate a ``config.toml``; see :func:`validate_config`."""
+    """Read and validate a ``config.toml`` (or the one in run folder ``path``); see :func:`validate_config`."""
     path = Path(path)
     if path.is_dir():
         path = path / CONFIG
-    if not path.is_file():
-        raise FileFormatError(f"config file {path} does not exist.")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise FileFormatError(f"{path} is not valid TOML: {err}.") from None
-    return validate_config(raw, source=str(path))
+    return validate_config(read_toml(path), source=str(path))
 
 
 def config_text(config: dict[str, dict[str, Any]]) -> str:
@@ -269,6 +264,16 @@ def load_data(config: dict[str, dict[str, Any]], *, test: bool = False) -> RunDa
     shown = ", ".join(f"{k}={v}" for k, v in kwargs.items())
     which = "test sample" if test and "seed" in params else "data"
     return RunData(x, condition, labels, [f"x{i}" for i in range(x.shape[1])], None, f"{d['name']}({shown}) {which}")
+
+
+def dataset_options(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The built-in dataset's options with its defaults filled in (so config.toml shows them all)."""
+    d = config["data"]
+    if d["path"]:
+        return dict(d["options"])
+    params = inspect.signature(vkdata.DATASETS[d["name"]]).parameters
+    defaults = {k: p.default for k, p in params.items() if k not in ("n", "seed") and p.default is not inspect.Parameter.empty}
+    return defaults | dict(d["options"])
 
 
 def _load_file(d: dict[str, Any]) -> RunData:
@@ -472,3 +477,63 @@ def require_run(path: str | Path) -> Path:
     if not (path / "model.json").is_file():
         raise FileFormatError(f"{path} is not a vaekit run folder: model.json is missing.")
     return path
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file (no schema check): missing file or bad syntax raise FileFormatError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"config file {path} does not exist.")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise FileFormatError(f"{path} is not valid TOML: {err}.") from None
+
+
+# ---------------------------------------------------------------------------- evaluation
+def evaluate_run(model, data: RunData, config: dict[str, dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
+    """Evaluation numbers for ``model`` on ``data``: :func:`vaekit.metrics.evaluate` when present.
+
+    Without the metrics module, the objective's terms (negative ELBO, reconstruction NLL, KL,
+    KL per dimension, in nats per point) and the sample diversity are reported.
+    """
+    try:
+        from vaekit.metrics import evaluate
+    except ImportError:
+        evaluate = None
+    if evaluate is not None:
+        params = inspect.signature(evaluate).parameters
+        kwargs: dict[str, Any] = {"seed": seed}
+        if "labels" in params and data.labels is not None:
+            kwargs["labels"] = data.labels
+        d = config["data"]
+        if "ring" in params and d["name"] == "ring" and not d["path"]:
+            defaults = {k: p.default for k, p in inspect.signature(vkdata.ring).parameters.items() if k in RING_KEYS}
+            kwargs["ring"] = defaults | {k: v for k, v in d["options"].items() if k in RING_KEYS}
+        return dict(evaluate(model, data.x, data.condition, **kwargs))
+    return basic_metrics(model, data, seed=seed)
+
+
+def basic_metrics(model, data: RunData, *, seed: int = 0) -> dict[str, Any]:
+    """Objective terms averaged over ``data`` (one z per point, seeded) and the sample diversity."""
+    import torch
+
+    from vaekit.monitors import Diversity
+    from vaekit.objectives import ELBO
+
+    model.eval()
+    x = model.prepare_x(data.x)
+    c = model.prepare_condition(data.condition, x.shape[0])
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = ELBO()(model, x, c)
+        diversity = Diversity()(model, x, c)
+    return {
+        "n": int(x.shape[0]),
+        "neg_elbo": float(out.neg_elbo.mean()),
+        "reconstruction_nll": float(out.reconstruction_nll.mean()),
+        "reconstruction": float(out.reconstruction.mean()),
+        "kl": float(out.kl.mean()),
+        "kl_per_dim": [float(v) for v in out.kl_per_dim.mean(0)],
+        "diversity": diversity,
+    }
