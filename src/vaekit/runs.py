@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -127,9 +128,12 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
             annotation = SCHEMA[section][key][0]
             try:
                 check_type(value, annotation, f"{source}: [{section}] {key}")
-            except TypeError as err:
-                # Literal mismatches are a wrong value, not a wrong type, but the message is the same shape.
-                raise InputError(str(err)) from None
+            except InputTypeError:
+                # A word outside the allowed ones is a bad value; anything else a bad type.
+                error = InputError if typing.get_origin(annotation) is Literal and isinstance(value, str) else InputTypeError
+                raise error(
+                    f"{source}: [{section}] {key} must be {_expected(annotation)}. Got {describe(value)} instead."
+                ) from None
             if isinstance(value, int) and not isinstance(value, bool) and annotation is not int:
                 value = float(value)  # TOML `beta = 1` means 1.0
             out[section][key] = _copy(value)
@@ -137,6 +141,19 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
             out["data"]["name"] = ""  # a file replaces the default built-in dataset
     _check_ranges(out, source)
     return out
+
+
+_EXPECTED = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
+_EXPECTED |= {list[int]: "a list of integers", list[str]: "a list of strings"}
+
+
+def _expected(annotation: Any) -> str:
+    if annotation in _EXPECTED:
+        return _EXPECTED[annotation]
+    if typing.get_origin(annotation) is Literal:
+        return f"one of {list(typing.get_args(annotation))}"
+    words = [a for part in typing.get_args(annotation) if typing.get_origin(part) is Literal for a in typing.get_args(part)]
+    return f"a number or one of {words}"  # float | Literal[...]
 
 
 def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
