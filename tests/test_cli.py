@@ -267,7 +267,7 @@ def test_top_level_help_names_the_main_job(capsys):
         (["train", "--data", "ring", "--epochs", "0"], "epochs must be an integer >= 1. Got 0 instead."),
         (["train", "--option", "arms=3", "--epochs", "1"], "options.arms is not an option of dataset 'ring'"),
         (["sample", "missing-run", "-n", "3"], "error: run folder missing-run does not exist."),
-        (["sample"], "error: the following arguments are required: run, -n"),
+        (["sample"], "error: the following arguments are required: DIR, -n (see 'vaekit sample --help')"),
         (["frobnicate"], "error: argument COMMAND: invalid choice: 'frobnicate'"),
         (["encode", "RUN", "missing.csv"], "error: file missing.csv does not exist."),
         (["sample", "RUN", "-n", "3", "-o", "s.txt"], "error: -o s.txt: the output file must end in .csv or .npy."),
