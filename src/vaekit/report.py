@@ -103,7 +103,9 @@ def explorer_payload(model, data: runs.RunData | None = None, *, label_names: li
     z = z.reshape(-1, z_dim)
     grids = []
     for cond in conditions:
-        c = None if cond["value"] is None else np.asarray(cond["value"])
+        c = cond["value"]
+        if isinstance(c, list):  # one continuous value vector for every node
+            c = np.tile(np.asarray(c, dtype=np.float32), (len(z), 1))
         mean = model.decode(z, c).mean.cpu().numpy().astype(np.float32)  # (ny * nx, D)
         grids.append({"label": cond["label"], "value": cond["value"], "grid": _b64(mean)})
     side_px = int(round(math.sqrt(x_dim)))
