@@ -272,8 +272,9 @@ h1{margin-bottom:0}.sub{color:#555;margin-top:.2em}h2{border-bottom:1px solid #d
 table{border-collapse:collapse;margin:.4em 0}th,td{border:1px solid #ddd;padding:.2em .6em;text-align:left;
 font-variant-numeric:tabular-nums}th{background:#f5f5f5;font-weight:600}
 .explorer{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start}
+.explorer>div{flex:0 0 auto;width:424px}
 canvas{border:1px solid #bbb;background:#fff;touch-action:none}#latent{cursor:crosshair}
-#readout{display:block;font-family:ui-monospace,monospace;white-space:pre-wrap;margin:.5em 0;min-height:3em}
+#readout{display:block;overflow-wrap:anywhere;font-family:ui-monospace,monospace;white-space:pre-wrap;margin:.5em 0;min-height:3em}
 .note{color:#555;font-size:.9em}figure{display:inline-block;margin:.5em;vertical-align:top}
 figure img{max-width:520px;border:1px solid #eee}figcaption{text-align:center;color:#555}
 pre{background:#f7f7f7;padding:.8em;overflow:auto}
@@ -402,6 +403,7 @@ _SCRIPT = r"""
         const v = Math.round(255 * (1 - (x[r * s + c] - lo) / (hi - lo)));
         octx.fillStyle = `rgb(${v},${v},${v})`; octx.fillRect(PAD + c * cell, PAD + r * cell, cell, cell);
       }
+      octx.strokeStyle = "#999"; octx.strokeRect(PAD, PAD, s * cell, s * cell);
     } else {
       const lo = Math.min(0, ...x), hi = Math.max(0, ...x), bw = (w - 2 * PAD) / D;
       const y0 = (v) => h - PAD - (v - lo) / ((hi - lo) || 1) * (h - 2 * PAD);
