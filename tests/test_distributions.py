@@ -1,0 +1,109 @@
+import math
+
+import pytest
+import torch
+from torch.distributions import kl_divergence
+
+import vaekit as vk
+from vaekit.distributions import diagonal_normal, kl_per_dimension, reconstruction_energy, standard_normal
+from vaekit.errors import InputError
+
+
+def test_kl_per_dimension_matches_closed_form_and_monte_carlo():
+    torch.manual_seed(0)
+    mean = torch.tensor([[0.5, -1.0, 2.0]])
+    std = torch.tensor([[0.3, 1.0, 2.5]])
+    qz, pz = diagonal_normal(mean, std), standard_normal(3)
+    kl = kl_per_dimension(qz, pz)
+    # Lecture's formula: 0.5 * (mu^2 + sigma^2 - log sigma^2 - 1)
+    expected = 0.5 * (mean**2 + std**2 - torch.log(std**2) - 1)
+    assert torch.allclose(kl, expected, atol=1e-6)
+    assert torch.allclose(kl.sum(-1), kl_divergence(qz, pz), atol=1e-6)
+    z = qz.sample((200000,))
+    mc = (qz.log_prob(z) - pz.log_prob(z)).mean()
+    assert mc.item() == pytest.approx(kl.sum().item(), rel=0.01)
+
+
+def test_kl_is_zero_for_the_prior_itself():
+    kl = kl_per_dimension(standard_normal(4), standard_normal(4))
+    assert torch.equal(kl, torch.zeros(4))
+
+
+@pytest.mark.parametrize("variance", [0.01, 0.1, 1.0, 5.0])
+def test_gaussian_nll_is_lecture_term_plus_normalising_constant(variance):
+    head = vk.Gaussian(variance=variance).head(3)
+    mean = torch.randn(5, 3)
+    x = torch.randn(5, 3)
+    px = head(mean, None, None)
+    nll = -px.log_prob(x)
+    lecture = ((x - mean) ** 2).sum(-1) / (2 * variance)
+    assert torch.allclose(reconstruction_energy(px, x), lecture, rtol=1e-5)
+    constant = 3 / 2 * math.log(2 * math.pi * variance)
+    assert torch.allclose(nll - lecture, torch.full((5,), constant), atol=1e-5)
+
+
+def test_standardised_likelihood_is_in_user_units():
+    head = vk.Gaussian(variance=0.5).head(2)
+    h = torch.randn(4, 2)
+    shift, scale = torch.tensor([10.0, -3.0]), torch.tensor([2.0, 0.5])
+    x = torch.randn(4, 2) * scale + shift
+    px_user = head(h, shift, scale)
+    px_std = head(h, None, None)
+    # Change of variables: log p(x) = log p((x - m) / s) - sum log s.
+    expected = px_std.log_prob((x - shift) / scale) - scale.log().sum()
+    assert torch.allclose(px_user.log_prob(x), expected, atol=1e-5)
+    assert torch.allclose(reconstruction_energy(px_user, x), reconstruction_energy(px_std, (x - shift) / scale), atol=1e-5)
+
+
+def test_learned_variances_are_bounded_below():
+    spec = vk.Gaussian(variance="per_point", min_variance=1e-3)
+    head = spec.head(2)
+    h = torch.tensor([[0.0, 0.0, -1e4, 1e4]])
+    px = head(h, None, None)
+    assert torch.allclose(px.variance, torch.tensor([[1e-3, 1e4 + 1e-3]]), rtol=1e-5)
+    assert torch.isfinite(px.log_prob(torch.zeros(1, 2))).all()
+
+
+def test_learned_variance_is_a_parameter_starting_at_one():
+    head = vk.Gaussian(variance="learned").head(3)
+    assert [p.shape for p in head.parameters()] == [torch.Size([3])]
+    px = head(torch.zeros(2, 3), None, None)
+    assert torch.allclose(px.variance, torch.ones(2, 3), atol=1e-3)
+
+
+def test_bernoulli_nll_is_binary_cross_entropy():
+    logits = torch.tensor([[0.0, 2.0]])
+    x = torch.tensor([[1.0, 0.0]])
+    px = vk.Bernoulli().head(2)(logits, None, None)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+    assert -px.log_prob(x).item() == pytest.approx(expected.item())
+    assert reconstruction_energy(px, x).item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"variance": 0}, r"Gaussian.variance must be a finite number > 0\. Got 0.0 instead"),
+        ({"variance": "big"}, r"Gaussian.variance must be a positive number, 'learned' or 'per_point'\. Got 'big' instead"),
+        ({"variance": float("nan")}, r"Gaussian.variance must be a finite number > 0\. Got nan instead"),
+    ],
+)
+def test_gaussian_rejects_bad_variance(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        vk.Gaussian(**kwargs)
+
+
+def test_specs_round_trip_through_config():
+    from vaekit.conditions import condition_from_config
+    from vaekit.distributions import likelihood_from_config
+
+    for spec in [vk.Gaussian(0.3), vk.Gaussian("learned"), vk.Bernoulli()]:
+        assert likelihood_from_config(spec.to_config()) == spec
+    for spec in [vk.OneHot(8), vk.Continuous(2, embed=4)]:
+        assert condition_from_config(spec.to_config()) == spec
+    with pytest.raises(InputError, match=r"likelihood.type must be one of \['bernoulli', 'gaussian'\]\. Got 'cauchy' instead"):
+        likelihood_from_config({"type": "cauchy"})
+    with pytest.raises(InputError, match=r"unknown key\(s\) \['colour'\]"):
+        likelihood_from_config({"type": "gaussian", "colour": 1})
+    with pytest.raises(TypeError, match=r"condition.n_classes must be of type int\. Got '8' instead"):
+        condition_from_config({"type": "onehot", "n_classes": "8"})
