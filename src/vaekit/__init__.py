@@ -10,7 +10,8 @@ The public API is re-exported here::
 
 __version__ = "0.1.0"
 
-from vaekit import data
+from vaekit import data, metrics
+from vaekit import plots as plot
 from vaekit.conditions import Continuous, OneHot
 from vaekit.distributions import Bernoulli, Gaussian
 from vaekit.errors import FileFormatError, InputError, InputTypeError, TrainingError, VaekitError
@@ -43,5 +44,7 @@ __all__ = [
     "data",
     "fit",
     "load",
+    "metrics",
+    "plot",
     "save",
 ]

@@ -1,0 +1,695 @@
+"""Evaluation: likelihoods in nats per point, posterior-collapse diagnostics, sample quality.
+
+Every likelihood here is in nats per data point (the mean over points of -log p(x_i)), in the
+user's units (standardisation undone). For a Bernoulli likelihood on grey-level data the
+"log-likelihood" is the binary cross-entropy, which is not a normalised density over [0, 1]:
+such numbers compare models with each other, not with continuous densities.
+
+Summary of the estimators (x a test point, q = q(z|x, c), p(z) = N(0, I)):
+
+* negative ELBO: -E_q[log p(x|z)] + KL(q || p(z)); the expectation by Monte Carlo, the KL in
+  closed form. An upper bound on -log p(x).
+* IWAE: -log (1/k) sum_j p(x|z_j) p(z_j) / q(z_j|x), z_j ~ q. Its expectation is an upper
+  bound on -log p(x) that decreases with k towards it (Burda et al., 2016).
+* quadrature (Z = 2 only): -log sum_g p(x|z_g) p(z_g) h^2 over a midpoint grid of cells of side
+  h on [-bound, bound]^2, the integral log ∫ p(x|z) p(z) dz itself; its error is estimated by
+  the change from a grid of half the resolution.
+* active units (Burda et al., 2016): dimension d is active when Cov_x(E_q[z_d]) > 0.01.
+* MMD²: unbiased estimate with a Gaussian kernel whose bandwidth is the median pairwise
+  distance of the pooled sample; p-value from a permutation test.
+* energy distance: 2 E|X - Y| - E|X - X'| - E|Y - Y'| (U-statistics for the last two).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.conditions import Continuous, OneHot
+from vaekit.data import radius as ring_radius
+from vaekit.data import ring_centres, ring_log_density
+from vaekit.distributions import kl_per_dimension
+from vaekit.errors import InputError, InputTypeError, describe
+from vaekit.monitors import diversity as _diversity
+from vaekit.validate import float_matrix, positive_float, positive_int
+
+logger = logging.getLogger(__name__)
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+# Decoder rows per forward pass in the IWAE and quadrature loops: bounds memory at roughly
+# rows x widest layer floats (2**16 x 128 x 4 bytes = 32 MiB for the default MLP).
+_ROWS = 2**16
+# Elements of the (points, grid, x_dim) log-density block in the quadrature loop.
+_QUAD_ELEMENTS = 2**23
+# Above this many distinct condition rows, evaluate() skips quadrature (one grid decode each).
+_MAX_QUAD_CONDITIONS = 64
+# Active-unit threshold of Burda et al. (2016).
+ACTIVE_THRESHOLD = 0.01
+
+
+# ----------------------------------------------------------------------------- helpers
+def _prepare(model: Any, x: Any, condition: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    xt = model.prepare_x(x)
+    return xt, model.prepare_condition(condition, xt.shape[0])
+
+
+def _generator(model: Any, seed: int | None) -> torch.Generator:
+    generator = torch.Generator(device=model.device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(seed))
+    return generator
+
+
+def _rows(c: torch.Tensor | None, index: slice | torch.Tensor) -> torch.Tensor | None:
+    return None if c is None else c[index]
+
+
+def _repeat(t: torch.Tensor | None, times: int) -> torch.Tensor | None:
+    """(B, C) -> (times * B, C), sample-major, matching z.reshape(times * B, Z)."""
+    if t is None:
+        return None
+    return t.unsqueeze(0).expand(times, *t.shape).reshape(times * t.shape[0], t.shape[1])
+
+
+def _sample_points(x: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """At most ``n`` rows of ``x``, drawn without replacement (all rows, in order, if fewer)."""
+    if len(x) <= n:
+        return x
+    return x[np.random.default_rng(seed).choice(len(x), size=n, replace=False)]
+
+
+# ----------------------------------------------------------------------------- likelihoods
+@dataclass
+class ElboTerms:
+    """Per-point terms of the negative ELBO, numpy float64.
+
+    Attributes
+    ----------
+    reconstruction_nll : (N,) -E_q[log p(x|z)] in nats (Monte Carlo over ``samples`` draws).
+    kl : (N,) KL(q(z|x) || p(z)) in nats (closed form).
+    kl_per_dim : (N, Z) the same per latent dimension.
+    latent_mean : (N, Z) E_q[z], the posterior means.
+
+    """
+
+    reconstruction_nll: np.ndarray
+    kl: np.ndarray
+    kl_per_dim: np.ndarray
+    latent_mean: np.ndarray
+
+    @property
+    def neg_elbo(self) -> np.ndarray:
+        """(N,) reconstruction_nll + kl."""
+        return self.reconstruction_nll + self.kl
+
+
+@torch.no_grad()
+def elbo_terms(model: Any, x: Any, condition: Any = None, *, samples: int = 10, seed: int | None = 0) -> ElboTerms:
+    """Negative-ELBO terms of every point: -E_q[log p(x|z)] (``samples`` draws) and KL in closed form.
+
+    Parameters
+    ----------
+    model : VAE
+    x : array (N, D)
+    condition : array, optional
+        As for :meth:`vaekit.VAE.encode`.
+    samples : int, default 10
+        Monte Carlo draws of z per point for the reconstruction term.
+    seed : int or None, default 0
+
+    Returns
+    -------
+    ElboTerms
+
+    """
+    samples = positive_int(samples, "samples")
+    xt, c = _prepare(model, x, condition)
+    generator = _generator(model, seed)
+    n, z_dim = xt.shape[0], model.z_dim
+    chunk = max(1, _ROWS // samples)
+    recon, kls, means = [], [], []
+    for start in range(0, n, chunk):
+        xb, cb = xt[start : start + chunk], _rows(c, slice(start, start + chunk))
+        qz = model.encode_batch(xb, cb)
+        mean, std = qz.base_dist.loc, qz.base_dist.scale  # (B, Z)
+        eps = torch.randn(samples, xb.shape[0], z_dim, generator=generator, device=xt.device)
+        z = (mean + std * eps).reshape(-1, z_dim)  # (S * B, Z)
+        px = model.decode_batch(z, _repeat(cb, samples))
+        log_px = px.log_prob(_repeat(xb, samples)).view(samples, -1)  # (S, B)
+        recon.append(-log_px.double().mean(0))
+        kls.append(kl_per_dimension(qz, model.prior()).double())
+        means.append(mean.double())
+    kl_dim = torch.cat(kls).cpu().numpy()
+    return ElboTerms(torch.cat(recon).cpu().numpy(), kl_dim.sum(1), kl_dim, torch.cat(means).cpu().numpy())
+
+
+def neg_elbo(model: Any, x: Any, condition: Any = None, *, samples: int = 10, seed: int | None = 0) -> float:
+    """Mean negative ELBO in nats per point: -E_q[log p(x|z)] + KL(q(z|x) || p(z)); see :func:`elbo_terms`."""
+    return float(elbo_terms(model, x, condition, samples=samples, seed=seed).neg_elbo.mean())
+
+
+@torch.no_grad()
+def iwae_log_likelihood(
+    model: Any, x: Any, condition: Any = None, *, k: int = 1000, seed: int | None = 0, rows: int = _ROWS
+) -> np.ndarray:
+    """Importance-weighted estimate of log p(x) for every point: float64 (N,) in nats.
+
+    log p(x) ~ log (1/k) sum_{j=1..k} p(x|z_j) p(z_j) / q(z_j|x),  z_j ~ q(z|x, c).
+
+    In expectation this is a lower bound on log p(x) that rises with ``k`` towards it; ``k=1`` is
+    the (Monte Carlo) ELBO. Work is chunked over points and samples, so memory is bounded by
+    about ``rows`` decoder rows whatever ``k`` and N are (k=1000 on 10,000 points is fine).
+
+    Parameters
+    ----------
+    model : VAE
+    x : array (N, D)
+    condition : array, optional
+    k : int, default 1000
+        Importance samples per point.
+    seed : int or None, default 0
+    rows : int, default 65536
+        Decoder rows per forward pass (memory knob).
+
+    """
+    k, rows = positive_int(k, "k"), positive_int(rows, "rows")
+    xt, c = _prepare(model, x, condition)
+    generator = _generator(model, seed)
+    n, z_dim = xt.shape[0], model.z_dim
+    points = max(1, rows // k)  # points per chunk
+    draws = min(k, rows)  # samples per decoder pass
+    out = torch.empty(n, dtype=torch.float64)
+    half_log_2pi = 0.5 * LOG_2PI * z_dim
+    for start in range(0, n, points):
+        xb, cb = xt[start : start + points], _rows(c, slice(start, start + points))
+        qz = model.encode_batch(xb, cb)
+        mean, std = qz.base_dist.loc, qz.base_dist.scale  # (B, Z)
+        log_std = std.log().sum(-1)  # (B,)
+        acc = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64, device=xt.device)
+        for done in range(0, k, draws):
+            s = min(draws, k - done)
+            eps = torch.randn(s, xb.shape[0], z_dim, generator=generator, device=xt.device)  # (S, B, Z)
+            z = mean + std * eps
+            log_q = -0.5 * (eps**2).sum(-1) - log_std - half_log_2pi  # (S, B)
+            log_pz = -0.5 * (z**2).sum(-1) - half_log_2pi
+            px = model.decode_batch(z.reshape(-1, z_dim), _repeat(cb, s))
+            log_px = px.log_prob(_repeat(xb, s)).view(s, -1)
+            log_w = (log_px + log_pz - log_q).double()  # (S, B)
+            acc = torch.logaddexp(acc, torch.logsumexp(log_w, 0))
+        out[start : start + xb.shape[0]] = (acc - math.log(k)).cpu()
+    return out.numpy()
+
+
+def log_likelihood(model: Any, x: Any, condition: Any = None, *, k: int = 1000, seed: int | None = 0) -> float:
+    """Mean IWAE estimate of log p(x) in nats per point (see :func:`iwae_log_likelihood`)."""
+    return float(iwae_log_likelihood(model, x, condition, k=k, seed=seed).mean())
+
+
+@dataclass
+class Quadrature:
+    """Result of :func:`quadrature_log_likelihood`.
+
+    Attributes
+    ----------
+    log_p : (N,) log p(x) in nats from the fine grid.
+    error : (N,) |fine - coarse|, an estimate (in practice an over-estimate) of the error of ``log_p``.
+    grid : cells per axis of the fine grid.
+    bound : the grid covers [-bound, bound]^2.
+
+    """
+
+    log_p: np.ndarray
+    error: np.ndarray
+    grid: int
+    bound: float
+
+    @property
+    def nll(self) -> float:
+        """Mean -log p(x), nats per point."""
+        return float(-self.log_p.mean())
+
+    @property
+    def nll_error(self) -> float:
+        """Estimated error of :attr:`nll`: mean of the per-point errors (an upper bound on the error of the mean)."""
+        return float(self.error.mean())
+
+
+@torch.no_grad()
+def _grid_log_p(model: Any, xt: torch.Tensor, c: torch.Tensor | None, grid: int, bound: float) -> torch.Tensor:
+    """Log sum_g p(x|z_g) p(z_g) h^2 for a midpoint grid of ``grid`` x ``grid`` cells: float64 (N,)."""
+    h = 2.0 * bound / grid
+    axis = -bound + h * (torch.arange(grid, dtype=torch.float64, device=xt.device) + 0.5)
+    z1, z2 = torch.meshgrid(axis, axis, indexing="xy")
+    z = torch.stack([z1.flatten(), z2.flatten()], 1)  # (G, 2)
+    log_weight = (-0.5 * (z**2).sum(1) - LOG_2PI + 2 * math.log(h)).to(torch.float64)  # log p(z_g) h^2
+    z = z.to(torch.float32)
+    g, d = z.shape[0], xt.shape[1]
+    out = torch.empty(xt.shape[0], dtype=torch.float64, device=xt.device)
+    if c is None:
+        groups = [(None, torch.arange(xt.shape[0], device=xt.device))]
+    else:
+        unique, inverse = torch.unique(c, dim=0, return_inverse=True)
+        groups = [(unique[i : i + 1], (inverse == i).nonzero().flatten()) for i in range(unique.shape[0])]
+    block = max(1, _QUAD_ELEMENTS // (g * d))
+    for cond, index in groups:
+        # The grid is decoded once per condition value: the decoder does not depend on x.
+        locs, scales, logits = [], [], []
+        for start in range(0, g, _ROWS):
+            zb = z[start : start + _ROWS]
+            px = model.decode_batch(zb, None if cond is None else cond.expand(zb.shape[0], -1))
+            base = px.base_dist
+            if hasattr(base, "loc"):
+                locs.append(base.loc)
+                scales.append(base.scale)
+            else:
+                logits.append(base.logits)
+        for start in range(0, index.shape[0], block):
+            xb = xt[index[start : start + block]][:, None, :]  # (B, 1, D)
+            if locs:
+                loc, scale = torch.cat(locs)[None], torch.cat(scales)[None]  # (1, G, D)
+                log_px = (-0.5 * ((xb - loc) / scale) ** 2 - scale.log() - 0.5 * LOG_2PI).sum(-1)  # (B, G)
+            else:
+                lg = torch.cat(logits)[None]
+                log_px = (xb * lg - torch.nn.functional.softplus(lg)).sum(-1)
+            out[index[start : start + block]] = torch.logsumexp(log_px.double() + log_weight, dim=1)
+    return out
+
+
+def quadrature_log_likelihood(model: Any, x: Any, condition: Any = None, *, grid: int = 200, bound: float = 6.0) -> Quadrature:
+    """Exact marginal likelihood log ∫ p(x|z) p(z) dz for a 2-D latent, by quadrature.
+
+    The integral is a midpoint-rule sum over ``grid`` x ``grid`` cells of side
+    h = 2 bound / grid covering [-bound, bound]^2:
+
+        log p(x) ~ logsumexp_g [log p(x|z_g) + log p(z_g) + 2 log h].
+
+    The prior mass outside [-6, 6]^2 is below 1e-8. The error estimate is |fine - coarse|, the
+    change when the same sum is taken on a grid of ``grid // 2`` cells; the midpoint rule on a
+    smooth integrand converges quickly, so the fine value is usually far closer than this.
+    A large error means the integrand (the posterior) is too sharp for the grid: raise ``grid``.
+
+    Parameters
+    ----------
+    model : VAE with ``z_dim == 2``
+    x : array (N, D)
+    condition : array, optional
+        The grid is decoded once per distinct condition row.
+    grid : int, default 200
+        Cells per axis (>= 4).
+    bound : float, default 6.0
+
+    Returns
+    -------
+    Quadrature
+
+    """
+    if model.z_dim != 2:
+        raise InputError(f"model.z_dim must be 2 for quadrature (the grid is 2-D). Got z_dim={model.z_dim} instead.")
+    grid = positive_int(grid, "grid", minimum=4)
+    bound = positive_float(bound, "bound")
+    xt, c = _prepare(model, x, condition)
+    fine = _grid_log_p(model, xt, c, grid, bound)
+    coarse = _grid_log_p(model, xt, c, grid // 2, bound)
+    return Quadrature(fine.cpu().numpy(), (fine - coarse).abs().cpu().numpy(), grid, bound)
+
+
+# ----------------------------------------------------------------------------- posterior collapse
+def kl_per_dim(model: Any, x: Any, condition: Any = None) -> np.ndarray:
+    """Mean KL(q(z_d|x) || N(0, 1)) over the points, per latent dimension: float64 (Z,) in nats."""
+    return elbo_terms(model, x, condition, samples=1).kl_per_dim.mean(0)
+
+
+@torch.no_grad()
+def latent_mean_variance(model: Any, x: Any, condition: Any = None) -> np.ndarray:
+    """Cov_x(E_q[z_d]) per dimension: the population variance over points of the posterior means, (Z,)."""
+    xt, c = _prepare(model, x, condition)
+    mean = model.encode_batch(xt, c).mean.double()
+    return mean.var(0, correction=0).cpu().numpy()
+
+
+def active_units(model: Any, x: Any, condition: Any = None, *, threshold: float = ACTIVE_THRESHOLD) -> int:
+    """Number of latent dimensions with Cov_x(E_q[z_d]) > ``threshold`` (Burda et al., 2016)."""
+    threshold = positive_float(threshold, "threshold")
+    return int((latent_mean_variance(model, x, condition) > threshold).sum())
+
+
+# ----------------------------------------------------------------------------- sample quality
+def diversity(samples: Any) -> float:
+    """The lecture's diversity: mean over dimensions of the per-dimension (population) variance of samples (N, D)."""
+    return _diversity(float_matrix(samples, "samples").double())
+
+
+def _two_samples(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    xt = float_matrix(x, "x").double()
+    yt = float_matrix(y, "y", width=xt.shape[1]).double()
+    if xt.shape[0] < 2 or yt.shape[0] < 2:
+        raise InputError(f"x and y must hold at least 2 rows each. Got {xt.shape[0]} and {yt.shape[0]} rows instead.")
+    return xt, yt
+
+
+def median_bandwidth(x: Any, y: Any = None, *, max_points: int = 1000, seed: int = 0) -> float:
+    """Median pairwise Euclidean distance of the pooled sample (at most ``max_points`` rows used)."""
+    pooled = float_matrix(x, "x").double()
+    if y is not None:
+        pooled = torch.cat([pooled, float_matrix(y, "y", width=pooled.shape[1]).double()])
+    if pooled.shape[0] > max_points:
+        pick = torch.from_numpy(np.random.default_rng(seed).choice(pooled.shape[0], max_points, replace=False))
+        pooled = pooled[pick]
+    dist = torch.cdist(pooled, pooled)
+    upper = dist[torch.triu_indices(*dist.shape, offset=1).unbind()]
+    median = float(upper.median())
+    return median if median > 0 else 1.0
+
+
+def _mmd_from_kernel(kernel: torch.Tensor, member: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Unbiased MMD² for each row of ``member`` (P, n+m) of 0/1 x-indicators; kernel has a zero diagonal."""
+    other = 1.0 - member
+    k_member = member @ kernel  # (P, n+m)
+    k_other = other @ kernel
+    sxx = (k_member * member).sum(1)
+    syy = (k_other * other).sum(1)
+    sxy = (k_member * other).sum(1)
+    return sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2.0 * sxy / (n * m)
+
+
+def mmd2(x: Any, y: Any, *, bandwidth: float | None = None) -> float:
+    """Unbiased MMD² between samples x (n, D) and y (m, D) with a Gaussian kernel.
+
+    MMD² = 1/(n(n-1)) sum_{i≠j} k(x_i, x_j) + 1/(m(m-1)) sum_{i≠j} k(y_i, y_j) - 2/(nm) sum_{i,j} k(x_i, y_j),
+    k(a, b) = exp(-|a - b|² / (2 bandwidth²)); ``bandwidth=None`` uses :func:`median_bandwidth`.
+    The estimate is unbiased, so it can be slightly negative when the distributions agree.
+    """
+    return mmd_test(x, y, bandwidth=bandwidth, permutations=0)[0]
+
+
+def mmd_test(x: Any, y: Any, *, bandwidth: float | None = None, permutations: int = 200, seed: int = 0) -> tuple[float, float]:
+    """Unbiased MMD² (see :func:`mmd2`) and its permutation-test p-value.
+
+    The pooled sample is relabelled at random ``permutations`` times (all at once, as one
+    matrix product); p = (1 + #{permuted MMD² >= observed}) / (1 + permutations), which is
+    uniform on its grid when x and y come from the same distribution. With ``permutations=0``
+    the p-value is NaN.
+
+    Returns
+    -------
+    (mmd2, p_value) : tuple of float
+
+    """
+    xt, yt = _two_samples(x, y)
+    permutations = positive_int(permutations, "permutations", minimum=0)
+    if bandwidth is None:
+        bandwidth = median_bandwidth(xt, yt, seed=seed)
+    bandwidth = positive_float(bandwidth, "bandwidth")
+    n, m = xt.shape[0], yt.shape[0]
+    pooled = torch.cat([xt, yt])
+    kernel = torch.exp(-torch.cdist(pooled, pooled).square() / (2.0 * bandwidth**2))
+    kernel.fill_diagonal_(0.0)
+    observed = torch.cat([torch.ones(n, dtype=torch.float64), torch.zeros(m, dtype=torch.float64)])
+    stat = float(_mmd_from_kernel(kernel, observed[None], n, m)[0])
+    if permutations == 0:
+        return stat, math.nan
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.rand(permutations, n + m, generator=generator).argsort(1)  # (P, n+m)
+    member = (order < n).to(torch.float64)
+    null = _mmd_from_kernel(kernel, member, n, m)
+    p_value = (1.0 + float((null >= stat - 1e-12).sum())) / (1.0 + permutations)
+    return stat, p_value
+
+
+def energy_distance(x: Any, y: Any) -> float:
+    """Energy distance 2 E|X-Y| - E|X-X'| - E|Y-Y'| between samples x (n, D) and y (m, D).
+
+    The within-sample means exclude the zero diagonal (U-statistics); zero in expectation when
+    x and y share a distribution, positive otherwise.
+    """
+    xt, yt = _two_samples(x, y)
+    n, m = xt.shape[0], yt.shape[0]
+    xy = torch.cdist(xt, yt).mean()
+    xx = torch.cdist(xt, xt).sum() / (n * (n - 1))
+    yy = torch.cdist(yt, yt).sum() / (m * (m - 1))
+    return float(2.0 * xy - xx - yy)
+
+
+# ----------------------------------------------------------------------------- ring-specific
+def ring_entropy(modes: int = 8, std: float = 0.25) -> float:
+    """Entropy of the ring mixture when its modes do not overlap: log(modes) + 1 + log(2 pi std²) nats.
+
+    For 8 modes of std 0.25 (radius 3) this is 2.1447: no model's expected NLL on the ring can be lower.
+    """
+    modes = positive_int(modes, "modes")
+    std = positive_float(std, "std")
+    return math.log(modes) + 1.0 + math.log(2.0 * math.pi * std**2)
+
+
+def mode_coverage(
+    samples: Any, modes: int = 8, radius: float = 3.0, std: float = 0.25, *, n_std: float = 3.0
+) -> dict[str, float]:
+    """How a sample covers the ring's modes.
+
+    A sample "hits" mode k when its nearest centre is mu_k and it lies within ``n_std`` * std of it.
+
+    Returns
+    -------
+    dict with
+        modes_covered : number of modes hit by at least one sample.
+        mode_coverage : modes_covered / modes.
+        within_3std : fraction of samples that hit some mode (the name keeps the default n_std).
+        mode_balance : entropy of the hit counts over modes divided by log(modes) (1 = even).
+
+    """
+    points = float_matrix(samples, "samples", width=2).double().numpy()
+    centres = ring_centres(modes, radius)
+    dist = np.linalg.norm(points[:, None, :] - centres[None], axis=-1)  # (N, K)
+    nearest = dist.argmin(1)
+    hit = dist[np.arange(len(points)), nearest] <= n_std * std
+    counts = np.bincount(nearest[hit], minlength=modes)
+    share = counts / max(1, counts.sum())
+    entropy = -(share[share > 0] * np.log(share[share > 0])).sum()
+    covered = int((counts > 0).sum())
+    return {
+        "modes_covered": covered,
+        "mode_coverage": covered / modes,
+        "within_3std": float(hit.mean()),
+        "mode_balance": float(entropy / math.log(modes)) if modes > 1 else 1.0,
+    }
+
+
+def mode_adherence(
+    samples: Any, labels: Any, modes: int = 8, radius: float = 3.0, std: float = 0.25, *, n_std: float = 3.0
+) -> float:
+    """Fraction of label-conditioned samples within ``n_std`` * std of the requested mode's centre."""
+    points = float_matrix(samples, "samples", width=2).double().numpy()
+    wanted = np.asarray(labels).astype(np.int64).reshape(-1)
+    if wanted.shape[0] != points.shape[0]:
+        raise InputError(f"labels must have one entry per sample ({points.shape[0]}). Got {wanted.shape[0]} instead.")
+    centres = ring_centres(modes, radius)
+    return float((np.linalg.norm(points - centres[wanted], axis=1) <= n_std * std).mean())
+
+
+def knn_accuracy(train_x: Any, train_labels: Any, query_x: Any, query_labels: Any, *, k: int = 5) -> float:
+    """Fraction of query points whose k-nearest-neighbour vote among (train_x, train_labels) is their own label."""
+    k = positive_int(k, "k")
+    tx = float_matrix(train_x, "train_x").double()
+    qx = float_matrix(query_x, "query_x", width=tx.shape[1]).double()
+    tl = torch.as_tensor(np.asarray(train_labels).reshape(-1).astype(np.int64))
+    ql = torch.as_tensor(np.asarray(query_labels).reshape(-1).astype(np.int64))
+    k = min(k, tx.shape[0])
+    votes = []
+    for start in range(0, qx.shape[0], 1024):
+        near = torch.cdist(qx[start : start + 1024], tx).topk(k, largest=False).indices  # (B, k)
+        votes.append(tl[near].mode(dim=1).values)
+    return float((torch.cat(votes) == ql).double().mean())
+
+
+# ----------------------------------------------------------------------------- one call
+def _ring_spec(ring: Any) -> dict[str, float] | None:
+    if ring is None:
+        return None
+    if not isinstance(ring, dict):
+        raise InputTypeError(
+            f'ring must be a dict like {{"modes": 8, "radius": 3.0, "std": 0.25}} or None. Got {describe(ring)} instead.'
+        )
+    unknown = sorted(set(ring) - {"modes", "radius", "std"})
+    if unknown:
+        raise InputError(f"ring may only have the keys 'modes', 'radius', 'std'. Got the key(s) {unknown} instead.")
+    return {
+        "modes": positive_int(ring.get("modes", 8), "ring['modes']"),
+        "radius": positive_float(ring.get("radius", 3.0), "ring['radius']"),
+        "std": positive_float(ring.get("std", 0.25), "ring['std']"),
+    }
+
+
+def evaluate(
+    model: Any,
+    x: Any,
+    condition: Any = None,
+    *,
+    labels: Any = None,
+    k: int = 100,
+    n_samples: int = 2000,
+    seed: int = 0,
+    ring: dict[str, Any] | None = None,
+    quadrature_grid: int = 200,
+    permutations: int = 200,
+    condition_fn: Any = None,
+) -> dict[str, Any]:
+    """Every metric that applies to ``model`` on test data ``x``, as one flat JSON-ready dict.
+
+    Parameters
+    ----------
+    model : VAE
+    x : array (N, D)
+        Test data.
+    condition : array, optional
+        The test points' conditions (required for a conditional model).
+    labels : array (N,), optional
+        Class labels of the test points (for an unconditional model): adds ``latent_knn_accuracy``.
+    k : int, default 100
+        Importance samples for the IWAE estimate.
+    n_samples : int, default 2000
+        Model samples (and at most this many test points) for the sample-quality metrics.
+    seed : int, default 0
+    ring : dict, optional
+        ``{"modes": 8, "radius": 3.0, "std": 0.25}`` declares the test data a ring of Gaussians
+        and adds the ring metrics.
+    quadrature_grid : int, default 200
+        Cells per axis of the quadrature grid (2-D latents only).
+    permutations : int, default 200
+        Permutations of the MMD test.
+    condition_fn : callable, optional
+        Maps generated points (n, D) to the condition they should have, for a Continuous-conditioned
+        model: adds ``condition_mae``/``condition_rmse``. With ``ring`` and ``Continuous(1)`` the
+        radius is used by default.
+
+    Returns
+    -------
+    dict
+        Always present (nats per point unless said otherwise):
+
+        - ``n_points``, ``x_dim``, ``z_dim``: sizes.
+        - ``neg_elbo``: mean -ELBO; ``reconstruction_nll``: mean -E_q[log p(x|z)]; ``kl``: mean KL(q || p).
+        - ``kl_per_dim``: list (Z,) of mean KL per latent dimension.
+        - ``latent_mean_variance``: list (Z,) of Cov_x(E_q[z_d]); ``active_units``: how many exceed 0.01.
+        - ``iwae_nll``: mean IWAE estimate of -log p(x) with ``iwae_k`` samples; ``iwae_nll_se``: its
+          standard error over points; ``iwae_seconds``: time taken.
+        - ``diversity``: the lecture's diversity of ``n_samples`` model samples; ``data_diversity``: of the test data.
+        - ``mmd2``, ``mmd_p_value``, ``mmd_bandwidth``: unbiased MMD² between model samples and test data,
+          its permutation p-value (small: the model's samples are distinguishable from data), the kernel bandwidth.
+        - ``energy_distance``: between model samples and test data.
+
+        When ``z_dim == 2`` (and at most 64 distinct condition rows):
+
+        - ``quadrature_nll``: -log ∫ p(x|z) p(z) dz by quadrature, ``quadrature_error``: its error estimate,
+          ``quadrature_grid``: cells per axis.
+
+        With ``ring`` (2-D data):
+
+        - ``true_nll``: mean -log p_data(x) under the true ring density (a floor no model beats on average);
+          ``ring_entropy``: its closed-form expectation log(modes) + 1 + log(2 pi std²).
+        - ``modes_covered``, ``mode_coverage``, ``within_3std``, ``mode_balance``: see :func:`mode_coverage`,
+          for unconditional samples.
+        - ``mode_adherence`` (OneHot models): fraction of label-conditioned samples within 3 std of the requested mode.
+
+        Conditional models: ``condition_accuracy`` (OneHot): fraction of samples generated for label y whose
+        5-nearest-neighbour label among the test points is y; ``condition_mae``, ``condition_rmse`` (Continuous
+        with ``condition_fn`` or ring): error between requested and realised condition.
+
+        With ``labels`` and an unconditional model: ``latent_knn_accuracy``, 5-NN accuracy of labels from posterior means.
+
+    """
+    k = positive_int(k, "k")
+    n_samples = positive_int(n_samples, "n_samples", minimum=2)
+    spec = _ring_spec(ring)
+    xt, c = _prepare(model, x, condition)
+    x_np = xt.cpu().numpy()
+    n = x_np.shape[0]
+    out: dict[str, Any] = {"n_points": n, "x_dim": int(model.x_dim), "z_dim": int(model.z_dim)}
+
+    terms = elbo_terms(model, xt, condition, seed=seed)
+    out["neg_elbo"] = float(terms.neg_elbo.mean())
+    out["reconstruction_nll"] = float(terms.reconstruction_nll.mean())
+    out["kl"] = float(terms.kl.mean())
+    out["kl_per_dim"] = terms.kl_per_dim.mean(0).tolist()
+    variance = terms.latent_mean.var(0)
+    out["latent_mean_variance"] = variance.tolist()
+    out["active_units"] = int((variance > ACTIVE_THRESHOLD).sum())
+
+    started = time.perf_counter()
+    log_p = iwae_log_likelihood(model, xt, condition, k=k, seed=seed)
+    out["iwae_nll"] = float(-log_p.mean())
+    out["iwae_nll_se"] = float(log_p.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    out["iwae_k"] = k
+    out["iwae_seconds"] = time.perf_counter() - started
+
+    if model.z_dim == 2:
+        distinct = 1 if c is None else int(torch.unique(c, dim=0).shape[0])
+        if distinct <= _MAX_QUAD_CONDITIONS:
+            quad = quadrature_log_likelihood(model, xt, condition, grid=quadrature_grid)
+            out["quadrature_nll"] = quad.nll
+            out["quadrature_error"] = quad.nll_error
+            out["quadrature_grid"] = quad.grid
+        else:
+            logger.info("quadrature skipped: %d distinct condition rows (at most %d)", distinct, _MAX_QUAD_CONDITIONS)
+
+    # Sample quality: model samples under the test set's own condition distribution.
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, n, size=n_samples)
+    cond_rows = None if c is None else _condition_values(model, c, pick)
+    generated = model.sample(n_samples, condition=cond_rows, seed=seed)
+    reference = _sample_points(x_np, n_samples, seed)
+    out["diversity"] = diversity(generated)
+    out["data_diversity"] = diversity(x_np)
+    bandwidth = median_bandwidth(generated, reference, seed=seed)
+    stat, p_value = mmd_test(generated, reference, bandwidth=bandwidth, permutations=permutations, seed=seed)
+    out["mmd2"], out["mmd_p_value"], out["mmd_bandwidth"] = stat, p_value, bandwidth
+    out["energy_distance"] = energy_distance(generated, reference)
+
+    if spec is not None and model.x_dim == 2:
+        out["true_nll"] = float(-ring_log_density(x_np, spec["modes"], spec["radius"], spec["std"]).mean())
+        out["ring_entropy"] = ring_entropy(spec["modes"], spec["std"])
+        if model.condition is None:
+            out.update(mode_coverage(generated, spec["modes"], spec["radius"], spec["std"]))
+
+    if isinstance(model.condition, OneHot):
+        wanted = np.asarray(cond_rows).reshape(-1).astype(np.int64)
+        test_labels = c.argmax(1).cpu().numpy()
+        out["condition_accuracy"] = knn_accuracy(x_np, test_labels, generated, wanted)
+        if spec is not None and model.x_dim == 2 and model.condition.n_classes == spec["modes"]:
+            out["mode_adherence"] = mode_adherence(generated, wanted, spec["modes"], spec["radius"], spec["std"])
+    if isinstance(model.condition, Continuous):
+        fn = condition_fn
+        if fn is None and spec is not None and model.condition.dim == 1 and model.x_dim == 2:
+            fn = ring_radius
+        if fn is not None:
+            realised = np.asarray(fn(generated), dtype=np.float64).reshape(n_samples, -1)
+            error = realised - np.asarray(cond_rows, dtype=np.float64).reshape(n_samples, -1)
+            out["condition_mae"] = float(np.abs(error).mean())
+            out["condition_rmse"] = float(np.sqrt((error**2).mean()))
+
+    if labels is not None and model.condition is None:
+        y = np.asarray(labels).reshape(-1)
+        if y.shape[0] != n:
+            raise InputError(f"labels must have one entry per row of x ({n}). Got {y.shape[0]} instead.")
+        z = terms.latent_mean
+        sub = _sample_points(np.arange(n), min(n, 2000), seed)
+        half = len(sub) // 2
+        if half >= 1:
+            out["latent_knn_accuracy"] = knn_accuracy(z[sub[:half]], y[sub[:half]], z[sub[half:]], y[sub[half:]])
+    return out
+
+
+def _condition_values(model: Any, c: torch.Tensor, pick: np.ndarray) -> np.ndarray:
+    """The user's condition values (labels for OneHot, values for Continuous) of prepared rows ``pick``."""
+    rows = c[torch.from_numpy(pick).to(c.device)]
+    if isinstance(model.condition, OneHot):
+        return rows.argmax(1).cpu().numpy()
+    return rows.cpu().numpy()
