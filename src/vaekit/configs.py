@@ -26,6 +26,10 @@ def spec_from_config(config: Any, registry: dict[str, type], name: str) -> Any:
     unknown = sorted(set(config) - set(fields) - {"type"})
     if unknown:
         raise InputError(f"{name} ({kind}) has unknown key(s) {unknown}; allowed keys are {sorted(fields)}.")
+    required = sorted(f.name for f in dataclasses.fields(cls) if f.default is f.default_factory is dataclasses.MISSING)
+    missing = [key for key in required if key not in config]
+    if missing:
+        raise InputError(f"{name} ({kind}) is missing required key(s) {missing}. Got keys {sorted(config)} instead.")
     kwargs = {}
     for key, value in config.items():
         if key == "type":

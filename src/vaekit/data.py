@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,10 @@ class Table:
     label_names: list[str] | None = None
 
 
+# Formats that may hold pickled objects: refused by suffix, never opened (as vaekit.io does for models).
+_PICKLE_LIKE = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".npz"}
+
+
 def load_table(path: str | Path, columns: Sequence[str] | None = None, condition: str | Sequence[str] | None = None) -> Table:
     """Read a CSV (with a header row), ``.npy`` or ``.parquet`` file into a :class:`Table`.
 
@@ -187,35 +192,41 @@ def load_table(path: str | Path, columns: Sequence[str] | None = None, condition
         Unknown column names, non-numeric or non-finite data values.
 
     """
+    if not isinstance(path, (str, Path)):
+        raise InputTypeError(f"path must be a file path (str or Path). Got {describe(path)} instead.")
     path = Path(path)
+    if path.is_dir():
+        raise FileFormatError(f"data file {path} is a folder; expected a CSV, .npy or .parquet file.")
     if not path.is_file():
         raise FileFormatError(f"data file {path} does not exist.")
+    cond_names = _names(condition, "condition", allow_single=True)
     suffix = path.suffix.lower()
+    if suffix in _PICKLE_LIKE:
+        raise FileFormatError(
+            f"{path}: {suffix} files are not read (pickles can execute code); save the data as CSV, .npy or .parquet."
+        )
     if suffix == ".npy":
         header, cells = _read_npy(path)
     elif suffix == ".parquet":
         header, cells = _read_parquet(path)
     else:
         header, cells = _read_csv(path)
-    if not cells:
+    if len(cells) == 0:
         raise FileFormatError(f"{path} has a header but no data rows.")
-    cond_names = [condition] if isinstance(condition, str) else list(condition or [])
     _check_names(cond_names, header, "condition", path)
     if columns is None:
         data_names = [h for h in header if h not in cond_names]
     else:
-        if isinstance(columns, str):
-            raise InputTypeError(f"columns must be a list of column names. Got the string {columns!r} instead.")
-        data_names = list(columns)
+        data_names = _names(columns, "columns", allow_single=False)
         _check_names(data_names, header, "columns", path)
     if not data_names:
         raise InputError(f"columns must name at least one data column of {path}. Got none instead.")
     index = {h: i for i, h in enumerate(header)}
-    x = _numeric([[row[index[c]] for c in data_names] for row in cells], data_names, path)
+    x = _numeric(_select(cells, [index[c] for c in data_names]), data_names, path)
     cond, label_names = None, None
     if cond_names:
-        raw = [[row[index[c]] for c in cond_names] for row in cells]
-        if len(cond_names) == 1 and not _all_numeric(r[0] for r in raw):
+        raw = _select(cells, [index[c] for c in cond_names])
+        if len(cond_names) == 1 and not isinstance(raw, np.ndarray) and not _all_numeric(r[0] for r in raw):
             label_names = sorted({str(r[0]) for r in raw})
             codes = {name: i for i, name in enumerate(label_names)}
             cond = np.array([[codes[str(r[0])]] for r in raw], dtype=np.float32)
@@ -224,12 +235,33 @@ def load_table(path: str | Path, columns: Sequence[str] | None = None, condition
     return Table(x, cond, data_names, cond_names, label_names)
 
 
+def _names(value: Any, name: str, *, allow_single: bool) -> list[str]:
+    """Column names given as a list of str (or one str where ``allow_single``); None means none."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        if allow_single:
+            return [value]
+        raise InputTypeError(f"{name} must be a list of column names. Got the string {value!r} instead.")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise InputTypeError(f"{name} must be a list of column names (strings). Got {describe(value)} instead.")
+    return list(value)
+
+
+def _select(cells: Any, idx: list[int]) -> Any:
+    """The given columns of a 2-D numeric array (fast path) or of a list of rows."""
+    if isinstance(cells, np.ndarray):
+        return cells[:, idx]
+    return [[row[i] for i in idx] for row in cells]
+
+
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        # utf-8-sig: spreadsheet exports often start with a byte-order mark.
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
     except (UnicodeDecodeError, csv.Error) as err:
-        raise FileFormatError(f"{path} is not a readable UTF-8 CSV file ({err}).") from err
+        raise FileFormatError(f"{path} is not a readable UTF-8 CSV file ({err}).") from None
     if not rows:
         raise FileFormatError(f"{path} is empty: expected a header row and data rows.")
     header = [h.strip() for h in rows[0]]
@@ -237,18 +269,37 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
         raise FileFormatError(f"{path}: the header repeats a column name: {header}.")
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
-            raise FileFormatError(f"{path}, line {line}: expected {len(header)} values (as in the header) but found {len(row)}.")
+            raise FileFormatError(
+                f"{path}, line {line}: every row must have {len(header)} values, as the header does. Got {len(row)} instead."
+            )
     return header, [[c.strip() for c in row] for row in rows[1:]]
 
 
-def _read_npy(path: Path) -> tuple[list[str], list[list[Any]]]:
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_npy(path: Path) -> tuple[list[str], Any]:
     try:
+        with open(path, "rb") as handle:
+            # Check the header's promise against the file size before numpy allocates anything.
+            version = np.lib.format.read_magic(handle)
+            if version not in _NPY_HEADERS:
+                raise ValueError(f".npy format version {version} is not supported")
+            shape, _, dtype = _NPY_HEADERS[version](handle)
+            if dtype.hasobject:
+                raise ValueError("object arrays are refused (they need pickle)")
+            needed = math.prod(shape) * dtype.itemsize
+            offset = handle.tell()
+            if handle.seek(0, os.SEEK_END) - offset < needed:
+                raise ValueError(f"the header promises {needed} bytes of data for shape {shape}; the file is truncated")
         array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise FileFormatError(f"{path} is not a readable .npy array file ({err}); object arrays are refused.") from err
+    except Exception as err:  # numpy's header parser raises many types (ValueError, SyntaxError, TokenError, ...)
+        raise FileFormatError(f"{path} is not a readable .npy array file ({err}).") from None
     if array.ndim != 2:
         raise FileFormatError(f"{path} must hold a 2-D array (rows x columns). Got shape {array.shape} instead.")
-    return [str(i) for i in range(array.shape[1])], array.tolist()
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{path} must hold a numeric (int or float) array. Got dtype {array.dtype} instead.")
+    return [str(i) for i in range(array.shape[1])], array
 
 
 def _read_parquet(path: Path) -> tuple[list[str], list[list[Any]]]:
@@ -256,8 +307,11 @@ def _read_parquet(path: Path) -> tuple[list[str], list[list[Any]]]:
         import pyarrow.parquet as pq
     except ImportError as err:
         raise ImportError("reading .parquet needs pyarrow: pip install pyarrow") from err
-    table = pq.read_table(path)
-    header = list(table.column_names)
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises many types (ArrowInvalid, OSError, ...) for bad files
+        raise FileFormatError(f"{path} is not a readable parquet file ({err}).") from None
+    header = [str(name) for name in table.column_names]
     cols = [table.column(i).to_pylist() for i in range(len(header))]
     return header, [list(r) for r in zip(*cols)]
 
@@ -277,7 +331,21 @@ def _all_numeric(values) -> bool:
     return True
 
 
-def _numeric(rows: list[list[Any]], names: list[str], path: Path) -> np.ndarray:
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _numeric(rows: Any, names: list[str], path: Path) -> np.ndarray:
+    if isinstance(rows, np.ndarray):  # numeric arrays (.npy) are checked in one pass
+        with np.errstate(over="ignore"):
+            values = rows.astype(np.float64)
+        bad = ~np.isfinite(values) | (np.abs(values) > _FLOAT32_MAX)
+        if not bad.any():
+            return values.astype(np.float32)
+        i, j = np.argwhere(bad)[0]
+        value = float(values[i, j])
+        raise InputError(
+            f"column {names[j]!r} of {path} must hold finite float32 values. Got {value!r} in data row {i + 1} instead."
+        )
     out = np.empty((len(rows), len(names)), dtype=np.float64)
     for i, row in enumerate(rows):
         for j, cell in enumerate(row):
@@ -287,7 +355,7 @@ def _numeric(rows: list[list[Any]], names: list[str], path: Path) -> np.ndarray:
                 raise InputError(
                     f"column {names[j]!r} of {path} must be numeric. Got {describe(cell)} in data row {i + 1} instead."
                 ) from None
-            if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
+            if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
                 raise InputError(
                     f"column {names[j]!r} of {path} must hold finite float32 values. Got {cell!r} in data row {i + 1} instead."
                 )

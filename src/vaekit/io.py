@@ -6,6 +6,7 @@ checked (format, version, keys, types) before any tensor is built.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -14,16 +15,17 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
 from vaekit import __version__
 from vaekit.configs import check_type
-from vaekit.errors import FileFormatError
+from vaekit.errors import FileFormatError, InputTypeError, describe
 
 FORMAT = "vaekit-model"
 FORMAT_VERSION = 1
 WEIGHTS, METADATA = "model.safetensors", "model.json"
+_DATA_BUFFERS = {"x_shift", "x_scale"}  # statistics of the training data, set by fit()
 PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"}
 
 _MODEL_KEYS: dict[str, Any] = {
@@ -76,6 +78,7 @@ def save(model: torch.nn.Module, path: str | Path) -> Path:
     model = unwrap(model)
     folder = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    blob = safetensors_bytes(state, metadata={"format": FORMAT})
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -83,8 +86,10 @@ def save(model: torch.nn.Module, path: str | Path) -> Path:
         "class": type(model).__name__,
         "config": model.config,
         "tensors": {k: list(v.shape) for k, v in state.items()},
+        # Detects a truncated or edited weights file (safetensors itself only checks its header).
+        "weights_sha256": hashlib.sha256(blob).hexdigest(),
     }
-    atomic_write_bytes(folder / WEIGHTS, safetensors_bytes(state, metadata={"format": FORMAT}))
+    atomic_write_bytes(folder / WEIGHTS, blob)
     atomic_write_text(folder / METADATA, json.dumps(meta, indent=2) + "\n")
     return folder
 
@@ -102,17 +107,20 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """Read and validate ``model.json`` in folder ``path`` (no tensors are touched)."""
-    folder = Path(path)
-    refuse_pickle(folder)
+    folder = model_folder(path)
     meta_path = folder / METADATA
-    if not folder.exists():
-        raise FileFormatError(f"no model at {folder}: the folder does not exist.")
     if not meta_path.is_file():
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        if pickles:
+            raise FileFormatError(
+                f"no model at {folder}: {METADATA} is missing and the folder holds pickle file(s) {pickles[:3]}, which "
+                "vaekit never loads because they can execute code."
+            )
         raise FileFormatError(f"no model at {folder}: {METADATA} is missing (is this a vaekit run folder?).")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise FileFormatError(f"{meta_path} is not valid JSON ({err}); the file is truncated or corrupted.") from err
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise FileFormatError(f"{meta_path} is not valid JSON ({err}); the file is truncated or corrupted.") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise FileFormatError(f"{meta_path} is not a vaekit model file (format must be {FORMAT!r}).")
     version = meta.get("format_version")
@@ -131,8 +139,28 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         try:
             check_type(config[key], kind, f"config.{key}")
         except TypeError as err:
-            raise FileFormatError(f"{meta_path}: {err}") from err
+            raise FileFormatError(f"{meta_path}: {err}") from None
+    if meta.get("class") != "VAE":
+        raise FileFormatError(f"{meta_path}: unknown model class {meta.get('class')!r}; this vaekit reads 'VAE'.")
+    digest = meta.get("weights_sha256")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise FileFormatError(f"{meta_path}: 'weights_sha256' must be the 64-digit SHA-256 of {WEIGHTS}.")
     return meta
+
+
+def model_folder(path: str | Path) -> Path:
+    """The model folder for ``path``: the folder itself, or the folder of its model.json/model.safetensors."""
+    if not isinstance(path, (str, Path)):
+        raise InputTypeError(f"path must be a folder path (str or Path). Got {describe(path)} instead.")
+    folder = Path(path)
+    refuse_pickle(folder)
+    if folder.is_file() and folder.name in (WEIGHTS, METADATA):
+        return folder.parent
+    if folder.is_file():
+        raise FileFormatError(f"{folder} is a file; vaekit.load expects the folder written by model.save (or a run folder).")
+    if not folder.exists():
+        raise FileFormatError(f"no model at {folder}: the folder does not exist.")
+    return folder
 
 
 def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -146,26 +174,45 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Mo
     """
     from vaekit.model import VAE  # io sits above model in the import order
 
-    folder = Path(path)
-    meta = read_metadata(folder)
-    if meta.get("class") != "VAE":
-        raise FileFormatError(f"{folder / METADATA}: unknown model class {meta.get('class')!r}.")
-    try:
-        model = VAE.from_config(meta["config"])
-    except (ValueError, TypeError) as err:
-        raise FileFormatError(f"{folder / METADATA}: invalid config: {err}") from err
+    meta = read_metadata(path)
+    folder = model_folder(path)
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise FileFormatError(f"{folder}: {WEIGHTS} is missing.")
+    blob = weights.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != meta["weights_sha256"]:
+        raise FileFormatError(
+            f"{weights} does not match the SHA-256 recorded in {METADATA}: the file is truncated or was modified."
+        )
     try:
-        state = load_file(weights)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise FileFormatError(f"{weights} cannot be read ({err}); the file is truncated or corrupted.") from err
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
+        state = safetensors_load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as err:
+        raise FileFormatError(f"{weights} cannot be read ({err}); the file is truncated or corrupted.") from None
+    config = meta["config"]
+    if len(config["hidden"]) + 1 > len(state):  # a bound before building: each layer owns tensors in the file
+        raise FileFormatError(f"{folder / METADATA}: config.hidden has more layers than {WEIGHTS} holds tensors.")
+    try:
+        # Built on the meta device first: a config with absurd sizes allocates nothing before
+        # its shapes are compared with the tensors actually in the file.
+        with torch.device("meta"):
+            skeleton = VAE.from_config(config)
+    except (ValueError, TypeError, RuntimeError, OverflowError) as err:
+        raise FileFormatError(f"{folder / METADATA}: invalid config: {err}") from None
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
+    found = {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
     if expected != found:
-        diff = sorted(set(expected.items()) ^ set(found.items()))[:4]
+        diff = sorted(str(d) for d in set(expected.items()) ^ set(found.items()))[:4]
         raise FileFormatError(f"{weights} does not match {METADATA}: tensors differ, e.g. {diff}.")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise FileFormatError(f"{weights}: tensor(s) {bad[:3]} hold NaN or inf; the model is corrupted.")
+    model = VAE.from_config(config)
+    # Buffers other than the data statistics follow from the config (e.g. a fixed variance): an
+    # edited model.json must not silently disagree with the weights it claims to describe.
+    params = {name for name, _ in model.named_parameters()}
+    for name, fresh in model.state_dict().items():
+        if name not in params and name not in _DATA_BUFFERS and not torch.equal(fresh, state[name]):
+            raise FileFormatError(f"{folder / METADATA} does not match {WEIGHTS}: {name} differs from what the config implies.")
     model.load_state_dict(state)
     return model.to(device).eval()
 

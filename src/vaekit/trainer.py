@@ -16,12 +16,15 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from vaekit.checkpoint import Checkpointer, data_fingerprint, describe_callable, nonfinite_message
 from vaekit.errors import InputError, InputTypeError, TrainingError, describe
 from vaekit.history import History
+from vaekit.io import unwrap
 from vaekit.monitors import Diversity
 from vaekit.objectives import ELBO
 from vaekit.validate import positive_float, positive_int
@@ -102,6 +105,9 @@ def fit(
     monitors: dict[str, Callable[..., float]] | None = None,
     grad_clip: float | None = None,
     weight_decay: float = 0.0,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 10,
+    resume: str | Path | None = None,
 ) -> History:
     """Train ``model`` on data ``x`` (and condition) with Adam; return the per-epoch History.
 
@@ -134,6 +140,27 @@ def fit(
         Clip the global gradient norm to this value.
     weight_decay : float, default 0
         Adam's L2 penalty.
+    checkpoint_dir : str or Path, optional
+        Run folder: model, optimizer, RNG state, epoch and History are saved atomically to
+        ``checkpoint_dir/checkpoint/`` every ``checkpoint_every`` epochs, at the end, on Ctrl-C
+        (KeyboardInterrupt, re-raised after saving) and when training fails (last finite epoch).
+        Defaults to ``resume`` when resuming.
+    checkpoint_every : int, default 10
+        Epochs between scheduled checkpoints.
+    resume : str or Path, optional
+        Folder of an earlier run's checkpoint (the run folder or its ``checkpoint/``). Training
+        continues from the saved epoch up to ``epochs``; on CPU the final weights and History
+        equal those of an uninterrupted run bit for bit. The model's config, the data,
+        ``batch_size``, ``seed``, ``objective``, ``monitors`` and ``val`` must match the saved
+        run; a changed ``lr``, ``weight_decay`` or ``grad_clip`` is applied with a warning.
+
+    Raises
+    ------
+    TrainingError
+        The loss or the weights became NaN/inf; the message names the epoch and the likely
+        cause. With checkpointing, the last good state is saved and restored into ``model``.
+    FileFormatError
+        ``resume`` names a missing, truncated or tampered checkpoint.
 
     Returns
     -------
@@ -150,6 +177,10 @@ def fit(
         grad_clip = positive_float(grad_clip, "grad_clip")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise InputTypeError(f"seed must be an int or None. Got {describe(seed)} instead.")
+    checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
+    for name, value in (("checkpoint_dir", checkpoint_dir), ("resume", resume)):
+        if value is not None and not isinstance(value, (str, Path)):
+            raise InputTypeError(f"{name} must be a folder path (str or Path) or None. Got {describe(value)} instead.")
     objective = ELBO() if objective is None else objective
     if not callable(objective):
         raise InputTypeError(f"objective must be callable, e.g. vaekit.ELBO(). Got {describe(objective)} instead.")
@@ -166,36 +197,63 @@ def fit(
     model.set_scaling(x_all)
 
     history = History()
+    checkpointer = None
+    if checkpoint_dir is not None or resume is not None:
+        settings = {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "weight_decay": weight_decay,
+            "grad_clip": grad_clip,
+            "objective": describe_callable(objective),
+            "monitors": {name: describe_callable(m) for name, m in monitors.items()},
+            "val": val if val is None or isinstance(val, float) else "arrays",
+            "data_sha256": data_fingerprint(x_all, c_all, x_val, c_val),
+        }
+        folder = checkpoint_dir if checkpoint_dir is not None else resume
+        config = getattr(unwrap(model), "config", None)
+        checkpointer = Checkpointer(folder, every=checkpoint_every, settings=settings, epochs=epochs, model_config=config)
     forked = [target.index or 0] if target.type == "cuda" else []
     with torch.random.fork_rng(devices=forked, enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
         optimizer = _adam(model, lr, weight_decay, target)
+        first = 0 if resume is None else checkpointer.resume(resume, model, optimizer, history)
         for cb in callbacks:
             cb.on_train_begin(model, history)
         start = time.perf_counter()
-        for epoch in range(epochs):
-            record = _train_epoch(model, objective, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
-            if not math.isfinite(record["loss"]):
-                raise TrainingError(
-                    f"the loss became {record['loss']} in epoch {epoch + 1}. Likely causes: a learning rate "
-                    f"that is too high (lr={lr}) or a fixed likelihood variance that is too small; "
-                    "try a lower lr, grad_clip=1.0 or a larger variance."
-                )
-            if x_val is not None:
-                record.update(_evaluate(model, objective, x_val, c_val, batch_size, epoch, prefix="val_"))
-            model.eval()
-            for name, monitor in monitors.items():
-                every = getattr(monitor, "every", 1)
-                due = (epoch + 1) % every == 0 or epoch == epochs - 1
-                record[name] = monitor(model, x_all, c_all) if due else math.nan
-            history.append(record)
-            if progress is not None:
-                progress(epoch + 1, epochs, record)
-            stop = [bool(cb.on_epoch_end(epoch, record, model)) for cb in callbacks]
-            if any(stop):
-                logger.info("stopping early after epoch %d", epoch + 1)
-                break
+        try:
+            for epoch in range(first, epochs):
+                record = _train_epoch(model, objective, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
+                if not math.isfinite(record["loss"]):
+                    note = checkpointer.rescue_note() if checkpointer else "No checkpoint was kept (pass checkpoint_dir=...)."
+                    what = f"the loss became {record['loss']}"
+                    raise TrainingError(nonfinite_message(what, epoch + 1, epochs, model, lr, grad_clip, note))
+                if x_val is not None:
+                    record.update(_evaluate(model, objective, x_val, c_val, batch_size, epoch, prefix="val_"))
+                model.eval()
+                for name, monitor in monitors.items():
+                    every = getattr(monitor, "every", 1)
+                    due = (epoch + 1) % every == 0 or epoch == epochs - 1
+                    record[name] = monitor(model, x_all, c_all) if due else math.nan
+                history.append(record)
+                if checkpointer is not None:
+                    elapsed = time.perf_counter() - start
+                    checkpointer.epoch_end(epoch + 1, model, optimizer, history, seconds=elapsed, lr=lr, grad_clip=grad_clip)
+                if progress is not None:
+                    progress(epoch + 1, epochs, record)
+                stop = [bool(cb.on_epoch_end(epoch, record, model)) for cb in callbacks]
+                if any(stop):
+                    logger.info("stopping early after epoch %d", epoch + 1)
+                    break
+        except BaseException:
+            # Ctrl-C, NaN or any failure: keep the last completed, finite epoch on disk and in the model.
+            if checkpointer is not None:
+                checkpointer.rescue(model)
+            raise
+        if checkpointer is not None:
+            checkpointer.write()  # the end of training (also after early stopping)
         history.seconds = time.perf_counter() - start
         for cb in callbacks:
             cb.on_train_end(model, history)
