@@ -369,15 +369,27 @@ def _cmd_demo(args: argparse.Namespace, out: _Console) -> int:
     return train_run(config, Path(args.out), force=args.force, quiet=args.quiet, out=out, command="vaekit demo")
 
 
+RESUME_FLAGS = ("epochs", "lr", "grad_clip", "weight_decay")
+
+
 def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
     if args.resume:
-        if args.config or args.data:
-            raise UsageError("--resume takes every setting from the interrupted run; do not combine it with --config or --data.")
+        extra = [f for f, (section, _) in FLAGS.items() if getattr(args, f) is not None and f not in RESUME_FLAGS]
+        if args.config or args.data or args.condition or args.option or extra:
+            given = ["--" + f.replace("_", "-") for f in extra] or ["--config/--data/--condition/--option"]
+            raise UsageError(
+                f"--resume takes the settings of the interrupted run; only --epochs, --lr, --grad-clip and --weight-decay "
+                f"may change. Got {', '.join(given)} instead."
+            )
         target = Path(args.resume)
         staging = runs.partial_path(target)
         if not (staging / runs.CONFIG).is_file():
             raise UsageError(f"--resume {target}: nothing to resume: {staging} (left by an interrupted run) does not exist.")
         config = runs.read_config(staging / runs.CONFIG)
+        for flag in RESUME_FLAGS:
+            if getattr(args, flag) is not None:
+                config["training"][flag] = getattr(args, flag)
+        config = runs.validate_config(config, source=str(staging / runs.CONFIG))
         return train_run(config, target, force=args.force, quiet=args.quiet, out=out, command="vaekit train", resume=staging)
     config = resolve_config(args)
     default_out = Path("runs") / (config["data"]["name"] or Path(config["data"]["path"]).stem)
@@ -440,10 +452,19 @@ def train_run(
         else:
             history = fit(model, data.x, data.condition, **kwargs)
     except KeyboardInterrupt:
-        if checkpoints:
+        if checkpoints and (staging / "checkpoint").is_dir():
             raise Interrupted(f"interrupted: resume with 'vaekit train --resume {target}'") from None
         shutil.rmtree(staging, ignore_errors=True)
-        raise Interrupted("interrupted: nothing was written") from None
+        raise Interrupted("interrupted: nothing was saved yet") from None
+    except TrainingError as err:
+        if checkpoints and (staging / "checkpoint").is_dir():
+            # Keep the last good state: the run can go on with a lower learning rate.
+            hint = (
+                f"Resume from the last good epoch with 'vaekit train --resume {target} --lr {config['training']['lr'] / 10:g}'."
+            )
+            raise TrainingError(f"{err} {hint}") from None
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -274,7 +274,7 @@ font-variant-numeric:tabular-nums}th{background:#f5f5f5;font-weight:600}
 .explorer{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start}
 .explorer>div{flex:0 0 auto;width:424px}
 canvas{border:1px solid #bbb;background:#fff;touch-action:none}#latent{cursor:crosshair}
-#readout{display:block;overflow-wrap:anywhere;font-family:ui-monospace,monospace;white-space:pre-wrap;margin:.5em 0;min-height:3em}
+#readout{display:block;overflow-wrap:anywhere;font-family:ui-monospace,monospace;white-space:pre-wrap;margin:.5em 0}
 .note{color:#555;font-size:.9em}figure{display:inline-block;margin:.5em;vertical-align:top}
 figure img{max-width:520px;border:1px solid #eee}figcaption{text-align:center;color:#555}
 pre{background:#f7f7f7;padding:.8em;overflow:auto}
@@ -459,7 +459,7 @@ def run_figures(model, data: runs.RunData, history=None, *, seed: int = 0) -> di
     the data (2-D data) or as a grid of images (square image data).
     """
     try:
-        from vaekit.plot import run_figures as library_figures
+        from vaekit.plots import run_figures as library_figures
     except ImportError:
         library_figures = None
     if library_figures is not None:
