@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import re
@@ -356,23 +357,61 @@ def test_training_failure_exits_1(monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "o.partial").exists()
 
 
-def test_ctrl_c_exits_130_with_a_hint(monkeypatch, capsys, tmp_path):
+class StopAt(vk.Callback):
+    """Press Ctrl-C after epoch ``epoch`` (1-based)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, record, model):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def interrupt_fit_at(monkeypatch, epoch: int) -> None:
+    import vaekit.trainer
+
+    real_fit = vaekit.trainer.fit
+
+    @functools.wraps(real_fit)  # keeps fit's signature, which the CLI inspects
+    def fit(*args, **kwargs):
+        return real_fit(*args, **{**kwargs, "callbacks": [*kwargs.get("callbacks", ()), StopAt(epoch)]})
+
+    monkeypatch.setattr(vaekit.trainer, "fit", fit)
+
+
+def test_ctrl_c_exits_130_and_resume_is_bit_for_bit(monkeypatch, capsys, tmp_path):
+    args = ["--data", "ring", "--n", "300", "--epochs", "6", "--hidden", "16", "--checkpoint-every", "2", "-q"]
+    assert cli.main(["train", *args, "--out", str(tmp_path / "whole")]) == 0
+    out = tmp_path / "cut"
+    with monkeypatch.context() as patch:
+        interrupt_fit_at(patch, 3)
+        code, _, err = run_main(capsys, "train", *args, "--out", str(out))
+    assert code == 130
+    assert err == f"interrupted: resume with 'vaekit train --resume {out}'\n"
+    assert not out.exists() and (tmp_path / "cut.partial" / "checkpoint").is_dir()
+    code, _, err = run_main(capsys, "train", "--resume", str(out), "-q")
+    assert code == 0, err
+    assert not (tmp_path / "cut.partial").exists() and not (out / "checkpoint").exists()
+    for name in ("history.csv", "model.safetensors", "config.toml"):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def test_ctrl_c_before_anything_was_saved(monkeypatch, capsys, tmp_path):
     import vaekit.trainer
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(vaekit.trainer, "fit", interrupted)
-    out = tmp_path / "o"
-    code, _, err = run_main(capsys, "train", *FAST, "--out", str(out))
-    assert code == 130
-    assert not out.exists()
-    if cli._fit_supports("checkpoint_dir"):
-        assert err == f"interrupted: resume with 'vaekit train --resume {out}'\n"
-        assert (tmp_path / "o.partial" / "config.toml").is_file()
-    else:
-        assert err == "interrupted: nothing was written\n"
-        assert not (tmp_path / "o.partial").exists()
+    code, _, err = run_main(capsys, "train", *FAST, "--out", str(tmp_path / "o"))
+    assert code == 130 and err == "interrupted: nothing was saved yet\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_refuses_changed_settings(tmp_path, capsys):
+    code, _, err = run_main(capsys, "train", "--resume", str(tmp_path / "r"), "--beta", "2")
+    assert code == 2 and "only --epochs, --lr, --grad-clip and --weight-decay may change. Got --beta instead." in err
 
 
 def test_resume_without_an_interrupted_run(tmp_path, capsys):
