@@ -35,7 +35,8 @@ def node_z(payload: dict, i: int, j: int) -> np.ndarray:
 
 def make_run(tmp: Path, *args: str) -> Path:
     out = tmp / "run"
-    assert cli.main(["train", *args, "--epochs", "5", "--hidden", "32,32", "-q", "--out", str(out)]) == 0
+    small_metrics = ["--eval-k", "5", "--eval-n-samples", "200", "--eval-quadrature-grid", "20", "--eval-permutations", "10"]
+    assert cli.main(["train", *args, "--epochs", "5", "--hidden", "32,32", *small_metrics, "-q", "--out", str(out)]) == 0
     return out
 
 

@@ -74,6 +74,10 @@ HELP: dict[str, str] = {
     "weight_decay": "Adam weight decay",
     "device": "torch device (cpu, cuda, cuda:1, ...)",
     "checkpoint_every": "write a checkpoint every this many epochs (0: the library default)",
+    "eval_k": "metrics: importance samples of the IWAE estimate",
+    "eval_n_samples": "metrics: model samples for the sample-quality metrics",
+    "eval_quadrature_grid": "metrics: cells per axis of the 2-D quadrature (0: 200 for 2-D data, 60 otherwise)",
+    "eval_permutations": "metrics: permutations of the MMD test",
 }
 
 # Flag name -> (section, key). data.name/path, condition and options have their own flags.
@@ -83,6 +87,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "columns": ("data", "columns"),
     **{key: ("model", key) for key in runs.SCHEMA["model"]},
     **{key: ("training", key) for key in runs.SCHEMA["training"]},
+    **{f"eval_{key}": ("evaluation", key) for key in runs.SCHEMA["evaluation"]},
 }
 
 EPILOG = {
@@ -374,21 +379,25 @@ RESUME_FLAGS = ("epochs", "lr", "grad_clip", "weight_decay")
 
 def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
     if args.resume:
-        extra = [f for f, (section, _) in FLAGS.items() if getattr(args, f) is not None and f not in RESUME_FLAGS]
+        extra = [
+            f
+            for f, (section, _) in FLAGS.items()
+            if getattr(args, f) is not None and f not in RESUME_FLAGS and section != "evaluation"
+        ]
         if args.config or args.data or args.condition or args.option or extra:
             given = ["--" + f.replace("_", "-") for f in extra] or ["--config/--data/--condition/--option"]
             raise UsageError(
-                f"--resume takes the settings of the interrupted run; only --epochs, --lr, --grad-clip and --weight-decay "
-                f"may change. Got {', '.join(given)} instead."
+                f"--resume takes the settings of the interrupted run; only --epochs, --lr, --grad-clip, --weight-decay "
+                f"and --eval-* may change. Got {', '.join(given)} instead."
             )
         target = Path(args.resume)
         staging = runs.partial_path(target)
         if not (staging / runs.CONFIG).is_file():
             raise UsageError(f"--resume {target}: nothing to resume: {staging} (left by an interrupted run) does not exist.")
         config = runs.read_config(staging / runs.CONFIG)
-        for flag in RESUME_FLAGS:
-            if getattr(args, flag) is not None:
-                config["training"][flag] = getattr(args, flag)
+        for flag, (section, key) in FLAGS.items():
+            if getattr(args, flag) is not None and (flag in RESUME_FLAGS or section == "evaluation"):
+                config[section][key] = getattr(args, flag)
         config = runs.validate_config(config, source=str(staging / runs.CONFIG))
         return train_run(config, target, force=args.force, quiet=args.quiet, out=out, command="vaekit train", resume=staging)
     config = resolve_config(args)

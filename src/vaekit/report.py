@@ -453,61 +453,10 @@ _SCRIPT = r"""
 
 # ---------------------------------------------------------------------------- figures
 def run_figures(model, data: runs.RunData, history=None, *, seed: int = 0) -> dict[str, Any]:
-    """Figures of a run: :func:`vaekit.plot.run_figures` when present, else a basic set.
-
-    The basic set: training curves, the encoded data in the latent plane, and samples next to
-    the data (2-D data) or as a grid of images (square image data).
-    """
-    try:
-        from vaekit.plots import run_figures as library_figures
-    except ImportError:
-        library_figures = None
-    if library_figures is not None:
-        return dict(library_figures(model, data.x, data.condition, labels=data.labels, history=history, seed=seed))
-    return basic_figures(model, data, history, seed=seed)
-
-
-def basic_figures(model, data: runs.RunData, history=None, *, seed: int = 0) -> dict[str, Any]:
-    """Training curves, latent means and samples as matplotlib Figures (no vaekit.plot needed)."""
+    """The run's figures (:func:`vaekit.plots.run_figures`) on its training data, keyed by file stem."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib.use("Agg")  # no display needed, also on a desktop
+    from vaekit.plots import run_figures as figures
 
-    figures: dict[str, Any] = {}
-    if history is not None and len(history):
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
-        epochs = np.arange(1, len(history) + 1)
-        for key in ("loss", "val_loss"):
-            if key in history.columns:
-                axes[0].plot(epochs, history.columns[key], label=key)
-        axes[0].set(xlabel="epoch", ylabel="nats per point", title="loss")
-        axes[0].legend()
-        axes[1].plot(epochs, history.columns["kl"], color="C2", label="KL")
-        axes[1].set(xlabel="epoch", ylabel="nats per point", title="KL(q(z|x) || p(z))")
-        figures["training"] = fig
-    with torch.no_grad():
-        z = model.encode(data.x, data.condition).mean.cpu().numpy()
-    fig, ax = plt.subplots(figsize=(4.6, 4.2), layout="constrained")
-    colour = data.labels if data.labels is not None else "0.3"
-    ax.scatter(z[:, 0], z[:, 1] if z.shape[1] > 1 else np.zeros(len(z)), c=colour, s=4, cmap="tab10")
-    ax.set(xlabel="z0", ylabel="z1" if z.shape[1] > 1 else "", title="encoded data (posterior means)")
-    figures["latent"] = fig
-    condition = None if data.condition is None else data.condition[_subsample(len(data.x), 1000)]
-    samples = model.sample(1000 if condition is None else len(condition), condition, seed=seed)
-    side = int(round(math.sqrt(model.x_dim)))
-    if model.x_dim == 2:
-        fig, ax = plt.subplots(figsize=(4.6, 4.2), layout="constrained")
-        ax.scatter(data.x[:, 0], data.x[:, 1], s=3, c="0.6", label="data")
-        ax.scatter(samples[:, 0], samples[:, 1], s=3, c="C3", label="samples")
-        ax.set(xlabel=data.columns[0], ylabel=data.columns[1], title="samples (decoder means)")
-        ax.legend(markerscale=3)
-        figures["samples"] = fig
-    elif side * side == model.x_dim:
-        fig, axes = plt.subplots(4, 8, figsize=(6, 3.2), layout="constrained")
-        for ax, image in zip(axes.flat, samples):
-            ax.imshow(image.reshape(side, side), cmap="gray_r")
-            ax.axis("off")
-        fig.suptitle("samples (decoder means)")
-        figures["samples"] = fig
-    return figures
+    return dict(figures(model, data.x, data.condition, labels=data.labels, history=history, seed=seed))
