@@ -169,6 +169,16 @@ def test_train_on_a_csv_with_a_condition_column(tmp_path, capsys):
     np.testing.assert_allclose(s, model.sample(5, 3, seed=0), rtol=1e-6, atol=1e-6)
 
 
+def test_relative_data_path_in_a_config_is_relative_to_the_file(tmp_path, capsys, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    np.save(tmp_path / "cfg" / "x.npy", vk.data.moons(100, seed=0)[0])
+    (tmp_path / "cfg" / "c.toml").write_text('[data]\npath = "x.npy"\n[training]\nepochs = 1\n[model]\nhidden = [8]\n')
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "--config", "cfg/c.toml", *EVAL, "--out", "r", "-q"]) == 0
+    config = runs.read_config(tmp_path / "r")
+    assert config["data"]["path"] == str(tmp_path / "cfg" / "x.npy") and config["data"]["columns"] == ["0", "1"]
+
+
 def test_train_on_digits_uses_bernoulli(tmp_path, capsys):
     out = tmp_path / "digits"
     assert cli.main(["train", "--data", "digits", "--epochs", "1", "--hidden", "32", *EVAL, "--out", str(out), "-q"]) == 0

@@ -337,7 +337,11 @@ def _option_override(items: Sequence[str]) -> dict[str, Any]:
 
 
 def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Defaults <- ``--config`` file <- flags; validated. Digits default to a Bernoulli likelihood."""
+    """Defaults <- ``--config`` file <- flags; validated. Digits default to a Bernoulli likelihood.
+
+    A relative data path in the config file is taken relative to the file's folder; the config
+    that is written to the run folder always holds an absolute path.
+    """
     raw: dict[str, Any] = {}
     source = "settings"
     if getattr(args, "config", None):
@@ -346,6 +350,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         source = args.config
     merged = {section: dict(values) for section, values in raw.items() if isinstance(values, dict)}
     data = merged.setdefault("data", {})
+    if data.get("path") and not Path(data["path"]).is_absolute():
+        data["path"] = str((Path(args.config).parent / data["path"]).resolve())  # relative to the config file
     if getattr(args, "data", None):
         data.update(_data_override(args.data))
     if getattr(args, "condition", None):
