@@ -43,8 +43,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks; defaults are written into each help text."""
 
 
 HELP: dict[str, str] = {
@@ -73,7 +73,7 @@ HELP: dict[str, str] = {
     "grad_clip": "clip the gradient norm to this value (0: off)",
     "weight_decay": "Adam weight decay",
     "device": "torch device (cpu, cuda, cuda:1, ...)",
-    "checkpoint_every": "write a checkpoint every this many epochs (0: the library default)",
+    "checkpoint_every": "write a checkpoint every this many epochs (0: fit's default, 10)",
     "eval_k": "metrics: importance samples of the IWAE estimate",
     "eval_n_samples": "metrics: model samples for the sample-quality metrics",
     "eval_quadrature_grid": "metrics: cells per axis of the 2-D quadrature (0: 200 for 2-D data, 60 otherwise)",
@@ -146,8 +146,13 @@ def _add_schema_flags(parser: argparse.ArgumentParser) -> None:
     for flag, (section, key) in FLAGS.items():
         annotation, default = runs.SCHEMA[section][key]
         name = "--" + flag.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": flag, "default": None, "help": f"{HELP[flag]} (default: {default})"}
-        if annotation is bool:
+        shown = "" if "default" in HELP[flag] else f" (default: {default})"
+        kwargs: dict[str, Any] = {"dest": flag, "default": None, "help": HELP[flag] + shown}
+        if flag == "activation":
+            from vaekit.nn import ACTIVATIONS
+
+            kwargs["choices"] = sorted(ACTIVATIONS)
+        elif annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif annotation in (int, float, str):
             kwargs["type"] = annotation
@@ -186,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("demo", "Train the lecture's VAE on the ring data and write a run folder with report.html.")
-    p.add_argument("--out", default="runs/demo", help="run folder to write")
+    p.add_argument("--out", default="runs/demo", help="run folder to write (default: runs/demo)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 400)")
     p.add_argument("--n", type=int, default=None, help="ring points (default: 2000)")
     p.add_argument("--seed", type=int, default=None, help="training seed (default: 0)")
@@ -202,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME:TYPE",
         help="label:onehot or radius:continuous (built-in data), COLUMN:onehot|continuous (files)",
     )
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="built-in dataset option, e.g. modes=6")
+    p.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="built-in dataset option, e.g. modes=6 (repeatable)"
+    )
     p.add_argument("--out", help="run folder to write (default: runs/<data name>)")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run that was writing to DIR")
@@ -212,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="DIR", help="run folder")
     p.add_argument("--data", metavar="NAME|PATH", help="evaluate on this data instead (built-in name or file)")
     p.add_argument("--n", type=int, help="points drawn from a built-in dataset")
-    p.add_argument("--seed", type=int, default=0, help="seed of the estimators")
+    p.add_argument("--seed", type=int, default=0, help="seed of the estimators (default: 0)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("-o", "--output", metavar="FILE.json", help="also write the metrics to this JSON file")
 
@@ -220,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="DIR", help="run folder")
     p.add_argument("-n", type=int, required=True, help="number of samples")
     p.add_argument("--condition", metavar="VALUE", help="class label or name (onehot), number(s) a,b (continuous)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--noise", action="store_true", help="draw x ~ p(x|z) instead of the decoder mean")
     p.add_argument("-o", "--output", metavar="FILE", help="write .csv or .npy (default: CSV on stdout)")
 
