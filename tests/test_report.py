@@ -50,6 +50,11 @@ def cvae_run(tmp_path_factory) -> Path:
     return make_run(tmp_path_factory.mktemp("report"), "--data", "ring", "--n", "500", "--condition", "label:onehot")
 
 
+@pytest.fixture(scope="module")
+def radius_run(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("report"), "--data", "ring", "--n", "500", "--condition", "radius:continuous")
+
+
 def payload_of(page: str) -> dict:
     text = re.search(r'<script type="application/json" id="explorer-data">(.*?)</script>', page, re.S).group(1)
     return json.loads(text.replace("<\\/", "</"))
@@ -163,7 +168,7 @@ needs_browser = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromiu
 
 @pytest.mark.browser
 @needs_browser
-@pytest.mark.parametrize("which", ["ring_run", "cvae_run"])
+@pytest.mark.parametrize("which", ["ring_run", "cvae_run", "radius_run"])
 def test_explorer_in_a_real_browser(which, request):
     sync_api = pytest.importorskip("playwright.sync_api")
     run = request.getfixturevalue(which)
@@ -195,10 +200,19 @@ def test_explorer_in_a_real_browser(which, request):
             assert seen[0][0][0] < seen[1][0][0] and seen[0][0][1] < seen[1][0][1]
             if model.condition is not None:
                 z_before, x_before, c_before = readout(page)
-                page.select_option("#condition", "6")
+                if model.condition.kind == "onehot":
+                    page.select_option("#condition", "6")
+                else:
+                    page.locator("#condition").fill("8")  # the slider's last step: the largest radius
                 z, x, condition = readout(page)
-                assert condition == 6 != c_before and np.array_equal(z, z_before) and not np.allclose(x, x_before)
-                np.testing.assert_allclose(x, model.decode(z[None], 6).mean.detach().numpy()[0], rtol=TOLERANCE, atol=TOLERANCE)
+                assert condition != c_before and np.array_equal(z, z_before) and not np.allclose(x, x_before)
+                if model.condition.kind == "onehot":
+                    assert condition == 6
+                else:
+                    payload = payload_of(page.content())
+                    assert condition == payload["conditions"][8]["value"] and condition[0] > c_before[0]
+                expected = model.decode(z[None], condition).mean.detach().numpy()[0]
+                np.testing.assert_allclose(x, expected, rtol=TOLERANCE, atol=TOLERANCE)
             page.screenshot(path=str(ARTIFACTS / f"report-{which}.png"), full_page=True)
             assert errors == []
             assert requests == []  # nothing fetched from the network
