@@ -356,6 +356,12 @@ def test_bad_toml_exits_2_naming_the_key(tmp_path, capsys, text, message):
     assert code == 2 and err.startswith(f"error: {path}") and message in err and err.count("\n") == 1
 
 
+def test_unwritable_out_exits_2(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("")
+    code, _, err = run_main(capsys, "train", *FAST, "--out", str(tmp_path / "file.txt" / "run"))
+    assert code == 2 and err == f"error: {tmp_path / 'file.txt' / 'run.partial'}: Not a directory\n"
+
+
 def test_missing_config_file(tmp_path, capsys):
     code, _, err = run_main(capsys, "train", "--config", str(tmp_path / "nope.toml"))
     assert code == 2 and err == f"error: config file {tmp_path / 'nope.toml'} does not exist.\n"

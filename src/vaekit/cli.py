@@ -765,14 +765,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return 0  # e.g. `vaekit sample ... | head`
+    except OSError as err:  # a path that cannot be read or written: the user's to fix
+        if debug:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or _one_line(err)}", file=sys.stderr)
+        return 2
     except Interrupted as err:
         print(str(err), file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0  # e.g. `vaekit sample ... | head`
     except Exception as err:  # noqa: BLE001 - the last line of defence: a short message, not a traceback
         if debug:
             raise
