@@ -196,6 +196,14 @@ def test_explorer_in_a_real_browser(which, request):
                 assert f"z = ({z[0]:.4f}, {z[1]:.4f})" in text and f"x = ({x[0]:.4f}, {x[1]:.4f})" in text
                 seen.append((z, x))
             assert not np.allclose(seen[0][0], seen[1][0]) and not np.allclose(seen[0][1], seen[1][1])
+            # arrow keys step one grid node
+            axis = payload_of((run / "report.html").read_text())["axes"][0]
+            page.locator("#latent").focus()
+            page.keyboard.press("ArrowRight")
+            z_key, x_key, c_key = readout(page)
+            assert z_key[0] == pytest.approx(seen[1][0][0] + axis[1] - axis[0]) and z_key[1] == seen[1][0][1]
+            expected = model.decode(z_key[None], c_key).mean.detach().numpy()[0]
+            np.testing.assert_allclose(x_key, expected, rtol=TOLERANCE, atol=TOLERANCE)
             # the first point is left-bottom of the second in the latent plane
             assert seen[0][0][0] < seen[1][0][0] and seen[0][0][1] < seen[1][0][1]
             if model.condition is not None:

@@ -146,6 +146,34 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+METRIC_NOTES = {
+    "evaluated_on": "the data the metrics are computed on",
+    "neg_elbo": "negative ELBO, nats per point (an upper bound on -log p(x))",
+    "reconstruction_nll": "-E_q[log p(x|z)], nats per point",
+    "kl": "KL(q(z|x) || p(z)), nats per point",
+    "kl_per_dim": "KL per latent dimension (about 0: an unused dimension)",
+    "latent_mean_variance": "variance of the posterior means per latent dimension",
+    "active_units": "latent dimensions whose posterior mean varies (> 0.01)",
+    "iwae_nll": "importance-weighted estimate of -log p(x), nats per point (tighter than neg_elbo)",
+    "iwae_nll_se": "standard error of iwae_nll",
+    "quadrature_nll": "-log p(x) by numerical integration over the 2-D latent plane, nats per point",
+    "true_nll": "-log p(x) under the true ring density: no model beats this on average",
+    "ring_entropy": "expected value of true_nll (closed form)",
+    "diversity": "the lecture's diversity: mean per-dimension variance of model samples",
+    "data_diversity": "the same for the data",
+    "mmd2": "squared MMD between model samples and data (0: indistinguishable)",
+    "mmd_p_value": "permutation p-value of the MMD test (small: samples are distinguishable from data)",
+    "energy_distance": "energy distance between model samples and data",
+    "modes_covered": "ring modes that receive samples",
+    "mode_coverage": "share of the ring modes covered",
+    "within_3std": "share of samples within 3 std of a mode centre",
+    "latent_knn_accuracy": "5-NN accuracy of the data labels from posterior means",
+    "condition_accuracy": "share of samples for label y whose nearest data points have label y",
+    "mode_adherence": "share of label-conditioned samples within 3 std of the requested mode",
+    "condition_mae": "mean absolute error between requested and realised condition",
+}
+
+
 def _table(rows: list[tuple[str, Any]], head: tuple[str, str] | None) -> str:
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows)
     thead = f"<thead><tr><th>{head[0]}</th><th>{head[1]}</th></tr></thead>" if head else ""
@@ -202,14 +230,21 @@ def render_html(
         f"<h3>[{html.escape(section)}]</h3>" + _table(list(values.items()), ("setting", "value"))
         for section, values in config.items()
     )
-    metric_rows = [(k, v) for k, v in metrics.items()]
+    metric_rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td>"
+        f"<td class=note>{html.escape(METRIC_NOTES.get(k, ''))}</td></tr>"
+        for k, v in metrics.items()
+    )
+    metric_table = (
+        f"<table><thead><tr><th>metric</th><th>value</th><th>meaning</th></tr></thead><tbody>{metric_rows}</tbody></table>"
+    )
     return _PAGE.format(
         title=html.escape(title),
         subtitle=html.escape(subtitle),
         notes="".join(f"<p class=note>{n}</p>" for n in notes),
         control=control,
         summary=_table(summary, None),
-        metrics=_table(metric_rows, ("metric", "value")) if metric_rows else "<p>No metrics.</p>",
+        metrics=metric_table if metric_rows else "<p>No metrics.</p>",
         figures=figure_html or "<p>No figures.</p>",
         settings=settings,
         config_text=html.escape(config_text),
@@ -288,10 +323,11 @@ _PAGE = """<!DOCTYPE html>
 <h1>{title}</h1><p class="sub">{subtitle}</p>
 {summary}
 <h2>Latent explorer</h2>
-<p>Move the pointer over the latent plane (left): the decoder's output at that z is shown on the right.</p>
+<p>Move the pointer over the latent plane (left; or click it and use the arrow keys): the decoder's output at
+that z is shown on the right. The dots are the training data's posterior means.</p>
 <div class="controls">{control}</div>
 <div class="explorer">
-<div><canvas id="latent" width="420" height="420" aria-label="latent plane"></canvas></div>
+<div><canvas id="latent" width="420" height="420" tabindex="0" aria-label="latent plane (pointer or arrow keys)"></canvas></div>
 <div><canvas id="output" width="420" height="420" aria-label="decoded output"></canvas>
 <output id="readout" for="latent"></output></div>
 </div>
@@ -441,6 +477,15 @@ _SCRIPT = r"""
     const zx = P.lo[0] + (px - PAD) / (W - 2 * PAD) * (P.hi[0] - P.lo[0]);
     const zy = P.lo[1] + (H - PAD - py) / (H - 2 * PAD) * (P.hi[1] - P.lo[1]);
     node = [nearest(zx, P.lo[0], P.hi[0], NX), NY > 1 ? nearest(zy, P.lo[1], P.hi[1], NY) : 0];
+    update();
+  });
+  // Arrow keys step one grid node, for keyboards and precise moves.
+  const steps = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] };
+  latent.addEventListener("keydown", (ev) => {
+    const step = steps[ev.key];
+    if (!step) return;
+    ev.preventDefault();
+    node = [Math.max(0, Math.min(NX - 1, node[0] + step[0])), Math.max(0, Math.min(NY - 1, node[1] + step[1]))];
     update();
   });
   if (control) control.addEventListener("input", () => { cond = Number(control.value); update(); });
