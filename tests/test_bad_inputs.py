@@ -154,11 +154,11 @@ def _garbage_with_hash(folder):
 MODEL_DAMAGE = {
     "truncated weights": (
         _truncate_weights,
-        "{w} does not match the SHA-256 recorded in model.json: the file is truncated or was modified.",
+        "{w} cannot be read: it does not match the SHA-256 recorded in model.json (the file is truncated or was modified).",
     ),
     "tampered weights": (
         _flip_weight_byte,
-        "{w} does not match the SHA-256 recorded in model.json: the file is truncated or was modified.",
+        "{w} cannot be read: it does not match the SHA-256 recorded in model.json (the file is truncated or was modified).",
     ),
     "weights not safetensors": (_garbage_with_hash, "{w} cannot be read (Error while deserializing"),
     "nan weights": (

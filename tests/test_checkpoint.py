@@ -116,6 +116,20 @@ def test_checkpoint_folder_layout_and_schedule(tmp_path):
     assert any(k.startswith("optimizer.") for k in header)
 
 
+def test_resume_into_another_folder(tmp_path):
+    reference = make_model()
+    expected = train(reference)
+    first, second = tmp_path / "first", tmp_path / "second"
+    _checkpointed(first)
+    resumed = make_model()
+    with pytest.raises(KeyboardInterrupt):  # interrupted again right away: the new folder gets the state
+        train(resumed, resume=first, checkpoint_dir=second, checkpoint_every=100, callbacks=[InterruptAt(3)])
+    assert manifest(first)["epoch"] == 2 and manifest(second)["epoch"] == 3
+    again = make_model()
+    assert nan_safe_equal(train(again, resume=second).columns, expected.columns)
+    assert same_weights(again, reference)
+
+
 def test_resuming_a_finished_run_trains_nothing(tmp_path):
     reference = make_model()
     expected = train(reference, checkpoint_dir=tmp_path)
@@ -173,6 +187,14 @@ def test_resume_with_lower_lr_warns_and_applies_it(tmp_path, caplog):
         train(model, resume=folder, lr=1e-4)
     assert "resume: lr changed from 0.001 to 0.0001" in caplog.text
     assert manifest(folder)["settings"]["lr"] == 1e-4
+
+
+def test_resume_refuses_fewer_epochs_than_saved(tmp_path):
+    folder = _checkpointed(tmp_path)
+    with pytest.raises(
+        vk.InputError, match=r"^epochs must be at least the checkpoint's epoch \(2\) to resume from .*\. Got 1 instead\.$"
+    ):
+        train(make_model(), epochs=1, resume=folder)
 
 
 def test_resume_without_checkpoint(tmp_path):
@@ -318,7 +340,7 @@ def test_nan_loss_names_epoch_and_cause_keeps_last_good_checkpoint(tmp_path):
     train(reference, epochs=3)  # the state after 3 good epochs
     model = make_model()
     expected = (
-        "the loss became nan in epoch 4 of 6. Likely cause: a learning rate that is too high for this model (lr=0.001) "
+        "the loss became nan in epoch 4. Likely causes: a learning rate that is too high for this model (lr=0.001) "
         "or exploding gradients. Try a lower lr (e.g. lr=0.0001), grad_clip=1.0. The last good state (after epoch 3) is "
         f"saved in {tmp_path / 'checkpoint'} and restored into the model; continue with fit(..., resume={str(tmp_path)!r}) "
         "and a lower lr."
@@ -332,7 +354,7 @@ def test_nan_loss_names_epoch_and_cause_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_nan_never_overwrites_the_last_good_checkpoint(tmp_path):
-    with pytest.raises(vk.TrainingError, match="in epoch 5 of 6"):
+    with pytest.raises(vk.TrainingError, match="in epoch 5. "):
         train(make_model(), objective=PoisonFrom(4), checkpoint_dir=tmp_path, checkpoint_every=1)
     loaded = ck.read_checkpoint(tmp_path)
     assert loaded.epoch == 4
@@ -341,14 +363,14 @@ def test_nan_never_overwrites_the_last_good_checkpoint(tmp_path):
 
 def test_nan_gradients_with_finite_loss_are_caught_before_saving(tmp_path):
     model = make_model()
-    with pytest.raises(vk.TrainingError, match=r"^the weights became non-finite \(NaN/inf gradients\) in epoch 3 of 6\."):
+    with pytest.raises(vk.TrainingError, match=r"^the weights became non-finite \(NaN/inf gradients\) in epoch 3\."):
         train(model, batch_size=1000, objective=BadGradientAt(2), checkpoint_dir=tmp_path)
     assert ck.read_checkpoint(tmp_path).epoch == 2
     assert all(torch.isfinite(v).all() for v in model.state_dict().values())
 
 
 def test_nan_without_checkpointing_says_so():
-    with pytest.raises(vk.TrainingError, match=r"in epoch 1 of 6\. .* No checkpoint was kept \(pass checkpoint_dir=\.\.\.\)\.$"):
+    with pytest.raises(vk.TrainingError, match=r"in epoch 1\. .* No checkpoint was kept \(pass checkpoint_dir=\.\.\.\)\.$"):
         train(make_model(), objective=PoisonFrom(0))
 
 
@@ -357,13 +379,13 @@ def test_tiny_fixed_variance_is_named_as_the_cause():
     with pytest.raises(vk.TrainingError) as info:
         train(model, epochs=2)
     message = str(info.value)
-    assert message.startswith("the loss became nan in epoch 1 of 2. Likely cause: the fixed likelihood variance is very small")
+    assert message.startswith("the loss became nan in epoch 1. Likely causes: the fixed likelihood variance is very small")
     assert "(variance=1e-40)" in message and "Try a lower lr (e.g. lr=0.0001), a larger variance" in message
 
 
 def test_high_learning_rate_is_named_as_the_cause():
     model = make_model()
-    with pytest.raises(vk.TrainingError, match=r"Likely cause: the learning rate is high \(lr=0\.5\)\. Try a lower lr"):
+    with pytest.raises(vk.TrainingError, match=r"Likely causes: the learning rate is high \(lr=0\.5\)\. Try a lower lr"):
         train(model, objective=PoisonFrom(0), lr=0.5)
 
 
@@ -428,31 +450,33 @@ def _final(run: Path):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     run = tmp_path_factory.mktemp("reference")
-    subprocess.run([sys.executable, str(SCRIPT), str(run), "--epochs", "20"], env=_env(), check=True, capture_output=True)
+    subprocess.run([sys.executable, str(SCRIPT), str(run), "--epochs", "12"], env=_env(), check=True, capture_output=True)
     return _final(run)
 
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="kill -9 and SIGINT are POSIX signals")
 
 
+@pytest.mark.slow
 @posix_only
 def test_kill_9_mid_run_then_resume_equals_uninterrupted(tmp_path, uninterrupted):
-    cmd = [sys.executable, str(SCRIPT), str(tmp_path), "--epochs", "20"]
+    cmd = [sys.executable, str(SCRIPT), str(tmp_path), "--epochs", "12"]
     code, out, seen = interrupt_run(cmd, tmp_path / "checkpoint", after_epoch=3, sig=signal.SIGKILL)
     assert code == -signal.SIGKILL, out  # really killed, not finished
     saved = manifest(tmp_path)["epoch"]
-    assert 3 <= seen <= saved < 20
+    assert 3 <= seen <= saved < 12
     resumed = subprocess.run(cmd + ["--resume"], env=_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert resumed.stdout.splitlines()[0] == f"epoch {saved + 1}/20"  # continued, not restarted
+    assert resumed.stdout.splitlines()[0] == f"epoch {saved + 1}/12"  # continued, not restarted
     model, history = _final(tmp_path)
     assert nan_safe_equal(history, uninterrupted[1])
     assert same_weights(model, uninterrupted[0])
 
 
+@pytest.mark.slow
 @posix_only
 def test_sigint_saves_and_exits_cleanly_then_resume_equals_uninterrupted(tmp_path, uninterrupted):
-    cmd = [sys.executable, str(SCRIPT), str(tmp_path), "--epochs", "20", "--every", "100"]
+    cmd = [sys.executable, str(SCRIPT), str(tmp_path), "--epochs", "12", "--every", "100"]
     # With --every 100 nothing is scheduled before the end, so wait on the progress lines instead.
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
@@ -463,7 +487,7 @@ def test_sigint_saves_and_exits_cleanly_then_resume_equals_uninterrupted(tmp_pat
     assert proc.wait(timeout=60) == 130
     assert f"interrupted; resume with: train_script.py {tmp_path} --resume" in out
     saved = manifest(tmp_path)["epoch"]
-    assert 3 <= saved < 20
+    assert 3 <= saved < 12
     assert "Traceback" not in out
     resumed = subprocess.run(cmd + ["--resume"], env=_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

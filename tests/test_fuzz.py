@@ -186,10 +186,10 @@ def test_npy_loader_loads_or_raises_its_own_error(npy, data):
         if mode == "intact" and array.ndim == 2 and array.size and array.dtype.kind in "biuf":
             values = array.astype(np.float64)
             if np.isfinite(values).all() and (np.abs(values) <= np.finfo(np.float32).max).all():
-                # A good numeric file loads, with the values it holds.
-                assert table is not None
+                # A good numeric file loads, with the values it holds (unless nothing is left for x).
                 keep = [i for i in range(width) if str(i) != condition]
                 if keep:
+                    assert table is not None
                     np.testing.assert_array_equal(table.x, values[:, keep].astype(np.float32))
 
 

@@ -23,7 +23,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--every", type=int, default=1)
     args = parser.parse_args()
-    x, _ = vk.data.ring(n=3000, seed=0)
+    x, _ = vk.data.ring(n=2000, seed=0)
     model = vk.VAE(x_dim=2, z_dim=2, hidden=(64, 64), likelihood=vk.Gaussian(variance="learned"), seed=0)
     try:
         history = vk.fit(

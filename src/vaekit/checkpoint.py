@@ -87,9 +87,7 @@ def data_fingerprint(*tensors: torch.Tensor | None) -> str:
 
 
 # ---------------------------------------------------------------------------- numerical faults
-def nonfinite_message(
-    what: str, epoch: int, epochs: int, model: torch.nn.Module, lr: float, grad_clip: float | None, saved: str
-) -> str:
+def nonfinite_message(what: str, epoch: int, model: torch.nn.Module, lr: float, grad_clip: float | None, saved: str) -> str:
     """Explain a NaN/inf: which epoch, the most likely cause for this model, and what to try.
 
     ``what`` says what went wrong ("the loss became nan"); ``epoch`` counts from 1; ``saved``
@@ -114,7 +112,7 @@ def nonfinite_message(
     fixes.insert(0, f"a lower lr (e.g. lr={lr / 10:g})")
     if grad_clip is None:
         fixes.append("grad_clip=1.0")
-    return f"{what} in epoch {epoch} of {epochs}. Likely cause: {'; or '.join(causes)}. Try {', '.join(fixes)}. {saved}"
+    return f"{what} in epoch {epoch}. Likely causes: {'; or '.join(causes)}. Try {', '.join(fixes)}. {saved}"
 
 
 def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
@@ -336,6 +334,44 @@ def _read_history(columns: Any, epoch: int, where: Path) -> History:
 
 
 # ---------------------------------------------------------------------------- the fit() helper
+def fit_settings(
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int | None,
+    weight_decay: float,
+    grad_clip: float | None,
+    objective: Any,
+    monitors: dict[str, Any],
+    val: Any,
+    data: tuple[torch.Tensor | None, ...],
+) -> dict[str, Any]:
+    """JSON-ready record of a fit call: what a resumed run must match (see ``STRICT_SETTINGS``).
+
+    ``data`` holds the prepared tensors (x, c, x_val, c_val); only their SHA-256 is kept.
+    """
+    return {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "weight_decay": weight_decay,
+        "grad_clip": grad_clip,
+        "objective": describe_callable(objective),
+        "monitors": {name: describe_callable(m) for name, m in monitors.items()},
+        "val": val if val is None or isinstance(val, float) else "arrays",
+        "data_sha256": data_fingerprint(*data),
+    }
+
+
+def rescue_note(checkpointer: Checkpointer | None) -> str:
+    """The end of a NaN message: where the last good state is (or that none is kept)."""
+    if checkpointer is None:
+        return "No checkpoint was kept (pass checkpoint_dir=...)."
+    return checkpointer.rescue_note()
+
+
 class Checkpointer:
     """Saves and restores a training run for :func:`vaekit.fit`.
 
@@ -343,18 +379,18 @@ class Checkpointer:
     ----------
     path : run folder; checkpoints go to ``path / "checkpoint"``.
     every : write every ``every`` completed epochs (and at the end, on Ctrl-C and on NaN).
-    settings : fit settings (JSON-ready) recorded with each checkpoint and checked on resume.
-    epochs : the total number of epochs of this fit call.
-    model_config : the model's ``config`` (JSON-ready), checked on resume.
+    settings : fit settings from :func:`fit_settings`, recorded with each checkpoint and
+        checked on resume.
+    model : the model being trained; its ``config`` is recorded and checked on resume.
 
     """
 
-    def __init__(self, path: str | Path, *, every: int, settings: dict[str, Any], epochs: int, model_config: Any) -> None:
+    def __init__(self, path: str | Path, *, every: int, settings: dict[str, Any], model: torch.nn.Module) -> None:
         self.folder = checkpoint_folder(path)
         self.every = every
         self.settings = settings
-        self.epochs = epochs
-        self.model_config = model_config
+        self.epochs = settings["epochs"]
+        self.model_config = getattr(unwrap(model), "config", None)
         self.snapshot: Snapshot | None = None
         self.written_epoch = -1
         self.resumed_seconds = 0.0  # training time before this fit call (when resuming)
@@ -375,6 +411,11 @@ class Checkpointer:
                 f"{loaded.model_config}. Got a model with config {self.model_config} instead."
             )
         self._check_settings(loaded.settings, where)
+        if loaded.epoch > self.epochs:
+            raise InputError(
+                f"epochs must be at least the checkpoint's epoch ({loaded.epoch}) to resume from {where}. "
+                f"Got {self.epochs} instead."
+            )
         state = {k[len("model.") :]: v for k, v in loaded.tensors.items() if k.startswith("model.")}
         expected = {k: (tuple(v.shape), v.dtype) for k, v in plain.state_dict().items()}
         found = {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
@@ -383,13 +424,14 @@ class Checkpointer:
             raise FileFormatError(f"{where}: the saved model tensors do not match the model, e.g. {diff}.")
         if not all_finite(state):
             raise FileFormatError(f"{where}: the saved model weights are not finite; the checkpoint is corrupted.")
+        _check_optimizer_state(loaded.optimizer, optimizer, where)
         try:
             plain.load_state_dict(state)
             optimizer.load_state_dict(loaded.optimizer)
             torch.set_rng_state(_rng(loaded.tensors, "rng.cpu", where))
             if "rng.cuda" in loaded.tensors and plain.device.type == "cuda":
                 torch.cuda.set_rng_state(_rng(loaded.tensors, "rng.cuda", where), plain.device)
-        except (ValueError, RuntimeError, KeyError, TypeError) as err:
+        except (ValueError, RuntimeError, KeyError, TypeError, AttributeError, IndexError) as err:
             raise FileFormatError(f"{where}: the saved optimizer or RNG state cannot be restored ({err}).") from None
         for group in optimizer.param_groups:  # a changed lr / weight_decay applies from now on
             group["lr"], group["weight_decay"] = self.settings["lr"], self.settings["weight_decay"]
@@ -402,7 +444,8 @@ class Checkpointer:
         history.columns = loaded.history.columns
         self.resumed_seconds = loaded.seconds
         self.snapshot = take_snapshot(loaded.epoch, model, optimizer, history, loaded.seconds)
-        self.written_epoch = loaded.epoch
+        # Resuming into another checkpoint_dir: that folder does not hold this state yet.
+        self.written_epoch = loaded.epoch if where.resolve() == self.folder.resolve() else -1
         logger.info("resumed from epoch %d of %s", loaded.epoch, where)
         return loaded.epoch
 
@@ -424,15 +467,7 @@ class Checkpointer:
 
     # -------------------------------------------------------------- during training
     def epoch_end(
-        self,
-        epoch: int,
-        model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        history: History,
-        *,
-        seconds: float,
-        lr: float,
-        grad_clip: float | None,
+        self, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, history: History, *, seconds: float
     ) -> None:
         """Record the state after ``epoch`` completed epochs (``seconds`` of training in this call); write it when due.
 
@@ -444,10 +479,9 @@ class Checkpointer:
                 nonfinite_message(
                     "the weights became non-finite (NaN/inf gradients)",
                     epoch,
-                    self.epochs,
                     model,
-                    lr,
-                    grad_clip,
+                    self.settings["lr"],
+                    self.settings["grad_clip"],
                     self.rescue_note(),
                 )
             )
@@ -457,7 +491,7 @@ class Checkpointer:
 
     def write(self) -> None:
         """Write the latest snapshot unless it is already on disk."""
-        if self.snapshot is None or self.snapshot.epoch == self.written_epoch:
+        if self.snapshot is None or self.snapshot.epoch == self.written_epoch or not _is_writer():
             return
         write_checkpoint(self.folder, self.snapshot, self.settings, self.model_config)
         self.written_epoch = self.snapshot.epoch
@@ -481,6 +515,36 @@ class Checkpointer:
             logger.error("could not save the last good checkpoint to %s: %s", self.folder, err)
         state = {k[len("model.") :]: v for k, v in self.snapshot.tensors.items() if k.startswith("model.")}
         unwrap(model).load_state_dict(state)
+
+
+def _is_writer() -> bool:
+    """Only one process writes: rank 0 under torch.distributed (every rank holds the same weights)."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _check_optimizer_state(saved: Any, optimizer: torch.optim.Optimizer, where: Path) -> None:
+    """Refuse optimizer state whose layout or tensor shapes do not fit ``optimizer``'s parameters.
+
+    torch checks little here itself: a wrong-shaped moment tensor would only fail deep inside
+    the next optimizer step.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    ok = isinstance(saved, dict) and isinstance(saved.get("state"), dict) and isinstance(saved.get("param_groups"), list)
+    ok = ok and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in saved["param_groups"])
+    if ok:
+        indices = [i for g in saved["param_groups"] for i in g["params"]]
+        ok = indices == list(range(len(params)))
+    if ok:
+        for index, entry in saved["state"].items():
+            ok = ok and isinstance(index, int) and 0 <= index < len(params) and isinstance(entry, dict)
+            for value in entry.values() if ok else ():
+                if isinstance(value, torch.Tensor) and value.ndim and value.shape != params[index].shape:
+                    ok = False
+    if not ok:
+        raise FileFormatError(
+            f"{where}: the saved optimizer state does not fit the model's parameters; the checkpoint is corrupted."
+        )
 
 
 def _rng(tensors: dict[str, torch.Tensor], key: str, where: Path) -> torch.Tensor:

@@ -269,9 +269,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
         raise FileFormatError(f"{path}: the header repeats a column name: {header}.")
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
-            raise FileFormatError(
-                f"{path}, line {line}: every row must have {len(header)} values, as the header does. Got {len(row)} instead."
-            )
+            raise FileFormatError(f"{path}, line {line}: expected {len(header)} values (as in the header) but found {len(row)}.")
     return header, [[c.strip() for c in row] for row in rows[1:]]
 
 

@@ -182,7 +182,8 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Mo
     blob = weights.read_bytes()
     if hashlib.sha256(blob).hexdigest() != meta["weights_sha256"]:
         raise FileFormatError(
-            f"{weights} does not match the SHA-256 recorded in {METADATA}: the file is truncated or was modified."
+            f"{weights} cannot be read: it does not match the SHA-256 recorded in {METADATA} "
+            "(the file is truncated or was modified)."
         )
     try:
         state = safetensors_load(blob)

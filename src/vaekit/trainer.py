@@ -21,10 +21,9 @@ from typing import Any
 
 import torch
 
-from vaekit.checkpoint import Checkpointer, data_fingerprint, describe_callable, nonfinite_message
+from vaekit.checkpoint import Checkpointer, fit_settings, nonfinite_message, rescue_note
 from vaekit.errors import InputError, InputTypeError, TrainingError, describe
 from vaekit.history import History
-from vaekit.io import unwrap
 from vaekit.monitors import Diversity
 from vaekit.objectives import ELBO
 from vaekit.validate import positive_float, positive_int
@@ -199,21 +198,20 @@ def fit(
     history = History()
     checkpointer = None
     if checkpoint_dir is not None or resume is not None:
-        settings = {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "seed": seed,
-            "weight_decay": weight_decay,
-            "grad_clip": grad_clip,
-            "objective": describe_callable(objective),
-            "monitors": {name: describe_callable(m) for name, m in monitors.items()},
-            "val": val if val is None or isinstance(val, float) else "arrays",
-            "data_sha256": data_fingerprint(x_all, c_all, x_val, c_val),
-        }
+        settings = fit_settings(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            weight_decay=weight_decay,
+            grad_clip=grad_clip,
+            objective=objective,
+            monitors=monitors,
+            val=val,
+            data=(x_all, c_all, x_val, c_val),
+        )
         folder = checkpoint_dir if checkpoint_dir is not None else resume
-        config = getattr(unwrap(model), "config", None)
-        checkpointer = Checkpointer(folder, every=checkpoint_every, settings=settings, epochs=epochs, model_config=config)
+        checkpointer = Checkpointer(folder, every=checkpoint_every, settings=settings, model=model)
     forked = [target.index or 0] if target.type == "cuda" else []
     with torch.random.fork_rng(devices=forked, enabled=seed is not None):
         if seed is not None:
@@ -227,9 +225,9 @@ def fit(
             for epoch in range(first, epochs):
                 record = _train_epoch(model, objective, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
                 if not math.isfinite(record["loss"]):
-                    note = checkpointer.rescue_note() if checkpointer else "No checkpoint was kept (pass checkpoint_dir=...)."
+                    note = rescue_note(checkpointer)
                     what = f"the loss became {record['loss']}"
-                    raise TrainingError(nonfinite_message(what, epoch + 1, epochs, model, lr, grad_clip, note))
+                    raise TrainingError(nonfinite_message(what, epoch + 1, model, lr, grad_clip, note))
                 if x_val is not None:
                     record.update(_evaluate(model, objective, x_val, c_val, batch_size, epoch, prefix="val_"))
                 model.eval()
@@ -238,9 +236,8 @@ def fit(
                     due = (epoch + 1) % every == 0 or epoch == epochs - 1
                     record[name] = monitor(model, x_all, c_all) if due else math.nan
                 history.append(record)
-                if checkpointer is not None:
-                    elapsed = time.perf_counter() - start
-                    checkpointer.epoch_end(epoch + 1, model, optimizer, history, seconds=elapsed, lr=lr, grad_clip=grad_clip)
+                if checkpointer is not None:  # snapshot of this epoch; written when due
+                    checkpointer.epoch_end(epoch + 1, model, optimizer, history, seconds=time.perf_counter() - start)
                 if progress is not None:
                     progress(epoch + 1, epochs, record)
                 stop = [bool(cb.on_epoch_end(epoch, record, model)) for cb in callbacks]
