@@ -90,21 +90,21 @@ class Projection:
         """
         reference = np.asarray(reference, dtype=np.float64)
         d = reference.shape[1]
-        if dims is None and d <= 2 or (dims is not None and not isinstance(dims, str)):
-            pair = (0, 1) if dims is None else tuple(int(i) for i in dims)
-            if d == 1 and dims is None:
-                return cls(np.array([[1.0, 0.0]]), np.zeros(1), (f"${symbol}_1$", "(1-D: no second axis)"), (0, 0))
-            if len(pair) != 2 or not all(0 <= i < d for i in pair) or pair[0] == pair[1]:
-                raise InputError(f"dims must be two different indices in 0..{d - 1} (or 'pca'). Got {dims!r} instead.")
-            weight = np.zeros((d, 2))
-            weight[pair[0], 0] = weight[pair[1], 1] = 1.0
-            return cls(weight, np.zeros(d), (f"${symbol}_{{{pair[0] + 1}}}$", f"${symbol}_{{{pair[1] + 1}}}$"), pair)
-        if dims not in (None, "pca"):
+        if isinstance(dims, str) and dims != "pca":
             raise InputError(f"dims must be a pair of indices, 'pca' or None. Got {dims!r} instead.")
-        centre = reference.mean(0)
-        _, _, vt = np.linalg.svd(reference - centre, full_matrices=False)
-        weight = vt[:2].T if vt.shape[0] >= 2 else np.pad(vt.T, ((0, 0), (0, 1)))
-        return cls(weight, centre, (f"PC1 of ${symbol}$ (PCA)", f"PC2 of ${symbol}$ (PCA)"))
+        if dims == "pca" or (dims is None and d > 2):
+            centre = reference.mean(0)
+            _, _, vt = np.linalg.svd(reference - centre, full_matrices=False)
+            weight = vt[:2].T if vt.shape[0] >= 2 else np.pad(vt.T, ((0, 0), (0, 1)))
+            return cls(weight, centre, (f"PC1 of ${symbol}$ (PCA)", f"PC2 of ${symbol}$ (PCA)"))
+        if dims is None and d == 1:
+            return cls(np.array([[1.0, 0.0]]), np.zeros(1), (f"${symbol}_1$", "(1-D: no second axis)"), (0, 0))
+        pair = (0, 1) if dims is None else tuple(int(i) for i in dims)
+        if len(pair) != 2 or not all(0 <= i < d for i in pair) or pair[0] == pair[1]:
+            raise InputError(f"dims must be two different indices in 0..{d - 1} (or 'pca'). Got {dims!r} instead.")
+        weight = np.zeros((d, 2))
+        weight[pair[0], 0] = weight[pair[1], 1] = 1.0
+        return cls(weight, np.zeros(d), (f"${symbol}_{{{pair[0] + 1}}}$", f"${symbol}_{{{pair[1] + 1}}}$"), pair)
 
     def label(self, ax: Axes) -> None:
         """Write the axis labels."""
@@ -251,7 +251,10 @@ def history(history: Any, *, log_scale: bool = True) -> Figure:
         ax.plot(epochs[: len(div)][finite], div[finite], color="teal", linewidth=2, marker="." if finite.sum() < 30 else None)
         ax.set_ylabel("Sample variance (diversity)")
         ax.set_title("Sample diversity")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes[0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("Epoch")
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -346,12 +349,14 @@ def posterior(
     labels: Any = None,
     dims: Sequence[int] | str | None = None,
     grid: int = 200,
+    image_shape: Sequence[int] | None = None,
 ) -> Figure:
     """q(z|x) for chosen points: the points in data space (left), their posterior densities (right).
 
     Each posterior is drawn as density contours on the right-hand latent axes over the encoded
     data, every one in the same orientation (z_1 across, z_2 up). Higher-dimensional latents are
-    projected (PCA or ``dims``); the projected Gaussian's density is exact.
+    projected (PCA or ``dims``); the projected Gaussian's density is exact. For images the
+    left panel shows the chosen images.
     """
     data = model.prepare_x(x).cpu().numpy()
     n = data.shape[0]
@@ -367,29 +372,43 @@ def posterior(
         means, stds = qz.mean.cpu().numpy().astype(np.float64), qz.stddev.cpu().numpy().astype(np.float64)
     pz = Projection.fit(means, "z", dims)
     px = Projection.fit(data, "x")
+    shape = image_shape_for(model.x_dim, image_shape)
     fig, axes = _figure(1, 2)
     left, right = axes[0]
     pdx = px(data)
-    left.scatter(pdx[:, 0], pdx[:, 1], c=DATA_COLOUR, s=10, alpha=0.5, label="Dataset")
+    if shape is None:
+        left.scatter(pdx[:, 0], pdx[:, 1], c=DATA_COLOUR, s=10, alpha=0.5, label="Dataset")
+    else:
+        vmin, vmax = _image_range(data[idx])
+        _draw_images(
+            left, data[idx], shape, len(idx), "Selected images: " + ", ".join(f"idx {i}" for i in idx), vmin=vmin, vmax=vmax
+        )
     z_all = pz(means)
-    right.scatter(z_all[:, 0], z_all[:, 1], c=y if y is not None else DATA_COLOUR, cmap="tab10", s=5, alpha=0.2)
+    colour_by = {"c": y, "cmap": "tab10"} if y is not None else {"c": DATA_COLOUR}
+    right.scatter(z_all[:, 0], z_all[:, 1], s=5, alpha=0.2, **colour_by)
     centres, covs = [], []
     for i in idx:
         centres.append(pz(means[i : i + 1])[0])
         covs.append(pz.weight.T @ np.diag(stds[i] ** 2) @ pz.weight)
-    spread = np.array([np.sqrt(np.diag(c)) for c in covs])
-    low = np.minimum(np.min(np.array(centres) - 4 * spread, 0), np.percentile(z_all, 1, axis=0))
-    high = np.maximum(np.max(np.array(centres) + 4 * spread, 0), np.percentile(z_all, 99, axis=0))
-    g1, g2 = np.meshgrid(np.linspace(low[0], high[0], grid), np.linspace(low[1], high[1], grid), indexing="xy")
-    pts = np.stack([g1.ravel(), g2.ravel()], 1)
     for k, (i, centre, cov) in enumerate(zip(idx, centres, covs)):
+        # Each density gets its own grid, centre +- 4 std in both axes (z_1 across, z_2 up), so
+        # sharp posteriors are resolved as well as broad ones.
+        spread = 4 * np.sqrt(np.diag(cov))
+        g1, g2 = np.meshgrid(
+            np.linspace(centre[0] - spread[0], centre[0] + spread[0], grid),
+            np.linspace(centre[1] - spread[1], centre[1] + spread[1], grid),
+            indexing="xy",
+        )
+        pts = np.stack([g1.ravel(), g2.ravel()], 1)
         colour = POINT_COLOURS[k % len(POINT_COLOURS)]
-        left.scatter(pdx[i, 0], pdx[i, 1], color=colour, s=100, ec="black", label=f"Point {k + 1} (idx {i})", zorder=3)
+        if shape is None:
+            left.scatter(pdx[i, 0], pdx[i, 1], color=colour, s=100, ec="black", label=f"Point {k + 1} (idx {i})", zorder=3)
         density = _gaussian_density(pts, centre, cov).reshape(grid, grid)
         right.contour(g1, g2, density, colors=colour, linewidths=2)
         right.plot([], [], color=colour, label=f"q(z|x) of point {k + 1}")
-    _style(left, "Selected points in data space", px)
-    left.legend()
+    if shape is None:
+        _style(left, "Selected points in data space", px)
+        left.legend()
     _style(right, "Learned $q(z|x)$ for selected points", pz)
     right.legend()
     return fig
@@ -422,12 +441,11 @@ def latent_grid(
     """
     n = positive_int(n, "n", minimum=2)
     bound = positive_float(bound, "bound")
-    if model.z_dim == 1:
-        pair = (0, 0)
-    else:
-        pair = tuple(int(d) for d in dims)
-        if len(pair) != 2 or pair[0] == pair[1] or not all(0 <= d < model.z_dim for d in pair):
-            raise InputError(f"dims must be two different latent indices in 0..{model.z_dim - 1}. Got {dims!r} instead.")
+    if model.z_dim < 2:
+        raise InputError(f"model.z_dim must be >= 2 for a latent grid. Got z_dim={model.z_dim} instead.")
+    pair = tuple(int(d) for d in dims)
+    if len(pair) != 2 or pair[0] == pair[1] or not all(0 <= d < model.z_dim for d in pair):
+        raise InputError(f"dims must be two different latent indices in 0..{model.z_dim - 1}. Got {dims!r} instead.")
     axis = np.linspace(-bound, bound, n)
     g1, g2 = np.meshgrid(axis, axis, indexing="xy")
     z = np.zeros((n * n, model.z_dim))
@@ -443,22 +461,24 @@ def latent_grid(
         # Row 0 of the mosaic is the top of the picture: put the largest z_2 there.
         order = np.arange(n * n).reshape(n, n)[::-1].ravel()
         vmin, vmax = _image_range(decoded)
-        _draw_images(axes[0, 0], decoded[order], shape, n, "Decoded latent grid", vmin=vmin, vmax=vmax)
+        _draw_images(axes[0, 0], decoded[order], shape, n, "Decoded latent grid" + _given(model, condition), vmin=vmin, vmax=vmax)
         axes[0, 0].set_xlabel(f"{zlabels[0]}: {-bound:g} to {bound:g}")
         axes[0, 0].set_ylabel(f"{zlabels[1]}: {-bound:g} to {bound:g}")
         return fig
     fig, axes = _figure(1, 2)
     left, right = axes[0]
-    if x is not None:
-        zx = _latent_means(model, x, condition if model.condition is None or condition is None else _broadcast(condition, x))
+    data = None if x is None else model.prepare_x(x).cpu().numpy()
+    if data is not None:
+        # Background: the data encoded under the grid's condition.
+        zx = _latent_means(model, data, _single_condition(model, condition, len(data)))
         left.scatter(zx[:, pair[0]], zx[:, pair[1]], c=DATA_COLOUR, s=3, alpha=0.3)
     left.scatter(g1.ravel(), g2.ravel(), c="tab:blue", s=20, alpha=0.5)
     left.set_xlabel(zlabels[0])
     left.set_ylabel(zlabels[1])
-    _style(left, "Grid in latent space")
-    proj = Projection.fit(decoded if x is None else model.prepare_x(x).cpu().numpy(), "x")
-    if x is not None:
-        pdx = proj(model.prepare_x(x).cpu().numpy())
+    _style(left, "Grid in latent space" + _given(model, condition))
+    proj = Projection.fit(decoded if data is None else data, "x")
+    if data is not None:
+        pdx = proj(data)
         right.scatter(pdx[:, 0], pdx[:, 1], c=DATA_COLOUR, s=8, alpha=0.2, label="Real data")
     pg = proj(decoded)
     sc = right.scatter(
@@ -473,9 +493,17 @@ def latent_grid(
         label="Decoded grid",
     )
     fig.colorbar(sc, ax=right, label=f"{zlabels[0]} coordinate")
-    _style(right, "Decoded grid in data space", proj)
+    _style(right, "Decoded grid in data space" + _given(model, condition), proj)
     right.legend()
     return fig
+
+
+def _given(model: Any, condition: Any) -> str:
+    """Title suffix naming the fixed condition of a conditional figure."""
+    if model.condition is None or condition is None:
+        return ""
+    name = "label" if isinstance(model.condition, OneHot) else "condition"
+    return f" ({name} = {_fmt(condition)})"
 
 
 def _single_condition(model: Any, condition: Any, n: int) -> Any:
@@ -491,13 +519,6 @@ def _single_condition(model: Any, condition: Any, n: int) -> Any:
     if array.size != width:
         raise InputError(f"condition must be a single label or value (size {width}) here. Got {describe(condition)} instead.")
     return np.broadcast_to(array.reshape(1, width), (n, width)).copy() if width > 1 else np.full(n, array.reshape(-1)[0])
-
-
-def _broadcast(condition: Any, x: Any) -> Any:
-    """A single condition value for every row of x (for encoding data under the grid's condition)."""
-    n = len(x)
-    array = np.asarray(condition)
-    return np.broadcast_to(array.reshape(1, -1), (n, array.size)).copy() if array.size > 1 else np.full(n, array.reshape(-1)[0])
 
 
 def interpolation(
@@ -529,11 +550,20 @@ def interpolation(
         fig, axes = _figure(1, 1, size=(1.0 * (steps + 2), 1.6))
         row = np.concatenate([ends[:1], decoded, ends[1:]])
         vmin, vmax = _image_range(row)
-        _draw_images(axes[0, 0], row, shape, steps + 2, "Interpolation: x_a | decoded path | x_b", vmin=vmin, vmax=vmax)
+        _draw_images(
+            axes[0, 0],
+            row,
+            shape,
+            steps + 2,
+            "Interpolation: x_a | decoded path | x_b" + _given(model, condition),
+            vmin=vmin,
+            vmax=vmax,
+        )
         return fig
     fig, axes = _figure(1, 2)
     left, right = axes[0]
-    z_data = None if x is None else _latent_means(model, x, None if condition is None else _broadcast(condition, x))
+    data = None if x is None else model.prepare_x(x).cpu().numpy()
+    z_data = None if data is None else _latent_means(model, data, _single_condition(model, condition, len(data)))
     pz = Projection.fit(z_data if z_data is not None and model.z_dim > 2 else path, "z", dims)
     if z_data is not None:
         pzd = pz(z_data)
@@ -541,8 +571,7 @@ def interpolation(
     pp = pz(path)
     left.plot(pp[:, 0], pp[:, 1], color="black", linewidth=1)
     sc = left.scatter(pp[:, 0], pp[:, 1], c=t, cmap="plasma", s=40, zorder=3)
-    _style(left, "Path in latent space", pz)
-    data = None if x is None else model.prepare_x(x).cpu().numpy()
+    _style(left, "Path in latent space" + _given(model, condition), pz)
     px = Projection.fit(data if data is not None else decoded, "x")
     if data is not None:
         pdx = px(data)
@@ -551,7 +580,7 @@ def interpolation(
     right.plot(pdec[:, 0], pdec[:, 1], color="black", linewidth=1)
     right.scatter(pdec[:, 0], pdec[:, 1], c=t, cmap="plasma", s=40, zorder=3)
     right.scatter(pend[:, 0], pend[:, 1], marker="*", s=200, c=["tab:blue", "tab:green"], ec="black", zorder=4, label="x_a, x_b")
-    _style(right, "Decoded path in data space", px)
+    _style(right, "Decoded path in data space" + _given(model, condition), px)
     right.legend()
     fig.colorbar(sc, ax=right, label="t")
     return fig
@@ -632,7 +661,7 @@ def conditional_samples(
 
 def _fmt(value: Any) -> str:
     array = np.asarray(value).reshape(-1)
-    return ", ".join(f"{v:g}" for v in array)
+    return ", ".join(f"{v:.3g}" for v in array)
 
 
 def comparison(
@@ -683,7 +712,8 @@ def comparison(
             ax = axes[i, j]
             if shape is not None:
                 count = min(16, len(points))
-                _draw_images(ax, points[:count], shape, 4, f"{label}: {what}", vmin=0.0, vmax=1.0)
+                vmin, vmax = _image_range(points[:count])
+                _draw_images(ax, points[:count], shape, 4, f"{label}: {what}", vmin=vmin, vmax=vmax)
                 continue
             if data is not None:
                 pdx = proj(data)
@@ -699,7 +729,7 @@ def kl_per_dim(model_or_values: Any, x: Any = None, condition: Any = None) -> Fi
 
     Given a model and data, bars of active units (Cov_x(E_q[z_d]) > 0.01, Burda et al.) are
     blue and inactive (collapsed) ones grey, and the title counts them. Given an array of KL
-    values (Z,) the bars are all blue.
+    values (Z,), or a History (its last epoch's ``kl_per_dim``), the bars are all blue.
     """
     active = None
     if hasattr(model_or_values, "encode"):
@@ -707,6 +737,10 @@ def kl_per_dim(model_or_values: Any, x: Any = None, condition: Any = None) -> Fi
             raise InputError("x is required when kl_per_dim is given a model. Got None instead.")
         values = _kl_per_dim_values(model_or_values, x, condition)
         active = latent_mean_variance(model_or_values, x, condition) > ACTIVE_THRESHOLD
+    elif hasattr(model_or_values, "columns"):  # a History: its last epoch
+        if "kl_per_dim" not in model_or_values.columns:
+            raise InputError(f"history must have a 'kl_per_dim' column. Got {model_or_values!r} instead.")
+        values = np.asarray(model_or_values.columns["kl_per_dim"][-1], dtype=float).reshape(-1)
     else:
         if isinstance(model_or_values, (str, bytes)) or not hasattr(model_or_values, "__len__"):
             raise InputTypeError(
@@ -742,12 +776,33 @@ def run_figures(
     seed: int = 0,
     image_shape: Sequence[int] | None = None,
     n_samples: int = 2000,
+    condition_name: str | None = None,
 ) -> dict[str, Figure]:
     """The standard figures of a run, keyed by file stem; only those that apply.
 
     Keys: ``history`` (when given), ``samples``, ``latent``, ``posterior``, ``latent_grid``,
     ``interpolation``, ``conditional`` (conditional models), ``kl_per_dim``. Image data gets
     image grids (see :func:`image_shape_for`). Save with ``fig.savefig(f"figures/{key}.png")``.
+
+    Parameters
+    ----------
+    model : VAE
+    x : array (N, D)
+        Data to draw (usually the training or test set).
+    condition : array, optional
+        The data's conditions (required for a conditional model).
+    labels : array (N,), optional
+        Colours points by class (or by value).
+    history : vaekit.History, optional
+        Adds the training-curve figure.
+    seed : int, default 0
+    image_shape : (height, width), optional
+        Draw the data as images of this shape.
+    n_samples : int, default 2000
+        Model samples in the samples figure.
+    condition_name : str, optional
+        Name of the condition in titles (``"radius"`` also draws the requested circle).
+
     """
     data = model.prepare_x(x).cpu().numpy()
     n = data.shape[0]
@@ -758,16 +813,18 @@ def run_figures(
     figures["samples"] = samples(model, data, condition, labels=y, n=min(n_samples, 4096), seed=seed, image_shape=image_shape)
     figures["latent"] = latent(model, data, y, condition)
     indices = (150, 1050) if n > 1050 else (0, n // 2)
-    figures["posterior"] = posterior(model, data, indices, condition, labels=y)
+    figures["posterior"] = posterior(model, data, indices, condition, labels=y, image_shape=image_shape)
     single = _typical_condition(model, condition, n)
-    figures["latent_grid"] = latent_grid(model, data if single is None else None, single, image_shape=image_shape)
-    a, b = _interpolation_ends(data, y)
-    figures["interpolation"] = interpolation(
-        model, data[a], data[b], single, x=data if single is None else None, image_shape=image_shape
-    )
+    if model.z_dim >= 2:
+        figures["latent_grid"] = latent_grid(model, data, single, image_shape=image_shape)
+    rows = np.arange(n)
+    if isinstance(model.condition, OneHot):  # interpolate between points that have the path's label
+        rows = np.flatnonzero(model.prepare_condition(condition, n).argmax(1).cpu().numpy() == single)
+    a, b = rows[list(_interpolation_ends(data[rows], None if y is None else y[rows]))]
+    figures["interpolation"] = interpolation(model, data[a], data[b], single, x=data, image_shape=image_shape)
     values = _condition_values(model, condition, n)
     if values is not None:
-        name = "label" if isinstance(model.condition, OneHot) else "condition"
+        name = condition_name or ("label" if isinstance(model.condition, OneHot) else "condition")
         figures["conditional"] = conditional_samples(model, values, x=data, value_name=name, seed=seed, image_shape=image_shape)
     figures["kl_per_dim"] = kl_per_dim(model, data, condition)
     return figures
