@@ -324,7 +324,7 @@ def write(path: Path, text: str) -> Path:
     [
         ("bad-column.csv", "a,b\n1,2\n3,4\n", ["--columns", "a,c"], "columns names unknown column(s) ['c']"),
         ("text.csv", "a,b\n1,2\n3,x\n", [], "column 'b' of {path} must be numeric. Got 'x' in data row 2 instead."),
-        ("ragged.csv", "a,b\n1,2\n3\n", [], "line 3: every row must have 2 values"),
+        ("ragged.csv", "a,b\n1,2\n3\n", [], "{path}, line 3: expected 2 values (as in the header) but found 1."),
         ("nan.csv", "a,b\n1,2\n3,nan\n", [], "column 'b' of {path} must hold finite float32 values"),
         ("cond.csv", "a,b\n1,2\n3,4\n", ["--condition", "g:onehot"], "condition names unknown column(s) ['g']"),
     ],
