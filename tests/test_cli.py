@@ -362,6 +362,20 @@ def test_unwritable_out_exits_2(tmp_path, capsys):
     assert code == 2 and err == f"error: {tmp_path / 'file.txt' / 'run.partial'}: Not a directory\n"
 
 
+def test_warnings_are_one_line(monkeypatch, capsys, tmp_path):
+    import warnings
+
+    def warn(*args, **kwargs):
+        warnings.warn("the sky\nis falling", UserWarning, stacklevel=1)
+        raise KeyboardInterrupt
+
+    import vaekit.trainer
+
+    monkeypatch.setattr(vaekit.trainer, "fit", warn)
+    code, _, err = run_main(capsys, "train", *FAST, "--out", str(tmp_path / "o"))
+    assert code == 130 and err == "warning: the sky is falling\ninterrupted: nothing was saved yet\n"
+
+
 def test_missing_config_file(tmp_path, capsys):
     code, _, err = run_main(capsys, "train", "--config", str(tmp_path / "nope.toml"))
     assert code == 2 and err == f"error: config file {tmp_path / 'nope.toml'} does not exist.\n"
