@@ -447,6 +447,28 @@ def test_ctrl_c_exits_130_and_resume_is_bit_for_bit(monkeypatch, capsys, tmp_pat
         assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
 
 
+def test_ctrl_c_after_training_keeps_the_model(monkeypatch, capsys, tmp_path):
+    args = ["--data", "ring", "--n", "300", "--epochs", "3", "--hidden", "16", *EVAL, "-q"]
+    assert cli.main(["train", *args, "--out", str(tmp_path / "whole")]) == 0
+    out = tmp_path / "cut"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "evaluate_run", interrupted)
+        code, _, err = run_main(capsys, "train", *args, "--out", str(out))
+    assert code == 130
+    assert err == f"interrupted: the trained model is kept; finish with 'vaekit train --resume {out}'\n"
+    code, _, err = run_main(capsys, "train", "--resume", str(out), "-q")
+    assert code == 0, err
+    for name in ("history.csv", "model.safetensors", "metrics.json"):
+        whole, resumed = (tmp_path / "whole" / name).read_bytes(), (out / name).read_bytes()
+        if name == "metrics.json":  # timings differ
+            whole, resumed = (re.sub(rb'"iwae_seconds": [^,]+', b"", t) for t in (whole, resumed))
+        assert whole == resumed, name
+
+
 def test_ctrl_c_before_anything_was_saved(monkeypatch, capsys, tmp_path):
     import vaekit.trainer
 

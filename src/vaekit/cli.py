@@ -8,6 +8,7 @@ problem; no traceback); 1 an unexpected failure (short message; the traceback wi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import inspect
 import io
@@ -437,7 +438,6 @@ def train_run(
     resume: Path | None = None,
 ) -> int:
     """Train per ``config`` and write the complete run folder ``target`` (staged, then renamed)."""
-    from vaekit.io import save
     from vaekit.trainer import EarlyStopping, fit
 
     runs.check_out(target, force=force)
@@ -492,29 +492,16 @@ def train_run(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     try:
-        save(model, staging)
-        runs.write_history(staging / runs.HISTORY, history)
-        metrics = runs.evaluate_run(model, test_data, config)
-        metrics = {"evaluated_on": test_data.description, **metrics}
-        runs.write_json(staging / runs.METRICS, metrics)
-        info = {
-            "vaekit_version": __version__,
-            "command": command,
-            "data": data.description,
-            "columns": data.columns,
-            "condition": config["data"]["condition"] or None,
-            "label_names": data.label_names,
-            "epochs_trained": len(history),
-            "train_seconds": round(history.seconds, 3),
-        }
-        runs.write_json(staging / runs.RUN_INFO, info)
-        from vaekit import report
-
-        runs.save_figures(staging / runs.FIGURES, report.run_figures(model, data, history))
-        report.write_report(staging, data=data, model=model, name=target.name)
+        with _status(bar is not None, "computing metrics, figures and report.html"):
+            _write_results(staging, target, config, model, history, data, test_data, command)
         for leftover in staging.glob("checkpoint*"):
             _remove(leftover)  # the finished model replaces the checkpoints
         runs.commit_partial(staging, target)
+    except KeyboardInterrupt:
+        if checkpoints and (staging / "checkpoint").is_dir():
+            raise Interrupted(f"interrupted: the trained model is kept; finish with 'vaekit train --resume {target}'") from None
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -524,6 +511,39 @@ def train_run(
         f"wrote {target}/ (open {target / runs.REPORT})"
     )
     return 0
+
+
+def _write_results(staging: Path, target: Path, config, model, history, data, test_data, command: str) -> None:
+    """Everything after training: model, history, metrics, run info, figures, report."""
+    from vaekit import report
+    from vaekit.io import save
+
+    save(model, staging)
+    runs.write_history(staging / runs.HISTORY, history)
+    metrics = runs.evaluate_run(model, test_data, config)
+    runs.write_json(staging / runs.METRICS, {"evaluated_on": test_data.description, **metrics})
+    info = {
+        "vaekit_version": __version__,
+        "command": command,
+        "data": data.description,
+        "columns": data.columns,
+        "condition": config["data"]["condition"] or None,
+        "label_names": data.label_names,
+        "epochs_trained": len(history),
+        "train_seconds": round(history.seconds, 3),
+    }
+    runs.write_json(staging / runs.RUN_INFO, info)
+    runs.save_figures(staging / runs.FIGURES, report.run_figures(model, data, history))
+    report.write_report(staging, data=data, model=model, name=target.name)
+
+
+def _status(show: bool, text: str):
+    """A spinner with ``text`` on a terminal (rich), else nothing."""
+    if not show:
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(text)
 
 
 def _remove(path: Path) -> None:
