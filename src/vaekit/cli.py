@@ -1,0 +1,819 @@
+"""``vaekit``: the command line. The only module that reads argv or prints.
+
+Exit codes: 0 success; 2 bad usage or bad input (one line, starting ``error:``, naming the
+problem; no traceback); 1 an unexpected failure (short message; the traceback with
+``--debug``); 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import inspect
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import typing
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaekit import __version__, runs
+from vaekit.errors import FileFormatError, InputError, TrainingError, VaekitError
+
+
+class UsageError(Exception):
+    """Bad command-line usage or input: exit code 2 with a one-line message."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training; carries the hint to print."""
+
+
+# ---------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage, so every usage error is one line."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks; defaults are written into each help text."""
+
+
+HELP: dict[str, str] = {
+    "n": "number of points drawn from a built-in dataset",
+    "data_seed": "seed of a built-in dataset",
+    "columns": "data columns of a CSV/.npy file, comma separated (default: all but the condition)",
+    "z_dim": "latent dimension",
+    "hidden": "hidden layer widths, comma separated (decoder mirrors them)",
+    "activation": "activation function",
+    "likelihood": "decoder distribution (default: bernoulli for digits, gaussian otherwise)",
+    "variance": "Gaussian variance: a number, 'learned' or 'per_point'",
+    "min_variance": "floor of a learned variance",
+    "standardize": "train on standardised data (outputs stay in data units)",
+    "condition_embed": "width of the embedding MLP of a continuous condition (0: raw values)",
+    "epochs": "training epochs",
+    "batch_size": "minibatch size",
+    "lr": "Adam learning rate",
+    "seed": "seed of the initial weights, shuffling and noise",
+    "objective": "training objective",
+    "beta": "KL weight (beta-VAE when > 1)",
+    "warmup_epochs": "linear KL warm-up over this many epochs (0: off)",
+    "free_bits": "free bits per latent dimension, nats (0: off)",
+    "iwae_k": "importance samples of the IWAE objective",
+    "val_fraction": "share of the data held out for validation (0: none)",
+    "patience": "early stopping patience on val_loss in epochs (0: off; needs --val-fraction)",
+    "grad_clip": "clip the gradient norm to this value (0: off)",
+    "weight_decay": "Adam weight decay",
+    "device": "torch device (cpu, cuda, cuda:1, ...)",
+    "checkpoint_every": "write a checkpoint every this many epochs (0: fit's default, 10)",
+    "eval_k": "metrics: importance samples of the IWAE estimate",
+    "eval_n_samples": "metrics: model samples for the sample-quality metrics",
+    "eval_quadrature_grid": "metrics: cells per axis of the 2-D quadrature (0: 200 for 2-D data, 60 otherwise)",
+    "eval_permutations": "metrics: permutations of the MMD test",
+}
+
+# Flag name -> (section, key). data.name/path, condition and options have their own flags.
+FLAGS: dict[str, tuple[str, str]] = {
+    "n": ("data", "n"),
+    "data_seed": ("data", "seed"),
+    "columns": ("data", "columns"),
+    **{key: ("model", key) for key in runs.SCHEMA["model"]},
+    **{key: ("training", key) for key in runs.SCHEMA["training"]},
+    **{f"eval_{key}": ("evaluation", key) for key in runs.SCHEMA["evaluation"]},
+}
+
+EPILOG = {
+    "demo": """examples:
+  vaekit demo                      # ring data, lecture recipe, 400 epochs -> runs/demo/report.html
+  vaekit demo --epochs 50 --out runs/quick
+  vaekit demo --force              # replace an existing runs/demo""",
+    "train": """examples:
+  vaekit train --data moons --epochs 200 --out runs/moons
+  vaekit train --data ring --condition label:onehot --out runs/cvae
+  vaekit train --data ring --condition radius:continuous --beta 4 --out runs/radius
+  vaekit train --data digits --z-dim 8 --out runs/digits
+  vaekit train --data points.csv --columns x,y --condition group:onehot --out runs/mine
+  vaekit train --config runs/demo/config.toml --out runs/again   # same run, bit for bit on CPU
+  vaekit train --resume runs/long                                # continue an interrupted run""",
+    "evaluate": """examples:
+  vaekit evaluate runs/demo                 # held-out sample of a built-in dataset, or the training file
+  vaekit evaluate runs/mine --data test.csv --json -o test-metrics.json""",
+    "sample": """examples:
+  vaekit sample runs/demo -n 1000 -o samples.csv
+  vaekit sample runs/cvae -n 500 --condition 3 -o mode3.npy
+  vaekit sample runs/radius -n 200 --condition 2.5 --noise""",
+    "encode": """examples:
+  vaekit encode runs/demo data.csv -o z.csv          # posterior means z0, z1, ...
+  vaekit encode runs/demo data.csv -o z.csv --std    # and posterior stds z0_std, ...""",
+    "decode": """examples:
+  vaekit decode runs/demo z.csv -o x.csv             # decoder means for each row of z
+  vaekit decode runs/cvae z.csv --condition 2 -o x.npy""",
+    "report": """examples:
+  vaekit report runs/demo                            # (re)writes runs/demo/report.html""",
+}
+
+
+def _float_or_word(text: str) -> float | str:
+    if text in ("learned", "per_point"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, 'learned' or 'per_point'; got {text!r}") from None
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 128,128; got {text!r}") from None
+
+
+def _str_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _add_schema_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (override --config; defaults are the lecture recipe)")
+    for flag, (section, key) in FLAGS.items():
+        annotation, default = runs.SCHEMA[section][key]
+        name = "--" + flag.replace("_", "-")
+        shown = "" if "default" in HELP[flag] else f" (default: {default})"
+        kwargs: dict[str, Any] = {"dest": flag, "default": None, "help": HELP[flag] + shown}
+        if flag == "activation":
+            from vaekit.nn import ACTIVATIONS
+
+            kwargs["choices"] = sorted(ACTIVATIONS)
+        elif annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif annotation in (int, float, str):
+            kwargs["type"] = annotation
+            kwargs["metavar"] = annotation.__name__.upper()
+        elif annotation == list[int]:
+            kwargs["type"], kwargs["metavar"] = _int_list, "W1,W2"
+        elif annotation == list[str]:
+            kwargs["type"], kwargs["metavar"] = _str_list, "COL1,COL2"
+        elif typing.get_origin(annotation) is typing.Literal:
+            kwargs["choices"] = typing.get_args(annotation)
+        else:  # float | Literal
+            kwargs["type"], kwargs["metavar"] = _float_or_word, "VALUE"
+        group.add_argument(name, **kwargs)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of unexpected errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``vaekit`` argument parser with all sub-commands."""
+    parser = _Parser(
+        prog="vaekit",
+        description="Train, evaluate and explore variational autoencoders.",
+        epilog="start here:\n  vaekit demo        # trains on the ring data and writes runs/demo/report.html\n\n"
+        "Run 'vaekit COMMAND --help' for the options and examples of each command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG[name], formatter_class=_Help)
+        _common(p)
+        return p
+
+    p = command("demo", "Train the lecture's VAE on the ring data and write a run folder with report.html.")
+    p.add_argument("--out", default="runs/demo", help="run folder to write (default: runs/demo)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 400)")
+    p.add_argument("--n", type=int, default=None, help="ring points (default: 2000)")
+    p.add_argument("--seed", type=int, default=None, help="training seed (default: 0)")
+    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+
+    p = command("train", "Train a VAE on a built-in dataset or your CSV/.npy file and write a run folder.")
+    p.add_argument(
+        "--data", metavar="NAME|PATH", help="built-in dataset (ring, moons, circles, swiss_roll, pinwheel, digits) or a file"
+    )
+    p.add_argument("--config", metavar="TOML", help="settings file (e.g. a run's config.toml); flags override it")
+    p.add_argument(
+        "--condition",
+        metavar="NAME:TYPE",
+        help="label:onehot or radius:continuous (built-in data), COLUMN:onehot|continuous (files)",
+    )
+    p.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="built-in dataset option, e.g. modes=6 (repeatable)"
+    )
+    p.add_argument("--out", help="run folder to write (default: runs/<data name>)")
+    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run that was writing to DIR")
+    _add_schema_flags(p)
+
+    p = command("evaluate", "Compute the metrics of a trained run.")
+    p.add_argument("run", metavar="DIR", help="run folder")
+    p.add_argument("--data", metavar="NAME|PATH", help="evaluate on this data instead (built-in name or file)")
+    p.add_argument("--n", type=int, help="points drawn from a built-in dataset")
+    p.add_argument("--seed", type=int, default=0, help="seed of the estimators (default: 0)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("-o", "--output", metavar="FILE.json", help="also write the metrics to this JSON file")
+
+    p = command("sample", "Draw samples from a trained run's model.")
+    p.add_argument("run", metavar="DIR", help="run folder")
+    p.add_argument("-n", type=int, required=True, help="number of samples")
+    p.add_argument("--condition", metavar="VALUE", help="class label or name (onehot), number(s) a,b (continuous)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--noise", action="store_true", help="draw x ~ p(x|z) instead of the decoder mean")
+    p.add_argument("-o", "--output", metavar="FILE", help="write .csv or .npy (default: CSV on stdout)")
+
+    p = command("encode", "Encode data to latent codes (posterior means).")
+    p.add_argument("run", metavar="DIR", help="run folder")
+    p.add_argument("data", metavar="FILE", help="CSV (with the run's columns) or .npy")
+    p.add_argument("--condition", metavar="VALUE", help="one condition for every row (else the file's condition column)")
+    p.add_argument("--std", action="store_true", help="also write the posterior standard deviations")
+    p.add_argument("-o", "--output", metavar="FILE", help="write .csv or .npy (default: CSV on stdout)")
+
+    p = command("decode", "Decode latent codes to data space (decoder means).")
+    p.add_argument("run", metavar="DIR", help="run folder")
+    p.add_argument("codes", metavar="FILE", help="CSV with columns z0, z1, ... or .npy of shape (N, z_dim)")
+    p.add_argument("--condition", metavar="VALUE", help="condition for every row (conditional models)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write .csv or .npy (default: CSV on stdout)")
+
+    p = command("report", "Write (or rewrite) report.html of a run folder.")
+    p.add_argument("run", metavar="DIR", help="run folder")
+    return parser
+
+
+# ---------------------------------------------------------------------------- output
+class _Console:
+    """Messages for people: stdout for results, stderr for progress; silent with --quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text)
+
+
+def _progress(quiet: bool):
+    """A rich progress bar with live loss/KL on a terminal; None when quiet or not a TTY."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  KL {task.fields[kl]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+
+
+def _write_array(path: str | None, array: np.ndarray, header: list[str]) -> None:
+    """Write rows as CSV (header, float repr) or .npy; ``None`` prints CSV to stdout."""
+    from vaekit.io import atomic_write_bytes, atomic_write_text
+
+    if path is None:
+        buffer = io.StringIO()
+        _csv_rows(buffer, array, header)
+        sys.stdout.write(buffer.getvalue())
+        return
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npy":
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(array, dtype=np.float32), allow_pickle=False)
+        atomic_write_bytes(path, buffer.getvalue())
+    elif suffix == ".csv":
+        buffer = io.StringIO()
+        _csv_rows(buffer, array, header)
+        atomic_write_text(path, buffer.getvalue())
+    else:
+        raise UsageError(f"-o {path}: the output file must end in .csv or .npy.")
+
+
+def _csv_rows(handle, array: np.ndarray, header: list[str]) -> None:
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(header)
+    # repr of the float32 value as a Python float: reads back to the same float32.
+    writer.writerows([[repr(float(v)) for v in row] for row in np.asarray(array, dtype=np.float32)])
+
+
+# ---------------------------------------------------------------------------- config from flags
+def _data_override(text: str) -> dict[str, Any]:
+    from vaekit.data import DATASETS
+
+    if text in DATASETS:
+        return {"name": text, "path": ""}
+    path = Path(text)
+    if path.is_file():
+        return {"name": "", "path": str(path.resolve())}
+    if path.suffix or os.sep in text:
+        raise UsageError(f"--data: data file {text} does not exist.")
+    raise UsageError(f"--data: unknown dataset {text!r}; built-in datasets are {sorted(DATASETS)}, or give a .csv/.npy file.")
+
+
+def _condition_override(text: str) -> dict[str, Any]:
+    name, sep, kind = text.rpartition(":")
+    if not sep or not name or kind not in ("onehot", "continuous"):
+        raise UsageError(f"--condition must be NAME:onehot or NAME:continuous (e.g. label:onehot). Got {text!r} instead.")
+    return {"condition": name, "condition_type": kind}
+
+
+def _option_override(items: Sequence[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--option must be KEY=VALUE (e.g. modes=6). Got {item!r} instead.")
+        try:
+            options[key.strip()] = runs.tomllib.loads(f"v = {value.strip()}")["v"]
+        except runs.tomllib.TOMLDecodeError:
+            options[key.strip()] = value.strip()  # a bare word is a string
+    return options
+
+
+def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Defaults <- ``--config`` file <- flags; validated. Digits default to a Bernoulli likelihood.
+
+    A relative data path in the config file is taken relative to the file's folder; the config
+    that is written to the run folder always holds an absolute path.
+    """
+    raw: dict[str, Any] = {}
+    source = "settings"
+    if getattr(args, "config", None):
+        raw = runs.read_toml(args.config)
+        runs.validate_config(raw, source=args.config)  # report the file's own mistakes against the file
+        source = args.config
+    merged = {section: dict(values) for section, values in raw.items() if isinstance(values, dict)}
+    data = merged.setdefault("data", {})
+    if data.get("path") and not Path(data["path"]).is_absolute():
+        data["path"] = str((Path(args.config).parent / data["path"]).resolve())  # relative to the config file
+    if getattr(args, "data", None):
+        data.update(_data_override(args.data))
+    if getattr(args, "condition", None):
+        data.update(_condition_override(args.condition))
+    if getattr(args, "option", None):
+        data["options"] = {**data.get("options", {}), **_option_override(args.option)}
+    for flag, (section, key) in FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            merged.setdefault(section, {})[key] = value
+    config = runs.validate_config(merged, source=source)
+    if config["data"]["name"] == "digits" and "likelihood" not in merged.get("model", {}):
+        config["model"]["likelihood"] = "bernoulli"
+    return config
+
+
+# ---------------------------------------------------------------------------- commands
+def _cmd_demo(args: argparse.Namespace, out: _Console) -> int:
+    config = runs.default_config()
+    for key, value in (("epochs", args.epochs), ("seed", args.seed)):
+        if value is not None:
+            config["training"][key] = value
+    if args.n is not None:
+        config["data"]["n"] = args.n
+    config = runs.validate_config(config, source="demo settings")
+    return train_run(config, Path(args.out), force=args.force, quiet=args.quiet, out=out, command="vaekit demo")
+
+
+RESUME_FLAGS = ("epochs", "lr", "grad_clip", "weight_decay")
+
+
+def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
+    if args.resume:
+        extra = [
+            f
+            for f, (section, _) in FLAGS.items()
+            if getattr(args, f) is not None and f not in RESUME_FLAGS and section != "evaluation"
+        ]
+        if args.config or args.data or args.condition or args.option or extra:
+            given = ["--" + f.replace("_", "-") for f in extra] or ["--config/--data/--condition/--option"]
+            raise UsageError(
+                f"--resume takes the settings of the interrupted run; only --epochs, --lr, --grad-clip, --weight-decay "
+                f"and --eval-* may change. Got {', '.join(given)} instead."
+            )
+        target = Path(args.resume)
+        staging = runs.partial_path(target)
+        if not (staging / runs.CONFIG).is_file():
+            raise UsageError(f"--resume {target}: nothing to resume: {staging} (left by an interrupted run) does not exist.")
+        config = runs.read_config(staging / runs.CONFIG)
+        for flag, (section, key) in FLAGS.items():
+            if getattr(args, flag) is not None and (flag in RESUME_FLAGS or section == "evaluation"):
+                config[section][key] = getattr(args, flag)
+        config = runs.validate_config(config, source=str(staging / runs.CONFIG))
+        return train_run(config, target, force=args.force, quiet=args.quiet, out=out, command="vaekit train", resume=staging)
+    config = resolve_config(args)
+    default_out = Path("runs") / (config["data"]["name"] or Path(config["data"]["path"]).stem)
+    target = Path(args.out) if args.out else default_out
+    return train_run(config, target, force=args.force, quiet=args.quiet, out=out, command="vaekit train")
+
+
+def _fit_supports(name: str) -> bool:
+    from vaekit.trainer import fit
+
+    return name in inspect.signature(fit).parameters
+
+
+def train_run(
+    config: dict[str, dict[str, Any]],
+    target: Path,
+    *,
+    force: bool,
+    quiet: bool,
+    out: _Console,
+    command: str,
+    resume: Path | None = None,
+) -> int:
+    """Train per ``config`` and write the complete run folder ``target`` (staged, then renamed)."""
+    from vaekit.trainer import EarlyStopping, fit
+
+    runs.check_out(target, force=force)
+    config["data"]["options"] = runs.dataset_options(config)
+    data = runs.load_data(config)
+    if data.columns and config["data"]["path"]:
+        config["data"]["columns"] = list(data.columns)  # make the file's column choice explicit
+    test_data = runs.load_data(config, test=True)
+    model = runs.build_model(config, data)
+    kwargs = runs.fit_kwargs(config)
+    if config["training"]["patience"]:
+        kwargs["callbacks"] = [EarlyStopping(patience=config["training"]["patience"])]
+    checkpoints = _fit_supports("checkpoint_dir")
+    if resume is not None and not _fit_supports("resume"):
+        raise UsageError("--resume needs a vaekit whose fit() supports resume=; this one does not.")
+    staging = resume if resume is not None else runs.start_partial(target)
+    if checkpoints:
+        kwargs["checkpoint_dir"] = staging
+        if config["training"]["checkpoint_every"]:
+            kwargs["checkpoint_every"] = config["training"]["checkpoint_every"]
+    if resume is not None:
+        kwargs["resume"] = resume
+    runs.write_config(staging / runs.CONFIG, config)
+
+    bar = _progress(quiet)
+    try:
+        if bar is not None:
+            with bar:
+                task = bar.add_task("train", total=config["training"]["epochs"], loss="?", kl="?")
+
+                def progress(epoch: int, epochs: int, record: dict[str, Any]) -> None:
+                    bar.update(task, completed=epoch, loss=f"{record['loss']:.4f}", kl=f"{record['kl']:.4f}")
+
+                history = fit(model, data.x, data.condition, progress=progress, **kwargs)
+        else:
+            history = fit(model, data.x, data.condition, **kwargs)
+    except KeyboardInterrupt:
+        if checkpoints and (staging / "checkpoint").is_dir():
+            raise Interrupted(f"interrupted: resume with 'vaekit train --resume {target}'") from None
+        shutil.rmtree(staging, ignore_errors=True)
+        raise Interrupted("interrupted: nothing was saved yet") from None
+    except TrainingError as err:
+        if checkpoints and (staging / "checkpoint").is_dir():
+            # Keep the last good state: the run can go on with a lower learning rate.
+            hint = (
+                f"Resume from the last good epoch with 'vaekit train --resume {target} --lr {config['training']['lr'] / 10:g}'."
+            )
+            raise TrainingError(f"{err} {hint}") from None
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        with _status(bar is not None, "computing metrics, figures and report.html"):
+            _write_results(staging, target, config, model, history, data, test_data, command)
+        for leftover in staging.glob("checkpoint*"):
+            _remove(leftover)  # the finished model replaces the checkpoints
+        runs.commit_partial(staging, target)
+    except KeyboardInterrupt:
+        if checkpoints and (staging / "checkpoint").is_dir():
+            raise Interrupted(f"interrupted: the trained model is kept; finish with 'vaekit train --resume {target}'") from None
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    last = history.last()
+    out.say(
+        f"trained {len(history)} epochs in {history.seconds:.1f} s: loss {last['loss']:.4f}, KL {last['kl']:.4f}\n"
+        f"wrote {target}/ (open {target / runs.REPORT})"
+    )
+    return 0
+
+
+def _write_results(staging: Path, target: Path, config, model, history, data, test_data, command: str) -> None:
+    """Everything after training: model, history, metrics, run info, figures, report."""
+    from vaekit import report
+    from vaekit.io import save
+
+    save(model, staging)
+    runs.write_history(staging / runs.HISTORY, history)
+    metrics = runs.evaluate_run(model, test_data, config)
+    runs.write_json(staging / runs.METRICS, {"evaluated_on": test_data.description, **metrics})
+    info = {
+        "vaekit_version": __version__,
+        "command": command,
+        "data": data.description,
+        "columns": data.columns,
+        "condition": config["data"]["condition"] or None,
+        "label_names": data.label_names,
+        "epochs_trained": len(history),
+        "train_seconds": round(history.seconds, 3),
+    }
+    runs.write_json(staging / runs.RUN_INFO, info)
+    runs.save_figures(staging / runs.FIGURES, report.run_figures(model, data, history))
+    report.write_report(staging, data=data, model=model, name=target.name)
+
+
+def _status(show: bool, text: str):
+    """A spinner with ``text`` on a terminal (rich), else nothing."""
+    if not show:
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(text)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _load_run(path: str):
+    from vaekit.io import load
+
+    folder = runs.require_run(path)
+    model = load(folder)
+    config = runs.read_config(folder / runs.CONFIG) if (folder / runs.CONFIG).is_file() else None
+    info = runs.read_json(folder / runs.RUN_INFO) if (folder / runs.RUN_INFO).is_file() else {}
+    return folder, model, config, info
+
+
+def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
+    folder, model, config, info = _load_run(args.run)
+    if config is None:
+        raise FileFormatError(f"{folder} has no {runs.CONFIG}; cannot tell which data to evaluate on.")
+    if args.data or args.n:
+        override = {"data": dict(config["data"])}
+        if args.data:
+            override["data"].update(_data_override(args.data))
+        if args.n:
+            override["data"]["n"] = args.n
+        config = runs.validate_config({**config, **override}, source="evaluate settings")
+        data = runs.load_data(config)
+    else:
+        data = runs.load_data(config, test=True)
+    metrics = {"evaluated_on": data.description, **runs.evaluate_run(model, data, config, seed=args.seed)}
+    if args.output:
+        if Path(args.output).suffix.lower() != ".json":
+            raise UsageError(f"-o {args.output}: the metrics file must end in .json.")
+        runs.write_json(args.output, metrics)
+    if args.json:
+        print(json.dumps(runs._jsonable(metrics), indent=2))
+    elif not args.quiet:
+        width = max(len(k) for k in metrics)
+        for key, value in metrics.items():
+            print(f"{key:<{width}}  {_show(value)}")
+    return 0
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+def _parse_condition(model, text: str | None, info: dict[str, Any], n: int) -> Any:
+    """One condition given on the command line, checked against the model's spec."""
+    spec = model.condition
+    if spec is None:
+        if text is not None:
+            raise UsageError("--condition: this model is unconditional; leave --condition out.")
+        return None
+    if text is None:
+        return None
+    if spec.kind == "onehot":
+        names = info.get("label_names") or []
+        if text in names:
+            return names.index(text)
+        try:
+            label = int(text)
+        except ValueError:
+            shown = f" or one of {names}" if names else ""
+            raise UsageError(f"--condition must be a class label 0..{spec.n_classes - 1}{shown}. Got {text!r} instead.") from None
+        if not 0 <= label < spec.n_classes:
+            raise UsageError(f"--condition must be a class label 0..{spec.n_classes - 1}. Got {label} instead.")
+        return label
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--condition must be {spec.dim} comma-separated number(s). Got {text!r} instead.") from None
+    if len(values) != spec.dim or not all(math.isfinite(v) for v in values):
+        raise UsageError(f"--condition must be {spec.dim} finite comma-separated number(s). Got {text!r} instead.")
+    return np.tile(np.asarray(values, dtype=np.float32), (n, 1))
+
+
+def _need_condition(model, what: str) -> UsageError:
+    spec = model.condition
+    kind = f"onehot with {spec.n_classes} classes" if spec.kind == "onehot" else f"continuous of dimension {spec.dim}"
+    return UsageError(f"--condition is required: this model is conditional ({kind}){what}.")
+
+
+def _cmd_sample(args: argparse.Namespace, out: _Console) -> int:
+    folder, model, config, info = _load_run(args.run)
+    if args.n < 1:
+        raise UsageError(f"-n must be an integer >= 1. Got {args.n} instead.")
+    condition = _parse_condition(model, args.condition, info, args.n)
+    if model.condition is not None and condition is None:
+        raise _need_condition(model, "")
+    samples = model.sample(args.n, condition, seed=args.seed, noise=args.noise)
+    _write_array(args.output, samples, info.get("columns") or [f"x{i}" for i in range(model.x_dim)])
+    if args.output:
+        out.say(f"wrote {args.n} samples to {args.output}")
+    return 0
+
+
+def _file_header(path: Path) -> list[str]:
+    if not path.is_file():
+        raise UsageError(f"file {path} does not exist.")
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise FileFormatError(f"{path} is not a readable .npy array file ({err}).") from None
+        if array.ndim != 2:
+            raise FileFormatError(f"{path} must hold a 2-D array (rows x columns). Got shape {array.shape} instead.")
+        return [str(i) for i in range(array.shape[1])]
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            first = next(csv.reader(handle), [])
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise FileFormatError(f"{path} is not a readable UTF-8 CSV file ({err}).") from None
+    return [h.strip() for h in first]
+
+
+def _read_rows(path: Path, wanted: list[str], width: int, what: str, condition_column: str | None):
+    """Read ``wanted`` columns (or, failing that, exactly ``width`` columns by position)."""
+    from vaekit.data import load_table
+
+    header = _file_header(path)
+    if all(c in header for c in wanted):
+        columns = wanted
+    elif len([h for h in header if h != condition_column]) == width:
+        columns = [h for h in header if h != condition_column]
+    else:
+        raise InputError(
+            f"{path} must have the {what} columns {wanted} (or exactly {width} columns). Got columns {header} instead."
+        )
+    cond = condition_column if condition_column and condition_column in header else None
+    return load_table(path, columns, cond)
+
+
+def _table_condition(model, table, info, condition_column, text, path) -> Any:
+    given = _parse_condition(model, text, info, len(table.x))
+    if model.condition is None or given is not None:
+        return given
+    if table.condition is None:
+        raise _need_condition(model, f", and {path} has no column {condition_column!r}")
+    if model.condition.kind == "onehot":
+        codes = table.condition[:, 0].astype(np.int64)
+        if table.label_names is not None:  # text labels: map this file's names to the training codes
+            names = info.get("label_names") or []
+            unknown = sorted(set(table.label_names) - set(names))
+            if unknown:
+                raise InputError(f"condition column {condition_column!r} of {path} has unknown labels {unknown}; known: {names}.")
+            codes = np.array([names.index(table.label_names[c]) for c in codes])
+        return codes
+    return table.condition
+
+
+def _cmd_encode(args: argparse.Namespace, out: _Console) -> int:
+    folder, model, config, info = _load_run(args.run)
+    columns = info.get("columns") or [f"x{i}" for i in range(model.x_dim)]
+    condition_column = info.get("condition") if config and config["data"]["path"] else None
+    path = Path(args.data)
+    table = _read_rows(path, columns, model.x_dim, "data", condition_column)
+    condition = _table_condition(model, table, info, condition_column, args.condition, path)
+    qz = model.encode(table.x, condition)
+    z = qz.mean.detach().cpu().numpy()
+    header = [f"z{i}" for i in range(model.z_dim)]
+    if args.std:
+        z = np.concatenate([z, qz.stddev.detach().cpu().numpy()], axis=1)
+        header += [f"z{i}_std" for i in range(model.z_dim)]
+    _write_array(args.output, z, header)
+    if args.output:
+        out.say(f"wrote {len(z)} codes to {args.output}")
+    return 0
+
+
+def _cmd_decode(args: argparse.Namespace, out: _Console) -> int:
+    folder, model, config, info = _load_run(args.run)
+    path = Path(args.codes)
+    table = _read_rows(path, [f"z{i}" for i in range(model.z_dim)], model.z_dim, "latent", None)
+    condition = _parse_condition(model, args.condition, info, len(table.x))
+    if model.condition is not None and condition is None:
+        raise _need_condition(model, "")
+    import torch
+
+    with torch.no_grad():
+        x = model.decode(table.x, condition).mean.cpu().numpy()
+    _write_array(args.output, x, info.get("columns") or [f"x{i}" for i in range(model.x_dim)])
+    if args.output:
+        out.say(f"wrote {len(x)} decoded rows to {args.output}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, out: _Console) -> int:
+    from vaekit.report import write_report
+
+    path = write_report(runs.require_run(args.run))
+    out.say(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {
+    "demo": _cmd_demo,
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "sample": _cmd_sample,
+    "encode": _cmd_encode,
+    "decode": _cmd_decode,
+    "report": _cmd_report,
+}
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # One line per warning, like the errors; --debug keeps Python's own format with the source line.
+    print(f"warning: {_one_line(message)}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``vaekit`` command line; return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        return _main(argv, debug)
+
+
+def _main(argv: list[str], debug: bool) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return COMMANDS[args.command](args, _Console(args.quiet))
+    except UsageError as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except TrainingError as err:
+        if debug:
+            raise
+        print(f"error: training failed: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except VaekitError as err:  # bad input found by the library: the message names the problem
+        if debug:
+            raise
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0  # e.g. `vaekit sample ... | head`
+    except OSError as err:  # a path that cannot be read or written: the user's to fix
+        if debug:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or _one_line(err)}", file=sys.stderr)
+        return 2
+    except Interrupted as err:
+        print(str(err), file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the last line of defence: a short message, not a traceback
+        if debug:
+            raise
+        print(f"error: unexpected {type(err).__name__}: {_one_line(err)} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

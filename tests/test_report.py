@@ -1,0 +1,262 @@
+"""report.html: self-contained, exact explorer data, and a real-browser test of the explorer."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vaekit as vk
+from vaekit import cli, report, runs
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+# The readout holds float32 decoder means computed for a whole grid at once; the test decodes
+# one z at a time. Only float32 rounding in the matrix products differs between the two.
+TOLERANCE = 1e-5
+
+
+def grid(payload: dict, k: int = 0) -> np.ndarray:
+    raw = base64.b64decode(payload["conditions"][k]["grid"])
+    return np.frombuffer(raw, dtype="<f4").reshape(payload["ny"], payload["nx"], payload["x_dim"])
+
+
+def node_z(payload: dict, i: int, j: int) -> np.ndarray:
+    z = np.zeros(payload["z_dim"], dtype=np.float32)
+    z[payload["dims"][0]] = payload["axes"][0][i]
+    if payload["ny"] > 1:
+        z[payload["dims"][1]] = payload["axes"][1][j]
+    return z
+
+
+def make_run(tmp: Path, *args: str) -> Path:
+    out = tmp / "run"
+    small_metrics = ["--eval-k", "5", "--eval-n-samples", "200", "--eval-quadrature-grid", "20", "--eval-permutations", "10"]
+    assert cli.main(["train", *args, "--epochs", "5", "--hidden", "32,32", *small_metrics, "-q", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def ring_run(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("report"), "--data", "ring", "--n", "500")
+
+
+@pytest.fixture(scope="module")
+def cvae_run(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("report"), "--data", "ring", "--n", "500", "--condition", "label:onehot")
+
+
+@pytest.fixture(scope="module")
+def radius_run(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("report"), "--data", "ring", "--n", "500", "--condition", "radius:continuous")
+
+
+def payload_of(page: str) -> dict:
+    text = re.search(r'<script type="application/json" id="explorer-data">(.*?)</script>', page, re.S).group(1)
+    return json.loads(text.replace("<\\/", "</"))
+
+
+def test_page_is_self_contained(ring_run):
+    page = (ring_run / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    assert "http://" not in page and "https://" not in page
+    assert "<link" not in page and not re.search(r"<script[^>]+src=", page)
+    assert page.count('src="data:image/png;base64,') == len(list((ring_run / "figures").glob("*.png")))
+
+
+def test_page_shows_settings_and_metrics(ring_run):
+    page = (ring_run / "report.html").read_text()
+    metrics = json.loads((ring_run / "metrics.json").read_text())
+    assert "<h1>vaekit run: run</h1>" in page
+    assert f"<th>neg_elbo</th><td>{metrics['neg_elbo']:.6g}</td>" in page
+    assert "<th>epochs</th><td>5</td>" in page and "<th>hidden</th><td>[32, 32]</td>" in page
+    assert "Re-run it with: vaekit train --config config.toml" in page  # the raw config.toml
+
+
+def test_grid_is_the_decoder_mean_at_each_node(ring_run):
+    model = vk.load(ring_run)
+    payload = payload_of((ring_run / "report.html").read_text())
+    assert (payload["nx"], payload["ny"], payload["dims"], payload["view"]) == (64, 64, [0, 1], "points")
+    values = grid(payload)
+    for i, j in [(0, 0), (63, 0), (10, 50), (31, 32)]:
+        z = node_z(payload, i, j)
+        expected = model.decode(z[None]).mean.detach().numpy()[0]
+        np.testing.assert_allclose(values[j, i], expected, rtol=TOLERANCE, atol=TOLERANCE)
+    lo, hi = payload["lo"], payload["hi"]
+    assert lo[0] <= -3 and hi[0] >= 3 and payload["axes"][0][0] == pytest.approx(lo[0])
+
+
+def test_conditional_grids_one_per_class(cvae_run):
+    model = vk.load(cvae_run)
+    payload = payload_of((cvae_run / "report.html").read_text())
+    assert [c["value"] for c in payload["conditions"]] == list(range(8))
+    assert payload["condition_kind"] == "onehot"
+    z = node_z(payload, 5, 40)
+    for k in (0, 7):
+        expected = model.decode(z[None], k).mean.detach().numpy()[0]
+        np.testing.assert_allclose(grid(payload, k)[40, 5], expected, rtol=TOLERANCE, atol=TOLERANCE)
+    assert '<select id="condition">' in (cvae_run / "report.html").read_text()
+
+
+def test_wide_latent_is_a_slice_and_the_page_says_so():
+    model = vk.VAE(2, 4, hidden=(8,), seed=0)
+    x, y = vk.data.ring(200, seed=0)
+    data = runs.RunData(x, None, y, ["x0", "x1"])
+    payload = report.explorer_payload(model, data)
+    z_bg = model.encode(x).mean.detach().numpy()
+    assert payload["dims"] == sorted(np.argsort(-z_bg.var(0))[:2].tolist())
+    z = node_z(payload, 3, 9)
+    assert np.count_nonzero(z) <= 2
+    np.testing.assert_allclose(
+        grid(payload)[9, 3], model.decode(z[None]).mean.detach().numpy()[0], rtol=TOLERANCE, atol=TOLERANCE
+    )
+
+
+def test_images_and_continuous_conditions():
+    model = vk.VAE(64, 2, hidden=(16,), likelihood=vk.Bernoulli(), condition=vk.Continuous(1, embed=4), seed=0)
+    x, _ = vk.data.digits()
+    c = np.linspace(0, 1, len(x), dtype=np.float32)[:, None]
+    payload = report.explorer_payload(model, runs.RunData(x, c, None, [f"x{i}" for i in range(64)]))
+    assert payload["view"] == "image" and payload["image_side"] == 8
+    values = [v["value"][0] for v in payload["conditions"]]
+    assert len(values) == report.CONTINUOUS_STEPS
+    assert values[0] == pytest.approx(0.02, abs=1e-3) and values[-1] == pytest.approx(0.98, abs=1e-3)
+    n = payload["nx"]
+    assert n * n * 64 * len(values) <= report.GRID_FLOAT_BUDGET and n >= report.GRID_MIN
+    z = node_z(payload, 1, 2)
+    expected = model.decode(z[None], values[4]).mean.detach().numpy()[0]
+    np.testing.assert_allclose(grid(payload, 4)[2, 1], expected, rtol=TOLERANCE, atol=TOLERANCE)
+
+
+def test_explorer_without_data_still_works():
+    model = vk.VAE(3, 1, hidden=(8,), seed=0)
+    payload = report.explorer_payload(model, None)
+    assert payload["ny"] == 1 and payload["view"] == "bars" and "z_points" not in payload
+    assert grid(payload).shape == (1, payload["nx"], 3)
+
+
+# ---------------------------------------------------------------------------- real browser
+def launch(playwright):
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    )
+
+
+def readout(page) -> tuple[np.ndarray, np.ndarray, object]:
+    element = page.locator("#readout")
+    return (
+        np.array(json.loads(element.get_attribute("data-z")), dtype=np.float32),
+        np.array(json.loads(element.get_attribute("data-x")), dtype=np.float32),
+        json.loads(element.get_attribute("data-condition")),
+    )
+
+
+needs_browser = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium (/usr/bin/chromium) is not installed")
+
+
+@pytest.mark.browser
+@needs_browser
+@pytest.mark.parametrize("which", ["ring_run", "cvae_run", "radius_run"])
+def test_explorer_in_a_real_browser(which, request):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    run = request.getfixturevalue(which)
+    model = vk.load(run)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1000})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+            page.goto((run / "report.html").as_uri())
+            page.wait_for_load_state("load")
+            box = page.locator("#latent").bounding_box()
+            seen = []
+            for fx, fy in [(0.3, 0.7), (0.75, 0.25)]:
+                page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+                z, x, condition = readout(page)
+                expected = model.decode(z[None], condition).mean.detach().numpy()[0]
+                np.testing.assert_allclose(x, expected, rtol=TOLERANCE, atol=TOLERANCE)
+                text = page.locator("#readout").text_content()
+                assert f"z = ({z[0]:.4f}, {z[1]:.4f})" in text and f"x = ({x[0]:.4f}, {x[1]:.4f})" in text
+                seen.append((z, x))
+            assert not np.allclose(seen[0][0], seen[1][0]) and not np.allclose(seen[0][1], seen[1][1])
+            # arrow keys step one grid node
+            axis = payload_of((run / "report.html").read_text())["axes"][0]
+            page.locator("#latent").focus()
+            page.keyboard.press("ArrowRight")
+            z_key, x_key, c_key = readout(page)
+            assert z_key[0] == pytest.approx(seen[1][0][0] + axis[1] - axis[0]) and z_key[1] == seen[1][0][1]
+            expected = model.decode(z_key[None], c_key).mean.detach().numpy()[0]
+            np.testing.assert_allclose(x_key, expected, rtol=TOLERANCE, atol=TOLERANCE)
+            # the first point is left-bottom of the second in the latent plane
+            assert seen[0][0][0] < seen[1][0][0] and seen[0][0][1] < seen[1][0][1]
+            if model.condition is not None:
+                z_before, x_before, c_before = readout(page)
+                if model.condition.kind == "onehot":
+                    page.select_option("#condition", "6")
+                else:
+                    page.locator("#condition").fill("8")  # the slider's last step: the largest radius
+                z, x, condition = readout(page)
+                assert condition != c_before and np.array_equal(z, z_before) and not np.allclose(x, x_before)
+                if model.condition.kind == "onehot":
+                    assert condition == 6
+                else:
+                    payload = payload_of(page.content())
+                    assert condition == payload["conditions"][8]["value"] and condition[0] > c_before[0]
+                expected = model.decode(z[None], condition).mean.detach().numpy()[0]
+                np.testing.assert_allclose(x, expected, rtol=TOLERANCE, atol=TOLERANCE)
+            page.screenshot(path=str(ARTIFACTS / f"report-{which}.png"), full_page=True)
+            assert errors == []
+            assert requests == []  # nothing fetched from the network
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+@needs_browser
+def test_image_explorer_in_a_real_browser(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    run = make_run(tmp_path, "--data", "digits", "--z-dim", "3")
+    model = vk.load(run)
+    with sync_api.sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto((run / "report.html").as_uri())
+            assert "slice through" in page.text_content("body")
+            box = page.locator("#latent").bounding_box()
+            page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.4 * box["height"])
+            z, x, _ = readout(page)
+            assert z.shape == (3,) and x.shape == (64,)
+            np.testing.assert_allclose(x, model.decode(z[None]).mean.detach().numpy()[0], rtol=TOLERANCE, atol=TOLERANCE)
+            # the 8x8 image is drawn: the output canvas is not blank
+            drawn = page.evaluate(
+                "() => { const c = document.getElementById('output');"
+                " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                " let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; }"
+            )
+            assert drawn > 100 * 100
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "report-digits.png"), full_page=False)
+            assert errors == []
+        finally:
+            browser.close()
