@@ -533,11 +533,12 @@ def test_progress_bar_on_a_terminal(tmp_path):
 
 # ---------------------------------------------------------------------------- the newcomer path
 def readme_main_command() -> list[str]:
+    """Arguments of the main-job command on the README's first screen (after set-up)."""
     text = README.read_text()
-    section = text.split("## Command line and reports", 1)[1]
+    section = text.split("## Two commands", 1)[1]
     block = re.search(r"```(?:bash|sh|console)\n(.*?)```", section, re.S).group(1)
-    line = next(line for line in block.splitlines() if line.strip().startswith("vaekit demo"))
-    return line.split("#", 1)[0].split()[1:]
+    line = next(line for line in block.splitlines() if "vaekit demo" in line)
+    return re.search(r"\bvaekit (demo[^#]*)", line).group(1).split()
 
 
 def test_readme_main_job_command_is_demo():
