@@ -64,3 +64,16 @@ def test_load_errors(tmp_path):
     (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(FileFormatError, match="cannot be read"):
         vk.load(folder)
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        vk.VAE(2).save(tmp_path / "m")
+    finally:
+        os.umask(old)
+    for name in ["model.json", "model.safetensors"]:
+        assert stat.S_IMODE((tmp_path / "m" / name).stat().st_mode) == 0o644

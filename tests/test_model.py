@@ -217,3 +217,24 @@ def test_large_inputs_are_processed_in_blocks_with_the_same_result():
     assert torch.allclose(torch.cat([qz.mean, (qz.stddev**2).log()], -1), whole_enc, atol=1e-5)
     whole_dec = model.decoder(qz.mean, model.prepare_condition(c, 20000))
     assert torch.allclose(px.mean, whole_dec, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("condition", "value"),
+    [
+        (vk.OneHot(4), 2),
+        (vk.OneHot(4), np.array([2])),
+        (vk.Continuous(1), 1.5),
+        (vk.Continuous(1), np.array([1.5])),
+        (vk.Continuous(1), np.array([[1.5]])),
+        (vk.Continuous(2, embed=4), np.array([1.5, -1.0])),
+    ],
+)
+def test_a_single_condition_is_broadcast_to_every_row(condition, value):
+    model = vk.VAE(2, 2, hidden=(8,), condition=condition, seed=0)
+    z = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    single = model.decode(z, value).mean
+    rows = np.repeat(np.atleast_2d(np.asarray(value, dtype=np.float32)).reshape(1, -1), 5, axis=0)
+    if isinstance(condition, vk.OneHot):
+        rows = rows[:, 0].astype(int)
+    assert torch.equal(single, model.decode(z, rows).mean)

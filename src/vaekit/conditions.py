@@ -136,12 +136,16 @@ def condition_from_config(config: dict[str, Any] | None) -> Condition | None:
 def broadcast_condition(condition: Condition, value: Any, n: int) -> Any:
     """Expand one label (OneHot) or one value vector (Continuous) to ``n`` rows.
 
-    Arrays that already hold one row per sample pass through unchanged, to be validated by
-    :meth:`prepare`.
+    A scalar, a single row (shape (1,) or (1, C)) or, for ``Continuous(dim)``, a vector of shape
+    (dim,) is repeated ``n`` times. Arrays that already hold one row per sample pass through
+    unchanged, to be validated by :meth:`prepare`.
     """
     array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    width = condition.in_features if isinstance(condition, Continuous) else 1
     if array.ndim == 0:
-        return np.full((n, condition.in_features if isinstance(condition, Continuous) else 1), array)
-    if isinstance(condition, Continuous) and condition.dim > 1 and array.shape == (condition.dim,):
+        return np.full((n, width), array)
+    if isinstance(condition, Continuous) and array.shape == (condition.dim,):
         return np.broadcast_to(array, (n, condition.dim)).copy()
+    if n > 1 and array.ndim in (1, 2) and array.shape[0] == 1:
+        return np.repeat(array.reshape(1, -1), n, axis=0)
     return value
