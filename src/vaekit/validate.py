@@ -44,7 +44,8 @@ def float_matrix(value: Any, name: str, *, width: int | None = None, allow_vecto
         array = to_numpy(value, name)
         if array.dtype.kind not in "biuf":
             raise InputTypeError(f"{name} must hold numbers (float or int). Got an array of dtype {array.dtype} instead.")
-        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        with np.errstate(over="ignore"):  # values beyond float32 become inf and are reported below
+            tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     if tensor.ndim == 1 and allow_vector and width in (None, 1):
         tensor = tensor.unsqueeze(1)
     if tensor.ndim != 2:
