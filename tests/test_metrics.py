@@ -68,13 +68,8 @@ def rotated(scales: tuple[float, float], angle: float = 0.6) -> np.ndarray:
     return rot @ np.diag(scales)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small models train many times faster on one thread when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Small models train many times faster on one thread when the CPU is shared (fixture in conftest).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

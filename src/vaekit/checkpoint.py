@@ -36,7 +36,7 @@ from safetensors.torch import save as safetensors_bytes
 from vaekit import __version__
 from vaekit.errors import FileFormatError, InputError, TrainingError
 from vaekit.history import History
-from vaekit.io import atomic_write_bytes, atomic_write_text, refuse_pickle, unwrap
+from vaekit.io import atomic_write_bytes, atomic_write_text, read_versioned_json, refuse_pickle, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -275,17 +275,7 @@ def read_checkpoint(path: str | Path) -> Loaded:
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         raise FileFormatError(f"resume: no checkpoint in {Path(path)} ({manifest_path} does not exist).")
-    try:
-        meta = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise FileFormatError(f"{manifest_path} is not valid JSON ({err}); the file is truncated or corrupted.") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise FileFormatError(f"{manifest_path} is not a vaekit checkpoint (format must be {FORMAT!r}).")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise FileFormatError(
-            f"{manifest_path} has format_version {meta.get('format_version')!r}; "
-            f"this vaekit ({__version__}) reads version {FORMAT_VERSION}."
-        )
+    meta = read_versioned_json(manifest_path, FORMAT, FORMAT_VERSION, "checkpoint")
     for key, kind in _MANIFEST_KEYS.items():
         if key not in meta:
             raise FileFormatError(f"{manifest_path}: key {key!r} is missing.")

@@ -113,6 +113,23 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
+def read_versioned_json(path: Path, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """Parse a vaekit JSON document and check its ``format`` and ``format_version`` fields.
+
+    Shared by model files and checkpoints, so both refuse damaged or foreign files alike.
+    """
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise FileFormatError(f"{path} is not valid JSON ({err}); the file is truncated or corrupted.") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise FileFormatError(f"{path} is not a vaekit {what} (format must be {fmt!r}).")
+    found = meta.get("format_version")
+    if found != version:
+        raise FileFormatError(f"{path} has format_version {found!r}; this vaekit ({__version__}) reads version {version}.")
+    return meta
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """Read and validate ``model.json`` in folder ``path`` (no tensors are touched)."""
     folder = model_folder(path)
@@ -125,17 +142,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
                 "vaekit never loads because they can execute code."
             )
         raise FileFormatError(f"no model at {folder}: {METADATA} is missing (is this a vaekit run folder?).")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise FileFormatError(f"{meta_path} is not valid JSON ({err}); the file is truncated or corrupted.") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise FileFormatError(f"{meta_path} is not a vaekit model file (format must be {FORMAT!r}).")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise FileFormatError(
-            f"{meta_path} has format_version {version!r}; this vaekit ({__version__}) reads version {FORMAT_VERSION}."
-        )
+    meta = read_versioned_json(meta_path, FORMAT, FORMAT_VERSION, "model file")
     config = meta.get("config")
     if not isinstance(config, dict):
         raise FileFormatError(f"{meta_path}: 'config' must be an object.")
