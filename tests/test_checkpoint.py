@@ -497,3 +497,66 @@ def test_sigint_saves_and_exits_cleanly_then_resume_equals_uninterrupted(tmp_pat
     model, history = _final(tmp_path)
     assert nan_safe_equal(history, uninterrupted[1])
     assert same_weights(model, uninterrupted[0])
+
+
+# ---------------------------------------------------------------------------- the real `vaekit train`
+CLI_TRAIN = [
+    "--data",
+    "ring",
+    "--n",
+    "300",
+    "--hidden",
+    "16",
+    "--epochs",
+    "40",
+    "--checkpoint-every",
+    "1",
+    "-q",
+    "--eval-k",
+    "5",
+    "--eval-n-samples",
+    "200",
+    "--eval-quadrature-grid",
+    "20",
+    "--eval-permutations",
+    "10",
+]
+
+
+def vaekit_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vaekit", *args]
+
+
+@pytest.fixture(scope="module")
+def cli_uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "whole"
+    subprocess.run(vaekit_cmd("train", *CLI_TRAIN, "--out", str(out)), env=_env(), check=True, capture_output=True)
+    return out
+
+
+def same_run_files(a: Path, b: Path) -> None:
+    for name in ("history.csv", "model.safetensors", "model.json", "config.toml"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+@pytest.mark.slow
+@posix_only
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_vaekit_train_interrupted_then_resumed_equals_uninterrupted(tmp_path, cli_uninterrupted, sig):
+    out = tmp_path / "run"
+    # The CLI trains into OUT.partial and renames it into place only when the run is complete.
+    code, output, seen = interrupt_run(
+        vaekit_cmd("train", *CLI_TRAIN, "--out", str(out)), tmp_path / "run.partial" / "checkpoint", after_epoch=3, sig=sig
+    )
+    if sig == signal.SIGKILL:
+        assert code == -signal.SIGKILL, output
+    else:
+        assert code == 130, output
+        assert output.strip().endswith(f"interrupted: resume with 'vaekit train --resume {out}'"), output
+        assert "Traceback" not in output
+    assert not out.exists()
+    saved = json.loads((tmp_path / "run.partial" / "checkpoint" / "checkpoint.json").read_text())["epoch"]
+    assert 3 <= seen <= saved < 40
+    resumed = subprocess.run(vaekit_cmd("train", "--resume", str(out), "-q"), env=_env(), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    same_run_files(out, cli_uninterrupted)
