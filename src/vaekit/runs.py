@@ -30,7 +30,7 @@ import numpy as np
 from vaekit import data as vkdata
 from vaekit.configs import check_type
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
-from vaekit.io import atomic_write_bytes, atomic_write_text
+from vaekit.io import atomic_write_bytes, atomic_write_text, fsync_dir
 
 try:
     import tomllib
@@ -419,18 +419,10 @@ def commit_partial(staging: Path, out: Path) -> Path:
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
     os.replace(staging, out)
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return out
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_json(path: str | Path, value: Any) -> None:
