@@ -576,3 +576,39 @@ def test_newcomer_path_full(tmp_path):
     # samples spread over the ring (diversity near r^2/2 + s^2 = 4.56 for full coverage).
     assert metrics["neg_elbo"] < 4.0
     assert 3.0 < history.diversity[-1] < 5.5
+
+
+# ---------------------------------------------------------------------------- sweep
+def test_sweep_command_writes_table_models_and_figure(tmp_path, capsys):
+    out = tmp_path / "sw"
+    args = ["--data", "ring", "--n", "300", "--hidden", "16", "--epochs", "3", "-q"]
+    code, _, err = run_main(capsys, "sweep", "--set", "variance=0.1,5", "--set", "seed=0,1", *args, "--out", str(out))
+    assert code == 0, err
+    header, table = read_csv(out / "sweep.csv")
+    assert header[:2] == ["variance", "seed"] and "neg_elbo" in header
+    assert table[:, :2].tolist() == [[0.1, 0], [0.1, 1], [5.0, 0], [5.0, 1]]
+    assert (out / "sweep.png").is_file() and (out / "config.toml").is_file()
+    # The command is the library call: the same grid through vk.sweep gives the same table.
+    x, _ = vk.data.ring(n=300, seed=0)
+    expected = vk.sweep(vk.VAE(2, 2, hidden=(16,)), x, over={"variance": [0.1, 5.0], "seed": [0, 1]}, epochs=3)
+    assert np.allclose(table[:, 2:], [[row[k] for k in header[2:]] for row in expected.table], rtol=1e-12)
+    model = vk.load(out / "models" / "03")
+    assert model.likelihood == vk.Gaussian(5.0)
+    assert np.array_equal(model.sample(5, seed=0), expected.models[3].sample(5, seed=0))
+    again, _, err = run_main(capsys, "sweep", "--set", "seed=0", *args, "--out", str(out))
+    assert again == 2 and "already exists; use --force" in err
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("colour=1,2", "error: --set must be KEY=V1,V2,... with KEY one of variance, beta, seed, lr. Got 'colour=1,2' instead."),
+        ("seed=a", "error: --set seed needs comma-separated int values. Got 'a' instead."),
+        ("variance", "error: --set must be KEY=V1,V2,... with KEY one of variance, beta, seed, lr. Got 'variance' instead."),
+    ],
+)
+def test_sweep_bad_settings(tmp_path, capsys, setting, message):
+    code, _, err = run_main(capsys, "sweep", "--set", setting, "--data", "ring", "--out", str(tmp_path / "s"))
+    assert code == 2
+    assert err.strip() == message
+    assert not (tmp_path / "s").exists()

@@ -120,6 +120,11 @@ EPILOG = {
   vaekit decode runs/cvae z.csv --condition 2 -o x.npy""",
     "report": """examples:
   vaekit report runs/demo                            # (re)writes runs/demo/report.html""",
+    "sweep": """examples:
+  vaekit sweep --data ring --set variance=0.01,0.1,1,5 --set seed=0,1,2       # the lecture's experiment
+  vaekit sweep --data moons --set beta=0.5,1,4 --epochs 200 --out runs/beta
+writes DIR/sweep.csv (one row per model), DIR/sweep.png (2-D data), DIR/config.toml and
+DIR/models/NN/ (each loadable with vaekit.load).""",
 }
 
 
@@ -248,6 +253,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("report", "Write (or rewrite) report.html of a run folder.")
     p.add_argument("run", metavar="DIR", help="run folder")
+
+    p = command("sweep", "Train one model per combination of hyperparameter values, all at once, and compare them.")
+    p.add_argument(
+        "--set",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2",
+        help="swept hyperparameter and its values; KEY is variance, beta, seed or lr (repeatable: the grid is the product)",
+    )
+    p.add_argument("--data", metavar="NAME|PATH", help="built-in dataset or a file (as for train)")
+    p.add_argument("--config", metavar="TOML", help="settings file; flags override it")
+    p.add_argument("--condition", metavar="NAME:TYPE", help="as for train")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="built-in dataset option")
+    p.add_argument("--out", default="runs/sweep", help="folder to write (default: runs/sweep)")
+    p.add_argument("--force", action="store_true", help="replace an existing folder")
+    _add_schema_flags(p)
     return parser
 
 
@@ -747,6 +768,73 @@ def _cmd_report(args: argparse.Namespace, out: _Console) -> int:
     return 0
 
 
+def _sweep_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+    from vaekit.sweep import SWEEPABLE
+
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        if not sep or key not in SWEEPABLE:
+            raise UsageError(f"--set must be KEY=V1,V2,... with KEY one of {', '.join(SWEEPABLE)}. Got {item!r} instead.")
+        if key in grid:
+            raise UsageError(f"--set names {key} twice.")
+        kind = int if key == "seed" else float
+        try:
+            grid[key] = [kind(v) for v in values.split(",")]
+        except ValueError:
+            raise UsageError(f"--set {key} needs comma-separated {kind.__name__} values. Got {values!r} instead.") from None
+    return grid
+
+
+def _cmd_sweep(args: argparse.Namespace, out: _Console) -> int:
+    from vaekit.io import save
+    from vaekit.objectives import ELBO
+    from vaekit.sweep import sweep
+
+    over = _sweep_grid(args.set)
+    config = resolve_config(args)
+    target = Path(args.out)
+    runs.check_out(target, force=args.force)
+    config["data"]["options"] = runs.dataset_options(config)
+    data = runs.load_data(config)
+    template = runs.build_model(config, data)
+    objective = runs.build_objective(config)
+    if not isinstance(objective, ELBO):
+        raise UsageError("sweep trains with the ELBO objective; --objective iwae is not supported here.")
+    training = config["training"]
+    kwargs = {k: training[k] for k in ("epochs", "batch_size", "lr", "seed", "weight_decay")}
+    bar = _progress(args.quiet)
+    if bar is not None:
+        with bar:
+            task = bar.add_task("sweep", total=training["epochs"], loss="", kl="")
+            result = sweep(
+                template,
+                data.x,
+                data.condition,
+                over=over,
+                objective=objective,
+                progress=lambda epoch, epochs: bar.update(task, completed=epoch),
+                **kwargs,
+            )
+    else:
+        result = sweep(template, data.x, data.condition, over=over, objective=objective, **kwargs)
+    staging = runs.start_partial(target)
+    try:
+        runs.write_config(staging / runs.CONFIG, config)
+        runs.write_table(staging / "sweep.csv", result.table)
+        for i, model in enumerate(result.models):
+            save(model, staging / "models" / f"{i:02d}")
+        if template.x_dim == 2 and template.condition is None:
+            runs.save_figures(staging, {"sweep": result.figure(data.x)})
+        runs.commit_partial(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    out.say(f"{result.format_table()}\ntrained {len(result.models)} models in {result.seconds:.1f} s; wrote {target}/")
+    return 0
+
+
 COMMANDS = {
     "demo": _cmd_demo,
     "train": _cmd_train,
@@ -755,6 +843,7 @@ COMMANDS = {
     "encode": _cmd_encode,
     "decode": _cmd_decode,
     "report": _cmd_report,
+    "sweep": _cmd_sweep,
 }
 
 

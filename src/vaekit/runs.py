@@ -463,6 +463,18 @@ def write_history(path: str | Path, history) -> None:
     os.replace(tmp, path)
 
 
+def write_table(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Write dict rows (same keys) as CSV, atomically; floats keep every digit (repr)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(list(rows[0]))
+    writer.writerows([[repr(v) if isinstance(v, float) else v for v in row.values()] for row in rows])
+    atomic_write_text(path, buffer.getvalue())
+
+
 def save_figures(folder: str | Path, figures: dict[str, Any], *, dpi: int = 110) -> list[Path]:
     """Save matplotlib Figures as ``folder/<key>.png`` (atomically) and close them."""
     import io
