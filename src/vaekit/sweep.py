@@ -353,7 +353,10 @@ def _diversity(params, layout, const, c_all, generators, monitor, epoch, epochs)
     zin = torch.stack(z)  # (M, S, Z)
     if c_all is not None:
         zin = torch.cat([zin, torch.stack(cs)], dim=-1)
-    loc = fastpath.decode_mean(params, layout, const, zin)  # (M, S, D)
+    # Decode in blocks of rows: (M, 2048, 128) activations spill out of cache, blocks of 256 do not.
+    loc = torch.cat(
+        [fastpath.decode_mean(params, layout, const, zin[:, i : i + 256]) for i in range(0, zin.shape[1], 256)], dim=1
+    )
     return loc.var(dim=1, correction=0).mean(-1).tolist()
 
 
