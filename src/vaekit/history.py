@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,16 +66,21 @@ class History:
     # ------------------------------------------------------------------ CSV
     def to_csv(self, path: str | Path) -> None:
         """Write one row per epoch; vector columns become ``name[0]``, ``name[1]``, ..."""
+        Path(path).write_text(self.csv_text(), newline="")
+
+    def csv_text(self) -> str:
+        """The CSV that :meth:`to_csv` writes, as a string (float values round-trip exactly)."""
         header, rows = ["epoch"], [[i + 1] for i in range(len(self))]
         for key, column in self.columns.items():
             width = len(column[0]) if column and isinstance(column[0], list) else 0
             header += [f"{key}[{j}]" for j in range(width)] if width else [key]
             for row, value in zip(rows, column):
                 row.extend(value if width else [value])
-        with open(path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows([[repr(float(v)) if not isinstance(v, int) else v for v in row] for row in rows])
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        writer.writerows([[repr(float(v)) if not isinstance(v, int) else v for v in row] for row in rows])
+        return buffer.getvalue()
 
     @classmethod
     def from_csv(cls, path: str | Path) -> History:

@@ -456,11 +456,8 @@ def read_json(path: str | Path) -> Any:
 
 
 def write_history(path: str | Path, history) -> None:
-    """Write ``history`` as CSV atomically (via a temporary file next to ``path``)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    history.to_csv(tmp)
-    os.replace(tmp, path)
+    """Write ``history`` as CSV atomically (temporary file, fsync, rename: ``io.atomic_write_text``)."""
+    atomic_write_text(path, history.csv_text())
 
 
 def write_table(path: str | Path, rows: list[dict[str, Any]]) -> None:
