@@ -5,7 +5,11 @@ import pytest
 import torch
 
 import vaekit as vk
+from numerics import gamma
 from vaekit.errors import InputError, InputTypeError
+
+# Cross-implementation comparisons: scripts/portability.sh reruns these under other CPU kernels.
+pytestmark = pytest.mark.numerics
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +55,15 @@ def test_history_columns_are_exact_epoch_means(ring):
         "val_loss",
         "val_kl",
     }
+    # The columns are float32 per-point terms summed over a batch of 100, then over 3 batches
+    # (plus the 2 latent dimensions): identities between them hold up to gamma_n of their size.
+    rel = gamma(100 + 3 + 2, torch.float32)
     for epoch in range(3):
-        assert sum(history.kl_per_dim[epoch]) == pytest.approx(history.kl[epoch], rel=1e-6)
+        assert sum(history.kl_per_dim[epoch]) == pytest.approx(history.kl[epoch], rel=rel)
         # Gaussian(0.1) in 2-D: NLL = lecture term + log(2 pi 0.1).
-        gap = history.reconstruction_nll[epoch] - history.reconstruction[epoch]
-        assert gap == pytest.approx(math.log(2 * math.pi * 0.1), abs=1e-5)
-        assert history.loss[epoch] == pytest.approx(history.reconstruction_nll[epoch] + history.kl[epoch], rel=1e-6)
+        nll, lecture = history.reconstruction_nll[epoch], history.reconstruction[epoch]
+        assert nll - lecture == pytest.approx(math.log(2 * math.pi * 0.1), abs=rel * (abs(nll) + abs(lecture)))
+        assert history.loss[epoch] == pytest.approx(nll + history.kl[epoch], rel=rel)
 
 
 def test_diversity_matches_lecture_definition(ring):

@@ -69,7 +69,7 @@ def rotated(scales: tuple[float, float], angle: float = 0.6) -> np.ndarray:
 
 
 # Small models train many times faster on one thread when the CPU is shared (fixture in conftest).
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.numerics]
 
 
 @pytest.fixture(scope="module")

@@ -31,9 +31,9 @@ def diagonal_normal(mean: torch.Tensor, std: torch.Tensor) -> Independent:
     return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
 
 
-def standard_normal(z_dim: int, device: torch.device | str = "cpu") -> Independent:
+def standard_normal(z_dim: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Independent:
     """The prior p(z) = N(0, I) over ``z_dim`` dimensions."""
-    zeros = torch.zeros(z_dim, device=device)
+    zeros = torch.zeros(z_dim, device=device, dtype=dtype)
     return diagonal_normal(zeros, torch.ones_like(zeros))
 
 

@@ -20,7 +20,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from vaekit import __version__
 from vaekit.configs import check_type
-from vaekit.errors import FileFormatError, InputTypeError, describe
+from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
 
 FORMAT = "vaekit-model"
 FORMAT_VERSION = 1
@@ -91,6 +91,10 @@ def save(model: torch.nn.Module, path: str | Path) -> Path:
     model = unwrap(model)
     folder = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    wrong = sorted({str(v.dtype) for v in state.values() if v.is_floating_point() and v.dtype != torch.float32})
+    if wrong:
+        # load() rebuilds float32 models; refusing here keeps a file that cannot be read from being written.
+        raise InputError(f"model must hold float32 weights to be saved (call model.float() first). Got {wrong} instead.")
     blob = safetensors_bytes(state, metadata={"format": FORMAT})
     meta = {
         "format": FORMAT,

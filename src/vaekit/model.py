@@ -141,6 +141,11 @@ class VAE(nn.Module):
         """Device the weights live on."""
         return self.x_shift.device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating-point type of the weights (float32 unless the user called ``.double()``)."""
+        return self.x_shift.dtype
+
     def set_scaling(self, x: torch.Tensor) -> None:
         """Store mean and std of training data ``x`` (N, D) when the model standardises."""
         if not self.standardize:
@@ -153,12 +158,12 @@ class VAE(nn.Module):
 
     # ------------------------------------------------------------------ input checking
     def prepare_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        """Validate data: finite float (N, x_dim); returned on the model's device."""
-        return float_matrix(x, name, width=self.x_dim).to(self.device)
+        """Validate data: finite float (N, x_dim); returned on the model's device, in its dtype."""
+        return float_matrix(x, name, width=self.x_dim).to(self.device, self.dtype)
 
     def prepare_z(self, z: Any, name: str = "z") -> torch.Tensor:
-        """Validate latent codes: finite float (N, z_dim); returned on the model's device."""
-        return float_matrix(z, name, width=self.z_dim).to(self.device)
+        """Validate latent codes: finite float (N, z_dim); returned on the model's device, in its dtype."""
+        return float_matrix(z, name, width=self.z_dim).to(self.device, self.dtype)
 
     def prepare_condition(self, c: Any, n: int, name: str = "condition") -> torch.Tensor | None:
         """Validate a condition for ``n`` rows against the model's condition spec."""
@@ -173,7 +178,7 @@ class VAE(nn.Module):
         prepared = self.condition.prepare(broadcast_condition(self.condition, c, n), name)
         if prepared.shape[0] != n:
             raise InputError(f"{name} must have one row per data row ({n}). Got {prepared.shape[0]} rows instead.")
-        return prepared.to(self.device)
+        return prepared.to(self.device, self.dtype)
 
     # ------------------------------------------------------------------ batch interface (trusted tensors)
     def encode_batch(self, x: torch.Tensor, c: torch.Tensor | None = None) -> Independent:
@@ -193,7 +198,7 @@ class VAE(nn.Module):
 
     def prior(self) -> Independent:
         """p(z) = N(0, I), event shape (Z,)."""
-        return standard_normal(self.z_dim, self.device)
+        return standard_normal(self.z_dim, self.device, self.dtype)
 
     # ------------------------------------------------------------------ public interface
     def encode(self, x: Any, condition: Any = None) -> Independent:
@@ -230,7 +235,7 @@ class VAE(nn.Module):
         else:
             generator.seed()
         c = self.prepare_condition(condition, n)
-        z = torch.randn(n, self.z_dim, generator=generator, device=self.device)
+        z = torch.randn(n, self.z_dim, generator=generator, device=self.device, dtype=self.dtype)
         px = self.decode_batch(z, c)
         if not noise:
             return px.mean.cpu().numpy()
@@ -268,5 +273,6 @@ def _sample_with(px: Distribution, generator: torch.Generator) -> torch.Tensor:
     """Draw from a Normal or Bernoulli ``px`` with an explicit generator (rsample has none)."""
     base = px.base_dist
     if hasattr(base, "loc"):
-        return base.loc + base.scale * torch.randn(base.loc.shape, generator=generator, device=base.loc.device)
+        noise = torch.randn(base.loc.shape, generator=generator, device=base.loc.device, dtype=base.loc.dtype)
+        return base.loc + base.scale * noise
     return torch.bernoulli(base.probs, generator=generator)

@@ -270,7 +270,7 @@ def _build(template: VAE, row: dict[str, Any], seed: int) -> VAE:
         standardize=template.standardize,
         seed=seed,
     )
-    return model.to(template.device)
+    return model.to(template.device, template.dtype)
 
 
 def _row(grid_row: dict[str, Any], history: History) -> dict[str, Any]:
@@ -303,22 +303,24 @@ def _train_together(models, settings, x, condition, epochs, batch_size, weight_d
         torch.stack([k.nll_const for k in consts]),  # (M,)
     )
     generators = [torch.Generator(device=x_all.device).manual_seed(s["seed"]) for s in settings]
-    adam = _BatchedAdam(params, torch.tensor([s["lr"] for s in settings]), weight_decay)
+    adam = _BatchedAdam(params, torch.tensor([s["lr"] for s in settings], dtype=x_all.dtype), weight_decay)
     objectives = [s["objective"] for s in settings]
     free_bits = objectives[0].free_bits
     n, count = x_all.shape[0], len(models)
     histories = [History() for _ in models]
     alive = torch.ones(count, dtype=torch.bool)
     for epoch in range(epochs):
-        beta = torch.tensor([o.beta_at(epoch) for o in objectives]).view(count, 1, 1)
+        beta = torch.tensor([o.beta_at(epoch) for o in objectives], dtype=x_all.dtype).view(count, 1, 1)
         # One permutation per model, from its own generator, exactly as fit's randperm.
         order = torch.stack([torch.randperm(n, generator=g, device=x_all.device) for g in generators])  # (M, N)
-        sums = torch.zeros(count, 3 + layout.z_dim)
+        sums = torch.zeros(count, 3 + layout.z_dim, dtype=x_all.dtype)
         for start in range(0, n, batch_size):
             idx = order[:, start : start + batch_size]  # (M, B)
             xb = x_all[idx]  # (M, B, D)
             cb = None if c_all is None else c_all[idx]
-            eps = torch.stack([torch.randn(idx.shape[1], layout.z_dim, generator=g, device=x_all.device) for g in generators])
+            eps = torch.stack(
+                [torch.randn(idx.shape[1], layout.z_dim, generator=g, device=x_all.device, dtype=x_all.dtype) for g in generators]
+            )
             grads, batch_sums = fastpath.elbo_step(params, layout, const, xb, cb, eps, beta, free_bits)
             adam.step(params, grads)
             sums += batch_sums
@@ -347,7 +349,7 @@ def _diversity(params, layout, const, c_all, generators, monitor, epoch, epochs)
         return [math.nan] * len(generators)
     z, cs = [], []
     for g in generators:
-        z.append(torch.randn(monitor.n_samples, layout.z_dim, generator=g, device=params[0].device))
+        z.append(torch.randn(monitor.n_samples, layout.z_dim, generator=g, device=params[0].device, dtype=params[0].dtype))
         if c_all is not None:
             cs.append(c_all[torch.randint(c_all.shape[0], (monitor.n_samples,), generator=g, device=c_all.device)])
     zin = torch.stack(z)  # (M, S, Z)

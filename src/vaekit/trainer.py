@@ -301,12 +301,12 @@ def _train_epoch_fast(model, objective, optimizer, x_all, c_all, batch_size, epo
     beta = objective.beta_at(epoch)
     n = x_all.shape[0]
     order = torch.randperm(n, device=x_all.device)
-    sums = torch.zeros(3 + layout.z_dim, device=x_all.device)
+    sums = torch.zeros(3 + layout.z_dim, device=x_all.device, dtype=x_all.dtype)
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         xb = x_all[idx]
         cb = None if c_all is None else c_all[idx]
-        eps = torch.randn(xb.shape[0], layout.z_dim, device=xb.device)
+        eps = torch.randn(xb.shape[0], layout.z_dim, device=xb.device, dtype=xb.dtype)
         grads, batch_sums = fastpath.elbo_step(params, layout, const, xb, cb, eps, beta, objective.free_bits)
         for p, g in zip(params, grads):
             p.grad = g
