@@ -36,25 +36,10 @@ import os
 import torch
 from torch import nn
 
+from vaekit.numerics import gamma, unit_roundoff  # noqa: F401  (re-exported for the tests)
+from vaekit.numerics import step_accumulation as vae_accumulation  # noqa: F401
+
 ADAM_EPS = 1e-8  # torch.optim.Adam's default, used by vk.fit and vk.sweep
-
-
-def unit_roundoff(dtype: torch.dtype) -> float:
-    """u: the largest relative error of one rounding (2^-24 for float32, 2^-53 for float64)."""
-    return torch.finfo(dtype).eps / 2
-
-
-def gamma(n: int, dtype: torch.dtype) -> float:
-    """Higham's gamma_n = n u / (1 - n u): relative error bound of n accumulated roundings."""
-    nu = n * unit_roundoff(dtype)
-    assert nu < 0.5, "bound meaningless for so many terms"
-    return nu / (1 - nu)
-
-
-def vae_accumulation(model: nn.Module, batch: int) -> int:
-    """n for one loss-and-gradient step: the batch plus every Linear's fan-in, forward and backward."""
-    fan_in = sum(m.in_features for m in model.modules() if isinstance(m, nn.Linear))
-    return batch + 2 * fan_in
 
 
 def rounding_atol(reference: torch.Tensor, n: int, dtype: torch.dtype) -> float:

@@ -38,7 +38,7 @@ def test_contract_every_likelihood_condition_objective(likelihood, condition, ob
     px = model.decode(qz.mean, c)
     assert px.mean.shape == (32, 5)
     out = objective(model, model.prepare_x(x), model.prepare_condition(c, 32), epoch=0)
-    for name, value in out.terms().items():
+    for name, value in out.record().items():
         assert value.shape[0] == 32, name
         assert torch.isfinite(value).all(), name
     assert out.kl_per_dim.shape == (32, 3)
@@ -209,7 +209,7 @@ def test_errors_are_library_errors_and_builtins():
 
 
 def test_large_inputs_are_processed_in_blocks_with_the_same_result():
-    from vaekit import model as model_module
+    from vaekit.models import vae as model_module
 
     model = vk.VAE(2, 2, hidden=(16,), condition=vk.OneHot(3), seed=0)
     rng = np.random.default_rng(0)

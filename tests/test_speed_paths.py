@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def _step(model, objective, x, c, eps, *, fast):
     with _fixed_noise(eps):
         out = objective(model, xt, ct, epoch=0)
     out.loss.mean().backward()
-    return [p.grad.clone() for p in params], {k: v.detach().sum(0) for k, v in out.terms().items()}
+    return [p.grad.clone() for p in params], {k: v.detach().sum(0) for k, v in out.record().items()}
 
 
 def _assert_paths_agree(make_model, objective, x, c, eps):
@@ -147,7 +148,7 @@ def test_fit_fast_equals_generic_fit(case):
     with fastpath.disabled():
         assert not fastpath.supports(slow, objective)
         h_slow = vk.fit(slow, x, condition, objective=objective, epochs=3, batch_size=128, seed=5, val=0.2)
-    assert fastpath.supports(fast, objective)
+    assert h_fast.fast_path and not h_slow.fast_path
     assert_same_training(fast, h_fast, slow, h_slow, steps=3 * math.ceil(480 / 128), lr=1e-3, batch=128)
 
 
@@ -185,19 +186,120 @@ def test_uncovered_configurations_use_the_generic_loop(kwargs, objective):
     x = (x - x.min()) / (x.max() - x.min())  # in [0, 1] for Bernoulli
     condition = vk.data.radius(x.numpy()) if model.condition is not None else None
     history = vk.fit(model, x, condition, objective=objective, epochs=1, batch_size=50)
-    assert math.isfinite(history.loss[0])
+    assert math.isfinite(history.loss[0]) and not history.fast_path
 
 
-def test_subclasses_and_the_disabled_switch_fall_back():
-    class Custom(vk.VAE):
-        pass
-
-    assert not fastpath.supports(Custom(2), vk.ELBO())
+def test_the_disabled_switch_falls_back():
     model = vk.VAE(2)
     assert fastpath.supports(model, vk.ELBO())
     with fastpath.disabled():
         assert not fastpath.supports(model, vk.ELBO())
     assert fastpath.supports(model, vk.ELBO())
+
+
+class _WiderPrior(vk.VAE):
+    """Prior N(0, 4I): the fast path's hand-written KL gradient is for N(0, I)."""
+
+    def prior(self):
+        from vaekit.distributions import diagonal_normal
+
+        return diagonal_normal(torch.zeros(self.z_dim, dtype=self.dtype), torch.full((self.z_dim,), 2.0, dtype=self.dtype))
+
+
+class _ShiftedDecoder(vk.VAE):
+    """A subclass overriding decode_batch (the fast path bypasses it)."""
+
+    def decode_batch(self, z, c=None):
+        px = super().decode_batch(z, c)
+        from vaekit.distributions import diagonal_normal
+
+        return diagonal_normal(px.mean + 0.5, px.stddev)
+
+
+def _patched_prior_model():
+    # The issue's notebook case: an instance whose prior method is replaced after construction.
+    from vaekit.distributions import diagonal_normal
+
+    model = vk.VAE(2, seed=4).double()
+    model.prior = lambda: diagonal_normal(torch.zeros(2, dtype=torch.float64), torch.full((2,), 2.0, dtype=torch.float64))
+    return model
+
+
+def _changed_likelihood_model():
+    # The likelihood head replaced by one of the same class (so the structure looks covered)
+    # whose distribution differs: a standard deviation 1.5 times the fixed one.
+    from vaekit.distributions import diagonal_normal
+
+    model = vk.VAE(2, seed=4).double()
+
+    class Wider(type(model.likelihood_head)):
+        def forward(self, h, shift, scale):
+            return diagonal_normal(h, 1.5 * self.fixed_std.expand_as(h))
+
+    head = model.likelihood_head
+    head.__class__ = Wider
+    return model
+
+
+def _bernoulli_head_model():
+    # The head swapped for a Bernoulli one while the spec still says Gaussian(0.1).
+    model = vk.VAE(2, seed=4).double()
+    model.likelihood_head = vk.Bernoulli().head(2)
+    return model
+
+
+def _changed_condition_model():
+    # A one-hot condition replaced by a trainable embedding after construction.
+    model = vk.VAE(2, seed=4, condition=vk.OneHot(8)).double()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model.decoder.embed = torch.nn.Linear(8, 8).double()
+    return model
+
+
+DRIFTS = {
+    # name: (model factory, whether the structural check alone would have let the fast path in)
+    "patched prior": (_patched_prior_model, True),
+    "subclass with a wider prior": (lambda: _WiderPrior(2, seed=4).double(), True),
+    "subclass overriding decode": (lambda: _ShiftedDecoder(2, seed=4).double(), True),
+    "changed likelihood": (_changed_likelihood_model, True),
+    "changed likelihood head": (_bernoulli_head_model, False),
+    "changed condition": (_changed_condition_model, False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DRIFTS))
+def test_models_that_drift_from_the_fast_path_train_exactly_as_autograd(case, caplog):
+    """Issue 9's silent wrong answer: every such model must train as autograd does, not as fastpath."""
+    make, structurally_covered = DRIFTS[case]
+    x, y = _data(400)
+    condition = y if "condition" in case else None
+    if "head" in case:
+        x = (x - x.min()) / (x.max() - x.min())  # in [0, 1] for the Bernoulli head
+    model, reference = make(), make()
+    assert fastpath.supports(model, vk.ELBO()) == structurally_covered
+    with caplog.at_level(logging.DEBUG, logger="vaekit.trainer"):
+        history = vk.fit(model, x, condition, epochs=2, batch_size=100, seed=3)
+    assert not history.fast_path
+    if fastpath.supports(model, vk.ELBO()):
+        assert "fast path not used" in caplog.text and "differs from autograd" in caplog.text
+    with fastpath.disabled():
+        expected = vk.fit(reference, x, condition, epochs=2, batch_size=100, seed=3)
+    assert history == expected  # the same autograd loop: bit for bit
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
+
+
+def test_a_subclass_that_changes_nothing_earns_the_fast_path():
+    class Renamed(vk.VAE):
+        pass
+
+    x, _ = _data(300)
+    model, plain = Renamed(2, seed=0).double(), vk.VAE(2, seed=0).double()
+    history = vk.fit(model, x, epochs=2, batch_size=100)
+    assert history.fast_path
+    with fastpath.disabled():
+        expected = vk.fit(plain, x, epochs=2, batch_size=100)
+    assert_same_training(model, history, plain, expected, steps=2 * 3, lr=1e-3, batch=100)
 
 
 @pytest.mark.slow

@@ -13,11 +13,11 @@ __version__ = "0.1.0"
 from vaekit import data, metrics
 from vaekit import plots as plot
 from vaekit.conditions import Continuous, OneHot
-from vaekit.distributions import Bernoulli, Gaussian
+from vaekit.distributions import Bernoulli, Gaussian, MixturePrior, StandardNormal
 from vaekit.errors import FileFormatError, InputError, InputTypeError, TrainingError, VaekitError
 from vaekit.history import History
 from vaekit.io import load, save
-from vaekit.model import VAE
+from vaekit.models import VAE
 from vaekit.monitors import Diversity
 from vaekit.objectives import ELBO, IWAE, LossOutput
 from vaekit.sweep import sweep
@@ -38,7 +38,9 @@ __all__ = [
     "InputError",
     "InputTypeError",
     "LossOutput",
+    "MixturePrior",
     "OneHot",
+    "StandardNormal",
     "TrainingError",
     "VaekitError",
     "__version__",

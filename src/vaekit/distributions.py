@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 from torch.distributions import Bernoulli as TorchBernoulli
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal, kl_divergence
 
 from vaekit.errors import InputError
 from vaekit.validate import positive_float
@@ -46,6 +46,74 @@ def kl_per_dimension(qz: Independent, pz: Independent) -> torch.Tensor:
     var_ratio = (q.scale / p.scale) ** 2
     mean_term = ((q.loc - p.loc) / p.scale) ** 2
     return 0.5 * (var_ratio + mean_term - 1.0 - var_ratio.log())
+
+
+def _diagonal_normal_pair(qz: Distribution, pz: Distribution) -> bool:
+    """Both are diagonal Gaussians over the last axis (Independent(Normal, 1)), exactly."""
+    return all(
+        type(d) is Independent and type(d.base_dist) is Normal and d.reinterpreted_batch_ndims == 1 for d in (qz, pz)
+    )
+
+
+def kl(qz: Distribution, pz: Distribution, z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """KL(q(z|x) || p(z)) per point, in closed form where torch has one, else by Monte Carlo.
+
+    Parameters
+    ----------
+    qz : the posterior, batch shape (B,), event shape (Z,) (anything with ``log_prob``).
+    pz : the prior, event shape (Z,) (batch shape () or (B,)).
+    z : (B, Z) a reparameterised draw from ``qz``; needed when no closed form exists. The
+        one-sample estimate log q(z) - log p(z) is unbiased and its gradient is the usual
+        reparameterisation gradient (Kingma and Welling, 2014, eq. 6).
+
+    Returns
+    -------
+    kl : (B,) in nats.
+    kl_per_dim : (B, Z) when both are diagonal Gaussians (the KL then splits over dimensions),
+        else None.
+
+    """
+    if _diagonal_normal_pair(qz, pz):
+        per_dim = kl_per_dimension(qz, pz)
+        return per_dim.sum(-1), per_dim
+    try:
+        return kl_divergence(qz, pz), None
+    except NotImplementedError:
+        pass
+    if z is None:
+        raise InputError(
+            f"z must be a draw from q(z|x) to estimate KL({type(qz).__name__} || {type(pz).__name__}), "
+            "which has no closed form. Got None instead."
+        )
+    return qz.log_prob(z) - pz.log_prob(z), None
+
+
+def draw(dist: Distribution, sample_shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """Reparameterised draws (*sample_shape, *batch, *event) from ``dist`` with an explicit generator.
+
+    torch distributions take no generator. A diagonal Gaussian draws ``loc + scale * randn``
+    from the generator itself (the numbers vaekit drew before models were pluggable); any other
+    distribution draws with ``rsample`` (``sample`` if it has none) under torch's global RNG,
+    seeded from the generator inside a fork, so the result still follows from the seed alone.
+    """
+    base = getattr(dist, "base_dist", None)
+    if type(dist) is Independent and type(base) is Normal:
+        shape = torch.Size(sample_shape) + base.loc.shape
+        eps = torch.randn(shape, generator=generator, device=base.loc.device, dtype=base.loc.dtype)
+        return base.loc + base.scale * eps
+    seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+    devices = [generator.device.index or 0] if generator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return dist.rsample(sample_shape) if dist.has_rsample else dist.sample(sample_shape)
+
+
+def posterior_mean(qz: Distribution, *, samples: int = 64) -> torch.Tensor:
+    """E_q[z], (B, Z): exact where the distribution knows it, else the mean of ``samples`` draws."""
+    try:
+        return qz.mean
+    except NotImplementedError:
+        return qz.sample((samples,)).mean(0)
 
 
 @dataclass(frozen=True)
@@ -170,10 +238,106 @@ _ENERGIES = {Normal: _normal_energy, TorchBernoulli: _bernoulli_energy}
 
 
 def reconstruction_energy(px: Distribution, x: torch.Tensor) -> torch.Tensor:
-    """-log p(x|z) up to its x-independent constant (the lecture's units); shape (B,)."""
-    return _ENERGIES[type(px.base_dist)](px, x)
+    """-log p(x|z) up to its x-independent constant (the lecture's units); shape (B,).
+
+    Likelihoods without a known constant (a new one) report -log p(x|z) itself.
+    """
+    energy = _ENERGIES.get(type(getattr(px, "base_dist", None)))
+    return -px.log_prob(x) if energy is None else energy(px, x)
 
 
 def likelihood_mean(px: Distribution) -> torch.Tensor:
     """Mean of p(x|z) (probabilities for Bernoulli); shape (..., D)."""
     return px.mean
+
+
+# ----------------------------------------------------------------------------- priors
+@dataclass(frozen=True)
+class StandardNormal:
+    """The prior p(z) = N(0, I): fixed, no parameters (the lecture's)."""
+
+    kind: ClassVar[str] = "standard_normal"
+
+    def build(self, z_dim: int) -> nn.Module:
+        """The module whose ``forward()`` returns p(z) with event shape (z_dim,)."""
+        return _StandardNormalPrior(z_dim)
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-ready description (inverse of :func:`prior_from_config`)."""
+        return {"type": self.kind}
+
+
+class _StandardNormalPrior(nn.Module):
+    def __init__(self, z_dim: int) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        # A zero-size buffer only to follow the model's device and dtype; it is not saved.
+        self.register_buffer("_anchor", torch.zeros(0), persistent=False)
+
+    def forward(self) -> Independent:
+        return standard_normal(self.z_dim, self._anchor.device, self._anchor.dtype)
+
+
+@dataclass(frozen=True)
+class MixturePrior:
+    """A learned mixture of K diagonal Gaussians, p(z) = sum_k w_k N(z; m_k, diag(s_k^2)).
+
+    A learned prior lets the aggregate posterior keep clusters (one per mode of the data) that
+    N(0, I) would pull together (Tomczak and Welling, 2018, use a VampPrior for the same reason).
+    KL(q || p) has no closed form, so the objectives use a one-sample Monte Carlo estimate.
+
+    Parameters
+    ----------
+    components : int, default 10
+        K, the number of mixture components (>= 1).
+    init_scale : float, default 1.0
+        Spread of the initial component means (drawn from N(0, init_scale^2), seeded with the
+        model); the component scales start at 1 and the weights uniform.
+
+    """
+
+    components: int = 10
+    init_scale: float = 1.0
+    kind: ClassVar[str] = "mixture"
+
+    def __post_init__(self) -> None:
+        from vaekit.validate import positive_int
+
+        positive_int(self.components, "MixturePrior.components")
+        positive_float(self.init_scale, "MixturePrior.init_scale")
+
+    def build(self, z_dim: int) -> nn.Module:
+        """The module whose ``forward()`` returns p(z) with event shape (z_dim,)."""
+        return _MixturePrior(self, z_dim)
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-ready description (inverse of :func:`prior_from_config`)."""
+        return {"type": self.kind, **asdict(self)}
+
+
+class _MixturePrior(nn.Module):
+    def __init__(self, spec: MixturePrior, z_dim: int) -> None:
+        super().__init__()
+        self.means = nn.Parameter(torch.randn(spec.components, z_dim) * spec.init_scale)  # (K, Z)
+        self.log_scales = nn.Parameter(torch.zeros(spec.components, z_dim))  # (K, Z)
+        self.logits = nn.Parameter(torch.zeros(spec.components))  # (K,)
+
+    def forward(self) -> MixtureSameFamily:
+        # Scales bounded like the encoder's (LOGVAR limits halved): a component cannot collapse to a point.
+        scales = self.log_scales.clamp(LOGVAR_MIN / 2, LOGVAR_MAX / 2).exp()
+        components = Independent(Normal(self.means, scales, validate_args=False), 1, validate_args=False)
+        return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False), components, validate_args=False)
+
+
+Prior = StandardNormal | MixturePrior
+
+PRIORS: dict[str, type] = {"standard_normal": StandardNormal, "mixture": MixturePrior}
+
+
+def prior_from_config(config: dict[str, Any] | None) -> Prior:
+    """Rebuild a prior spec from :meth:`to_config` output (``None``: the standard normal)."""
+    if config is None:
+        return StandardNormal()
+    from vaekit.configs import spec_from_config
+
+    return spec_from_config(config, PRIORS, "prior")

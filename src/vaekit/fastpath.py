@@ -6,14 +6,16 @@ cost; autograd's graph, the ``torch.distributions`` objects and many tiny kernel
 Writing the gradient of this one loss by hand (``threshold_backward`` for ReLU, closed forms for
 the Gaussian and the KL) removes that bookkeeping: on the 2-core benchmark machine ``fit`` went
 from 0.79x to 0.47x of a straightforward PyTorch loop's CPU time (README, Performance).
-``fit`` uses it automatically when :func:`supports` says the model and objective are covered,
-and falls back to the generic autograd loop otherwise.
+``fit`` uses it only when :func:`supports` says the structure is covered *and* the engine has
+proved itself on the first batch against autograd through the objective (same loss, terms and
+gradients to float32 rounding); otherwise it trains through autograd, and says why in a debug log.
 
 Covered: ``VAE`` with ReLU MLPs, ``Gaussian(variance=<number>)``, no condition or a condition
 without a trainable embedding (``OneHot``, ``Continuous(embed=0)``), with or without
-``standardize``, objective ``ELBO`` (any beta, warm-up, free bits). Everything else (learned
-variances, Bernoulli, IWAE, embedded continuous conditions, other activations, subclasses of
-``VAE``) trains through autograd.
+``standardize``, the standard normal prior, objective ``ELBO`` (any beta, warm-up, free bits).
+Everything else (learned variances or priors, Bernoulli, IWAE, embedded continuous conditions,
+other activations, and any model whose numbers differ, e.g. a subclass overriding ``decode``)
+trains through autograd.
 
 Every function accepts either one model's tensors, weights (out, in) and data (B, D), or ``M``
 stacked models, weights (M, out, in) and data (M, B, D): :mod:`vaekit.sweep` trains many models in
@@ -31,7 +33,7 @@ import torch
 from torch import nn
 
 from vaekit.distributions import LOG_2PI, LOGVAR_MAX, LOGVAR_MIN, Gaussian
-from vaekit.model import VAE
+from vaekit.models import VAE
 from vaekit.objectives import ELBO
 
 _ENABLED = True
@@ -61,18 +63,55 @@ def _linears(net: nn.Module) -> list[nn.Linear] | None:
 
 
 def supports(model: nn.Module, objective: object) -> bool:
-    """True when :func:`elbo_step` computes exactly what ``objective(model, ...)`` would."""
-    # Exact types: a subclass may override encode_batch/decode_batch, which this file bypasses.
-    if not _ENABLED or type(objective) is not ELBO or type(model) is not VAE:
+    """True when the model's structure is one :func:`elbo_step` computes (a necessary condition only).
+
+    Structure is not behaviour: a subclass may override ``decode_batch``, a user may patch
+    ``prior``. ``fit`` therefore uses the fast path only after it has proved itself: same loss,
+    terms and gradients as autograd through ``objective`` on the first batch (see
+    :class:`ElboEngine` and ``vaekit.trainer``).
+    """
+    if not _ENABLED or not isinstance(objective, ELBO) or not isinstance(model, VAE):
         return False
-    if not isinstance(model.likelihood, Gaussian) or isinstance(model.likelihood.variance, str):
+    # The head the model decodes with, not the spec it was built from (either may be swapped).
+    if not isinstance(model.likelihood, Gaussian) or getattr(model.likelihood_head, "mode", None) != "fixed":
         return False
     for net in (model.encoder, model.decoder):
         if net.embed is not None and type(net.embed) is not nn.Identity:
             return False
         if _linears(net.net) is None:
             return False
-    return True
+    # Every trainable tensor must be one whose gradient elbo_step computes (no learned prior, ...).
+    covered = {id(t) for t in parameters(model)[0]}
+    return all(id(p) in covered for p in model.parameters() if p.requires_grad)
+
+
+class ElboEngine:
+    """The hand-written ELBO step of one model, in the shape the trainer uses.
+
+    ``gradients(x, c, epoch)`` draws its noise from torch's global generator exactly as
+    ``qz.rsample()`` does (one (B, Z) normal draw), so that a verified engine and autograd
+    consume the same random numbers in the same order.
+    """
+
+    def __init__(self, model: nn.Module, objective: ELBO) -> None:
+        self.params, self.layout = parameters(model)
+        self.const = constants(model)
+        self.objective = objective
+
+    def gradients(self, x: torch.Tensor, c: torch.Tensor | None, epoch: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Gradients of the batch-mean loss (``params`` order) and the batch sums of its terms."""
+        eps = torch.randn(x.shape[0], self.layout.z_dim, device=x.device, dtype=x.dtype)
+        beta = self.objective.beta_at(epoch)
+        return elbo_step(self.params, self.layout, self.const, x, c, eps, beta, self.objective.free_bits)
+
+    def record(self, sums: torch.Tensor, n: int, epoch: int) -> dict[str, torch.Tensor]:
+        """Batch or epoch sums -> the History terms (sums over ``n`` points), as ``LossOutput.record()``."""
+        return history_record(sums, self.const.nll_const, n, self.objective.beta_at(epoch))
+
+
+def engine_for(model: nn.Module, objective: object) -> ElboEngine | None:
+    """An :class:`ElboEngine` for this model and objective when :func:`supports` allows one, else None."""
+    return ElboEngine(model, objective) if supports(model, objective) else None
 
 
 @dataclass

@@ -24,6 +24,8 @@ class History:
     def __init__(self, columns: dict[str, list[Any]] | None = None) -> None:
         self.columns: dict[str, list[Any]] = {k: list(v) for k, v in (columns or {}).items()}
         self.seconds: float = 0.0  # wall time of training; not part of equality
+        # Whether fit trained with a proven accelerated engine (vaekit.fastpath); not part of equality.
+        self.fast_path: bool = False
 
     def append(self, record: dict[str, Any]) -> None:
         """Add one epoch's values."""

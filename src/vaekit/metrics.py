@@ -30,18 +30,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.distributions import Bernoulli, Independent, Normal
 
 from vaekit.conditions import Continuous, OneHot
 from vaekit.data import radius as ring_radius
 from vaekit.data import ring_centres, ring_log_density
-from vaekit.distributions import kl_per_dimension
+from vaekit.distributions import LOG_2PI, draw, posterior_mean
+from vaekit.distributions import kl as kl_terms
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.monitors import diversity as _diversity
 from vaekit.validate import float_matrix, positive_float, positive_int
 
 logger = logging.getLogger(__name__)
 
-LOG_2PI = math.log(2.0 * math.pi)
 
 # Decoder rows per forward pass in the IWAE and quadrature loops: bounds memory at roughly
 # rows x widest layer floats (2**16 x 128 x 4 bytes = 32 MiB for the default MLP).
@@ -97,15 +98,17 @@ class ElboTerms:
     Attributes
     ----------
     reconstruction_nll : (N,) -E_q[log p(x|z)] in nats (Monte Carlo over ``samples`` draws).
-    kl : (N,) KL(q(z|x) || p(z)) in nats (closed form).
-    kl_per_dim : (N, Z) the same per latent dimension.
-    latent_mean : (N, Z) E_q[z], the posterior means.
+    kl : (N,) KL(q(z|x) || p(z)) in nats: closed form where one exists, else the Monte Carlo
+        mean of log q(z|x) - log p(z) over the same draws.
+    kl_per_dim : (N, Z) the same per latent dimension, or None where the KL does not split
+        over dimensions (a mixture prior, a flow posterior).
+    latent_mean : (N, Z) E_q[z], the posterior means (a Monte Carlo mean where not known).
 
     """
 
     reconstruction_nll: np.ndarray
     kl: np.ndarray
-    kl_per_dim: np.ndarray
+    kl_per_dim: np.ndarray | None
     latent_mean: np.ndarray
 
     @property
@@ -138,20 +141,32 @@ def elbo_terms(model: Any, x: Any, condition: Any = None, *, samples: int = 10, 
     generator = _generator(model, seed)
     n, z_dim = xt.shape[0], model.z_dim
     chunk = max(1, _ROWS // samples)
-    recon, kls, means = [], [], []
+    recon, kls, kl_dims, means = [], [], [], []
+    pz = model.prior()
     for start in range(0, n, chunk):
         xb, cb = xt[start : start + chunk], _rows(c, slice(start, start + chunk))
         qz = model.encode_batch(xb, cb)
-        mean, std = qz.base_dist.loc, qz.base_dist.scale  # (B, Z)
-        eps = torch.randn(samples, xb.shape[0], z_dim, generator=generator, device=xt.device)
-        z = (mean + std * eps).reshape(-1, z_dim)  # (S * B, Z)
-        px = model.decode_batch(z, _repeat(cb, samples))
+        z = draw(qz, (samples,), generator)  # (S, B, Z)
+        px = model.decode_batch(z.reshape(-1, z_dim), _repeat(cb, samples))
         log_px = px.log_prob(_repeat(xb, samples)).view(samples, -1)  # (S, B)
         recon.append(-log_px.double().mean(0))
-        kls.append(kl_per_dimension(qz, model.prior()).double())
-        means.append(mean.double())
-    kl_dim = torch.cat(kls).cpu().numpy()
-    return ElboTerms(torch.cat(recon).cpu().numpy(), kl_dim.sum(1), kl_dim, torch.cat(means).cpu().numpy())
+        if _has_closed_kl(qz, pz):
+            kl, kl_dim = kl_terms(qz, pz)  # (B,), (B, Z) or None
+        else:  # Monte Carlo over the same S draws
+            kl, kl_dim = (qz.log_prob(z) - pz.log_prob(z)).mean(0), None
+        kls.append(kl.double())
+        kl_dims.append(None if kl_dim is None else kl_dim.double())
+        means.append(posterior_mean(qz).double())
+    kl_dim = None if kl_dims[0] is None else torch.cat(kl_dims).cpu().numpy()
+    return ElboTerms(torch.cat(recon).cpu().numpy(), torch.cat(kls).cpu().numpy(), kl_dim, torch.cat(means).cpu().numpy())
+
+
+def _has_closed_kl(qz: Any, pz: Any) -> bool:
+    try:
+        kl_terms(qz, pz)
+    except InputError:
+        return False
+    return True
 
 
 def neg_elbo(model: Any, x: Any, condition: Any = None, *, samples: int = 10, seed: int | None = 0) -> float:
@@ -190,19 +205,16 @@ def iwae_log_likelihood(
     points = max(1, rows // k)  # points per chunk
     draws = min(k, rows)  # samples per decoder pass
     out = torch.empty(n, dtype=torch.float64)
-    half_log_2pi = 0.5 * LOG_2PI * z_dim
+    pz = model.prior()
     for start in range(0, n, points):
         xb, cb = xt[start : start + points], _rows(c, slice(start, start + points))
         qz = model.encode_batch(xb, cb)
-        mean, std = qz.base_dist.loc, qz.base_dist.scale  # (B, Z)
-        log_std = std.log().sum(-1)  # (B,)
         acc = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64, device=xt.device)
         for done in range(0, k, draws):
             s = min(draws, k - done)
-            eps = torch.randn(s, xb.shape[0], z_dim, generator=generator, device=xt.device)  # (S, B, Z)
-            z = mean + std * eps
-            log_q = -0.5 * (eps**2).sum(-1) - log_std - half_log_2pi  # (S, B)
-            log_pz = -0.5 * (z**2).sum(-1) - half_log_2pi
+            z = draw(qz, (s,), generator)  # (S, B, Z)
+            log_q = qz.log_prob(z)  # (S, B)
+            log_pz = pz.log_prob(z)
             px = model.decode_batch(z.reshape(-1, z_dim), _repeat(cb, s))
             log_px = px.log_prob(_repeat(xb, s)).view(s, -1)
             log_w = (log_px + log_pz - log_q).double()  # (S, B)
@@ -251,9 +263,9 @@ def _grid_log_p(model: Any, xt: torch.Tensor, c: torch.Tensor | None, grid: int,
     h = 2.0 * bound / grid
     axis = -bound + h * (torch.arange(grid, dtype=torch.float64, device=xt.device) + 0.5)
     z1, z2 = torch.meshgrid(axis, axis, indexing="xy")
-    z = torch.stack([z1.flatten(), z2.flatten()], 1)  # (G, 2)
-    log_weight = (-0.5 * (z**2).sum(1) - LOG_2PI + 2 * math.log(h)).to(torch.float64)  # log p(z_g) h^2
-    z = z.to(torch.float32)
+    z = torch.stack([z1.flatten(), z2.flatten()], 1)  # (G, 2), float64
+    log_weight = model.prior().log_prob(z).double() + 2 * math.log(h)  # log p(z_g) h^2, in float64
+    z = z.to(xt.dtype)
     g = z.shape[0]
     out = torch.empty(xt.shape[0], dtype=torch.float64, device=xt.device)
     if c is None:
@@ -264,17 +276,24 @@ def _grid_log_p(model: Any, xt: torch.Tensor, c: torch.Tensor | None, grid: int,
     block = max(1, _QUAD_ELEMENTS // g)
     for cond, index in groups:
         # The grid is decoded once per condition value: the decoder does not depend on x.
-        weights, const, squared = _grid_terms(model, z, cond)
+        affine = _grid_terms(model, z, cond)
+        px_grid = None if affine is not None else model.decode_batch(z, None if cond is None else cond.expand(g, -1))
         for start in range(0, index.shape[0], block):
-            xb = xt[index[start : start + block]].double()  # (B, D)
-            features = torch.cat([xb**2, xb], dim=1) if squared else xb
-            log_px = features @ weights.T + const  # (B, G)
+            xb = xt[index[start : start + block]]  # (B, D)
+            if affine is not None:
+                weights, const, squared = affine
+                features = torch.cat([xb.double() ** 2, xb.double()], dim=1) if squared else xb.double()
+                log_px = features @ weights.T + const  # (B, G)
+            else:  # any other likelihood: its own log_prob, broadcast over the grid
+                log_px = px_grid.log_prob(xb.unsqueeze(1)).double()  # (B, G)
             out[index[start : start + block]] = torch.logsumexp(log_px + log_weight, dim=1)
     return out
 
 
-def _grid_terms(model: Any, z: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def _grid_terms(model: Any, z: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, bool] | None:
     """The grid's log p(x|z_g) as an affine function of features of x: (weights, const, squared), float64.
+
+    None for likelihoods other than a diagonal Gaussian or Bernoulli (the caller then uses log_prob).
 
     Diagonal Gaussian: log p = -x²·(1/2s²) + x·(m/s²) - sum(m²/2s² + log s) - D/2 log 2 pi, so the
     weights are (G, 2D) over features [x², x] (``squared`` True). Bernoulli: log p = x·l - sum softplus(l),
@@ -283,8 +302,11 @@ def _grid_terms(model: Any, z: torch.Tensor, cond: torch.Tensor | None) -> tuple
     parts = []
     for start in range(0, z.shape[0], _ROWS):
         zb = z[start : start + _ROWS]
-        parts.append(model.decode_batch(zb, None if cond is None else cond.expand(zb.shape[0], -1)).base_dist)
-    if hasattr(parts[0], "loc"):
+        px = model.decode_batch(zb, None if cond is None else cond.expand(zb.shape[0], -1))
+        if type(px) is not Independent or type(px.base_dist) not in (Normal, Bernoulli):
+            return None
+        parts.append(px.base_dist)
+    if type(parts[0]) is Normal:
         mean = torch.cat([p.loc for p in parts]).double()  # (G, D)
         scale = torch.cat([p.scale for p in parts]).double()
         precision = scale**-2
@@ -343,7 +365,7 @@ def kl_per_dim(model: Any, x: Any, condition: Any = None) -> np.ndarray:
 def latent_mean_variance(model: Any, x: Any, condition: Any = None) -> np.ndarray:
     """Cov_x(E_q[z_d]) per dimension: the population variance over points of the posterior means, (Z,)."""
     xt, c = _prepare(model, x, condition)
-    mean = model.encode_batch(xt, c).mean.double()
+    mean = posterior_mean(model.encode_batch(xt, c)).double()
     return mean.var(0, correction=0).cpu().numpy()
 
 
@@ -642,7 +664,8 @@ def evaluate(
     out["neg_elbo"] = float(terms.neg_elbo.mean())
     out["reconstruction_nll"] = float(terms.reconstruction_nll.mean())
     out["kl"] = float(terms.kl.mean())
-    out["kl_per_dim"] = terms.kl_per_dim.mean(0).tolist()
+    if terms.kl_per_dim is not None:
+        out["kl_per_dim"] = terms.kl_per_dim.mean(0).tolist()
     variance = terms.latent_mean.var(0)
     out["latent_mean_variance"] = variance.tolist()
     out["active_units"] = int((variance > ACTIVE_THRESHOLD).sum())

@@ -44,6 +44,6 @@ class Diversity:
     @torch.no_grad()
     def __call__(self, model, x: torch.Tensor, c: torch.Tensor | None) -> float:
         """Measure on ``model`` given the prepared training tensors x (N, D), c (N, C)."""
-        z = torch.randn(self.n_samples, model.z_dim, device=x.device, dtype=x.dtype)
+        z = model.prior().sample((self.n_samples,))  # (S, Z): N(0, I) draws the same numbers as randn
         cs = None if c is None else c[torch.randint(c.shape[0], (self.n_samples,), device=c.device)]
         return diversity(model.decode_batch(z, cs).mean)

@@ -9,49 +9,60 @@ beta-VAE is ``ELBO(beta=4)``, KL annealing ``ELBO(warmup_epochs=50)``, free bits
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from torch.distributions import Distribution
 
-from vaekit.distributions import kl_per_dimension, reconstruction_energy
+from vaekit.distributions import kl as kl_terms
+from vaekit.distributions import reconstruction_energy
+from vaekit.errors import InputError
 from vaekit.validate import positive_float, positive_int
 
-
-class LatentModel(Protocol):
-    """What an objective needs from a model (VAE and later models alike)."""
-
-    def encode_batch(self, x: torch.Tensor, c: torch.Tensor | None = None) -> Any: ...
-    def decode_batch(self, z: torch.Tensor, c: torch.Tensor | None = None) -> Any: ...
-    def prior(self) -> Any: ...
+if TYPE_CHECKING:
+    from vaekit.models.base import LatentVariableModel
 
 
 @dataclass
 class LossOutput:
-    """Per-sample terms of one batch.
+    """Per-sample terms of one batch: the quantity minimised and everything worth logging.
 
     Attributes
     ----------
     loss : (B,) the quantity minimised, in nats.
-    reconstruction : (B,) -log p(x|z) without its normalising constant: the lecture's
-        sum((x - mean)^2) / (2 sigma^2) for a Gaussian.
-    reconstruction_nll : (B,) -log p(x|z) in nats, normalising constant included.
-    kl : (B,) KL(q(z|x) || p(z)) in nats.
-    kl_per_dim : (B, Z) the same, per latent dimension.
-    neg_elbo : (B,) reconstruction_nll + kl, the negative ELBO in nats (independent of beta).
+    terms : dict name -> (B,) or (B, K) per-sample tensors, logged to History under their names.
+        ELBO and IWAE give ``reconstruction`` (-log p(x|z) without its normalising constant: the
+        lecture's sum((x - mean)^2) / (2 sigma^2) for a Gaussian), ``reconstruction_nll``
+        (-log p(x|z) in nats), ``kl`` (KL(q(z|x) || p(z)) in nats; a one-sample Monte Carlo
+        estimate where no closed form exists), ``kl_per_dim`` ((B, Z), only where the KL splits
+        over dimensions) and ``neg_elbo`` (reconstruction_nll + kl, independent of beta). Other
+        objectives and models add their own (per-layer KL, codebook and commitment terms).
+
+    ``out.kl`` reads ``out.terms["kl"]``.
 
     """
 
     loss: torch.Tensor
-    reconstruction: torch.Tensor
-    reconstruction_nll: torch.Tensor
-    kl: torch.Tensor
-    kl_per_dim: torch.Tensor
-    neg_elbo: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def terms(self) -> dict[str, torch.Tensor]:
-        """Name -> per-sample tensor, (B,) or (B, K), for logging and history."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    def __getattr__(self, name: str) -> torch.Tensor:
+        terms = self.__dict__.get("terms", {})
+        if name in terms:
+            return terms[name]
+        raise AttributeError(f"LossOutput has no term {name!r}; terms are {sorted(terms)}")
+
+    def record(self) -> dict[str, torch.Tensor]:
+        """``{"loss": loss, **terms}``: what the trainer sums into History."""
+        return {"loss": self.loss, **self.terms}
+
+
+def _elbo_terms(px: Distribution, x: torch.Tensor, nll: torch.Tensor, kl: torch.Tensor, kl_dim: torch.Tensor | None) -> dict:
+    terms = {"reconstruction": reconstruction_energy(px, x), "reconstruction_nll": nll, "kl": kl}
+    if kl_dim is not None:
+        terms["kl_per_dim"] = kl_dim
+    terms["neg_elbo"] = nll + kl
+    return terms
 
 
 @dataclass(frozen=True)
@@ -87,22 +98,36 @@ class ELBO:
         return self.beta * min(1.0, (epoch + 1) / self.warmup_epochs)
 
     def __call__(
-        self, model: LatentModel, x: torch.Tensor, c: torch.Tensor | None = None, *, epoch: int | None = None
+        self, model: LatentVariableModel, x: torch.Tensor, c: torch.Tensor | None = None, *, epoch: int | None = None
     ) -> LossOutput:
         """Terms for a batch x (B, D), c (B, C) with one reparameterised z per point."""
         qz = model.encode_batch(x, c)
         z = qz.rsample()  # (B, Z)
         px = model.decode_batch(z, c)
         nll = -px.log_prob(x)  # (B,)
-        kl_dim = kl_per_dimension(qz, model.prior())  # (B, Z)
-        kl = kl_dim.sum(-1)
+        kl, kl_dim = kl_terms(qz, model.prior(), z)  # (B,), (B, Z) or None
         penalised = kl
         if self.free_bits > 0:
+            if kl_dim is None:
+                kinds = f"q={type(qz).__name__}, p={type(model.prior()).__name__}"
+                raise InputError(
+                    "ELBO.free_bits needs a KL that splits over latent dimensions (a diagonal Gaussian posterior "
+                    f"and prior). Got free_bits={self.free_bits} with {kinds} instead."
+                )
             # Dimensions whose batch-mean KL is under the floor cost a constant: no gradient.
             below = kl_dim.detach().mean(0) < self.free_bits  # (Z,)
             penalised = torch.where(below, torch.full_like(kl_dim, self.free_bits), kl_dim).sum(-1)
         loss = nll + self.beta_at(epoch) * penalised
-        return LossOutput(loss, reconstruction_energy(px, x), nll, kl, kl_dim, nll + kl)
+        return LossOutput(loss, _elbo_terms(px, x, nll, kl, kl_dim))
+
+    def accelerator(self, model: Any) -> Any:
+        """The hand-written gradient engine for ``model`` where its structure allows one, else None.
+
+        ``fit`` uses it only after it has matched autograd on the first batch.
+        """
+        from vaekit import fastpath  # fastpath sits above objectives in the import order
+
+        return fastpath.engine_for(model, self)
 
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description."""
@@ -124,7 +149,7 @@ class IWAE:
         positive_int(self.k, "IWAE.k")
 
     def __call__(
-        self, model: LatentModel, x: torch.Tensor, c: torch.Tensor | None = None, *, epoch: int | None = None
+        self, model: LatentVariableModel, x: torch.Tensor, c: torch.Tensor | None = None, *, epoch: int | None = None
     ) -> LossOutput:
         """Terms for a batch x (B, D), c (B, C) with k reparameterised z per point."""
         qz = model.encode_batch(x, c)
@@ -134,12 +159,14 @@ class IWAE:
         px = model.decode_batch(z.reshape(self.k * batch, -1), flat_c)
         x_rep = x.expand(self.k, *x.shape).reshape(self.k * batch, -1)
         log_px = px.log_prob(x_rep).view(self.k, batch)  # (K, B)
-        log_w = log_px + model.prior().log_prob(z) - qz.log_prob(z)  # (K, B)
+        pz = model.prior()
+        log_w = log_px + pz.log_prob(z) - qz.log_prob(z)  # (K, B)
         bound = torch.logsumexp(log_w, dim=0) - math.log(self.k)  # (B,)
-        kl_dim = kl_per_dimension(qz, model.prior())
-        energy = reconstruction_energy(px, x_rep).view(self.k, batch).mean(0)
+        kl, kl_dim = kl_terms(qz, pz, z[0])
         nll = -log_px.mean(0)
-        return LossOutput(-bound, energy, nll, kl_dim.sum(-1), kl_dim, nll + kl_dim.sum(-1))
+        terms = _elbo_terms(px, x_rep, nll, kl, kl_dim)
+        terms["reconstruction"] = terms["reconstruction"].view(self.k, batch).mean(0)
+        return LossOutput(-bound, terms)
 
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description."""

@@ -331,7 +331,7 @@ def condition_spec(config: dict[str, dict[str, Any]], data: RunData):
 def build_model(config: dict[str, dict[str, Any]], data: RunData):
     """An untrained VAE for ``config`` and ``data`` (initial weights seeded with [training] seed)."""
     from vaekit.distributions import Bernoulli, Gaussian
-    from vaekit.model import VAE
+    from vaekit.models import VAE
 
     m = config["model"]
     if m["likelihood"] == "bernoulli":

@@ -26,7 +26,7 @@ from vaekit import fastpath
 from vaekit.distributions import Gaussian
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.history import History
-from vaekit.model import VAE
+from vaekit.models import VAE
 from vaekit.monitors import Diversity
 from vaekit.objectives import ELBO
 from vaekit.trainer import fit

@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 
-from vaekit import fastpath
 from vaekit.checkpoint import Checkpointer, fit_settings, nonfinite_message, rescue_note
 from vaekit.errors import InputError, InputTypeError, TrainingError, describe
 from vaekit.history import History
 from vaekit.monitors import Diversity
+from vaekit.numerics import step_accumulation, within_rounding
 from vaekit.objectives import ELBO
 from vaekit.validate import positive_float, positive_int
 
@@ -184,6 +184,11 @@ def fit(
     objective = ELBO() if objective is None else objective
     if not callable(objective):
         raise InputTypeError(f"objective must be callable, e.g. vaekit.ELBO(). Got {describe(objective)} instead.")
+    if progress is not None and not callable(progress):
+        raise InputTypeError(
+            f"progress must be a callable(epoch, epochs, record) or None. Got {describe(progress)} instead "
+            "(fit prints nothing itself; pass None for no progress)."
+        )
     monitors = {"diversity": Diversity()} if monitors is None else dict(monitors)
     if device is not None:
         model.to(device)
@@ -219,12 +224,14 @@ def fit(
             torch.manual_seed(seed)
         optimizer = _adam(model, lr, weight_decay, target)
         first = 0 if resume is None else checkpointer.resume(resume, model, optimizer, history)
+        engine = _proven_accelerator(model, objective, x_all[:batch_size], _rows(c_all, batch_size), first, target)
+        history.fast_path = engine is not None
         for cb in callbacks:
             cb.on_train_begin(model, history)
         start = time.perf_counter()
         try:
             for epoch in range(first, epochs):
-                record = _train_epoch(model, objective, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
+                record = _train_epoch(model, objective, engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
                 if not math.isfinite(record["loss"]):
                     note = rescue_note(checkpointer)
                     what = f"the loss became {record['loss']}"
@@ -266,10 +273,59 @@ def _adam(model: torch.nn.Module, lr: float, weight_decay: float, device: torch.
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
 
 
-def _train_epoch(model, objective, optimizer, x_all, c_all, batch_size, epoch, grad_clip) -> dict[str, Any]:
+def _rows(c: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    return None if c is None else c[:n]
+
+
+def _proven_accelerator(model, objective, x, c, epoch: int, device: torch.device):
+    """The objective's accelerated step engine for this model, if it proves itself; else None.
+
+    An objective may offer ``objective.accelerator(model)`` (ELBO offers the hand-written
+    gradients of :mod:`vaekit.fastpath`). Its structural check cannot see a patched prior or an
+    overridden ``decode``, so before it is used it must give, on the first batch ``x`` (B, D)
+    and the same random numbers, the loss terms and gradients that autograd gives through
+    ``objective`` itself, to float32 rounding (:mod:`vaekit.numerics`); and it must update every
+    trainable tensor. Nothing here draws from the training RNG, so results do not depend on it.
+    """
+    offer = getattr(objective, "accelerator", None)
+    engine = offer(model) if offer is not None else None
+    if engine is None:
+        return None
+    params = list(engine.params)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if {id(p) for p in trainable} != {id(p) for p in params}:
+        logger.debug("fast path not used: it does not update every trainable tensor of this %s", type(model).__name__)
+        return None
     model.train()
-    if fastpath.supports(model, objective):
-        return _train_epoch_fast(model, objective, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
+        out = objective(model, x, c, epoch=epoch)
+        expected = torch.autograd.grad(out.loss.mean(), params, allow_unused=True)
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(0)
+        grads, sums = engine.gradients(x, c, epoch)
+        record = engine.record(sums, x.shape[0], epoch)
+    n, dtype = step_accumulation(model, x.shape[0]), x.dtype
+    names = {id(p): name for name, p in model.named_parameters()}
+    checks = [(names[id(p)], g, torch.zeros_like(p) if e is None else e) for p, g, e in zip(params, grads, expected)]
+    reference = {k: v.detach().sum(0) for k, v in out.record().items()}
+    if sorted(record) != sorted(reference):
+        logger.debug("fast path not used: its terms %s differ from the objective's %s", sorted(record), sorted(reference))
+        return None
+    checks += [(f"the {k} term", record[k], reference[k]) for k in reference]
+    for what, got, want in checks:
+        ok, error, bound = within_rounding(got, want, n, dtype)
+        if not ok:
+            logger.debug("fast path not used: %s differs from autograd by %.3g (float rounding allows %.3g)", what, error, bound)
+            return None
+    return engine
+
+
+def _train_epoch(model, objective, engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip) -> dict[str, Any]:
+    model.train()
+    if engine is not None:
+        return _train_epoch_fast(engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
     n = x_all.shape[0]
     order = torch.randperm(n, device=x_all.device)
     sums: dict[str, torch.Tensor] = {}
@@ -284,37 +340,34 @@ def _train_epoch(model, objective, optimizer, x_all, c_all, batch_size, epoch, g
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
-        _accumulate(sums, out.terms())
+        _accumulate(sums, out.record())
     return _means(sums, n)
 
 
 @torch.no_grad()
-def _train_epoch_fast(model, objective, optimizer, x_all, c_all, batch_size, epoch, grad_clip) -> dict[str, Any]:
-    """The same epoch as the generic loop with hand-written gradients (see vaekit.fastpath).
+def _train_epoch_fast(engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip) -> dict[str, Any]:
+    """The same epoch as the generic loop with a proven accelerated engine (see vaekit.fastpath).
 
-    It draws the same random numbers in the same order (randperm, then one (B, Z) normal per
-    step, as ``qz.rsample()``), and leaves the update to the same optimizer, so checkpoints and
-    grad clipping behave as in the generic loop.
+    It draws the same random numbers in the same order (randperm, then the engine's noise, as
+    ``qz.rsample()``), and leaves the update to the same optimizer, so checkpoints and grad
+    clipping behave as in the generic loop.
     """
-    params, layout = fastpath.parameters(model)
-    const = fastpath.constants(model)
-    beta = objective.beta_at(epoch)
+    params = engine.params
     n = x_all.shape[0]
     order = torch.randperm(n, device=x_all.device)
-    sums = torch.zeros(3 + layout.z_dim, device=x_all.device, dtype=x_all.dtype)
+    sums = None
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         xb = x_all[idx]
         cb = None if c_all is None else c_all[idx]
-        eps = torch.randn(xb.shape[0], layout.z_dim, device=xb.device, dtype=xb.dtype)
-        grads, batch_sums = fastpath.elbo_step(params, layout, const, xb, cb, eps, beta, objective.free_bits)
+        grads, batch_sums = engine.gradients(xb, cb, epoch)
         for p, g in zip(params, grads):
             p.grad = g
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
-        sums += batch_sums
-    return _means(fastpath.history_record(sums, const.nll_const, n, beta), n)
+        sums = batch_sums if sums is None else sums + batch_sums
+    return _means(engine.record(sums, n, epoch), n)
 
 
 @torch.no_grad()
@@ -325,7 +378,7 @@ def _evaluate(model, objective, x, c, batch_size, epoch, prefix="") -> dict[str,
     chunk = max(batch_size, 4096)
     for start in range(0, x.shape[0], chunk):
         cb = None if c is None else c[start : start + chunk]
-        _accumulate(sums, objective(model, x[start : start + chunk], cb, epoch=epoch).terms())
+        _accumulate(sums, objective(model, x[start : start + chunk], cb, epoch=epoch).record())
     return {prefix + k: v for k, v in _means(sums, x.shape[0]).items()}
 
 

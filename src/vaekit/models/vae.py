@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -16,27 +17,60 @@ from vaekit.conditions import Condition, Continuous, OneHot, broadcast_condition
 from vaekit.distributions import (
     LOGVAR_MAX,
     LOGVAR_MIN,
+    PRIORS,
     Bernoulli,
     Gaussian,
     Likelihood,
+    Prior,
+    StandardNormal,
     diagonal_normal,
+    draw,
     likelihood_from_config,
-    standard_normal,
+    prior_from_config,
 )
 from vaekit.errors import InputError, InputTypeError, describe
+from vaekit.models.base import ModelConfig, flat_dim, register
 from vaekit.nn import ACTIVATIONS, ConditionedMLP
 from vaekit.validate import float_matrix, positive_int
 
 logger = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class VAEConfig(ModelConfig):
+    """Architecture of a :class:`VAE`: what ``model.json`` stores and ``VAE.from_architecture`` builds.
+
+    ``x_dim`` is D, the product of ``x_shape`` (both are stored so a reader sees either).
+    """
+
+    x_dim: int
+    z_dim: int = 2
+    hidden: tuple[int, ...] = (128, 128)
+    activation: str = "relu"
+    likelihood: Likelihood = dataclasses.field(default_factory=Gaussian)
+    condition: Condition | None = None
+    standardize: bool = False
+    prior: Prior = dataclasses.field(default_factory=StandardNormal)
+    x_shape: tuple[int, ...] | None = None  # None: (x_dim,)
+
+    SPECS: ClassVar[dict[str, Any]] = {
+        "likelihood": likelihood_from_config,
+        "condition": condition_from_config,
+        "prior": prior_from_config,
+    }
+
+
+@register
 class VAE(nn.Module):
     """Variational autoencoder with an MLP encoder and decoder, optionally conditional.
 
     Parameters
     ----------
-    x_dim : int
-        Data dimension D.
+    x_dim : int or tuple of int
+        Data dimension D, or the shape of one data point (``(P, 2)`` curves, ``(C, H, W)``
+        images): data may then be passed as (N, *x_shape) or flat (N, D). The MLP networks see
+        flat rows; ``x_shape`` is kept for figures, the report and outputs (``sample`` and
+        ``reconstruct`` return (N, *x_shape)).
     z_dim : int, default 2
         Latent dimension Z.
     hidden : sequence of int, default (128, 128)
@@ -51,14 +85,18 @@ class VAE(nn.Module):
         Learn on (x - mean) / std of the training data. The statistics are stored with the
         model and undone by :meth:`decode`, :meth:`sample` and :meth:`reconstruct`, so every
         output and every likelihood is in the user's units.
+    prior : StandardNormal or MixturePrior, default ``StandardNormal()``
+        p(z). ``MixturePrior(k)`` is a learned mixture of k Gaussians, trained with the model.
     seed : int or None
         Seed for the initial weights; ``None`` draws from torch's global generator.
 
     """
 
+    config_class: ClassVar[type[ModelConfig]] = VAEConfig
+
     def __init__(
         self,
-        x_dim: int,
+        x_dim: int | Sequence[int],
         z_dim: int = 2,
         *,
         hidden: Sequence[int] = (128, 128),
@@ -66,10 +104,12 @@ class VAE(nn.Module):
         condition: Condition | None = None,
         activation: str = "relu",
         standardize: bool = False,
+        prior: Prior | None = None,
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        self.x_dim = positive_int(x_dim, "x_dim")
+        self.x_shape = _shape(x_dim)
+        self.x_dim = flat_dim(self.x_shape)
         self.z_dim = positive_int(z_dim, "z_dim")
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
             raise InputTypeError(f"hidden must be a sequence of layer widths. Got {describe(hidden)} instead.")
@@ -87,6 +127,10 @@ class VAE(nn.Module):
             raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}. Got {activation!r} instead.")
         if not isinstance(standardize, bool):
             raise InputTypeError(f"standardize must be True or False. Got {describe(standardize)} instead.")
+        prior = StandardNormal() if prior is None else prior
+        if type(prior) not in PRIORS.values():
+            names = ", ".join(f"vaekit.{c.__name__}" for c in PRIORS.values())
+            raise InputTypeError(f"prior must be one of {names}. Got {describe(prior)} instead.")
         if standardize and isinstance(likelihood, Bernoulli):
             raise InputError(
                 "standardize must be False with a Bernoulli likelihood (data must stay in [0, 1]). Got True instead."
@@ -95,6 +139,7 @@ class VAE(nn.Module):
         self.condition = condition
         self.activation = activation
         self.standardize = standardize
+        self.prior_spec = prior
         self.seed = seed
 
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
@@ -104,6 +149,9 @@ class VAE(nn.Module):
             self.decoder = ConditionedMLP(
                 self.z_dim, self.hidden[::-1], likelihood.out_features(self.x_dim), condition=condition, activation=activation
             )
+            # Built after the networks: a learned prior draws its initial values from the same seed
+            # without changing the networks' (a StandardNormal draws nothing).
+            self.prior_net = prior.build(self.z_dim)
         self.likelihood_head = likelihood.head(self.x_dim)
         # Standardisation statistics; identity until fit() (or the user) sets them.
         self.register_buffer("x_shift", torch.zeros(self.x_dim))
@@ -111,30 +159,46 @@ class VAE(nn.Module):
 
     # ------------------------------------------------------------------ configuration
     @property
+    def architecture(self) -> VAEConfig:
+        """Everything needed to rebuild this architecture (see :class:`VAEConfig`)."""
+        return VAEConfig(
+            x_dim=self.x_dim,
+            z_dim=self.z_dim,
+            hidden=self.hidden,
+            activation=self.activation,
+            likelihood=self.likelihood,
+            condition=self.condition,
+            standardize=self.standardize,
+            prior=self.prior_spec,
+            x_shape=None if self.x_shape == (self.x_dim,) else self.x_shape,
+        )
+
+    @property
     def config(self) -> dict[str, Any]:
-        """Everything needed to rebuild this architecture (JSON-ready)."""
-        return {
-            "x_dim": self.x_dim,
-            "z_dim": self.z_dim,
-            "hidden": list(self.hidden),
-            "activation": self.activation,
-            "likelihood": self.likelihood.to_config(),
-            "condition": None if self.condition is None else self.condition.to_config(),
-            "standardize": self.standardize,
-        }
+        """The architecture as JSON (``model.json``'s ``config``)."""
+        return self.architecture.to_dict()
+
+    @classmethod
+    def from_architecture(cls, arch: VAEConfig) -> VAE:
+        """Build an untrained model from a :class:`VAEConfig`."""
+        return cls(
+            arch.x_dim if arch.x_shape is None else arch.x_shape,
+            arch.z_dim,
+            hidden=arch.hidden,
+            activation=arch.activation,
+            likelihood=arch.likelihood,
+            condition=arch.condition,
+            standardize=arch.standardize,
+            prior=arch.prior,
+        )
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> VAE:
-        """Build an untrained model from :attr:`config`."""
-        return cls(
-            config["x_dim"],
-            config["z_dim"],
-            hidden=tuple(config["hidden"]),
-            activation=config["activation"],
-            likelihood=likelihood_from_config(config["likelihood"]),
-            condition=condition_from_config(config["condition"]),
-            standardize=config["standardize"],
-        )
+        """Build an untrained model from :attr:`config` (checked: keys, types, ranges)."""
+        arch = VAEConfig.from_dict(config)
+        if arch.x_shape is not None and flat_dim(arch.x_shape) != arch.x_dim:
+            raise InputError(f"x_dim must be the product of x_shape {list(arch.x_shape)}. Got {arch.x_dim} instead.")
+        return cls.from_architecture(arch)
 
     @property
     def device(self) -> torch.device:
@@ -158,8 +222,8 @@ class VAE(nn.Module):
 
     # ------------------------------------------------------------------ input checking
     def prepare_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        """Validate data: finite float (N, x_dim); returned on the model's device, in its dtype."""
-        return float_matrix(x, name, width=self.x_dim).to(self.device, self.dtype)
+        """Validate data (N, D) or (N, *x_shape): finite float (N, D) on the model's device, in its dtype."""
+        return float_matrix(_flat_rows(x, self.x_shape), name, width=self.x_dim).to(self.device, self.dtype)
 
     def prepare_z(self, z: Any, name: str = "z") -> torch.Tensor:
         """Validate latent codes: finite float (N, z_dim); returned on the model's device, in its dtype."""
@@ -196,9 +260,9 @@ class VAE(nn.Module):
             return self.likelihood_head(h, self.x_shift, self.x_scale)
         return self.likelihood_head(h, None, None)
 
-    def prior(self) -> Independent:
-        """p(z) = N(0, I), event shape (Z,)."""
-        return standard_normal(self.z_dim, self.device, self.dtype)
+    def prior(self) -> Distribution:
+        """p(z), event shape (Z,): N(0, I) unless the model was built with another ``prior``."""
+        return self.prior_net()
 
     # ------------------------------------------------------------------ public interface
     def encode(self, x: Any, condition: Any = None) -> Independent:
@@ -235,18 +299,22 @@ class VAE(nn.Module):
         else:
             generator.seed()
         c = self.prepare_condition(condition, n)
-        z = torch.randn(n, self.z_dim, generator=generator, device=self.device, dtype=self.dtype)
+        z = draw(self.prior(), (n,), generator)  # (n, Z)
         px = self.decode_batch(z, c)
         if not noise:
-            return px.mean.cpu().numpy()
-        return _sample_with(px, generator).cpu().numpy()
+            return self.shaped(px.mean.cpu().numpy())
+        return self.shaped(_sample_with(px, generator).cpu().numpy())
 
     @torch.no_grad()
     def reconstruct(self, x: Any, condition: Any = None) -> np.ndarray:
         """Decode the posterior mean of each point: numpy (N, D) of p(x | E[z|x], c) means."""
         xt = self.prepare_x(x)
         c = self.prepare_condition(condition, xt.shape[0])
-        return self.decode_batch(self.encode_batch(xt, c).mean, c).mean.cpu().numpy()
+        return self.shaped(self.decode_batch(self.encode_batch(xt, c).mean, c).mean.cpu().numpy())
+
+    def shaped(self, rows: np.ndarray) -> np.ndarray:
+        """Flat rows (N, D) viewed as (N, *x_shape)."""
+        return rows.reshape(rows.shape[0], *self.x_shape)
 
     def save(self, path: str | Path) -> Path:
         """Write ``model.safetensors`` and ``model.json`` into folder ``path``; see :func:`vaekit.save`."""
@@ -276,3 +344,20 @@ def _sample_with(px: Distribution, generator: torch.Generator) -> torch.Tensor:
         noise = torch.randn(base.loc.shape, generator=generator, device=base.loc.device, dtype=base.loc.dtype)
         return base.loc + base.scale * noise
     return torch.bernoulli(base.probs, generator=generator)
+
+
+def _shape(x_dim: Any) -> tuple[int, ...]:
+    """x_dim (an int D or a shape) -> the shape of one point, checked."""
+    if isinstance(x_dim, (tuple, list)):
+        if not x_dim:
+            raise InputError("x_dim must be a positive int or a non-empty shape such as (8, 8). Got () instead.")
+        return tuple(positive_int(d, "x_dim[i]") for d in x_dim)
+    return (positive_int(x_dim, "x_dim"),)
+
+
+def _flat_rows(x: Any, x_shape: tuple[int, ...]) -> Any:
+    """(N, *x_shape) arrays -> (N, D); anything else passes through for float_matrix to check."""
+    shape = getattr(x, "shape", None)
+    if len(x_shape) > 1 and shape is not None and tuple(shape[1:]) == x_shape:
+        return x.reshape(shape[0], -1)
+    return x

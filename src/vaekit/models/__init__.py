@@ -1,0 +1,9 @@
+"""The model family: every model honours :class:`vaekit.models.base.LatentVariableModel`.
+
+Importing this package registers each model in :data:`vaekit.models.base.MODELS`.
+"""
+
+from vaekit.models.base import MODELS, LatentVariableModel, ModelConfig, model_class, register
+from vaekit.models.vae import VAE, VAEConfig
+
+__all__ = ["MODELS", "VAE", "LatentVariableModel", "ModelConfig", "VAEConfig", "model_class", "register"]

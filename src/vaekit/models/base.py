@@ -1,0 +1,172 @@
+"""The model contract: what every layer of vaekit may rely on, and nothing else.
+
+A vaekit model is a ``torch.nn.Module`` that describes a latent-variable model with three
+distributions and the code around them. The trainer, the objectives, the metrics, the figures,
+the report, the model files, the sweep and the command line use only what
+:class:`LatentVariableModel` lists, so a new model (a flow posterior, a learned prior, a
+hierarchy, discrete codes) is one module plus one line in :data:`MODELS`, and the conformance
+suite (``tests/test_conformance.py``) then checks it everywhere.
+
+Shapes: ``N`` points (``B`` in a batch), data ``x_shape`` (``(D,)`` vectors, ``(P, 2)`` or
+``(C, L)`` curves, ``(C, H, W)`` images), ``Z`` latent dimensions, ``C`` prepared condition width.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch.distributions import Distribution
+
+from vaekit.configs import check_type
+from vaekit.errors import InputError, InputTypeError
+
+
+@runtime_checkable
+class LatentVariableModel(Protocol):
+    """The contract every vaekit model honours.
+
+    Attributes
+    ----------
+    x_shape : tuple of int
+        Shape of one data point; arrays are passed as (N, *x_shape) (or (N, D) flat, D the product).
+    z_dim : int
+        Z, the width of the latent code the prior and posterior are defined over.
+    condition : spec or None
+        ``vaekit.OneHot`` / ``vaekit.Continuous`` for a conditional model.
+    config_class : type
+        The model's :class:`ModelConfig` dataclass (class attribute).
+    architecture : ModelConfig
+        Everything needed to rebuild the untrained model (a frozen dataclass);
+        ``type(model).from_architecture(model.architecture)`` does so, and
+        ``type(model).from_config(model.config)`` from the JSON form.
+    config : dict
+        ``architecture.to_dict()``: the JSON form stored in ``model.json`` and checkpoints.
+
+    Methods
+    -------
+    prepare_x(x) -> Tensor (N, *x_shape)
+        Validate user data (numpy or torch) and move it to the model's device and dtype.
+    prepare_condition(c, n) -> Tensor (N, C) or None
+        Validate a condition for ``n`` rows (a single value is broadcast).
+    set_scaling(x)
+        Learn data statistics before training (a no-op for models that do not standardise).
+    encode_batch(x, c) -> Distribution
+        q(z|x, c) for prepared tensors: batch shape (B,), event shape (Z,). Needs ``rsample``
+        (reparameterised) and ``log_prob``; nothing else is assumed (no ``.base_dist``, no
+        ``.mean``: a flow posterior has neither).
+    prior() -> Distribution
+        p(z), event shape (Z,): may be learned (a module of the model) or, for hierarchical
+        models, depend on a parent latent. Needs ``log_prob`` and ``sample``.
+    decode_batch(z, c) -> Distribution
+        p(x|z, c) in the user's units, event shape x_shape. Needs ``log_prob`` and ``mean``.
+    encode(x, condition) / decode(z, condition) / sample(n, condition, seed=, noise=) /
+    reconstruct(x, condition)
+        The same with input checking and numpy outputs for humans.
+
+    Loss terms are the objectives' business (:mod:`vaekit.objectives`): they return a
+    ``LossOutput`` whose ``terms`` dict carries any per-sample quantity a model produces
+    (per-layer KL, codebook and commitment terms) to History and reports.
+
+    """
+
+    config_class: ClassVar[type[ModelConfig]]
+    x_shape: tuple[int, ...]
+    z_dim: int
+    condition: Any
+
+    @property
+    def architecture(self) -> ModelConfig: ...
+    @property
+    def config(self) -> dict[str, Any]: ...
+    def prepare_x(self, x: Any, name: str = "x") -> torch.Tensor: ...
+    def prepare_condition(self, c: Any, n: int, name: str = "condition") -> torch.Tensor | None: ...
+    def set_scaling(self, x: torch.Tensor) -> None: ...
+    def encode_batch(self, x: torch.Tensor, c: torch.Tensor | None = None) -> Distribution: ...
+    def prior(self) -> Distribution: ...
+    def decode_batch(self, z: torch.Tensor, c: torch.Tensor | None = None) -> Distribution: ...
+    def sample(self, n: int, condition: Any = None, *, seed: int | None = None, noise: bool = False) -> np.ndarray: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Base of the per-architecture config dataclasses (nanoGPT's ``GPTConfig``).
+
+    Fields are plain values or spec objects (likelihood, condition, prior) that have
+    ``to_config()``; :attr:`SPECS` maps such a field to its ``from_config`` function. io, runs,
+    the CLI and the sweep read these fields instead of keeping their own lists.
+    """
+
+    SPECS: ClassVar[dict[str, Any]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (tuples become lists, specs their ``to_config()``)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in self.SPECS:
+                value = None if value is None else value.to_config()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def check_json(cls, config: Any, *, name: str = "config") -> None:
+        """Check a JSON form's keys and value types; spec contents are checked by :meth:`from_dict`.
+
+        Fields with defaults may be missing, as in files written before the field existed.
+        """
+        types = cls.field_types()
+        if not isinstance(config, dict):
+            raise InputTypeError(f"{name} must be an object with the keys {sorted(types)}. Got {config!r} instead.")
+        required = {f.name for f in dataclasses.fields(cls) if f.default is f.default_factory is dataclasses.MISSING}
+        unknown, missing = sorted(set(config) - set(types)), sorted(required - set(config))
+        if unknown or missing:
+            raise InputError(f"{name} has unknown keys {unknown} / missing keys {missing}.")
+        for key, value in config.items():
+            check_type(value, types[key], f"{name}.{key}")
+
+    @classmethod
+    def from_dict(cls, config: Any, *, name: str = "config") -> ModelConfig:
+        """Check a JSON form (:meth:`check_json`) and build the config, specs included."""
+        cls.check_json(config, name=name)
+        kwargs = {}
+        for key, value in config.items():
+            if key in cls.SPECS:
+                kwargs[key] = cls.SPECS[key](value)
+            else:
+                kwargs[key] = tuple(value) if isinstance(value, list) else value
+        return cls(**kwargs)
+
+    @classmethod
+    def field_types(cls) -> dict[str, Any]:
+        """Field name -> the type its JSON value must have (spec fields: dict or None)."""
+        hints = typing.get_type_hints(cls)
+        return {f.name: (dict | None) if f.name in cls.SPECS else hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def flat_dim(x_shape: tuple[int, ...]) -> int:
+    """D = the number of values in one data point of shape ``x_shape``."""
+    return math.prod(x_shape)
+
+
+# Model class name (the "class" field of model.json) -> class. A new model adds one line here.
+MODELS: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: make ``cls`` loadable by name from model files and checkpoints."""
+    MODELS[cls.__name__] = cls
+    return cls
+
+
+def model_class(name: Any) -> type:
+    """The registered model class called ``name`` (the package's __init__ imports, so registers, every model)."""
+    if name not in MODELS:
+        raise InputError(f"model class must be one of {sorted(MODELS)}. Got {name!r} instead.")
+    return MODELS[name]
