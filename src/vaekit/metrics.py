@@ -357,8 +357,31 @@ def quadrature_log_likelihood(model: Any, x: Any, condition: Any = None, *, grid
 
 # ----------------------------------------------------------------------------- posterior collapse
 def kl_per_dim(model: Any, x: Any, condition: Any = None) -> np.ndarray:
-    """Mean KL(q(z_d|x) || N(0, 1)) over the points, per latent dimension: float64 (Z,) in nats."""
-    return elbo_terms(model, x, condition, samples=1).kl_per_dim.mean(0)
+    """Mean KL(q(z_d|x) || p(z_d)) over the points, per latent dimension: float64 (Z,) in nats.
+
+    Defined where the KL splits over dimensions (diagonal Gaussian posterior and prior); other
+    models raise ``InputError``.
+    """
+    terms = elbo_terms(model, x, condition, samples=1)
+    if terms.kl_per_dim is None:
+        raise InputError(
+            "model must have a KL that splits over latent dimensions (diagonal Gaussian posterior and prior) "
+            f"for kl_per_dim. Got a {type(model.prior()).__name__} prior instead."
+        )
+    return terms.kl_per_dim.mean(0)
+
+
+@torch.no_grad()
+def probe_posterior(model: Any) -> Any:
+    """q(z|x) at one all-zero point (and condition): to ask what kind of distribution the model's posterior is."""
+    c = None if model.condition is None else torch.zeros(1, model.condition.in_features, device=model.device, dtype=model.dtype)
+    return model.encode_batch(model.prepare_x(np.zeros((1, model.x_dim))), c)
+
+
+def kl_splits(model: Any) -> bool:
+    """Whether KL(q(z|x) || p(z)) of ``model`` splits into one term per latent dimension."""
+    qz, pz = probe_posterior(model), model.prior()
+    return _has_closed_kl(qz, pz) and kl_terms(qz, pz)[1] is not None
 
 
 @torch.no_grad()

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch.distributions import Independent, Normal
 
 from vaekit.conditions import Continuous, OneHot
+from vaekit.distributions import posterior_mean
 from vaekit.errors import InputError, InputTypeError, describe
-from vaekit.metrics import ACTIVE_THRESHOLD, latent_mean_variance
+from vaekit.metrics import ACTIVE_THRESHOLD, kl_splits, latent_mean_variance, probe_posterior
 from vaekit.metrics import kl_per_dim as _kl_per_dim_values
 from vaekit.validate import float_matrix, positive_float, positive_int
 
@@ -49,12 +51,20 @@ def _numpy(value: Any, name: str, width: int | None = None) -> np.ndarray:
     return float_matrix(value, name, width=width).numpy()
 
 
-def image_shape_for(x_dim: int, image_shape: Sequence[int] | None = None) -> tuple[int, int] | None:
+def image_shape_for(x_dim: int | tuple[int, ...], image_shape: Sequence[int] | None = None) -> tuple[int, int] | None:
     """The (height, width) images of ``x_dim`` pixels are drawn with, or None for non-image data.
 
-    ``image_shape`` wins when given (its product must be ``x_dim``); otherwise a perfect square
-    ``x_dim >= 16`` is read as square images (64 -> 8x8).
+    ``image_shape`` wins when given (its product must be ``x_dim``). A data shape (a model's
+    ``x_shape``) of (H, W) or (1, H, W) is an image of that shape, and any other shape of more
+    than one axis is not one. Only a flat ``x_dim`` (an int, or a shape (D,)) is guessed: a
+    perfect square ``x_dim >= 16`` is read as square images (64 -> 8x8).
     """
+    if isinstance(x_dim, tuple):
+        shape, x_dim = x_dim, math.prod(x_dim)
+        if image_shape is None and len(shape) > 1:
+            if len(shape) == 2 or (len(shape) == 3 and shape[0] == 1):
+                return (shape[-2], shape[-1])
+            return None
     if image_shape is not None:
         shape = tuple(int(s) for s in image_shape)
         if len(shape) != 2 or shape[0] * shape[1] != x_dim:
@@ -142,9 +152,18 @@ def _labels(labels: Any, n: int) -> np.ndarray | None:
     return array
 
 
+def _gaussian_posterior(model: Any) -> bool:
+    qz = probe_posterior(model)
+    return type(qz) is Independent and type(qz.base_dist) is Normal
+
+
+def _data_shape(model: Any) -> tuple[int, ...]:
+    return tuple(getattr(model, "x_shape", (model.x_dim,)))
+
+
 @torch.no_grad()
 def _latent_means(model: Any, x: Any, condition: Any = None) -> np.ndarray:
-    return model.encode(x, condition).mean.cpu().numpy()
+    return posterior_mean(model.encode(x, condition)).cpu().numpy()
 
 
 @torch.no_grad()
@@ -292,7 +311,7 @@ def samples(
     n = positive_int(n, "n")
     c_rows = _draw_conditions(model, condition, data.shape[0], n, seed)
     generated = model.sample(n, condition=c_rows, seed=seed)
-    shape = image_shape_for(model.x_dim, image_shape)
+    shape = image_shape_for(_data_shape(model), image_shape)
     fig, axes = _figure(1, 2)
     if shape is not None:
         count = min(64, n, data.shape[0])
@@ -369,10 +388,15 @@ def posterior(
     y = _labels(labels, n)
     with torch.no_grad():
         qz = model.encode(x, condition)
+        if type(qz) is not Independent or type(qz.base_dist) is not Normal:
+            raise InputError(
+                "model must have a diagonal Gaussian posterior for the posterior figure (its density is drawn in "
+                f"closed form). Got a {type(qz).__name__} posterior instead."
+            )
         means, stds = qz.mean.cpu().numpy().astype(np.float64), qz.stddev.cpu().numpy().astype(np.float64)
     pz = Projection.fit(means, "z", dims)
     px = Projection.fit(data, "x")
-    shape = image_shape_for(model.x_dim, image_shape)
+    shape = image_shape_for(_data_shape(model), image_shape)
     fig, axes = _figure(1, 2)
     left, right = axes[0]
     pdx = px(data)
@@ -455,7 +479,7 @@ def latent_grid(
     decoded = _decode_means(model, z, c)
     rest = " (other dims 0)" if model.z_dim > 2 else ""
     zlabels = (f"$z_{{{pair[0] + 1}}}$" + rest, f"$z_{{{pair[1] + 1}}}$" + rest)
-    shape = image_shape_for(model.x_dim, image_shape)
+    shape = image_shape_for(_data_shape(model), image_shape)
     if shape is not None:
         fig, axes = _figure(1, 1, size=(7.0, 7.0))
         # Row 0 of the mosaic is the top of the picture: put the largest z_2 there.
@@ -545,7 +569,7 @@ def interpolation(
     t = np.linspace(0.0, 1.0, steps)
     path = (1 - t)[:, None] * z_ends[0] + t[:, None] * z_ends[1]  # (steps, Z)
     decoded = _decode_means(model, path, _single_condition(model, condition, steps))
-    shape = image_shape_for(model.x_dim, image_shape)
+    shape = image_shape_for(_data_shape(model), image_shape)
     if shape is not None:
         fig, axes = _figure(1, 1, size=(1.0 * (steps + 2), 1.6))
         row = np.concatenate([ends[:1], decoded, ends[1:]])
@@ -622,7 +646,7 @@ def conditional_samples(
     n = positive_int(n, "n")
     name = value_name or ("label" if isinstance(model.condition, OneHot) else "condition")
     drawn = [model.sample(n, condition=_single_condition(model, v, n), seed=seed + i) for i, v in enumerate(values)]
-    shape = image_shape_for(model.x_dim, image_shape)
+    shape = image_shape_for(_data_shape(model), image_shape)
     if shape is not None:
         per_row = min(n, 10)
         fig, axes = _figure(1, 1, size=(0.8 * per_row, 0.8 * len(values) + 0.6))
@@ -824,7 +848,8 @@ def run_figures(
     figures["samples"] = samples(model, data, condition, labels=y, n=min(n_samples, 4096), seed=seed, image_shape=image_shape)
     figures["latent"] = latent(model, data, y, condition)
     indices = (150, 1050) if n > 1050 else (0, n // 2)
-    figures["posterior"] = posterior(model, data, indices, condition, labels=y, image_shape=image_shape)
+    if _gaussian_posterior(model):
+        figures["posterior"] = posterior(model, data, indices, condition, labels=y, image_shape=image_shape)
     single = _typical_condition(model, condition, n)
     if model.z_dim >= 2:
         figures["latent_grid"] = latent_grid(model, data, single, image_shape=image_shape)
@@ -837,7 +862,8 @@ def run_figures(
     if values is not None:
         name = condition_name or ("label" if isinstance(model.condition, OneHot) else "condition")
         figures["conditional"] = conditional_samples(model, values, x=data, value_name=name, seed=seed, image_shape=image_shape)
-    figures["kl_per_dim"] = kl_per_dim(model, data, condition)
+    if kl_splits(model):
+        figures["kl_per_dim"] = kl_per_dim(model, data, condition)
     return figures
 
 

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from vaekit import runs
+from vaekit.distributions import posterior_mean
+from vaekit.plots import image_shape_for
 
 GRID_MAX = 64
 GRID_MIN = 16
@@ -82,7 +84,7 @@ def explorer_payload(model, data: runs.RunData | None = None, *, label_names: li
         idx = _subsample(len(data.x), BACKGROUND_POINTS)
         x_bg = data.x[idx]
         c_bg = None if data.condition is None else data.condition[idx]
-        z_bg = model.encode(x_bg, c_bg).mean.cpu().numpy().astype(np.float64)  # (M, Z)
+        z_bg = posterior_mean(model.encode(x_bg, c_bg)).cpu().numpy().astype(np.float64)  # (M, Z)
     if z_dim > 2 and z_bg is not None:
         dims = sorted(np.argsort(-z_bg.var(0))[:2].tolist())  # the two most used dimensions
     else:
@@ -108,8 +110,8 @@ def explorer_payload(model, data: runs.RunData | None = None, *, label_names: li
             c = np.tile(np.asarray(c, dtype=np.float32), (len(z), 1))
         mean = model.decode(z, c).mean.cpu().numpy().astype(np.float32)  # (ny * nx, D)
         grids.append({"label": cond["label"], "value": cond["value"], "grid": _b64(mean)})
-    side_px = int(round(math.sqrt(x_dim)))
-    view = "points" if x_dim == 2 else "image" if side_px * side_px == x_dim and x_dim >= 16 else "bars"
+    image = image_shape_for(tuple(getattr(model, "x_shape", (x_dim,))))
+    view = "points" if x_dim == 2 else "image" if image is not None and image[0] == image[1] else "bars"
     payload: dict[str, Any] = {
         "z_dim": z_dim,
         "x_dim": x_dim,
@@ -122,7 +124,7 @@ def explorer_payload(model, data: runs.RunData | None = None, *, label_names: li
         "conditions": grids,
         "condition_kind": None if model.condition is None else model.condition.kind,
         "view": view,
-        "image_side": side_px if view == "image" else None,
+        "image_side": image[0] if view == "image" else None,
         "columns": data.columns if data is not None else [f"x{i}" for i in range(x_dim)],
     }
     if len(dims) == 1:

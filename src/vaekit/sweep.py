@@ -29,7 +29,7 @@ from vaekit.history import History
 from vaekit.models import VAE
 from vaekit.monitors import Diversity
 from vaekit.objectives import ELBO
-from vaekit.trainer import fit
+from vaekit.trainer import fit, proven_accelerator
 from vaekit.validate import positive_float, positive_int
 
 logger = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def sweep(
     settings = [_settings(row, objective, lr, seed) for row in grid]
     models = [_build(model, row, s["seed"]) for row, s in zip(grid, settings)]
     start = time.perf_counter()
-    vectorised = all(fastpath.supports(m, s["objective"]) for m, s in zip(models, settings)) and models[0].device.type == "cpu"
+    vectorised = models[0].device.type == "cpu" and _all_proven(models, settings, x, condition, batch_size)
     if vectorised:
         histories = _train_together(models, settings, x, condition, epochs, batch_size, weight_decay, diversity, progress)
     else:
@@ -223,6 +223,18 @@ def sweep(
     table = [_row(g, h) for g, h in zip(grid, histories)]
     logger.info("sweep of %d models in %.2f s (vectorised=%s)", len(models), seconds, vectorised)
     return SweepResult(table, models, histories, seconds, vectorised, {k: list(v) for k, v in over.items()})
+
+
+def _all_proven(models: list[VAE], settings: list[dict[str, Any]], x: Any, condition: Any, batch_size: int) -> bool:
+    """Whether every model's hand-written ELBO engine matches autograd on the first batch (as fit checks)."""
+    for model, s in zip(models, settings):
+        xt = model.prepare_x(x)
+        c = model.prepare_condition(condition, xt.shape[0])
+        model.set_scaling(xt)
+        c_first = None if c is None else c[:batch_size]
+        if proven_accelerator(model, s["objective"], xt[:batch_size], c_first, 0, model.device) is None:
+            return False
+    return True
 
 
 def _grid(over: Any) -> list[dict[str, Any]]:
@@ -257,19 +269,13 @@ def _settings(row: dict[str, Any], objective: ELBO, lr: float, seed: int) -> dic
 
 
 def _build(template: VAE, row: dict[str, Any], seed: int) -> VAE:
-    likelihood = template.likelihood
+    """The template's architecture (its config dataclass), with the swept likelihood variance, seeded."""
+    arch = template.architecture
     if "variance" in row:
-        likelihood = Gaussian(variance=float(row["variance"]), min_variance=likelihood.min_variance)
-    model = VAE(
-        template.x_dim,
-        template.z_dim,
-        hidden=template.hidden,
-        likelihood=likelihood,
-        condition=template.condition,
-        activation=template.activation,
-        standardize=template.standardize,
-        seed=seed,
-    )
+        arch = replace(arch, likelihood=replace(arch.likelihood, variance=float(row["variance"])))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # as VAE(..., seed=seed): the initial weights follow from the seed
+        model = type(template).from_architecture(arch)
     return model.to(template.device, template.dtype)
 
 

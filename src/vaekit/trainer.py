@@ -224,7 +224,7 @@ def fit(
             torch.manual_seed(seed)
         optimizer = _adam(model, lr, weight_decay, target)
         first = 0 if resume is None else checkpointer.resume(resume, model, optimizer, history)
-        engine = _proven_accelerator(model, objective, x_all[:batch_size], _rows(c_all, batch_size), first, target)
+        engine = proven_accelerator(model, objective, x_all[:batch_size], _rows(c_all, batch_size), first, target)
         history.fast_path = engine is not None
         for cb in callbacks:
             cb.on_train_begin(model, history)
@@ -277,7 +277,7 @@ def _rows(c: torch.Tensor | None, n: int) -> torch.Tensor | None:
     return None if c is None else c[:n]
 
 
-def _proven_accelerator(model, objective, x, c, epoch: int, device: torch.device):
+def proven_accelerator(model, objective, x, c, epoch: int, device: torch.device):
     """The objective's accelerated step engine for this model, if it proves itself; else None.
 
     An objective may offer ``objective.accelerator(model)`` (ELBO offers the hand-written

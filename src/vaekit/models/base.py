@@ -67,6 +67,9 @@ class LatentVariableModel(Protocol):
     encode(x, condition) / decode(z, condition) / sample(n, condition, seed=, noise=) /
     reconstruct(x, condition)
         The same with input checking and numpy outputs for humans.
+    from_architecture(arch) / from_config(dict) / examples()
+        Class methods: build from a config dataclass or its JSON form; ``examples()`` names small
+        architectures covering every option, which the conformance suite checks.
 
     Loss terms are the objectives' business (:mod:`vaekit.objectives`): they return a
     ``LossOutput`` whose ``terms`` dict carries any per-sample quantity a model produces
@@ -90,6 +93,10 @@ class LatentVariableModel(Protocol):
     def prior(self) -> Distribution: ...
     def decode_batch(self, z: torch.Tensor, c: torch.Tensor | None = None) -> Distribution: ...
     def sample(self, n: int, condition: Any = None, *, seed: int | None = None, noise: bool = False) -> np.ndarray: ...
+    @classmethod
+    def from_architecture(cls, arch: Any) -> LatentVariableModel: ...
+    @classmethod
+    def examples(cls) -> dict[str, Any]: ...
 
 
 @dataclasses.dataclass(frozen=True)

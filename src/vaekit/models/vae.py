@@ -193,6 +193,31 @@ class VAE(nn.Module):
         )
 
     @classmethod
+    def examples(cls) -> dict[str, VAEConfig]:
+        """Small architectures that cover every option: the conformance suite trains and checks each.
+
+        Part of the model contract: a new model lists its own, and ``tests/test_conformance.py``
+        runs every check (save/load, resume, History, evaluate, figures, report, sweep, bounds) on
+        them with no further test code.
+        """
+        from vaekit.conditions import Continuous, OneHot
+        from vaekit.distributions import MixturePrior
+
+        small = {"z_dim": 2, "hidden": (16,)}
+        return {
+            "gaussian": VAEConfig(x_dim=2, **small),
+            "learned-variance-onehot": VAEConfig(x_dim=2, likelihood=Gaussian("learned"), condition=OneHot(4), **small),
+            "per-point-continuous-standardized": VAEConfig(
+                x_dim=3, likelihood=Gaussian("per_point"), condition=Continuous(1, embed=4), standardize=True, **small
+            ),
+            "bernoulli-image": VAEConfig(x_dim=16, x_shape=(4, 4), likelihood=Bernoulli(), z_dim=3, hidden=(16,)),
+            "mixture-prior": VAEConfig(x_dim=2, prior=MixturePrior(3), **small),
+            "mixture-prior-onehot-tanh": VAEConfig(
+                x_dim=2, prior=MixturePrior(2), condition=OneHot(3), activation="tanh", **small
+            ),
+        }
+
+    @classmethod
     def from_config(cls, config: dict[str, Any]) -> VAE:
         """Build an untrained model from :attr:`config` (checked: keys, types, ranges)."""
         arch = VAEConfig.from_dict(config)
