@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from vaekit import __version__, runs
+from vaekit import runs
+from vaekit._version import __version__
 from vaekit.errors import FileFormatError, InputError, TrainingError, VaekitError
 
 

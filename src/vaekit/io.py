@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
-from vaekit import __version__
+from vaekit._version import __version__
 from vaekit.configs import check_type
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
 
