@@ -38,6 +38,10 @@ _MODEL_KEYS: dict[str, Any] = {
     "standardize": bool,
 }
 
+# The model classes load() can build, keyed by the "class" field of model.json. model.py fills it
+# (register_model), so that io needs nothing from the layers above it: imports run model -> io.
+MODEL_CLASSES: dict[str, type[torch.nn.Module]] = {}
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one.
@@ -80,6 +84,15 @@ def _current_umask() -> int:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Text version of :func:`atomic_write_bytes` (UTF-8)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def register_model(cls: type[torch.nn.Module]) -> type[torch.nn.Module]:
+    """Make :func:`load` build ``cls`` for model files whose ``class`` is ``cls.__name__``; return ``cls``.
+
+    ``cls`` must offer ``from_config(config)`` and a ``config`` property; used as a class decorator.
+    """
+    MODEL_CLASSES[cls.__name__] = cls
+    return cls
 
 
 def save(model: torch.nn.Module, path: str | Path) -> Path:
@@ -164,12 +177,18 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             check_type(config[key], kind, f"config.{key}")
         except TypeError as err:
             raise FileFormatError(f"{meta_path}: {err}") from None
-    if meta.get("class") != "VAE":
-        raise FileFormatError(f"{meta_path}: unknown model class {meta.get('class')!r}; this vaekit reads 'VAE'.")
+    if _model_class(meta) is None:
+        known = ", ".join(repr(name) for name in sorted(MODEL_CLASSES))
+        raise FileFormatError(f"{meta_path}: unknown model class {meta.get('class')!r}; this vaekit reads {known}.")
     digest = meta.get("weights_sha256")
     if not isinstance(digest, str) or len(digest) != 64:
         raise FileFormatError(f"{meta_path}: 'weights_sha256' must be the 64-digit SHA-256 of {WEIGHTS}.")
     return meta
+
+
+def _model_class(meta: dict[str, Any]) -> type[torch.nn.Module] | None:
+    name = meta.get("class")
+    return MODEL_CLASSES.get(name) if isinstance(name, str) else None
 
 
 def model_folder(path: str | Path) -> Path:
@@ -196,9 +215,8 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Mo
         Missing, truncated, tampered or wrong-version files, or a pickle file.
 
     """
-    from vaekit.model import VAE  # io sits above model in the import order
-
     meta = read_metadata(path)
+    model_class = _model_class(meta)
     folder = model_folder(path)
     weights = folder / WEIGHTS
     if not weights.is_file():
@@ -220,7 +238,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Mo
         # Built on the meta device first: a config with absurd sizes allocates nothing before
         # its shapes are compared with the tensors actually in the file.
         with torch.device("meta"):
-            skeleton = VAE.from_config(config)
+            skeleton = model_class.from_config(config)
     except (ValueError, TypeError, RuntimeError, OverflowError) as err:
         raise FileFormatError(f"{folder / METADATA}: invalid config: {err}") from None
     expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
@@ -231,7 +249,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Mo
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise FileFormatError(f"{weights}: tensor(s) {bad[:3]} hold NaN or inf; the model is corrupted.")
-    model = VAE.from_config(config)
+    model = model_class.from_config(config)
     # Buffers other than the data statistics follow from the config (e.g. a fixed variance): an
     # edited model.json must not silently disagree with the weights it claims to describe.
     params = {name for name, _ in model.named_parameters()}

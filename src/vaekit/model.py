@@ -24,12 +24,14 @@ from vaekit.distributions import (
     standard_normal,
 )
 from vaekit.errors import InputError, InputTypeError, describe
+from vaekit.io import register_model, save
 from vaekit.nn import ACTIVATIONS, ConditionedMLP
 from vaekit.validate import float_matrix, positive_int
 
 logger = logging.getLogger(__name__)
 
 
+@register_model
 class VAE(nn.Module):
     """Variational autoencoder with an MLP encoder and decoder, optionally conditional.
 
@@ -250,8 +252,6 @@ class VAE(nn.Module):
 
     def save(self, path: str | Path) -> Path:
         """Write ``model.safetensors`` and ``model.json`` into folder ``path``; see :func:`vaekit.save`."""
-        from vaekit.io import save
-
         return save(self, path)
 
 
