@@ -34,14 +34,12 @@ import torch
 from vaekit.conditions import Continuous, OneHot
 from vaekit.data import radius as ring_radius
 from vaekit.data import ring_centres, ring_log_density
-from vaekit.distributions import kl_per_dimension
+from vaekit.distributions import LOG_2PI, kl_per_dimension
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.monitors import diversity as _diversity
 from vaekit.validate import float_matrix, positive_float, positive_int
 
 logger = logging.getLogger(__name__)
-
-LOG_2PI = math.log(2.0 * math.pi)
 
 # Decoder rows per forward pass in the IWAE and quadrature loops: bounds memory at roughly
 # rows x widest layer floats (2**16 x 128 x 4 bytes = 32 MiB for the default MLP).
