@@ -21,12 +21,12 @@ from safetensors.torch import save as safetensors_bytes
 from vaekit._version import __version__
 from vaekit.configs import check_type
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
+from vaekit.validate import PICKLE_SUFFIXES
 
 FORMAT = "vaekit-model"
 FORMAT_VERSION = 1
 WEIGHTS, METADATA = "model.safetensors", "model.json"
 _DATA_BUFFERS = {"x_shift", "x_scale"}  # statistics of the training data, set by fit()
-PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"}
 
 _MODEL_KEYS: dict[str, Any] = {
     "x_dim": int,
