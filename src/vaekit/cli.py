@@ -28,6 +28,7 @@ import numpy as np
 from vaekit import runs
 from vaekit._version import __version__
 from vaekit.errors import FileFormatError, InputError, TrainingError, VaekitError
+from vaekit.formatting import format_value
 
 
 class UsageError(Exception):
@@ -609,16 +610,8 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
     elif not args.quiet:
         width = max(len(k) for k in metrics)
         for key, value in metrics.items():
-            print(f"{key:<{width}}  {_show(value)}")
+            print(f"{key:<{width}}  {format_value(value)}")
     return 0
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.6g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    return str(value)
 
 
 def _parse_condition(model, text: str | None, info: dict[str, Any], n: int) -> Any:

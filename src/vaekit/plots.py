@@ -21,6 +21,7 @@ import torch
 
 from vaekit.conditions import Continuous, OneHot
 from vaekit.errors import InputError, InputTypeError, describe
+from vaekit.formatting import format_value
 from vaekit.metrics import ACTIVE_THRESHOLD, latent_mean_variance
 from vaekit.metrics import kl_per_dim as _kl_per_dim_values
 from vaekit.validate import float_matrix, positive_float, positive_int
@@ -660,8 +661,9 @@ def conditional_samples(
 
 
 def _fmt(value: Any) -> str:
-    array = np.asarray(value).reshape(-1)
-    return ", ".join(f"{v:.3g}" for v in array)
+    """A condition (label, value or vector) as "v1, v2, ...": every element to 3 significant digits."""
+    # As floats, so that labels and flags get the .3g of their value too (1234 -> "1.23e+03").
+    return ", ".join(format_value(v, 3) for v in np.asarray(value, dtype=np.float64).reshape(-1).tolist())
 
 
 def comparison(

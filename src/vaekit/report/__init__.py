@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from vaekit import runs
+from vaekit.formatting import format_value
 
 GRID_MAX = 64
 GRID_MIN = 16
@@ -64,10 +65,10 @@ def explorer_conditions(model, data: runs.RunData | None, label_names: list[str]
         else:
             lo, hi = np.quantile(values[:, 0], [0.02, 0.98])
             steps = np.linspace(lo, hi, CONTINUOUS_STEPS)
-        return [{"label": f"{v:.3g}", "value": [float(np.float32(v))]} for v in steps]
+        return [{"label": format_value(v, 3), "value": [float(np.float32(v))]} for v in steps]
     mean = np.zeros(spec.dim) if values is None else values.mean(0)
     vector = [float(np.float32(v)) for v in mean]
-    return [{"label": "mean condition " + ", ".join(f"{v:.3g}" for v in vector), "value": vector}]
+    return [{"label": "mean condition " + ", ".join(format_value(v, 3) for v in vector), "value": vector}]
 
 
 @torch.no_grad()
@@ -141,16 +142,6 @@ def explorer_payload(model, data: runs.RunData | None = None, *, label_names: li
 
 
 # ---------------------------------------------------------------------------- page
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "n/a" if not math.isfinite(value) else f"{value:.6g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    if value is None:
-        return "n/a"
-    return str(value)
-
-
 METRIC_NOTES = {
     "evaluated_on": "the data the metrics are computed on",
     "neg_elbo": "negative ELBO, nats per point (an upper bound on -log p(x))",
@@ -180,7 +171,7 @@ METRIC_NOTES = {
 
 
 def _table(rows: list[tuple[str, Any]], head: tuple[str, str] | None) -> str:
-    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows)
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(format_value(v, missing='n/a'))}</td></tr>" for k, v in rows)
     thead = f"<thead><tr><th>{head[0]}</th><th>{head[1]}</th></tr></thead>" if head else ""
     return f"<table>{thead}<tbody>{body}</tbody></table>"
 
@@ -242,7 +233,7 @@ def render_html(
         for section, values in config.items()
     )
     metric_rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td>"
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(format_value(v, missing='n/a'))}</td>"
         f"<td class=note>{html.escape(METRIC_NOTES.get(k, ''))}</td></tr>"
         for k, v in metrics.items()
     )
