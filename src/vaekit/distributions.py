@@ -172,8 +172,3 @@ _ENERGIES = {Normal: _normal_energy, TorchBernoulli: _bernoulli_energy}
 def reconstruction_energy(px: Distribution, x: torch.Tensor) -> torch.Tensor:
     """-log p(x|z) up to its x-independent constant (the lecture's units); shape (B,)."""
     return _ENERGIES[type(px.base_dist)](px, x)
-
-
-def likelihood_mean(px: Distribution) -> torch.Tensor:
-    """Mean of p(x|z) (probabilities for Bernoulli); shape (..., D)."""
-    return px.mean

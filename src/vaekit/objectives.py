@@ -144,13 +144,3 @@ class IWAE:
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description."""
         return {"type": self.kind, **asdict(self)}
-
-
-OBJECTIVES: dict[str, type] = {"elbo": ELBO, "iwae": IWAE}
-
-
-def objective_from_config(config: dict[str, Any]) -> ELBO | IWAE:
-    """Rebuild an objective from :meth:`to_config` output."""
-    from vaekit.configs import spec_from_config
-
-    return spec_from_config(config, OBJECTIVES, "objective")
