@@ -231,7 +231,7 @@ def test_intact_model_round_trips_from_folder_or_its_files(saved):
         assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(), again.state_dict().values()))
 
 
-@pytest.mark.parametrize("suffix", [".pt", ".pth", ".pkl", ".ckpt"])
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".npz"])
 def test_pickle_file_is_refused_and_never_executed(tmp_path, suffix):
     path = tmp_path / f"model{suffix}"
     path.write_bytes(pickle.dumps(Marker(tmp_path)))

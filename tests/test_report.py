@@ -162,6 +162,25 @@ def test_explorer_without_data_still_works():
     assert grid(payload).shape == (1, payload["nx"], 3)
 
 
+def test_page_assets_are_package_data():
+    """Every non-Python file of vaekit/report is listed in pyproject's package-data, so wheels carry it."""
+    root = Path(__file__).resolve().parents[1]
+    listed = runs.tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["vaekit.report"]
+    assets = sorted(p.name for p in (root / "src" / "vaekit" / "report").iterdir() if p.is_file() and p.suffix != ".py")
+    assert assets == sorted(listed) == ["explorer.js", "style.css", "template.html"]
+    page = report.render_html(
+        title="t",
+        subtitle="s",
+        config={},
+        config_text="",
+        metrics={},
+        figures={},
+        summary=[],
+        explorer=report.explorer_payload(vk.VAE(2, hidden=(4,), seed=0), None),
+    )
+    assert "body{font:15px" in page and "const P = JSON.parse(" in page and page.startswith("<!DOCTYPE html>")
+
+
 # ---------------------------------------------------------------------------- real browser
 def launch(playwright):
     return playwright.chromium.launch(

@@ -8,10 +8,9 @@ The public API is re-exported here::
     history = vk.fit(model, x, objective=vk.ELBO(beta=1.0), epochs=400)
 """
 
-__version__ = "0.1.0"
-
 from vaekit import data, metrics
 from vaekit import plots as plot
+from vaekit._version import __version__
 from vaekit.conditions import Continuous, OneHot
 from vaekit.distributions import Bernoulli, Gaussian, MixturePrior, StandardNormal
 from vaekit.errors import FileFormatError, InputError, InputTypeError, TrainingError, VaekitError

@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
-from vaekit import __version__
+from vaekit._version import __version__
 from vaekit.errors import FileFormatError, InputError, TrainingError
 from vaekit.history import History
 from vaekit.io import atomic_write_bytes, atomic_write_text, read_versioned_json, refuse_pickle, unwrap

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import inspect
 import io
 import json
 import math
@@ -25,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from vaekit import __version__, runs
+from vaekit import runs
+from vaekit._version import __version__
 from vaekit.errors import FileFormatError, InputError, TrainingError, VaekitError
+from vaekit.formatting import format_value
 
 
 class UsageError(Exception):
@@ -442,12 +443,6 @@ def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
     return train_run(config, target, force=args.force, quiet=args.quiet, out=out, command="vaekit train")
 
 
-def _fit_supports(name: str) -> bool:
-    from vaekit.trainer import fit
-
-    return name in inspect.signature(fit).parameters
-
-
 def train_run(
     config: dict[str, dict[str, Any]],
     target: Path,
@@ -471,14 +466,10 @@ def train_run(
     kwargs = runs.fit_kwargs(config)
     if config["training"]["patience"]:
         kwargs["callbacks"] = [EarlyStopping(patience=config["training"]["patience"])]
-    checkpoints = _fit_supports("checkpoint_dir")
-    if resume is not None and not _fit_supports("resume"):
-        raise UsageError("--resume needs a vaekit whose fit() supports resume=; this one does not.")
     staging = resume if resume is not None else runs.start_partial(target)
-    if checkpoints:
-        kwargs["checkpoint_dir"] = staging
-        if config["training"]["checkpoint_every"]:
-            kwargs["checkpoint_every"] = config["training"]["checkpoint_every"]
+    kwargs["checkpoint_dir"] = staging
+    if config["training"]["checkpoint_every"]:
+        kwargs["checkpoint_every"] = config["training"]["checkpoint_every"]
     if resume is not None:
         kwargs["resume"] = resume
     runs.write_config(staging / runs.CONFIG, config)
@@ -496,12 +487,12 @@ def train_run(
         else:
             history = fit(model, data.x, data.condition, **kwargs)
     except KeyboardInterrupt:
-        if checkpoints and (staging / "checkpoint").is_dir():
+        if (staging / "checkpoint").is_dir():
             raise Interrupted(f"interrupted: resume with 'vaekit train --resume {target}'") from None
         shutil.rmtree(staging, ignore_errors=True)
         raise Interrupted("interrupted: nothing was saved yet") from None
     except TrainingError as err:
-        if checkpoints and (staging / "checkpoint").is_dir():
+        if (staging / "checkpoint").is_dir():
             # Keep the last good state: the run can go on with a lower learning rate.
             hint = (
                 f"Resume from the last good epoch with 'vaekit train --resume {target} --lr {config['training']['lr'] / 10:g}'."
@@ -519,7 +510,7 @@ def train_run(
             _remove(leftover)  # the finished model replaces the checkpoints
         runs.commit_partial(staging, target)
     except KeyboardInterrupt:
-        if checkpoints and (staging / "checkpoint").is_dir():
+        if (staging / "checkpoint").is_dir():
             raise Interrupted(f"interrupted: the trained model is kept; finish with 'vaekit train --resume {target}'") from None
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -608,16 +599,8 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
     elif not args.quiet:
         width = max(len(k) for k in metrics)
         for key, value in metrics.items():
-            print(f"{key:<{width}}  {_show(value)}")
+            print(f"{key:<{width}}  {format_value(value)}")
     return 0
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.6g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    return str(value)
 
 
 def _parse_condition(model, text: str | None, info: dict[str, Any], n: int) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
-from vaekit.validate import positive_float, positive_int
+from vaekit.validate import PICKLE_SUFFIXES, positive_float, positive_int
 
 
 def ring(
@@ -171,10 +171,6 @@ class Table:
     label_names: list[str] | None = None
 
 
-# Formats that may hold pickled objects: refused by suffix, never opened (as vaekit.io does for models).
-_PICKLE_LIKE = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".npz"}
-
-
 def load_table(path: str | Path, columns: Sequence[str] | None = None, condition: str | Sequence[str] | None = None) -> Table:
     """Read a CSV (with a header row), ``.npy`` or ``.parquet`` file into a :class:`Table`.
 
@@ -201,7 +197,7 @@ def load_table(path: str | Path, columns: Sequence[str] | None = None, condition
         raise FileFormatError(f"data file {path} does not exist.")
     cond_names = _names(condition, "condition", allow_single=True)
     suffix = path.suffix.lower()
-    if suffix in _PICKLE_LIKE:
+    if suffix in PICKLE_SUFFIXES:
         raise FileFormatError(
             f"{path}: {suffix} files are not read (pickles can execute code); save the data as CSV, .npy or .parquet."
         )

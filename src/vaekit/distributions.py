@@ -246,11 +246,6 @@ def reconstruction_energy(px: Distribution, x: torch.Tensor) -> torch.Tensor:
     return -px.log_prob(x) if energy is None else energy(px, x)
 
 
-def likelihood_mean(px: Distribution) -> torch.Tensor:
-    """Mean of p(x|z) (probabilities for Bernoulli); shape (..., D)."""
-    return px.mean
-
-
 # ----------------------------------------------------------------------------- priors
 @dataclass(frozen=True)
 class StandardNormal:

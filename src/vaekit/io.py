@@ -18,16 +18,19 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
-from vaekit import __version__
+from vaekit._version import __version__
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
-from vaekit.models.base import MODELS, model_class
+from vaekit.validate import PICKLE_SUFFIXES
 
 FORMAT = "vaekit-model"
 FORMAT_VERSION = 1
 WEIGHTS, METADATA = "model.safetensors", "model.json"
 _DATA_BUFFERS = {"x_shift", "x_scale"}  # statistics of the training data, set by fit()
-PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"}
 
+
+# The model classes load() can build, keyed by the "class" field of model.json. model.py fills it
+# (register_model), so that io needs nothing from the layers above it: imports run model -> io.
+MODEL_CLASSES: dict[str, type[torch.nn.Module]] = {}
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -71,6 +74,15 @@ def _current_umask() -> int:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Text version of :func:`atomic_write_bytes` (UTF-8)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def register_model(cls: type[torch.nn.Module]) -> type[torch.nn.Module]:
+    """Make :func:`load` build ``cls`` for model files whose ``class`` is ``cls.__name__``; return ``cls``.
+
+    ``cls`` must offer ``from_config(config)`` and a ``config`` property; used as a class decorator.
+    """
+    MODEL_CLASSES[cls.__name__] = cls
+    return cls
 
 
 def save(model: torch.nn.Module, path: str | Path) -> Path:
@@ -146,11 +158,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     config = meta.get("config")
     if not isinstance(config, dict):
         raise FileFormatError(f"{meta_path}: 'config' must be an object.")
-    try:
-        model_cls = model_class(meta.get("class"))
-    except InputError:
-        known = sorted(MODELS)
-        raise FileFormatError(f"{meta_path}: unknown model class {meta.get('class')!r}; this vaekit reads {known}.") from None
+    model_cls = _model_class(meta)
+    if model_cls is None:
+        known = ", ".join(repr(name) for name in sorted(MODEL_CLASSES))
+        raise FileFormatError(f"{meta_path}: unknown model class {meta.get('class')!r}; this vaekit reads {known}.")
     try:
         model_cls.config_class.check_json(config)
     except (ValueError, TypeError) as err:
@@ -159,6 +170,11 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     if not isinstance(digest, str) or len(digest) != 64:
         raise FileFormatError(f"{meta_path}: 'weights_sha256' must be the 64-digit SHA-256 of {WEIGHTS}.")
     return meta
+
+
+def _model_class(meta: dict[str, Any]) -> type[torch.nn.Module] | None:
+    name = meta.get("class")
+    return MODEL_CLASSES.get(name) if isinstance(name, str) else None
 
 
 def model_folder(path: str | Path) -> Path:
@@ -186,6 +202,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Mo
 
     """
     meta = read_metadata(path)
+    model_class = _model_class(meta)
     folder = model_folder(path)
     weights = folder / WEIGHTS
     if not weights.is_file():
@@ -207,7 +224,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Mo
         # Built on the meta device first: a config with absurd sizes allocates nothing before
         # its shapes are compared with the tensors actually in the file.
         with torch.device("meta"):
-            skeleton = model_class(meta["class"]).from_config(config)
+            skeleton = model_class.from_config(config)
     except (ValueError, TypeError, RuntimeError, OverflowError) as err:
         raise FileFormatError(f"{folder / METADATA}: invalid config: {err}") from None
     expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
@@ -218,7 +235,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Mo
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise FileFormatError(f"{weights}: tensor(s) {bad[:3]} hold NaN or inf; the model is corrupted.")
-    model = model_class(meta["class"]).from_config(config)
+    model = model_class.from_config(config)
     # Buffers other than the data statistics follow from the config (e.g. a fixed variance): an
     # edited model.json must not silently disagree with the weights it claims to describe.
     params = {name for name, _ in model.named_parameters()}

@@ -125,7 +125,7 @@ class ELBO:
 
         ``fit`` uses it only after it has matched autograd on the first batch.
         """
-        from vaekit import fastpath  # fastpath sits above objectives in the import order
+        from vaekit import fastpath  # imported when first needed: most objectives never use it
 
         return fastpath.engine_for(model, self)
 
@@ -171,13 +171,3 @@ class IWAE:
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description."""
         return {"type": self.kind, **asdict(self)}
-
-
-OBJECTIVES: dict[str, type] = {"elbo": ELBO, "iwae": IWAE}
-
-
-def objective_from_config(config: dict[str, Any]) -> ELBO | IWAE:
-    """Rebuild an objective from :meth:`to_config` output."""
-    from vaekit.configs import spec_from_config
-
-    return spec_from_config(config, OBJECTIVES, "objective")

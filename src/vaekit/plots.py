@@ -23,6 +23,7 @@ from torch.distributions import Independent, Normal
 from vaekit.conditions import Continuous, OneHot
 from vaekit.distributions import posterior_mean
 from vaekit.errors import InputError, InputTypeError, describe
+from vaekit.formatting import format_value
 from vaekit.metrics import ACTIVE_THRESHOLD, kl_splits, latent_mean_variance, probe_posterior
 from vaekit.metrics import kl_per_dim as _kl_per_dim_values
 from vaekit.validate import float_matrix, positive_float, positive_int
@@ -684,8 +685,9 @@ def conditional_samples(
 
 
 def _fmt(value: Any) -> str:
-    array = np.asarray(value).reshape(-1)
-    return ", ".join(f"{v:.3g}" for v in array)
+    """A condition (label, value or vector) as "v1, v2, ...": every element to 3 significant digits."""
+    # As floats, so that labels and flags get the .3g of their value too (1234 -> "1.23e+03").
+    return ", ".join(format_value(v, 3) for v in np.asarray(value, dtype=np.float64).reshape(-1).tolist())
 
 
 def comparison(

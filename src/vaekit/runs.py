@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -246,7 +246,6 @@ class RunData:
     columns: list[str]
     label_names: list[str] | None = None
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load_data(config: dict[str, dict[str, Any]], *, test: bool = False) -> RunData:

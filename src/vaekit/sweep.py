@@ -25,6 +25,7 @@ import torch
 from vaekit import fastpath
 from vaekit.distributions import Gaussian
 from vaekit.errors import InputError, InputTypeError, describe
+from vaekit.formatting import format_value
 from vaekit.history import History
 from vaekit.models import VAE
 from vaekit.monitors import Diversity
@@ -70,7 +71,7 @@ class SweepResult:
         if not self.table:
             return ""
         keys = list(self.table[0])
-        cells = [[_fmt(row[k]) for k in keys] for row in self.table]
+        cells = [[format_value(row[k], 4, nested=False) for k in keys] for row in self.table]
         widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
         lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths))]
         lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
@@ -112,7 +113,7 @@ class SweepResult:
                 ax.scatter(data[:, 0], data[:, 1], s=2, c="0.8", lw=0)
             samples = model.sample(n, condition=condition, seed=seed)
             ax.scatter(samples[:, 0], samples[:, 1], s=2, c="tab:blue", lw=0)
-            label = ", ".join(f"{k}={_fmt(row[k])}" for k in self.over)
+            label = ", ".join(f"{k}={format_value(row[k], 4, nested=False)}" for k in self.over)
             ax.set_title(f"{label}\n-ELBO {row['neg_elbo']:.2f}, div {row['diversity']:.2f}", fontsize=8)
             ax.set_aspect("equal")
         for ax in list(axes.flat)[count:]:
@@ -283,10 +284,6 @@ def _row(grid_row: dict[str, Any], history: History) -> dict[str, Any]:
     last = history.last()
     keys = ("loss", "reconstruction", "reconstruction_nll", "kl", "neg_elbo", "diversity")
     return {**grid_row, **{k: last[k] for k in keys if k in last}}
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @torch.no_grad()

@@ -15,6 +15,11 @@ import torch
 
 from vaekit.errors import InputError, InputTypeError, describe
 
+# Suffixes of formats that may hold pickled objects (torch.save, pickle, joblib, numpy's .npz):
+# such files are refused by name and never opened, because unpickling can run arbitrary code.
+# The one list for model files and checkpoints (vaekit.io) and data files (vaekit.data).
+PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".npz"})
+
 
 def to_numpy(value: Any, name: str) -> np.ndarray:
     """Numpy view of array-like ``value`` (tensors are detached and moved to the CPU)."""

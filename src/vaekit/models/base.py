@@ -24,6 +24,7 @@ from torch.distributions import Distribution
 
 from vaekit.configs import check_type
 from vaekit.errors import InputError, InputTypeError
+from vaekit.io import MODEL_CLASSES, register_model
 
 
 @runtime_checkable
@@ -162,14 +163,11 @@ def flat_dim(x_shape: tuple[int, ...]) -> int:
     return math.prod(x_shape)
 
 
-# Model class name (the "class" field of model.json) -> class. A new model adds one line here.
-MODELS: dict[str, type] = {}
-
-
-def register(cls: type) -> type:
-    """Class decorator: make ``cls`` loadable by name from model files and checkpoints."""
-    MODELS[cls.__name__] = cls
-    return cls
+# Model class name (the "class" field of model.json) -> class: the table io.load builds from (it
+# lives in io, which imports no model, so that imports run one way). A new model adds itself with
+# the @register decorator and one import line in models/__init__.py.
+MODELS = MODEL_CLASSES
+register = register_model
 
 
 def model_class(name: Any) -> type:

@@ -29,6 +29,7 @@ from vaekit.distributions import (
     prior_from_config,
 )
 from vaekit.errors import InputError, InputTypeError, describe
+from vaekit.io import save
 from vaekit.models.base import ModelConfig, flat_dim, register
 from vaekit.nn import ACTIVATIONS, ConditionedMLP
 from vaekit.validate import float_matrix, positive_int
@@ -343,8 +344,6 @@ class VAE(nn.Module):
 
     def save(self, path: str | Path) -> Path:
         """Write ``model.safetensors`` and ``model.json`` into folder ``path``; see :func:`vaekit.save`."""
-        from vaekit.io import save
-
         return save(self, path)
 
 

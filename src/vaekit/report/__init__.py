@@ -5,14 +5,19 @@ The explorer embeds decoder means precomputed on a regular grid over a 2-D laten
 snaps the pointer to the nearest grid node, so the value it shows is exactly
 ``model.decode(z).mean`` at the z it shows (stored as float32). For ``z_dim > 2`` the plane is a
 slice through the two most used latent dimensions with the others at 0; the page says so.
+
+The page's skeleton, styles and script are package data next to this file: ``template.html``
+(filled with :meth:`str.format`, so it holds no other braces), ``style.css`` and ``explorer.js``.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import math
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ import torch
 
 from vaekit import runs
 from vaekit.distributions import posterior_mean
+from vaekit.formatting import format_value
 from vaekit.plots import image_shape_for
 
 GRID_MAX = 64
@@ -61,10 +67,10 @@ def explorer_conditions(model, data: runs.RunData | None, label_names: list[str]
         else:
             lo, hi = np.quantile(values[:, 0], [0.02, 0.98])
             steps = np.linspace(lo, hi, CONTINUOUS_STEPS)
-        return [{"label": f"{v:.3g}", "value": [float(np.float32(v))]} for v in steps]
+        return [{"label": format_value(v, 3), "value": [float(np.float32(v))]} for v in steps]
     mean = np.zeros(spec.dim) if values is None else values.mean(0)
     vector = [float(np.float32(v)) for v in mean]
-    return [{"label": "mean condition " + ", ".join(f"{v:.3g}" for v in vector), "value": vector}]
+    return [{"label": "mean condition " + ", ".join(format_value(v, 3) for v in vector), "value": vector}]
 
 
 @torch.no_grad()
@@ -138,16 +144,6 @@ def explorer_payload(model, data: runs.RunData | None = None, *, label_names: li
 
 
 # ---------------------------------------------------------------------------- page
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "n/a" if not math.isfinite(value) else f"{value:.6g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    if value is None:
-        return "n/a"
-    return str(value)
-
-
 METRIC_NOTES = {
     "evaluated_on": "the data the metrics are computed on",
     "neg_elbo": "negative ELBO, nats per point (an upper bound on -log p(x))",
@@ -177,7 +173,7 @@ METRIC_NOTES = {
 
 
 def _table(rows: list[tuple[str, Any]], head: tuple[str, str] | None) -> str:
-    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows)
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(format_value(v, missing='n/a'))}</td></tr>" for k, v in rows)
     thead = f"<thead><tr><th>{head[0]}</th><th>{head[1]}</th></tr></thead>" if head else ""
     return f"<table>{thead}<tbody>{body}</tbody></table>"
 
@@ -185,6 +181,12 @@ def _table(rows: list[tuple[str, Any]], head: tuple[str, str] | None) -> str:
 def _json_script(element_id: str, value: Any) -> str:
     text = json.dumps(value, separators=(",", ":")).replace("</", "<\\/")
     return f'<script type="application/json" id="{element_id}">{text}</script>'
+
+
+@functools.cache
+def _asset(name: str) -> str:
+    """The text of package data file ``name`` (template.html, style.css, explorer.js), read once."""
+    return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
 
 
 def render_html(
@@ -233,14 +235,14 @@ def render_html(
         for section, values in config.items()
     )
     metric_rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td>"
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(format_value(v, missing='n/a'))}</td>"
         f"<td class=note>{html.escape(METRIC_NOTES.get(k, ''))}</td></tr>"
         for k, v in metrics.items()
     )
     metric_table = (
         f"<table><thead><tr><th>metric</th><th>value</th><th>meaning</th></tr></thead><tbody>{metric_rows}</tbody></table>"
     )
-    return _PAGE.format(
+    return _asset("template.html").format(
         title=html.escape(title),
         subtitle=html.escape(subtitle),
         notes="".join(f"<p class=note>{n}</p>" for n in notes),
@@ -251,8 +253,8 @@ def render_html(
         settings=settings,
         config_text=html.escape(config_text),
         data=_json_script("explorer-data", explorer),
-        script=_SCRIPT,
-        style=_STYLE,
+        script=_asset("explorer.js"),
+        style=_asset("style.css"),
     )
 
 
@@ -301,201 +303,6 @@ def write_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
     path = Path(run_dir) / runs.REPORT
     atomic_write_text(path, text)
     return path
-
-
-_STYLE = """
-body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1em 1.5em;color:#222;background:#fff}
-h1{margin-bottom:0}.sub{color:#555;margin-top:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.4em 0}th,td{border:1px solid #ddd;padding:.2em .6em;text-align:left;
-font-variant-numeric:tabular-nums}th{background:#f5f5f5;font-weight:600}
-.explorer{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start}
-.explorer>div{flex:0 0 auto;width:424px}
-canvas{border:1px solid #bbb;background:#fff;touch-action:none}#latent{cursor:crosshair}
-#readout{display:block;overflow-wrap:anywhere;font-family:ui-monospace,monospace;white-space:pre-wrap;margin:.5em 0}
-.note{color:#555;font-size:.9em}figure{display:inline-block;margin:.5em;vertical-align:top}
-figure img{max-width:520px;border:1px solid #eee}figcaption{text-align:center;color:#555}
-pre{background:#f7f7f7;padding:.8em;overflow:auto}
-"""
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title><style>{style}</style></head>
-<body>
-<h1>{title}</h1><p class="sub">{subtitle}</p>
-{summary}
-<h2>Latent explorer</h2>
-<p>Move the pointer over the latent plane (left; or click it and use the arrow keys): the decoder's output at
-that z is shown on the right. The dots are the training data's posterior means.</p>
-<div class="controls">{control}</div>
-<div class="explorer">
-<div><canvas id="latent" width="420" height="420" tabindex="0" aria-label="latent plane (pointer or arrow keys)"></canvas></div>
-<div><canvas id="output" width="420" height="420" aria-label="decoded output"></canvas>
-<output id="readout" for="latent"></output></div>
-</div>
-{notes}
-<h2>Metrics</h2>
-{metrics}
-<h2>Figures</h2>
-{figures}
-<h2>Settings</h2>
-{settings}
-<details><summary>config.toml</summary><pre>{config_text}</pre></details>
-{data}
-<script>{script}</script>
-</body></html>
-"""
-
-_SCRIPT = r"""
-"use strict";
-(function () {
-  const P = JSON.parse(document.getElementById("explorer-data").textContent);
-  const f32 = (b64) => {
-    const raw = atob(b64), bytes = new Uint8Array(raw.length);
-    for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
-    return new Float32Array(bytes.buffer);
-  };
-  const grids = P.conditions.map((c) => f32(c.grid));
-  const D = P.x_dim, NX = P.nx, NY = P.ny;
-  const palette = ["#1f77b4","#ff7f0e","#2ca02c","#d62728","#9467bd","#8c564b","#e377c2","#7f7f7f","#bcbd22","#17becf"];
-  const latent = document.getElementById("latent"), output = document.getElementById("output");
-  const readout = document.getElementById("readout"), control = document.getElementById("condition");
-  const lctx = latent.getContext("2d"), octx = output.getContext("2d");
-  const PAD = 30;
-  let cond = control ? Number(control.value) : 0, node = null;
-
-  // Latent plane <-> pixels. Node (i, j) sits at axes[0][i], axes[1][j].
-  const W = latent.width, H = latent.height;
-  const sx = (v) => PAD + (v - P.lo[0]) / (P.hi[0] - P.lo[0]) * (W - 2 * PAD);
-  const sy = (v) => H - PAD - (v - P.lo[1]) / (P.hi[1] - P.lo[1]) * (H - 2 * PAD);
-  const nodeX = (i) => P.axes[0][i];
-  const nodeY = (j) => (NY > 1 ? P.axes[1][j] : (P.lo[1] + P.hi[1]) / 2);
-
-  const zPoints = P.z_points ? f32(P.z_points) : null;
-  const xPoints = P.x_points ? f32(P.x_points) : null;
-
-  function frame(ctx, lo, hi, names) {
-    const w = ctx.canvas.width, h = ctx.canvas.height;
-    ctx.strokeStyle = "#999"; ctx.strokeRect(PAD, PAD, w - 2 * PAD, h - 2 * PAD);
-    ctx.fillStyle = "#444"; ctx.font = "11px sans-serif";
-    ctx.fillText(lo[0].toFixed(1), PAD, h - PAD + 14); ctx.fillText(hi[0].toFixed(1), w - PAD - 20, h - PAD + 14);
-    ctx.fillText(names[0], w / 2 - 8, h - 8);
-    if (names[1] !== null) {
-      ctx.fillText(hi[1].toFixed(1), 2, PAD + 4); ctx.fillText(lo[1].toFixed(1), 2, h - PAD);
-      ctx.save(); ctx.translate(12, h / 2); ctx.rotate(-Math.PI / 2); ctx.fillText(names[1], 0, 0); ctx.restore();
-    }
-  }
-
-  function drawLatent() {
-    lctx.clearRect(0, 0, W, H);
-    frame(lctx, P.lo, P.hi, ["z" + P.dims[0], NY > 1 ? "z" + P.dims[1] : null]);
-    if (zPoints) {
-      const k = NY > 1 ? 2 : 1;
-      for (let m = 0; m < zPoints.length / k; m++) {
-        const lab = P.z_labels ? P.z_labels[m] : 0;
-        lctx.fillStyle = P.z_labels ? palette[lab % palette.length] + "66" : "#55555544";
-        const y = k === 2 ? sy(zPoints[2 * m + 1]) : H / 2 + ((m * 37) % 60) - 30;
-        lctx.fillRect(sx(zPoints[k * m]) - 1.5, y - 1.5, 3, 3);
-      }
-    }
-    if (node) {
-      const x = sx(nodeX(node[0])), y = NY > 1 ? sy(nodeY(node[1])) : H / 2;
-      lctx.strokeStyle = "#d00"; lctx.lineWidth = 2;
-      lctx.beginPath(); lctx.arc(x, y, 6, 0, 2 * Math.PI); lctx.stroke(); lctx.lineWidth = 1;
-    }
-  }
-
-  // Data-space view for 2-D data: fixed range from the training points and every decoded node.
-  let xlo = [Infinity, Infinity], xhi = [-Infinity, -Infinity];
-  if (P.view === "points") {
-    const widen = (arr) => { for (let m = 0; m < arr.length; m += 2) for (let d = 0; d < 2; d++) {
-      if (isFinite(arr[m + d])) { xlo[d] = Math.min(xlo[d], arr[m + d]); xhi[d] = Math.max(xhi[d], arr[m + d]); } } };
-    if (xPoints) widen(xPoints);
-    grids.forEach(widen);
-    // Equal scales on both axes, so shapes in data space are not distorted.
-    const half = 0.55 * Math.max(xhi[0] - xlo[0], xhi[1] - xlo[1], 1e-6);
-    for (let d = 0; d < 2; d++) { const mid = (xhi[d] + xlo[d]) / 2; xlo[d] = mid - half; xhi[d] = mid + half; }
-  }
-  const ox = (v) => PAD + (v - xlo[0]) / (xhi[0] - xlo[0]) * (output.width - 2 * PAD);
-  const oy = (v) => output.height - PAD - (v - xlo[1]) / (xhi[1] - xlo[1]) * (output.height - 2 * PAD);
-
-  function current() {
-    const g = grids[cond], k = (node[1] * NX + node[0]) * D;
-    return Array.from(g.subarray(k, k + D));
-  }
-
-  function drawOutput(x) {
-    const w = output.width, h = output.height;
-    octx.clearRect(0, 0, w, h);
-    if (P.view === "points") {
-      frame(octx, xlo, xhi, [P.columns[0], P.columns[1]]);
-      if (xPoints) {
-        octx.fillStyle = "#88888855";
-        for (let m = 0; m < xPoints.length; m += 2) octx.fillRect(ox(xPoints[m]) - 1.5, oy(xPoints[m + 1]) - 1.5, 3, 3);
-      }
-      octx.fillStyle = "#d00"; octx.beginPath(); octx.arc(ox(x[0]), oy(x[1]), 6, 0, 2 * Math.PI); octx.fill();
-    } else if (P.view === "image") {
-      const s = P.image_side, cell = Math.floor((w - 2 * PAD) / s);
-      let lo = Math.min(0, ...x), hi = Math.max(1, ...x);
-      for (let r = 0; r < s; r++) for (let c = 0; c < s; c++) {
-        const v = Math.round(255 * (1 - (x[r * s + c] - lo) / (hi - lo)));
-        octx.fillStyle = `rgb(${v},${v},${v})`; octx.fillRect(PAD + c * cell, PAD + r * cell, cell, cell);
-      }
-      octx.strokeStyle = "#999"; octx.strokeRect(PAD, PAD, s * cell, s * cell);
-    } else {
-      const lo = Math.min(0, ...x), hi = Math.max(0, ...x), bw = (w - 2 * PAD) / D;
-      const y0 = (v) => h - PAD - (v - lo) / ((hi - lo) || 1) * (h - 2 * PAD);
-      octx.fillStyle = "#1f77b4";
-      for (let d = 0; d < D; d++) {
-        const a = y0(Math.max(0, x[d])), b = y0(Math.min(0, x[d]));
-        octx.fillRect(PAD + d * bw, a, Math.max(1, bw - 1), b - a);
-      }
-      frame(octx, [0, lo], [D, hi], ["dimension", "value"]);
-    }
-  }
-
-  function update() {
-    const x = current();
-    const z = new Array(P.z_dim).fill(0);
-    z[P.dims[0]] = nodeX(node[0]);
-    if (NY > 1) z[P.dims[1]] = nodeY(node[1]);
-    const c = P.conditions[cond];
-    readout.dataset.z = JSON.stringify(z);
-    readout.dataset.x = JSON.stringify(x);
-    readout.dataset.condition = JSON.stringify(c.value);
-    const show = (v) => v.map((t) => t.toFixed(4)).join(", ");
-    const xs = D <= 8 ? show(x) : show(x.slice(0, 8)) + ", ... (" + D + " values)";
-    readout.textContent = "z = (" + show(z) + ")" + (c.value === null ? "" : "   condition = " + c.label) + "\nx = (" + xs + ")";
-    drawLatent(); drawOutput(x);
-    const cv = document.getElementById("condition-value");
-    if (cv) cv.textContent = c.label;
-  }
-
-  function nearest(v, lo, hi, n) { return Math.max(0, Math.min(n - 1, Math.round((v - lo) / (hi - lo) * (n - 1)))); }
-
-  latent.addEventListener("pointermove", (ev) => {
-    const r = latent.getBoundingClientRect();
-    const px = (ev.clientX - r.left) * W / r.width, py = (ev.clientY - r.top) * H / r.height;
-    const zx = P.lo[0] + (px - PAD) / (W - 2 * PAD) * (P.hi[0] - P.lo[0]);
-    const zy = P.lo[1] + (H - PAD - py) / (H - 2 * PAD) * (P.hi[1] - P.lo[1]);
-    node = [nearest(zx, P.lo[0], P.hi[0], NX), NY > 1 ? nearest(zy, P.lo[1], P.hi[1], NY) : 0];
-    update();
-  });
-  // Arrow keys step one grid node, for keyboards and precise moves.
-  const steps = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] };
-  latent.addEventListener("keydown", (ev) => {
-    const step = steps[ev.key];
-    if (!step) return;
-    ev.preventDefault();
-    node = [Math.max(0, Math.min(NX - 1, node[0] + step[0])), Math.max(0, Math.min(NY - 1, node[1] + step[1]))];
-    update();
-  });
-  if (control) control.addEventListener("input", () => { cond = Number(control.value); update(); });
-  // Start at the node nearest z = 0.
-  node = [nearest(0, P.lo[0], P.hi[0], NX), NY > 1 ? nearest(0, P.lo[1], P.hi[1], NY) : 0];
-  update();
-})();
-"""
 
 
 # ---------------------------------------------------------------------------- figures

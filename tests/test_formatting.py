@@ -1,0 +1,37 @@
+"""The one value formatter, in the variants its callers use (report, CLI, sweep table, plot titles)."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from vaekit.formatting import format_value
+
+plots = importlib.import_module("vaekit.plots")
+VALUES = [1 / 3, 123456789.0, float("nan"), float("inf"), None, 1234, "text", [0.5, float("nan"), None], np.float64(0.123456789)]
+
+
+def test_default_is_six_significant_digits_and_python_spellings():  # vaekit evaluate
+    assert [format_value(v) for v in VALUES] == [
+        "0.333333", "1.23457e+08", "nan", "inf", "None", "1234", "text", "[0.5, nan, None]", "0.123457",
+    ]  # fmt: skip
+
+
+def test_missing_replaces_none_and_non_finite_floats():  # report.html
+    assert [format_value(v, missing="n/a") for v in VALUES] == [
+        "0.333333", "1.23457e+08", "n/a", "n/a", "n/a", "1234", "text", "[0.5, n/a, n/a]", "0.123457",
+    ]  # fmt: skip
+
+
+def test_digits_and_flat_lists():  # SweepResult.format_table
+    assert [format_value(v, 4, nested=False) for v in VALUES] == [
+        "0.3333", "1.235e+08", "nan", "inf", "None", "1234", "text", "[0.5, nan, None]", "0.1235",
+    ]  # fmt: skip
+    assert format_value([1.0, 2.0], 4, nested=False) == "[1.0, 2.0]" and format_value([1.0, 2.0], 4) == "[1, 2]"
+
+
+def test_plot_titles_give_every_element_three_digits():
+    assert plots._fmt(np.array([[1.5, 2.25]], dtype=np.float32)) == "1.5, 2.25"
+    assert plots._fmt(np.float32(0.1234567)) == "0.123"
+    assert plots._fmt(1234) == "1.23e+03" and plots._fmt(np.array([True, False])) == "1, 0"
