@@ -646,7 +646,7 @@ def _cmd_sample(args: argparse.Namespace, out: _Console) -> int:
     condition = _parse_condition(model, args.condition, info, args.n)
     if model.condition is not None and condition is None:
         raise _need_condition(model, "")
-    samples = model.sample(args.n, condition, seed=args.seed, noise=args.noise)
+    samples = model.sample(args.n, condition, seed=args.seed, noise=args.noise).reshape(args.n, -1)  # CSV rows: (n, D)
     _write_array(args.output, samples, info.get("columns") or [f"x{i}" for i in range(model.x_dim)])
     if args.output:
         out.say(f"wrote {args.n} samples to {args.output}")

@@ -714,7 +714,7 @@ def evaluate(
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, n, size=n_samples)
     cond_rows = None if c is None else _condition_values(model, c, pick)
-    generated = model.sample(n_samples, condition=cond_rows, seed=seed)
+    generated = model.sample(n_samples, condition=cond_rows, seed=seed).reshape(n_samples, -1)  # (S, D)
     out["diversity"] = diversity(generated)
     out["data_diversity"] = diversity(x_np)
     side = min(n_samples, _TWO_SAMPLE_MAX)

@@ -311,7 +311,7 @@ def samples(
     data = model.prepare_x(x).cpu().numpy()
     n = positive_int(n, "n")
     c_rows = _draw_conditions(model, condition, data.shape[0], n, seed)
-    generated = model.sample(n, condition=c_rows, seed=seed)
+    generated = model.sample(n, condition=c_rows, seed=seed).reshape(n, -1)  # (n, D)
     shape = image_shape_for(_data_shape(model), image_shape)
     fig, axes = _figure(1, 2)
     if shape is not None:
@@ -646,7 +646,9 @@ def conditional_samples(
         raise InputError(f"values must be a non-empty sequence of labels or values. Got {describe(values)} instead.")
     n = positive_int(n, "n")
     name = value_name or ("label" if isinstance(model.condition, OneHot) else "condition")
-    drawn = [model.sample(n, condition=_single_condition(model, v, n), seed=seed + i) for i, v in enumerate(values)]
+    drawn = [
+        model.sample(n, condition=_single_condition(model, v, n), seed=seed + i).reshape(n, -1) for i, v in enumerate(values)
+    ]
     shape = image_shape_for(_data_shape(model), image_shape)
     if shape is not None:
         per_row = min(n, 10)
@@ -731,10 +733,10 @@ def comparison(
         c_rows = (
             None if model.condition is None else _draw_conditions(model, condition, len(data) if data is not None else n, n, seed)
         )
-        generated = model.sample(n, condition=c_rows, seed=seed)
+        generated = model.sample(n, condition=c_rows, seed=seed).reshape(n, -1)
         panels = [("samples", generated)]
         if rows == 2:
-            panels.append(("reconstructions", model.reconstruct(data, condition)))
+            panels.append(("reconstructions", model.reconstruct(data, condition).reshape(len(data), -1)))
         for i, (what, points) in enumerate(panels):
             ax = axes[i, j]
             if shape is not None:
