@@ -348,7 +348,16 @@ def test_ctrl_c_is_a_run_interrupted_and_resume_finishes_bit_for_bit(pair, tmp_p
             vk.runs.train(config, out)
     assert info.value.resumable and info.value.out == out
     assert str(info.value) == f"interrupted: resume with 'vaekit train --resume {out}'"
-    assert not out.exists() and (tmp_path / "cut.partial" / "checkpoint").is_dir()
+    staged = tmp_path / "cut.partial"
+    assert not out.exists() and (staged / "checkpoint").is_dir()
+
+    def contents() -> dict[str, bytes]:
+        return {str(p.relative_to(staged)): p.read_bytes() for p in staged.rglob("*") if p.is_file()}
+
+    before = contents()
+    with pytest.raises(InputError, match="resume: the model does not match the checkpoint"):
+        vk.runs.train({**config, "model": {"hidden": [8]}}, out, resume=True)
+    assert contents() == before  # a refused resume keeps the interrupted run as it was
     run = vk.runs.train(None, out, resume=True)  # the interrupted run's own settings
     assert len(run.history) == 2 and not (tmp_path / "cut.partial").exists()
     for name in ("history.csv", "model.safetensors"):  # config.toml differs: checkpoint_every

@@ -708,6 +708,12 @@ def train(
         Ctrl-C (KeyboardInterrupt). ``<out>.partial`` keeps the last checkpoint when there is
         one (``resumable``), and the message says how to go on.
 
+    Notes
+    -----
+    With ``resume=True`` no failure removes ``<out>.partial``: a resume that the checkpoint
+    refuses (another model, fewer epochs than already trained, ...) leaves the interrupted run
+    and its config.toml as they were.
+
     """
     out = Path(out)
     staging = partial_path(out)
@@ -736,8 +742,15 @@ def train(
         kwargs["checkpoint_every"] = config["training"]["checkpoint_every"]
     if resume:
         kwargs["resume"] = staging
+    previous = (staging / CONFIG).read_text(encoding="utf-8") if resume else ""
     write_config(staging / CONFIG, config)
     checkpoint = staging / "checkpoint"
+
+    def discard() -> None:
+        # A fresh run leaves nothing behind; an interrupted run being resumed was there before
+        # this call and stays, so a refused or failed resume can be tried again.
+        if not resume:
+            shutil.rmtree(staging, ignore_errors=True)
 
     try:
         if status is not None:
@@ -746,17 +759,19 @@ def train(
     except KeyboardInterrupt:
         if checkpoint.is_dir():
             raise RunInterrupted(f"interrupted: resume with 'vaekit train --resume {out}'", out=out, resumable=True) from None
-        shutil.rmtree(staging, ignore_errors=True)
+        discard()
         raise RunInterrupted("interrupted: nothing was saved yet", out=out, resumable=False) from None
     except TrainingError as err:
         if checkpoint.is_dir():
             # Keep the last good state: the run can go on with a lower learning rate.
             hint = f"Resume from the last good epoch with 'vaekit train --resume {out} --lr {config['training']['lr'] / 10:g}'."
             raise TrainingError(f"{err} {hint}") from None
-        shutil.rmtree(staging, ignore_errors=True)
+        discard()
         raise
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if resume:  # e.g. settings the checkpoint refuses: the staged run keeps the settings it resumes with
+            atomic_write_text(staging / CONFIG, previous)
+        discard()
         raise
     try:
         if status is not None:
@@ -769,10 +784,10 @@ def train(
         if checkpoint.is_dir():
             message = f"interrupted: the trained model is kept; finish with 'vaekit train --resume {out}'"
             raise RunInterrupted(message, out=out, resumable=True) from None
-        shutil.rmtree(staging, ignore_errors=True)
+        discard()
         raise
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard()
         raise
     logger.info("wrote run folder %s (%d epochs in %.1f s)", out, len(history), history.seconds)
     return Run(path=out, config=config, model=model, history=history, metrics=metrics, info=info)
