@@ -206,3 +206,190 @@ def test_save_figures_writes_png(tmp_path):
     ax.plot([0, 1], [1, 0])
     (path,) = runs.save_figures(tmp_path / "figures", {"line": fig})
     assert path.name == "line.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------- the run pipeline in Python
+# Two epochs on 300 points with cheap metrics keep each run to a few seconds.
+SMALL = {
+    "data": {"n": 300},
+    "model": {"hidden": [16, 16]},
+    "training": {"epochs": 2},
+    "evaluation": {"k": 5, "n_samples": 200, "quadrature_grid": 20, "permutations": 10},
+}
+SAME_FILES = ("history.csv", "model.safetensors", "model.json", "config.toml")
+
+
+def write_toml(path, config) -> str:
+    import tomli_w
+
+    path.write_text(tomli_w.dumps(config))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """The same settings trained by ``vaekit train --config`` and by ``vk.runs.train``; the calls seen."""
+    from vaekit import cli
+
+    folder = tmp_path_factory.mktemp("pipeline")
+    toml = write_toml(folder / "small.toml", SMALL)
+    assert cli.main(["train", "--config", toml, "--out", str(folder / "cli"), "-q"]) == 0
+    calls = []
+    run = vk.runs.train(
+        SMALL,
+        folder / "lib",
+        progress=lambda epoch, epochs, record: calls.append(("epoch", epoch, epochs, record["loss"])),
+        status=lambda text: calls.append(("status", text)),
+    )
+    return folder, run, calls
+
+
+def test_train_writes_the_folder_that_vaekit_train_writes(pair):
+    folder, run, _ = pair
+    assert run.path == folder / "lib" and not (folder / "lib.partial").exists()
+    for name in SAME_FILES:
+        assert (folder / "lib" / name).read_bytes() == (folder / "cli" / name).read_bytes(), name
+    expected = {"config.toml", "run.json", "model.safetensors", "model.json", "history.csv", "metrics.json", "report.html"}
+    assert {p.name for p in (folder / "lib").iterdir()} == expected | {"figures"}
+    assert sorted(p.name for p in (folder / "lib" / "figures").iterdir()) == sorted(
+        p.name for p in (folder / "cli" / "figures").iterdir()
+    )
+    assert run.info["command"] == "vaekit.runs.train"
+    assert runs.read_json(folder / "cli" / "run.json")["command"] == "vaekit train"
+
+
+def test_train_reports_every_epoch_and_each_stage(pair):
+    _, run, calls = pair
+    assert calls == [
+        ("status", runs.STAGE_TRAINING),
+        ("epoch", 1, 2, run.history.loss[0]),
+        ("epoch", 2, 2, run.history.loss[1]),
+        ("status", runs.STAGE_RESULTS),
+    ]
+
+
+def test_train_from_a_toml_path_equals_the_dict(pair, tmp_path):
+    folder, _, _ = pair
+    run = vk.runs.train(write_toml(tmp_path / "small.toml", SMALL), tmp_path / "run")
+    for name in SAME_FILES:
+        assert (tmp_path / "run" / name).read_bytes() == (folder / "lib" / name).read_bytes(), name
+    assert run.config == runs.read_config(folder / "lib")
+
+
+def test_open_run_round_trips(pair):
+    import torch
+
+    folder, run, _ = pair
+    opened = vk.runs.open_run(folder / "lib")
+    assert opened.path == run.path
+    assert opened.config == run.config
+    assert opened.history == run.history and len(opened.history) == 2
+    assert opened.metrics == run.metrics and opened.metrics == runs.read_json(folder / "lib" / "metrics.json")
+    assert opened.info == run.info
+    assert opened.model.config == run.model.config
+    mine, theirs = opened.model.state_dict(), run.model.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_open_run_of_a_folder_that_is_no_run(tmp_path):
+    with pytest.raises(FileFormatError, match="does not exist"):
+        vk.runs.open_run(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "message"),
+    [
+        ({"training": {"epoch": 3}}, InputError, r"^config: \[training\] has unknown key\(s\) \['epoch'\]"),
+        ({"model": {"likelihood": "cauchy"}}, InputError, r"^config: \[model\] likelihood must be one of"),
+        ({"model": {"hidden": "wide"}}, InputTypeError, r"^config: \[model\] hidden must be a list of integers"),
+        ("MISSING", FileFormatError, r"^config file .*missing\.toml does not exist\.$"),
+    ],
+)
+def test_a_bad_config_names_the_key_and_writes_nothing(tmp_path, config, error, message):
+    if config == "MISSING":
+        config = tmp_path / "missing.toml"
+    with pytest.raises(error, match=message):
+        vk.runs.train(config, tmp_path / "run")
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_a_bad_key_in_a_toml_file_is_reported_against_the_file(tmp_path):
+    path = write_toml(tmp_path / "c.toml", {"training": {"epoch": 3}})
+    with pytest.raises(InputError, match=rf"^{path}: \[training\] has unknown key\(s\) \['epoch'\]"):
+        vk.runs.train(path, tmp_path / "run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_an_existing_out_needs_force_and_nothing_is_lost(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    message = r"^run folder .*run already exists; use force=True to replace it, or choose another out\.$"
+    with pytest.raises(InputError, match=message):
+        vk.runs.train(SMALL, out)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no run.partial either
+
+
+def test_resume_needs_an_interrupted_run(tmp_path):
+    with pytest.raises(InputError, match=r"^resume=True needs .*run\.partial, the folder that an interrupted run"):
+        vk.runs.train(None, tmp_path / "run", resume=True)
+
+
+def test_ctrl_c_is_a_run_interrupted_and_resume_finishes_bit_for_bit(pair, tmp_path, monkeypatch):
+    from test_cli import interrupt_fit_at
+
+    folder, _, _ = pair
+    out = tmp_path / "cut"
+    config = {**SMALL, "training": {"epochs": 2, "checkpoint_every": 1}}
+    with monkeypatch.context() as patch:
+        interrupt_fit_at(patch, 1)
+        with pytest.raises(vk.RunInterrupted) as info:
+            vk.runs.train(config, out)
+    assert info.value.resumable and info.value.out == out
+    assert str(info.value) == f"interrupted: resume with 'vaekit train --resume {out}'"
+    staged = tmp_path / "cut.partial"
+    assert not out.exists() and (staged / "checkpoint").is_dir()
+
+    def contents() -> dict[str, bytes]:
+        return {str(p.relative_to(staged)): p.read_bytes() for p in staged.rglob("*") if p.is_file()}
+
+    before = contents()
+    with pytest.raises(InputError, match="resume: the model does not match the checkpoint"):
+        vk.runs.train({**config, "model": {"hidden": [8]}}, out, resume=True)
+    assert contents() == before  # a refused resume keeps the interrupted run as it was
+    run = vk.runs.train(None, out, resume=True)  # the interrupted run's own settings
+    assert len(run.history) == 2 and not (tmp_path / "cut.partial").exists()
+    for name in ("history.csv", "model.safetensors"):  # config.toml differs: checkpoint_every
+        assert (out / name).read_bytes() == (folder / "cli" / name).read_bytes(), name
+
+
+def test_ctrl_c_before_a_checkpoint_leaves_nothing(tmp_path, monkeypatch):
+    import vaekit.trainer
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vaekit.trainer, "fit", interrupted)
+    with pytest.raises(vk.RunInterrupted, match=r"^interrupted: nothing was saved yet$") as info:
+        vk.runs.train(SMALL, tmp_path / "run")
+    assert not info.value.resumable
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_writes_the_folder_that_vaekit_sweep_writes(tmp_path):
+    from vaekit import cli
+
+    toml = write_toml(tmp_path / "small.toml", SMALL)
+    assert cli.main(["sweep", "--config", toml, "--set", "seed=0,1", "--out", str(tmp_path / "cli"), "-q"]) == 0
+    result = vk.runs.sweep(SMALL, {"seed": [0, 1]}, tmp_path / "lib")
+    assert len(result.models) == 2 and not (tmp_path / "lib.partial").exists()
+    names = ["config.toml", "sweep.csv", "sweep.png", "models/00/model.safetensors", "models/01/model.safetensors"]
+    for name in names:
+        assert (tmp_path / "lib" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+
+
+def test_sweep_needs_the_elbo_objective(tmp_path):
+    with pytest.raises(InputError, match=r"^\[training\] objective must be 'elbo' for a sweep\. Got 'iwae' instead\.$"):
+        vk.runs.sweep({"training": {"objective": "iwae"}}, {"seed": [0, 1]}, tmp_path / "s")
+    assert list(tmp_path.iterdir()) == []

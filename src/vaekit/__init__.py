@@ -6,14 +6,15 @@ The public API is re-exported here::
     x, y = vk.data.ring(n=2000, seed=0)
     model = vk.VAE(x_dim=2, z_dim=2, likelihood=vk.Gaussian(variance=0.1), seed=0)
     history = vk.fit(model, x, objective=vk.ELBO(beta=1.0), epochs=400)
+    run = vk.runs.train({"training": {"epochs": 400}}, "runs/demo")   # a whole run folder, as `vaekit train`
 """
 
-from vaekit import data, metrics
+from vaekit import data, metrics, runs
 from vaekit import plots as plot
 from vaekit._version import __version__
 from vaekit.conditions import Continuous, OneHot
 from vaekit.distributions import Bernoulli, Gaussian, MixturePrior, StandardNormal
-from vaekit.errors import FileFormatError, InputError, InputTypeError, TrainingError, VaekitError
+from vaekit.errors import FileFormatError, InputError, InputTypeError, RunInterrupted, TrainingError, VaekitError
 from vaekit.history import History
 from vaekit.io import load, save
 from vaekit.models import VAE
@@ -40,6 +41,7 @@ __all__ = [
     "MixturePrior",
     "OneHot",
     "StandardNormal",
+    "RunInterrupted",
     "TrainingError",
     "VaekitError",
     "__version__",
@@ -48,6 +50,7 @@ __all__ = [
     "load",
     "metrics",
     "plot",
+    "runs",
     "save",
     "sweep",
 ]

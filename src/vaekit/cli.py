@@ -8,13 +8,11 @@ problem; no traceback); 1 an unexpected failure (short message; the traceback wi
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import json
 import math
 import os
-import shutil
 import sys
 import typing
 import warnings
@@ -26,16 +24,13 @@ import numpy as np
 
 from vaekit import runs
 from vaekit._version import __version__
-from vaekit.errors import FileFormatError, InputError, TrainingError, VaekitError
+from vaekit.errors import FileFormatError, InputError, RunInterrupted, TrainingError, VaekitError
+from vaekit.distributions import posterior_mean
 from vaekit.formatting import format_value
 
 
 class UsageError(Exception):
     """Bad command-line usage or input: exit code 2 with a one-line message."""
-
-
-class Interrupted(Exception):
-    """Ctrl-C during training; carries the hint to print."""
 
 
 # ---------------------------------------------------------------------------- parser
@@ -285,23 +280,49 @@ class _Console:
             print(text)
 
 
-def _progress(quiet: bool):
-    """A rich progress bar with live loss/KL on a terminal; None when quiet or not a TTY."""
+class _Display:
+    """A terminal's view of a run: a progress bar with live loss/KL, then a spinner while results are written."""
+
+    def __init__(self, epochs: int, name: str, loss: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True)
+        self.bar = Progress(
+            TextColumn("training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  KL {task.fields[kl]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.task = self.bar.add_task(name, total=epochs, loss=loss, kl=loss)
+        self.live: Any = None  # the bar or a spinner, whichever is on screen
+
+    def epoch(self, epoch: int, epochs: int, record: dict[str, Any] | None = None) -> None:
+        if self.live is None:  # runs.sweep reports no stages: the first epoch shows the bar
+            self.status(runs.STAGE_TRAINING)
+        fields = {} if record is None else {"loss": f"{record['loss']:.4f}", "kl": f"{record['kl']:.4f}"}
+        self.bar.update(self.task, completed=epoch, **fields)
+
+    def status(self, text: str) -> None:
+        self.close()
+        self.live = self.bar if text == runs.STAGE_TRAINING else self.console.status(text)
+        self.live.start()
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+def _display(quiet: bool, epochs: int, name: str = "train", loss: str = "?") -> _Display | None:
+    """A :class:`_Display` on a terminal; None when quiet or stderr is not a TTY."""
     if quiet or not sys.stderr.isatty():
         return None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("training"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}  KL {task.fields[kl]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
+    return _Display(epochs, name, loss)
 
 
 def _write_array(path: str | None, array: np.ndarray, header: list[str]) -> None:
@@ -373,16 +394,12 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     A relative data path in the config file is taken relative to the file's folder; the config
     that is written to the run folder always holds an absolute path.
     """
-    raw: dict[str, Any] = {}
+    merged: dict[str, dict[str, Any]] = {}
     source = "settings"
     if getattr(args, "config", None):
-        raw = runs.read_toml(args.config)
-        runs.validate_config(raw, source=args.config)  # report the file's own mistakes against the file
+        merged = runs.read_config_file(args.config)
         source = args.config
-    merged = {section: dict(values) for section, values in raw.items() if isinstance(values, dict)}
     data = merged.setdefault("data", {})
-    if data.get("path") and not Path(data["path"]).is_absolute():
-        data["path"] = str((Path(args.config).parent / data["path"]).resolve())  # relative to the config file
     if getattr(args, "data", None):
         data.update(_data_override(args.data))
     if getattr(args, "condition", None):
@@ -393,10 +410,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         value = getattr(args, flag, None)
         if value is not None:
             merged.setdefault(section, {})[key] = value
-    config = runs.validate_config(merged, source=source)
-    if config["data"]["name"] == "digits" and "likelihood" not in merged.get("model", {}):
-        config["model"]["likelihood"] = "bernoulli"
-    return config
+    return runs.complete_config(merged, source=source)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -408,7 +422,7 @@ def _cmd_demo(args: argparse.Namespace, out: _Console) -> int:
     if args.n is not None:
         config["data"]["n"] = args.n
     config = runs.validate_config(config, source="demo settings")
-    return train_run(config, Path(args.out), force=args.force, quiet=args.quiet, out=out, command="vaekit demo")
+    return _train(config, Path(args.out), args, out, command="vaekit demo")
 
 
 RESUME_FLAGS = ("epochs", "lr", "grad_clip", "weight_decay")
@@ -436,133 +450,36 @@ def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
             if getattr(args, flag) is not None and (flag in RESUME_FLAGS or section == "evaluation"):
                 config[section][key] = getattr(args, flag)
         config = runs.validate_config(config, source=str(staging / runs.CONFIG))
-        return train_run(config, target, force=args.force, quiet=args.quiet, out=out, command="vaekit train", resume=staging)
+        return _train(config, target, args, out, command="vaekit train", resume=True)
     config = resolve_config(args)
     default_out = Path("runs") / (config["data"]["name"] or Path(config["data"]["path"]).stem)
     target = Path(args.out) if args.out else default_out
-    return train_run(config, target, force=args.force, quiet=args.quiet, out=out, command="vaekit train")
+    return _train(config, target, args, out, command="vaekit train")
 
 
-def train_run(
-    config: dict[str, dict[str, Any]],
-    target: Path,
-    *,
-    force: bool,
-    quiet: bool,
-    out: _Console,
-    command: str,
-    resume: Path | None = None,
-) -> int:
-    """Train per ``config`` and write the complete run folder ``target`` (staged, then renamed)."""
-    from vaekit.trainer import EarlyStopping, fit
-
-    runs.check_out(target, force=force)
-    config["data"]["options"] = runs.dataset_options(config)
-    data = runs.load_data(config)
-    if data.columns and config["data"]["path"]:
-        config["data"]["columns"] = list(data.columns)  # make the file's column choice explicit
-    test_data = runs.load_data(config, test=True)
-    model = runs.build_model(config, data)
-    kwargs = runs.fit_kwargs(config)
-    if config["training"]["patience"]:
-        kwargs["callbacks"] = [EarlyStopping(patience=config["training"]["patience"])]
-    staging = resume if resume is not None else runs.start_partial(target)
-    kwargs["checkpoint_dir"] = staging
-    if config["training"]["checkpoint_every"]:
-        kwargs["checkpoint_every"] = config["training"]["checkpoint_every"]
-    if resume is not None:
-        kwargs["resume"] = resume
-    runs.write_config(staging / runs.CONFIG, config)
-
-    bar = _progress(quiet)
+def _train(config: dict[str, dict[str, Any]], target: Path, args: argparse.Namespace, out: _Console, **kwargs) -> int:
+    """``runs.train`` with the progress display; prints the summary."""
+    runs.check_out(target, force=args.force)  # the command line's wording of runs.train's own check
+    display = _display(args.quiet, config["training"]["epochs"])
     try:
-        if bar is not None:
-            with bar:
-                task = bar.add_task("train", total=config["training"]["epochs"], loss="?", kl="?")
-
-                def progress(epoch: int, epochs: int, record: dict[str, Any]) -> None:
-                    bar.update(task, completed=epoch, loss=f"{record['loss']:.4f}", kl=f"{record['kl']:.4f}")
-
-                history = fit(model, data.x, data.condition, progress=progress, **kwargs)
-        else:
-            history = fit(model, data.x, data.condition, **kwargs)
-    except KeyboardInterrupt:
-        if (staging / "checkpoint").is_dir():
-            raise Interrupted(f"interrupted: resume with 'vaekit train --resume {target}'") from None
-        shutil.rmtree(staging, ignore_errors=True)
-        raise Interrupted("interrupted: nothing was saved yet") from None
-    except TrainingError as err:
-        if (staging / "checkpoint").is_dir():
-            # Keep the last good state: the run can go on with a lower learning rate.
-            hint = (
-                f"Resume from the last good epoch with 'vaekit train --resume {target} --lr {config['training']['lr'] / 10:g}'."
-            )
-            raise TrainingError(f"{err} {hint}") from None
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    try:
-        with _status(bar is not None, "computing metrics, figures and report.html"):
-            _write_results(staging, target, config, model, history, data, test_data, command)
-        for leftover in staging.glob("checkpoint*"):
-            _remove(leftover)  # the finished model replaces the checkpoints
-        runs.commit_partial(staging, target)
-    except KeyboardInterrupt:
-        if (staging / "checkpoint").is_dir():
-            raise Interrupted(f"interrupted: the trained model is kept; finish with 'vaekit train --resume {target}'") from None
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        run = runs.train(
+            config,
+            target,
+            force=args.force,
+            progress=None if display is None else display.epoch,
+            status=None if display is None else display.status,
+            **kwargs,
+        )
+    finally:
+        if display is not None:
+            display.close()
+    history = run.history
     last = history.last()
     out.say(
         f"trained {len(history)} epochs in {history.seconds:.1f} s: loss {last['loss']:.4f}, KL {last['kl']:.4f}\n"
         f"wrote {target}/ (open {target / runs.REPORT})"
     )
     return 0
-
-
-def _write_results(staging: Path, target: Path, config, model, history, data, test_data, command: str) -> None:
-    """Everything after training: model, history, metrics, run info, figures, report."""
-    from vaekit import report
-    from vaekit.io import save
-
-    save(model, staging)
-    runs.write_history(staging / runs.HISTORY, history)
-    metrics = runs.evaluate_run(model, test_data, config)
-    runs.write_json(staging / runs.METRICS, {"evaluated_on": test_data.description, **metrics})
-    info = {
-        "vaekit_version": __version__,
-        "command": command,
-        "data": data.description,
-        "columns": data.columns,
-        "condition": config["data"]["condition"] or None,
-        "label_names": data.label_names,
-        "epochs_trained": len(history),
-        "train_seconds": round(history.seconds, 3),
-    }
-    runs.write_json(staging / runs.RUN_INFO, info)
-    runs.save_figures(staging / runs.FIGURES, report.run_figures(model, data, history))
-    report.write_report(staging, data=data, model=model, name=target.name)
-
-
-def _status(show: bool, text: str):
-    """A spinner with ``text`` on a terminal (rich), else nothing."""
-    if not show:
-        return contextlib.nullcontext()
-    from rich.console import Console
-
-    return Console(stderr=True).status(text)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def _load_run(path: str):
@@ -715,10 +632,14 @@ def _cmd_encode(args: argparse.Namespace, out: _Console) -> int:
     table = _read_rows(path, columns, model.x_dim, "data", condition_column)
     condition = _table_condition(model, table, info, condition_column, args.condition, path)
     qz = model.encode(table.x, condition)
-    z = qz.mean.detach().cpu().numpy()
+    z = posterior_mean(qz).detach().cpu().numpy()
     header = [f"z{i}" for i in range(model.z_dim)]
     if args.std:
-        z = np.concatenate([z, qz.stddev.detach().cpu().numpy()], axis=1)
+        try:
+            std = qz.stddev
+        except NotImplementedError:
+            raise UsageError(f"--std needs a posterior with a known standard deviation; this model's is a {type(qz).__name__}.")
+        z = np.concatenate([z, std.detach().cpu().numpy()], axis=1)
         header += [f"z{i}_std" for i in range(model.z_dim)]
     _write_array(args.output, z, header)
     if args.output:
@@ -771,49 +692,18 @@ def _sweep_grid(items: Sequence[str]) -> dict[str, list[Any]]:
 
 
 def _cmd_sweep(args: argparse.Namespace, out: _Console) -> int:
-    from vaekit.io import save
-    from vaekit.objectives import ELBO
-    from vaekit.sweep import sweep
-
     over = _sweep_grid(args.set)
     config = resolve_config(args)
     target = Path(args.out)
-    runs.check_out(target, force=args.force)
-    config["data"]["options"] = runs.dataset_options(config)
-    data = runs.load_data(config)
-    template = runs.build_model(config, data)
-    objective = runs.build_objective(config)
-    if not isinstance(objective, ELBO):
+    runs.check_out(target, force=args.force)  # the command line's wording of runs.sweep's own checks
+    if config["training"]["objective"] != "elbo":
         raise UsageError("sweep trains with the ELBO objective; --objective iwae is not supported here.")
-    training = config["training"]
-    kwargs = {k: training[k] for k in ("epochs", "batch_size", "lr", "seed", "weight_decay")}
-    bar = _progress(args.quiet)
-    if bar is not None:
-        with bar:
-            task = bar.add_task("sweep", total=training["epochs"], loss="", kl="")
-            result = sweep(
-                template,
-                data.x,
-                data.condition,
-                over=over,
-                objective=objective,
-                progress=lambda epoch, epochs: bar.update(task, completed=epoch),
-                **kwargs,
-            )
-    else:
-        result = sweep(template, data.x, data.condition, over=over, objective=objective, **kwargs)
-    staging = runs.start_partial(target)
+    display = _display(args.quiet, config["training"]["epochs"], name="sweep", loss="")
     try:
-        runs.write_config(staging / runs.CONFIG, config)
-        runs.write_table(staging / "sweep.csv", result.table)
-        for i, model in enumerate(result.models):
-            save(model, staging / "models" / f"{i:02d}")
-        if template.x_dim == 2 and template.condition is None:
-            runs.save_figures(staging, {"sweep": result.figure(data.x)})
-        runs.commit_partial(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        result = runs.sweep(config, over, target, force=args.force, progress=None if display is None else display.epoch)
+    finally:
+        if display is not None:
+            display.close()
     out.say(f"{result.format_table()}\ntrained {len(result.models)} models in {result.seconds:.1f} s; wrote {target}/")
     return 0
 
@@ -865,6 +755,9 @@ def _main(argv: list[str], debug: bool) -> int:
             raise
         print(f"error: training failed: {_one_line(err)}", file=sys.stderr)
         return 1
+    except RunInterrupted as err:
+        print(str(err), file=sys.stderr)
+        return 130
     except VaekitError as err:  # bad input found by the library: the message names the problem
         if debug:
             raise
@@ -878,9 +771,6 @@ def _main(argv: list[str], debug: bool) -> int:
         where = f"{err.filename}: " if err.filename else ""
         print(f"error: {where}{err.strerror or _one_line(err)}", file=sys.stderr)
         return 2
-    except Interrupted as err:
-        print(str(err), file=sys.stderr)
-        return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -29,6 +29,28 @@ class TrainingError(VaekitError, RuntimeError):
     """Training cannot go on (for example the loss became NaN)."""
 
 
+class RunInterrupted(VaekitError):
+    """A run folder was not finished because of Ctrl-C (KeyboardInterrupt).
+
+    The message says what was kept and how to go on. Not a KeyboardInterrupt itself, so the
+    caller can tell "stopped on purpose, state saved" apart from any other interruption.
+
+    Attributes
+    ----------
+    out : Path
+        The run folder that was being written.
+    resumable : bool
+        True when ``<out>.partial`` holds a checkpoint to resume from
+        (``vaekit.runs.train(..., resume=True)`` or ``vaekit train --resume``).
+
+    """
+
+    def __init__(self, message: str, *, out, resumable: bool) -> None:
+        super().__init__(message)
+        self.out = out
+        self.resumable = resumable
+
+
 def describe(value: object) -> str:
     """Short, safe description of ``value`` for an error message ("Got ... instead.")."""
     shape = getattr(value, "shape", None)

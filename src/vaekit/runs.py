@@ -11,17 +11,20 @@ A run folder holds everything one training run produced and everything needed to
 This module reads and validates ``config.toml``, turns it into data, a model and ``fit``
 arguments, and creates folders so that a failed run never stands in place of a good one: the
 run is written into ``<out>.partial`` and renamed into place when it is complete.
+:func:`train` and :func:`sweep` are the whole pipelines behind ``vaekit train`` and
+``vaekit sweep``; :func:`open_run` reads a run folder back.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import logging
 import math
 import os
 import shutil
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +32,7 @@ import numpy as np
 
 from vaekit import data as vkdata
 from vaekit.configs import check_type
-from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
+from vaekit.errors import FileFormatError, InputError, InputTypeError, RunInterrupted, TrainingError, describe
 from vaekit.io import atomic_write_bytes, atomic_write_text, fsync_dir
 
 try:
@@ -46,6 +49,11 @@ CONFIG, RUN_INFO, HISTORY, METRICS, FIGURES, REPORT = (
     "report.html",
 )
 PARTIAL_SUFFIX = ".partial"
+# What train() tells its ``status`` callback as it moves on.
+STAGE_TRAINING = "training"
+STAGE_RESULTS = "computing metrics, figures and report.html"
+
+logger = logging.getLogger(__name__)
 
 # Section -> key -> (annotation, default). TOML has no null, so "off" is 0 or "".
 SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
@@ -206,6 +214,38 @@ def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
     if path.is_dir():
         path = path / CONFIG
     return validate_config(read_toml(path), source=str(path))
+
+
+def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The sections of a TOML settings file as written (no defaults added), checked against :data:`SCHEMA`.
+
+    Mistakes are reported against the file. A relative ``[data] path`` is made absolute,
+    relative to the file's folder, so the file means the same from any working directory.
+    """
+    source = str(path)
+    raw = read_toml(path)
+    validate_config(raw, source=source)
+    sections = {section: dict(values) for section, values in raw.items()}
+    data = sections.get("data", {})
+    if data.get("path") and not Path(data["path"]).is_absolute():
+        data["path"] = str((Path(path).parent / data["path"]).resolve())
+    return sections
+
+
+def complete_config(config: Any, *, source: str = "config") -> dict[str, dict[str, Any]]:
+    """:func:`validate_config`, plus the two conveniences of ``vaekit train``.
+
+    A relative ``[data] path`` becomes absolute (relative to the working directory), so the
+    config.toml of the run works from anywhere; digits data default to a Bernoulli likelihood
+    unless ``[model] likelihood`` is given.
+    """
+    complete = validate_config(config, source=source)
+    path = complete["data"]["path"]
+    if path and not Path(path).is_absolute():
+        complete["data"]["path"] = str(Path(path).resolve())
+    if complete["data"]["name"] == "digits" and "likelihood" not in config.get("model", {}):
+        complete["model"]["likelihood"] = "bernoulli"
+    return complete
 
 
 def config_text(config: dict[str, dict[str, Any]]) -> str:
@@ -388,13 +428,18 @@ def is_nonempty(path: Path) -> bool:
     return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
-def check_out(out: str | Path, *, force: bool) -> Path:
-    """Refuse an existing non-empty ``out`` unless ``force``; return it as a Path."""
+def check_out(out: str | Path, *, force: bool, names: tuple[str, str] = ("--out", "--force")) -> Path:
+    """Refuse an existing non-empty ``out`` unless ``force``; return it as a Path.
+
+    ``names`` are how the caller spells the two settings in the message: the command line's
+    flags by default, ``("out", "force=True")`` for the Python functions.
+    """
     out = Path(out)
+    out_name, force_name = names
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a folder. Choose another --out.")
+        raise InputError(f"{out_name} {out} is a file, not a folder. Choose another {out_name}.")
     if is_nonempty(out) and not force:
-        raise InputError(f"run folder {out} already exists; use --force to replace it, or choose another --out.")
+        raise InputError(f"run folder {out} already exists; use {force_name} to replace it, or choose another {out_name}.")
     return out
 
 
@@ -533,3 +578,321 @@ def evaluate_run(model, data: RunData, config: dict[str, dict[str, Any]], *, see
         defaults = {k: p.default for k, p in inspect.signature(vkdata.ring).parameters.items() if k in RING_KEYS}
         kwargs["ring"] = defaults | {k: v for k, v in d["options"].items() if k in RING_KEYS}
     return dict(evaluate(model, data.x, data.condition, **kwargs))
+
+
+# ---------------------------------------------------------------------------- pipelines
+_PY_NAMES = ("out", "force=True")
+
+
+@dataclass
+class Run:
+    """A complete run folder and what it holds; :func:`train` returns one, :func:`open_run` reads one.
+
+    Attributes
+    ----------
+    path : Path
+        The run folder.
+    config : dict
+        Every setting, section -> key -> value, as in ``config.toml``.
+    model : VAE
+        The trained model (``model.safetensors`` and ``model.json``).
+    history : History
+        One value per epoch of every logged quantity (``history.csv``).
+    metrics : dict
+        The evaluation numbers of ``metrics.json``; a NaN or infinite value is None.
+    info : dict
+        ``run.json``: the data's description, columns and label names, the vaekit version, the
+        command that made the run and the training time.
+
+    """
+
+    path: Path
+    config: dict[str, dict[str, Any]]
+    model: Any
+    history: Any
+    metrics: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def open_run(path: str | Path) -> Run:
+    """Read the run folder ``path`` (written by :func:`train` or ``vaekit train``).
+
+    Raises
+    ------
+    FileFormatError
+        ``path`` is not a run folder, or one of its files is missing or unreadable.
+
+    """
+    from vaekit.history import History
+    from vaekit.io import load
+
+    folder = require_run(path)
+    history_path = folder / HISTORY
+    if not history_path.is_file():
+        raise FileFormatError(f"{history_path} does not exist.")
+    return Run(
+        path=folder,
+        config=read_config(folder / CONFIG),
+        model=load(folder),
+        history=History.from_csv(history_path),
+        metrics=read_json(folder / METRICS),
+        info=read_json(folder / RUN_INFO),
+    )
+
+
+def _settings(config: Any) -> dict[str, dict[str, Any]]:
+    """A complete, validated copy of ``config``: a dict of settings or the path of a TOML file."""
+    if isinstance(config, (str, os.PathLike)):
+        return complete_config(read_config_file(config), source=str(config))
+    return complete_config(config, source="config")
+
+
+def train(
+    config: Any,
+    out: str | Path,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    progress: typing.Callable[[int, int, dict[str, Any]], None] | None = None,
+    status: typing.Callable[[str], None] | None = None,
+    command: str = "vaekit.runs.train",
+) -> Run:
+    """Train a VAE as ``config`` says and write the run folder ``out``, exactly as ``vaekit train``.
+
+    The folder is written into ``<out>.partial`` (with checkpoints while training) and renamed to
+    ``out`` only when complete: config.toml, model.safetensors, model.json, history.csv,
+    metrics.json (on a held-out sample of a built-in dataset), run.json, figures/*.png and
+    report.html. On CPU the same config gives the same files bit for bit.
+
+    Parameters
+    ----------
+    config : dict, str, Path or None
+        Settings, section -> key -> value, as in :func:`default_config` (missing keys take the
+        defaults; see :func:`complete_config`), or the path of a TOML file such as a run's
+        ``config.toml``. With ``resume=True``, None takes the interrupted run's settings.
+    out : str or Path
+        The run folder to write.
+    force : bool, default False
+        Replace a non-empty ``out``; the old folder is removed only once the new one is complete.
+    resume : bool, default False
+        Continue the run to ``out`` that was interrupted (its ``<out>.partial`` folder) from the
+        last checkpoint; on CPU the result equals an uninterrupted run bit for bit. Only
+        ``epochs``, ``lr``, ``grad_clip``, ``weight_decay`` and ``[evaluation]`` may differ from
+        the interrupted run's settings.
+    progress : callable(epoch, epochs, record), optional
+        Called after every epoch, as :func:`vaekit.fit`'s ``progress``.
+    status : callable(text), optional
+        Called when the run moves on: with :data:`STAGE_TRAINING` before training and with
+        :data:`STAGE_RESULTS` before the metrics, figures and report are computed.
+    command : str, default "vaekit.runs.train"
+        How the run was made, recorded in run.json.
+
+    Returns
+    -------
+    Run
+        The folder, the complete config, the trained model, its History and the metrics.
+
+    Raises
+    ------
+    InputError, InputTypeError
+        A bad setting (the message names the key), ``out`` exists and ``force`` is False (nothing
+        is written), or ``resume=True`` without an interrupted run to ``out``.
+    FileFormatError
+        The config file or the data file is missing or unreadable.
+    TrainingError
+        The loss or the weights became NaN/inf. When a checkpoint had been written,
+        ``<out>.partial`` keeps the last good state and the message says how to resume with a
+        lower learning rate; otherwise nothing is left behind.
+    RunInterrupted
+        Ctrl-C (KeyboardInterrupt). ``<out>.partial`` keeps the last checkpoint when there is
+        one (``resumable``), and the message says how to go on.
+
+    Notes
+    -----
+    With ``resume=True`` no failure removes ``<out>.partial``: a resume that the checkpoint
+    refuses (another model, fewer epochs than already trained, ...) leaves the interrupted run
+    and its config.toml as they were.
+
+    """
+    out = Path(out)
+    staging = partial_path(out)
+    if resume and not (staging / CONFIG).is_file():
+        raise InputError(
+            f"resume=True needs {staging}, the folder that an interrupted run to {out} leaves behind. Got no such folder instead."
+        )
+    config = read_config(staging / CONFIG) if resume and config is None else _settings(config)
+    check_out(out, force=force, names=_PY_NAMES)
+    # Imported here so that monkeypatched or reloaded trainers are the ones used.
+    from vaekit.trainer import EarlyStopping, fit
+
+    config["data"]["options"] = dataset_options(config)
+    data = load_data(config)
+    if data.columns and config["data"]["path"]:
+        config["data"]["columns"] = list(data.columns)  # make the file's column choice explicit
+    test_data = load_data(config, test=True)
+    model = build_model(config, data)
+    kwargs = fit_kwargs(config)
+    if config["training"]["patience"]:
+        kwargs["callbacks"] = [EarlyStopping(patience=config["training"]["patience"])]
+    if not resume:
+        start_partial(out)
+    kwargs["checkpoint_dir"] = staging
+    if config["training"]["checkpoint_every"]:
+        kwargs["checkpoint_every"] = config["training"]["checkpoint_every"]
+    if resume:
+        kwargs["resume"] = staging
+    previous = (staging / CONFIG).read_text(encoding="utf-8") if resume else ""
+    write_config(staging / CONFIG, config)
+    checkpoint = staging / "checkpoint"
+
+    def discard() -> None:
+        # A fresh run leaves nothing behind; an interrupted run being resumed was there before
+        # this call and stays, so a refused or failed resume can be tried again.
+        if not resume:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    try:
+        if status is not None:
+            status(STAGE_TRAINING)
+        history = fit(model, data.x, data.condition, progress=progress, **kwargs)
+    except KeyboardInterrupt:
+        if checkpoint.is_dir():
+            raise RunInterrupted(f"interrupted: resume with 'vaekit train --resume {out}'", out=out, resumable=True) from None
+        discard()
+        raise RunInterrupted("interrupted: nothing was saved yet", out=out, resumable=False) from None
+    except TrainingError as err:
+        if checkpoint.is_dir():
+            # Keep the last good state: the run can go on with a lower learning rate.
+            hint = f"Resume from the last good epoch with 'vaekit train --resume {out} --lr {config['training']['lr'] / 10:g}'."
+            raise TrainingError(f"{err} {hint}") from None
+        discard()
+        raise
+    except BaseException:
+        if resume:  # e.g. settings the checkpoint refuses: the staged run keeps the settings it resumes with
+            atomic_write_text(staging / CONFIG, previous)
+        discard()
+        raise
+    try:
+        if status is not None:
+            status(STAGE_RESULTS)
+        metrics, info = _write_results(staging, out, config, model, history, data, test_data, command)
+        for leftover in staging.glob("checkpoint*"):
+            _remove(leftover)  # the finished model replaces the checkpoints
+        commit_partial(staging, out)
+    except KeyboardInterrupt:
+        if checkpoint.is_dir():
+            message = f"interrupted: the trained model is kept; finish with 'vaekit train --resume {out}'"
+            raise RunInterrupted(message, out=out, resumable=True) from None
+        discard()
+        raise
+    except BaseException:
+        discard()
+        raise
+    logger.info("wrote run folder %s (%d epochs in %.1f s)", out, len(history), history.seconds)
+    return Run(path=out, config=config, model=model, history=history, metrics=metrics, info=info)
+
+
+def _write_results(staging: Path, out: Path, config, model, history, data: RunData, test_data: RunData, command: str):
+    """Everything after training: model, history, metrics, run info, figures, report; returns (metrics, info)."""
+    from vaekit import __version__, report
+    from vaekit.io import save
+
+    save(model, staging)
+    write_history(staging / HISTORY, history)
+    metrics = {"evaluated_on": test_data.description, **evaluate_run(model, test_data, config)}
+    write_json(staging / METRICS, metrics)
+    info = {
+        "vaekit_version": __version__,
+        "command": command,
+        "data": data.description,
+        "columns": data.columns,
+        "condition": config["data"]["condition"] or None,
+        "label_names": data.label_names,
+        "epochs_trained": len(history),
+        "train_seconds": round(history.seconds, 3),
+    }
+    write_json(staging / RUN_INFO, info)
+    save_figures(staging / FIGURES, report.run_figures(model, data, history))
+    report.write_report(staging, data=data, model=model, name=out.name)
+    return _as_read(metrics), _as_read(info)
+
+
+def _as_read(value: Any) -> Any:
+    """``value`` as :func:`read_json` gives it back from the file :func:`write_json` writes."""
+    return json.loads(json.dumps(_jsonable(value), allow_nan=False))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def sweep(
+    config: Any,
+    over: dict[str, list[Any]],
+    out: str | Path,
+    *,
+    force: bool = False,
+    progress: typing.Callable[[int, int], None] | None = None,
+):
+    """Train one model per combination of ``over`` and write the folder ``out``, exactly as ``vaekit sweep``.
+
+    The folder (staged in ``<out>.partial``, renamed when complete) holds config.toml, sweep.csv
+    (one row per model), models/NN/ (each loadable with :func:`vaekit.load`) and, for 2-D
+    unconditional data, sweep.png.
+
+    Parameters
+    ----------
+    config : dict, str or Path
+        Settings as for :func:`train`; ``[training] objective`` must be "elbo".
+    over : dict
+        Swept hyperparameter -> values, as for :func:`vaekit.sweep` (the grid is the product).
+    out : str or Path
+        The folder to write.
+    force : bool, default False
+        Replace a non-empty ``out``; the old folder is removed only once the new one is complete.
+    progress : callable(epoch, epochs), optional
+        Called after every epoch, as :func:`vaekit.sweep`'s ``progress``.
+
+    Returns
+    -------
+    SweepResult
+        As :func:`vaekit.sweep` returns it.
+
+    Raises
+    ------
+    InputError, InputTypeError
+        A bad setting or grid (the message names it), or ``out`` exists and ``force`` is False.
+
+    """
+    from vaekit.io import save
+    from vaekit.sweep import sweep as sweep_models
+
+    config = _settings(config)
+    if config["training"]["objective"] != "elbo":
+        raise InputError(f"[training] objective must be 'elbo' for a sweep. Got {config['training']['objective']!r} instead.")
+    out = check_out(out, force=force, names=_PY_NAMES)
+    config["data"]["options"] = dataset_options(config)
+    data = load_data(config)
+    template = build_model(config, data)
+    training = config["training"]
+    kwargs = {k: training[k] for k in ("epochs", "batch_size", "lr", "seed", "weight_decay")}
+    result = sweep_models(
+        template, data.x, data.condition, over=over, objective=build_objective(config), progress=progress, **kwargs
+    )
+    staging = start_partial(out)
+    try:
+        write_config(staging / CONFIG, config)
+        write_table(staging / "sweep.csv", result.table)
+        for i, model in enumerate(result.models):
+            save(model, staging / "models" / f"{i:02d}")
+        if template.x_dim == 2 and template.condition is None:
+            save_figures(staging, {"sweep": result.figure(data.x)})
+        commit_partial(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("wrote sweep folder %s (%d models)", out, len(result.models))
+    return result
