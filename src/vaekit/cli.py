@@ -24,8 +24,8 @@ import numpy as np
 
 from vaekit import runs
 from vaekit._version import __version__
-from vaekit.errors import FileFormatError, InputError, RunInterrupted, TrainingError, VaekitError
 from vaekit.distributions import posterior_mean
+from vaekit.errors import FileFormatError, InputError, RunInterrupted, TrainingError, VaekitError
 from vaekit.formatting import format_value
 
 
