@@ -638,7 +638,8 @@ def _cmd_encode(args: argparse.Namespace, out: _Console) -> int:
         try:
             std = qz.stddev
         except NotImplementedError:
-            raise UsageError(f"--std needs a posterior with a known standard deviation; this model's is a {type(qz).__name__}.") from None
+            kind = type(qz).__name__
+            raise UsageError(f"--std needs a posterior with a known standard deviation; this model's is a {kind}.") from None
         z = np.concatenate([z, std.detach().cpu().numpy()], axis=1)
         header += [f"z{i}_std" for i in range(model.z_dim)]
     _write_array(args.output, z, header)
