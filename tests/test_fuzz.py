@@ -269,7 +269,8 @@ def test_model_json_is_validated_before_any_tensor_is_built(saved_model, config)
         (target / "model.json").write_text(json.dumps(meta))
         model = loads_or_refuses(lambda: vk.load(target))
     if model is not None:
-        assert model.config == config
+        # Keys added after vaekit 0.1 may be missing; their defaults mean what 0.1 files meant.
+        assert model.config == {"prior": {"type": "standard_normal"}, "x_shape": None, **config}
 
 
 @FUZZ

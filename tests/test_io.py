@@ -77,3 +77,18 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
         os.umask(old)
     for name in ["model.json", "model.safetensors"]:
         assert stat.S_IMODE((tmp_path / "m" / name).stat().st_mode) == 0o644
+
+
+def test_a_vaekit_0_1_model_file_still_loads(tmp_path):
+    # vaekit 0.1 wrote no "prior" and no "x_shape": such a file is a standard-normal, flat model.
+    model = vk.VAE(2, 2, hidden=(4,), seed=0)
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    del meta["config"]["prior"], meta["config"]["x_shape"]
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    loaded = vk.load(tmp_path)
+    assert loaded.config == model.config and loaded.prior_spec == vk.StandardNormal()
+    del meta["config"]["activation"]  # a field that 0.1 files always had stays required
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(vk.FileFormatError, match=r"missing keys \['activation'\]"):
+        vk.load(tmp_path)

@@ -110,6 +110,9 @@ class ModelConfig:
     """
 
     SPECS: ClassVar[dict[str, Any]] = {}
+    # Fields added after files of this architecture were first written: a file may lack them,
+    # and their defaults reproduce what such a file meant. Every other field is required.
+    ADDED: ClassVar[frozenset[str]] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (tuples become lists, specs their ``to_config()``)."""
@@ -127,12 +130,12 @@ class ModelConfig:
     def check_json(cls, config: Any, *, name: str = "config") -> None:
         """Check a JSON form's keys and value types; spec contents are checked by :meth:`from_dict`.
 
-        Fields with defaults may be missing, as in files written before the field existed.
+        Only the fields in :attr:`ADDED` may be missing (files written before they existed).
         """
         types = cls.field_types()
         if not isinstance(config, dict):
             raise InputTypeError(f"{name} must be an object with the keys {sorted(types)}. Got {config!r} instead.")
-        required = {f.name for f in dataclasses.fields(cls) if f.default is f.default_factory is dataclasses.MISSING}
+        required = set(types) - cls.ADDED
         unknown, missing = sorted(set(config) - set(types)), sorted(required - set(config))
         if unknown or missing:
             raise InputError(f"{name} has unknown keys {unknown} / missing keys {missing}.")

@@ -59,6 +59,7 @@ class VAEConfig(ModelConfig):
         "condition": condition_from_config,
         "prior": prior_from_config,
     }
+    ADDED: ClassVar[frozenset[str]] = frozenset({"prior", "x_shape"})  # vaekit 0.1 files have neither
 
 
 @register
