@@ -15,7 +15,7 @@ import torch
 
 import vaekit as vk
 from numerics import _report, mlp_rounding_bound, unit_roundoff
-from vaekit import cli, report, runs
+from vaekit import cli, report, runfolder, runs
 
 # Cross-implementation comparisons: scripts/portability.sh reruns these under other CPU kernels.
 pytestmark = pytest.mark.numerics
@@ -165,7 +165,7 @@ def test_explorer_without_data_still_works():
 def test_page_assets_are_package_data():
     """Every non-Python file of vaekit/report is listed in pyproject's package-data, so wheels carry it."""
     root = Path(__file__).resolve().parents[1]
-    listed = runs.tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["vaekit.report"]
+    listed = runfolder.tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["vaekit.report"]
     assets = sorted(p.name for p in (root / "src" / "vaekit" / "report").iterdir() if p.is_file() and p.suffix != ".py")
     assert assets == sorted(listed) == ["explorer.js", "style.css", "template.html"]
     page = report.render_html(

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit import runs
+from vaekit import runfolder as runs
 from vaekit.distributions import posterior_mean
 from vaekit.formatting import format_value
 from vaekit.plots import image_shape_for
