@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import math
 import os
 import re
 import subprocess
@@ -612,3 +613,18 @@ def test_sweep_bad_settings(tmp_path, capsys, setting, message):
     assert code == 2
     assert err.strip() == message
     assert not (tmp_path / "s").exists()
+
+
+def test_train_with_a_learned_mixture_prior(tmp_path, capsys):
+    out = tmp_path / "mix"
+    mixture = ["--prior", "mixture", "--prior-components", "4"]
+    code, _, err = run_main(capsys, "train", "--data", "ring", *FAST, *mixture, "--out", str(out))
+    assert code == 0, err
+    model = vk.load(out)
+    assert model.prior_spec == vk.MixturePrior(4)
+    assert runs.read_config(out)["model"]["prior"] == "mixture"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert math.isfinite(metrics["kl"]) and "kl_per_dim" not in metrics  # Monte Carlo KL: no per-dimension split
+    assert (out / "report.html").is_file() and not (out / "figures" / "kl_per_dim.png").exists()
+    code, _, err = run_main(capsys, "train", "--data", "ring", *FAST, "--prior", "vamp", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "prior" in err and "'vamp'" in err

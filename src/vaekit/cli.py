@@ -57,6 +57,8 @@ HELP: dict[str, str] = {
     "min_variance": "floor of a learned variance",
     "standardize": "train on standardised data (outputs stay in data units)",
     "condition_embed": "width of the embedding MLP of a continuous condition (0: raw values)",
+    "prior": "p(z): standard_normal, or mixture (a learned mixture of Gaussians)",
+    "prior_components": "number of Gaussians of a mixture prior",
     "epochs": "training epochs",
     "batch_size": "minibatch size",
     "lr": "Adam learning rate",

@@ -66,6 +66,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "min_variance": (float, 1e-4),
         "standardize": (bool, False),
         "condition_embed": (int, 16),
+        "prior": (Literal["standard_normal", "mixture"], "standard_normal"),
+        "prior_components": (int, 10),  # mixture prior: number of Gaussians
     },
     "training": {
         "epochs": (int, 400),
@@ -176,7 +178,7 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
         )
     minimum = {"n": 1, "z_dim": 1, "condition_embed": 0, "epochs": 1, "batch_size": 1, "warmup_epochs": 0}
     minimum |= {"iwae_k": 1, "patience": 0, "checkpoint_every": 0, "k": 1, "n_samples": 2, "quadrature_grid": 0}
-    minimum |= {"permutations": 1}
+    minimum |= {"permutations": 1, "prior_components": 1}
     for section in config.values():
         for key, value in section.items():
             if key in minimum and value < minimum[key]:
@@ -359,7 +361,7 @@ def condition_spec(config: dict[str, dict[str, Any]], data: RunData):
 
 def build_model(config: dict[str, dict[str, Any]], data: RunData):
     """An untrained VAE for ``config`` and ``data`` (initial weights seeded with [training] seed)."""
-    from vaekit.distributions import Bernoulli, Gaussian
+    from vaekit.distributions import Bernoulli, Gaussian, MixturePrior, StandardNormal
     from vaekit.models import VAE
 
     m = config["model"]
@@ -367,6 +369,7 @@ def build_model(config: dict[str, dict[str, Any]], data: RunData):
         likelihood = Bernoulli()
     else:
         likelihood = Gaussian(variance=m["variance"], min_variance=m["min_variance"])
+    prior = MixturePrior(m["prior_components"]) if m["prior"] == "mixture" else StandardNormal()
     return VAE(
         data.x.shape[1],
         m["z_dim"],
@@ -375,6 +378,7 @@ def build_model(config: dict[str, dict[str, Any]], data: RunData):
         condition=condition_spec(config, data),
         activation=m["activation"],
         standardize=m["standardize"],
+        prior=prior,
         seed=config["training"]["seed"],
     )
 
