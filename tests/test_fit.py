@@ -93,6 +93,14 @@ def test_early_stopping_restores_best_weights(ring):
     assert min(history.val_loss) == stopper.best
 
 
+def test_progress_must_be_a_callable_or_none(ring):
+    # 0.1 accepted progress=False and failed after the first epoch with "'bool' object is not callable".
+    model = vk.VAE(2, 2, hidden=(8,))
+    with pytest.raises(InputTypeError, match=r"progress must be a callable\(epoch, epochs, record\) or None. Got False"):
+        vk.fit(model, ring[0], epochs=1, progress=False)
+    assert len(vk.fit(model, ring[0], epochs=1, progress=None, monitors={})) == 1
+
+
 def test_progress_callback_sees_every_epoch(ring):
     seen = []
     vk.fit(vk.VAE(2, 2, hidden=(8,)), ring[0], epochs=3, progress=lambda e, n, r: seen.append((e, n, sorted(r))), monitors={})
