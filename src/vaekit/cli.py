@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit import runs
+from vaekit import runfolder, runs
 from vaekit._version import __version__
 from vaekit.distributions import posterior_mean
 from vaekit.errors import FileFormatError, InputError, RunInterrupted, TrainingError, VaekitError
@@ -384,8 +384,8 @@ def _option_override(items: Sequence[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise UsageError(f"--option must be KEY=VALUE (e.g. modes=6). Got {item!r} instead.")
         try:
-            options[key.strip()] = runs.tomllib.loads(f"v = {value.strip()}")["v"]
-        except runs.tomllib.TOMLDecodeError:
+            options[key.strip()] = runfolder.tomllib.loads(f"v = {value.strip()}")["v"]
+        except runfolder.tomllib.TOMLDecodeError:
             options[key.strip()] = value.strip()  # a bare word is a string
     return options
 
