@@ -219,3 +219,12 @@ def test_from_config_fills_defaults_and_keeps_none():
 def test_from_config_refuses_with_its_message(config, error, message):
     with pytest.raises(error, match=_exact(message)):
         condition_from_config(config)
+
+
+def test_onehot_labels_are_checked_as_given_not_as_float32():
+    # float32 would turn 0.99999999 into 1.0 (accepted silently) and show 0.1 as 0.10000000149011612.
+    with pytest.raises(InputError, match=r"Got the non-integer value 0.99999999 instead"):
+        vk.OneHot(3).prepare(np.array([2.0, 0.99999999]))
+    with pytest.raises(InputError, match=r"Got the non-integer value 0.1 instead"):
+        vk.OneHot(3).prepare([0.1])
+    assert vk.OneHot(3).prepare(np.array([2.0, 1.0])).argmax(1).tolist() == [2, 1]

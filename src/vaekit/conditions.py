@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from vaekit.errors import InputError
-from vaekit.validate import float_matrix, positive_int
+from vaekit.validate import float_matrix, positive_int, to_numpy
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,13 @@ class OneHot:
     def prepare(self, labels: Any, name: str = "condition") -> torch.Tensor:
         """Validate labels of shape (N,) or (N, 1); return one-hot float32 (N, n_classes)."""
         values = float_matrix(labels, name, width=1, allow_vector=True)[:, 0]  # (N,)
+        # Check integrality on the values as given: float32 would round 0.99999999 to 1.0 and
+        # accept it silently, and print 0.1 as 0.10000000149011612.
+        given = torch.as_tensor(to_numpy(labels, name) if not isinstance(labels, torch.Tensor) else labels.detach().cpu())
+        given = given.reshape(-1).to(torch.float64) if given.numel() == values.numel() else values.double()
         rounded = values.round()
-        if not bool((rounded == values).all()):
-            bad = values[rounded != values][0].item()
+        if not bool((given.round() == given).all()):
+            bad = given[given.round() != given][0].item()
             raise InputError(
                 f"{name} must hold integer class labels for OneHot({self.n_classes}). Got the non-integer value {bad} instead."
             )
