@@ -38,6 +38,8 @@ def _alone(
         likelihood=likelihood,
         condition=template.condition,
         standardize=template.standardize,
+        activation=template.activation,
+        prior=template.prior_spec,
         seed=s,
     ).to(template.dtype)
     objective = objective or vk.ELBO()
@@ -96,16 +98,44 @@ def test_conditional_sweep_with_standardisation_equals_fit(ring):
         assert torch.equal(model.x_shift, alone.x_shift)  # the same float64 reduction of the same data
 
 
-def test_unsupported_configuration_trains_one_by_one_with_fit(ring):
+def test_a_swept_beta_without_the_fast_path_trains_one_by_one_with_fit(ring):
+    # vmap carries one objective for all models: different betas outside the fast path go one by one.
     x, _ = ring
     x01 = (x - x.min()) / (x.max() - x.min())
     template = vk.VAE(2, hidden=(16,), likelihood=vk.Bernoulli())
-    result = vk.sweep(template, x01, over={"seed": [0, 1], "beta": [0.5]}, epochs=2)
+    result = vk.sweep(template, x01, over={"seed": [0], "beta": [0.5, 1.0]}, epochs=2)
     assert not result.vectorised
     for row, history in zip(result.table, result.histories):
         alone = vk.VAE(2, hidden=(16,), likelihood=vk.Bernoulli(), seed=row["seed"])
-        alone_history = vk.fit(alone, x01, objective=vk.ELBO(beta=0.5), epochs=2, seed=row["seed"])
+        alone_history = vk.fit(alone, x01, objective=vk.ELBO(beta=row["beta"]), epochs=2, seed=row["seed"])
         assert history == alone_history  # the same code path: bit for bit
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(likelihood=vk.Bernoulli()),
+        dict(likelihood=vk.Gaussian("learned"), condition=vk.OneHot(8)),
+        dict(prior=vk.MixturePrior(3), activation="tanh"),
+        dict(likelihood=vk.Gaussian("per_point"), condition=vk.Continuous(1, embed=4), standardize=True),
+    ],
+    ids=["bernoulli", "learned-variance-onehot", "mixture-prior-tanh", "per-point-continuous"],
+)
+def test_models_outside_the_fast_path_train_together_with_torch_func(ring, kwargs, caplog):
+    """vmap over autograd: each swept model equals fit with its seed (float64, Adam rounding bound)."""
+    x, y = ring
+    if "likelihood" in kwargs and isinstance(kwargs["likelihood"], vk.Bernoulli):
+        x = (x - x.min()) / (x.max() - x.min())
+    condition = None
+    if "condition" in kwargs:
+        condition = y if isinstance(kwargs["condition"], vk.OneHot) else vk.data.radius(x)
+    template = vk.VAE(2, hidden=(16,), **kwargs).double()
+    with caplog.at_level("INFO", logger="vaekit.sweep"):
+        result = vk.sweep(template, x, condition, over={"seed": [0, 1], "lr": [1e-3, 3e-3]}, epochs=2, batch_size=100)
+    assert result.vectorised and "trained together with torch.func" in caplog.text
+    for row, model, history in zip(result.table, result.models, result.histories):
+        alone, alone_history = _alone(template, row, x, condition, epochs=2, batch_size=100)
+        _assert_same(model, history, alone, alone_history, epochs=2, n=400, batch_size=100, lr=row["lr"])
 
 
 def test_diversity_every_and_swept_models_save_and_reload(ring, tmp_path):

@@ -49,9 +49,13 @@ def kl_per_dimension(qz: Independent, pz: Independent) -> torch.Tensor:
 
 
 def _diagonal_normal_pair(qz: Distribution, pz: Distribution) -> bool:
-    """Both are diagonal Gaussians over the last axis (Independent(Normal, 1)), exactly."""
+    """Both are diagonal Gaussians over the last axis: Independent(Normal, 1).
+
+    A subclass that only changes how it samples (the sweep's given-noise posterior) has the same
+    density, so it counts too.
+    """
     return all(
-        type(d) is Independent and type(d.base_dist) is Normal and d.reinterpreted_batch_ndims == 1 for d in (qz, pz)
+        isinstance(d, Independent) and type(d.base_dist) is Normal and d.reinterpreted_batch_ndims == 1 for d in (qz, pz)
     )
 
 

@@ -1,9 +1,15 @@
 """``sweep``: train a grid of small VAEs at once, one model per hyperparameter combination.
 
 The models of a sweep share their architecture, so their weights stack into (M, out, in)
-tensors and one batched matrix product trains all of them: on a 2-core CPU the lecture's 16
-networks train in about the time of their arithmetic, instead of paying Python and kernel-call
-overhead sixteen times (numbers in the README's Performance section).
+tensors and one batched pass trains all of them. Three engines, chosen in this order:
+
+1. the hand-written ELBO step of :mod:`vaekit.fastpath` with batched matrix products, when every
+   model's engine has proved itself against autograd (as ``fit`` checks): on a 2-core CPU the
+   lecture's 16 networks train in about the time of their arithmetic;
+2. ``torch.func``: ``vmap`` over ``grad`` of the objective itself (:mod:`vaekit.vmapped`), for
+   any model of the contract with a diagonal Gaussian posterior, when all models share one
+   objective (no swept beta);
+3. otherwise one model after another with :func:`vaekit.fit` (logged at INFO, with the reason).
 
 Each model draws its random numbers from its own generator seeded like ``fit(seed=...)`` does,
 in the same order (shuffle, reparameterisation noise, diversity samples), so a swept model
@@ -22,7 +28,7 @@ from typing import Any
 
 import torch
 
-from vaekit import fastpath
+from vaekit import fastpath, vmapped
 from vaekit.distributions import Gaussian
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.formatting import format_value
@@ -170,8 +176,9 @@ def sweep(
     -----
     Model ``i`` equals, to float rounding, ``VAE(..., seed=s_i)`` trained by
     ``fit(model, x, objective=ELBO(beta=b_i), lr=lr_i, seed=s_i, epochs=..., batch_size=...)``.
-    Configurations the fast engine does not cover (see :mod:`vaekit.fastpath`) are trained one
-    after another with :func:`vaekit.fit` instead, with the same results.
+    Configurations the fast engine does not cover (see :mod:`vaekit.fastpath`) train together
+    through ``torch.func`` (:mod:`vaekit.vmapped`) or, with a swept beta or a posterior other
+    than a diagonal Gaussian, one after another with :func:`vaekit.fit`; the results are the same.
 
     Where ``fit`` raises ``TrainingError`` when the loss stops being finite, a vectorised sweep
     keeps training the other models: the diverged model's History shows the non-finite values
@@ -199,11 +206,33 @@ def sweep(
     settings = [_settings(row, objective, lr, seed) for row in grid]
     models = [_build(model, row, s["seed"]) for row, s in zip(grid, settings)]
     start = time.perf_counter()
-    vectorised = models[0].device.type == "cpu" and _all_proven(models, settings, x, condition, batch_size)
+    on_cpu = models[0].device.type == "cpu"
+    vectorised = on_cpu and _all_proven(models, settings, x, condition, batch_size)
+    histories = None
     if vectorised:
         histories = _train_together(models, settings, x, condition, epochs, batch_size, weight_decay, diversity, progress)
-    else:
-        logger.info("sweep: configuration not covered by the fast engine; training %d models one by one", len(models))
+    elif on_cpu and all(s["objective"] == settings[0]["objective"] for s in settings) and vmapped.supported(models[0]):
+        histories = vmapped.train(
+            models,
+            [s["objective"] for s in settings],
+            [s["lr"] for s in settings],
+            [s["seed"] for s in settings],
+            x,
+            condition,
+            epochs=epochs,
+            batch_size=batch_size,
+            weight_decay=weight_decay,
+            monitor=diversity,
+            progress=progress,
+        )
+        vectorised = True
+        logger.info("sweep: %d models trained together with torch.func (vmap over autograd)", len(models))
+    if histories is None:
+        logger.info(
+            "sweep: %d models trained one after another with fit (a swept beta, or a posterior whose noise cannot "
+            "be drawn outside vmap)",
+            len(models),
+        )
         histories = [
             fit(
                 m,
