@@ -42,7 +42,6 @@ from vaekit.validate import positive_float, positive_int
 logger = logging.getLogger(__name__)
 
 SWEEPABLE = ("variance", "beta", "seed", "lr")
-_BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, as used by fit
 
 
 @dataclass
@@ -319,11 +318,7 @@ def _row(grid_row: dict[str, Any], history: History) -> dict[str, Any]:
 def _train_together(models, settings, x, condition, epochs, batch_size, weight_decay, diversity, progress) -> list[History]:
     """The vectorised loop: ``fit``'s epoch for M stacked models (see vaekit.fastpath)."""
     first = models[0]
-    x_all = first.prepare_x(x)
-    c_all = first.prepare_condition(condition, x_all.shape[0])
-    for m in models:
-        m.set_scaling(x_all)
-        m.train()
+    x_all, c_all = vmapped.prepare_together(models, x, condition)
     per_model = [fastpath.parameters(m)[0] for m in models]
     layout = fastpath.parameters(first)[1]
     params = [torch.stack(ts).clone() for ts in zip(*per_model)]  # each (M, ...)
@@ -335,7 +330,7 @@ def _train_together(models, settings, x, condition, epochs, batch_size, weight_d
         torch.stack([k.nll_const for k in consts]),  # (M,)
     )
     generators = [torch.Generator(device=x_all.device).manual_seed(s["seed"]) for s in settings]
-    adam = _BatchedAdam(params, torch.tensor([s["lr"] for s in settings], dtype=x_all.dtype), weight_decay)
+    adam = vmapped.BatchedAdam(params, torch.tensor([s["lr"] for s in settings], dtype=x_all.dtype), weight_decay)
     objectives = [s["objective"] for s in settings]
     free_bits = objectives[0].free_bits
     n, count = x_all.shape[0], len(models)
@@ -392,36 +387,3 @@ def _diversity(params, layout, const, c_all, generators, monitor, epoch, epochs)
         [fastpath.decode_mean(params, layout, const, zin[:, i : i + 256]) for i in range(0, zin.shape[1], 256)], dim=1
     )
     return loc.var(dim=1, correction=0).mean(-1).tolist()
-
-
-class _BatchedAdam:
-    """Adam on stacked (M, ...) tensors with one learning rate per model.
-
-    torch's fused Adam takes one scalar lr per parameter group; giving each model its own
-    group would cost one kernel call per model and tensor, so the update is written with
-    foreach ops (the same formula as torch.optim.Adam).
-    """
-
-    def __init__(self, params: list[torch.Tensor], lr: torch.Tensor, weight_decay: float) -> None:
-        self.exp_avg = [torch.zeros_like(p) for p in params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
-        self.lr = [lr.view(-1, *([1] * (p.dim() - 1))) for p in params]  # (M, 1, ...) per tensor
-        self.weight_decay = weight_decay
-        self.t = 0
-
-    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
-        self.t += 1
-        if self.weight_decay:
-            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
-        torch._foreach_lerp_(self.exp_avg, grads, 1 - _BETA1)
-        torch._foreach_mul_(self.exp_avg_sq, _BETA2)
-        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - _BETA2)
-        bias1 = 1 - _BETA1**self.t
-        bias2_sqrt = math.sqrt(1 - _BETA2**self.t)
-        denom = torch._foreach_sqrt(self.exp_avg_sq)
-        torch._foreach_div_(denom, bias2_sqrt)
-        torch._foreach_add_(denom, _EPS)
-        update = torch._foreach_div(self.exp_avg, denom)
-        torch._foreach_mul_(update, self.lr)
-        torch._foreach_mul_(update, -1.0 / bias1)
-        torch._foreach_add_(params, update)

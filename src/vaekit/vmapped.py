@@ -28,6 +28,8 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 from vaekit.history import History
 from vaekit.metrics import probe_posterior
 
+_BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, as used by fit
+
 
 def supported(model: nn.Module) -> bool:
     """Whether the model's posterior is a diagonal Gaussian, whose noise can be drawn outside vmap."""
@@ -91,14 +93,8 @@ def train(
     Each model's randomness follows ``fit(model, seed=seeds[i])``: torch's global generator
     seeded with that seed, consumed in fit's order (kept per model and swapped in for its draws).
     """
-    from vaekit.sweep import _BatchedAdam  # the sweep's Adam with one learning rate per model
-
     first = models[0]
-    x_all = first.prepare_x(x)
-    c_all = first.prepare_condition(condition, x_all.shape[0])
-    for m in models:
-        m.set_scaling(x_all)
-        m.train()
+    x_all, c_all = prepare_together(models, x, condition)
     params, buffers = stack_module_state(models)  # name -> (M, ...)
     params = {k: v.detach() for k, v in params.items()}  # updated in place by Adam, outside autograd
     names = list(params)
@@ -118,7 +114,7 @@ def train(
     assert all(o == objectives[0] for o in objectives), "vmapped models must share their objective"
     step = vmap(grad(loss, has_aux=True), in_dims=(0, 0, 0, None if c_all is None else 0, 0, None))
     tensors = [params[k] for k in names]
-    adam = _BatchedAdam(tensors, torch.tensor(lrs, dtype=x_all.dtype), weight_decay)
+    adam = BatchedAdam(tensors, torch.tensor(lrs, dtype=x_all.dtype), weight_decay)
     histories = [History() for _ in models]
     for epoch in range(epochs):
         orders = [_with_state(states, i, lambda: torch.randperm(n, device=x_all.device)) for i in range(count)]
@@ -152,6 +148,49 @@ def train(
     for m in models:
         m.eval()
     return histories
+
+
+def prepare_together(models: list[nn.Module], x: Any, condition: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Checked data (N, D) and condition (N, C) for models trained together; each learns its scaling from them."""
+    x_all = models[0].prepare_x(x)
+    c_all = models[0].prepare_condition(condition, x_all.shape[0])
+    for m in models:
+        m.set_scaling(x_all)
+        m.train()
+    return x_all, c_all
+
+
+class BatchedAdam:
+    """Adam on stacked (M, ...) tensors with one learning rate per model.
+
+    torch's fused Adam takes one scalar lr per parameter group; giving each model its own
+    group would cost one kernel call per model and tensor, so the update is written with
+    foreach ops (the same formula as torch.optim.Adam).
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: torch.Tensor, weight_decay: float) -> None:
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.lr = [lr.view(-1, *([1] * (p.dim() - 1))) for p in params]  # (M, 1, ...) per tensor
+        self.weight_decay = weight_decay
+        self.t = 0
+
+    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        self.t += 1
+        if self.weight_decay:
+            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - _BETA1)
+        torch._foreach_mul_(self.exp_avg_sq, _BETA2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - _BETA2)
+        bias1 = 1 - _BETA1**self.t
+        bias2_sqrt = math.sqrt(1 - _BETA2**self.t)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, bias2_sqrt)
+        torch._foreach_add_(denom, _EPS)
+        update = torch._foreach_div(self.exp_avg, denom)
+        torch._foreach_mul_(update, self.lr)
+        torch._foreach_mul_(update, -1.0 / bias1)
+        torch._foreach_add_(params, update)
 
 
 def _with_state(states: list[torch.Tensor], i: int, draw: Callable[[], Any]) -> Any:
