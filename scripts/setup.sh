@@ -18,4 +18,15 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
         || echo "warning: could not install chromium; browser tests will be skipped" >&2
 fi
+# Matplotlib caches its font list per user, with absolute paths. A list written by another
+# virtual environment that is gone since names fonts that no longer exist, and every figure then
+# warns on stderr ("findfont: Font family ... not found"), which breaks the CLI's output. Rebuild
+# it for this environment now, so that no test sees the rebuild or those warnings.
+.venv/bin/python - <<'PY'
+import glob, os
+import matplotlib
+for cached in glob.glob(os.path.join(matplotlib.get_cachedir(), "fontlist-*.json")):
+    os.remove(cached)
+import matplotlib.font_manager  # noqa: E402,F401  (builds the list again)
+PY
 echo "set-up done: $(.venv/bin/python -c 'import torch, vaekit; print("vaekit", vaekit.__version__, "torch", torch.__version__)')"
