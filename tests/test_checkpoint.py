@@ -417,6 +417,15 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: Ctrl-C's default action, so that Python raises KeyboardInterrupt.
+
+    A test run started in the background by a non-interactive shell inherits SIGINT ignored, and
+    Python leaves an ignored SIGINT ignored: the child would then finish instead of being interrupted.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_run(cmd: list[str], checkpoint: Path, *, after_epoch: int, sig: int, timeout: float = 120.0):
     """Start ``cmd``, wait until ``checkpoint/checkpoint.json`` reports ``after_epoch`` epochs, send ``sig``.
 
@@ -424,7 +433,9 @@ def interrupt_run(cmd: list[str], checkpoint: Path, *, after_epoch: int, sig: in
     or ``vaekit train ... --out DIR`` with ``checkpoint=DIR/checkpoint``). Returns the finished
     process (returncode, stdout) and the epoch seen on disk when the signal was sent.
     """
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint
+    )
     deadline = time.monotonic() + timeout
     seen = -1
     try:
@@ -481,7 +492,7 @@ def test_kill_9_mid_run_then_resume_equals_uninterrupted(tmp_path, uninterrupted
 def test_sigint_saves_and_exits_cleanly_then_resume_equals_uninterrupted(tmp_path, uninterrupted):
     cmd = [sys.executable, str(SCRIPT), str(tmp_path), "--epochs", "12", "--every", "100"]
     # With --every 100 nothing is scheduled before the end, so wait on the progress lines instead.
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     for line in proc.stdout:
         if line.startswith("epoch 3/"):
             proc.send_signal(signal.SIGINT)
