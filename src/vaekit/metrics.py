@@ -150,8 +150,9 @@ def elbo_terms(model: Any, x: Any, condition: Any = None, *, samples: int = 10, 
         px = model.decode_batch(z.reshape(-1, z_dim), _repeat(cb, samples))
         log_px = px.log_prob(_repeat(xb, samples)).view(samples, -1)  # (S, B)
         recon.append(-log_px.double().mean(0))
-        if _has_closed_kl(qz, pz):
-            kl, kl_dim = kl_terms(qz, pz)  # (B,), (B, Z) or None
+        closed = _closed_kl(qz, pz)  # (B,), (B, Z) or None; None: no closed form
+        if closed is not None:
+            kl, kl_dim = closed
         else:  # Monte Carlo over the same S draws
             kl, kl_dim = (qz.log_prob(z) - pz.log_prob(z)).mean(0), None
         kls.append(kl.double())
@@ -161,12 +162,12 @@ def elbo_terms(model: Any, x: Any, condition: Any = None, *, samples: int = 10, 
     return ElboTerms(torch.cat(recon).cpu().numpy(), torch.cat(kls).cpu().numpy(), kl_dim, torch.cat(means).cpu().numpy())
 
 
-def _has_closed_kl(qz: Any, pz: Any) -> bool:
+def _closed_kl(qz: Any, pz: Any) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """KL(q || p) and its per-dimension split in closed form, or None where none exists."""
     try:
-        kl_terms(qz, pz)
+        return kl_terms(qz, pz)  # without a draw z it refuses rather than estimate
     except InputError:
-        return False
-    return True
+        return None
 
 
 def neg_elbo(model: Any, x: Any, condition: Any = None, *, samples: int = 10, seed: int | None = 0) -> float:
@@ -381,7 +382,8 @@ def probe_posterior(model: Any) -> Any:
 def kl_splits(model: Any) -> bool:
     """Whether KL(q(z|x) || p(z)) of ``model`` splits into one term per latent dimension."""
     qz, pz = probe_posterior(model), model.prior()
-    return _has_closed_kl(qz, pz) and kl_terms(qz, pz)[1] is not None
+    closed = _closed_kl(qz, pz)
+    return closed is not None and closed[1] is not None
 
 
 @torch.no_grad()
