@@ -18,7 +18,7 @@ import torch
 
 import vaekit as vk
 from numerics import assert_same_training
-from vaekit import metrics, plots, report, runs
+from vaekit import cli, metrics, model_settings, plots, report, runs
 from vaekit.conditions import OneHot
 from vaekit.distributions import Bernoulli
 from vaekit.models import MODELS
@@ -188,3 +188,33 @@ def test_sweep_equals_fit(trained):
     else:
         assert result.histories[0] == history
         assert all(torch.equal(a, b) for a, b in zip(result.models[0].state_dict().values(), alone.state_dict().values()))
+
+
+def test_vaekit_train_builds_this_model(trained, tmp_path):
+    # The [model] settings of this architecture (derived from the registries, no list kept by
+    # hand) train a run folder through the command line whose model is this very architecture.
+    name, arch, model, x, _, _ = trained
+    settings = model_settings.settings_of(arch, MODELS[name].kind)
+    flat = x.reshape(len(x), -1)
+    table = {f"x{i}": flat[:, i] for i in range(model.x_dim)}
+    data = {"path": str(tmp_path / "data.csv")}
+    if model.condition is not None:
+        if isinstance(model.condition, OneHot):
+            table["c"] = np.arange(len(x)) % model.condition.n_classes  # every class present
+        else:
+            assert model.condition.dim == 1, "a CSV condition is one column"
+            table["c"] = np.linspace(0.0, 1.0, len(x))
+        data |= {"condition": "c", "condition_type": model.condition.kind}
+    np.savetxt(data["path"], np.column_stack(list(table.values())), delimiter=",", header=",".join(table), comments="")
+    config = {
+        "data": data,
+        "model": settings,
+        "training": {"epochs": 1, "batch_size": BATCH},
+        "evaluation": {"k": 4, "n_samples": 40, "permutations": 4, "quadrature_grid": 12},
+    }
+    (tmp_path / "config.toml").write_text(runs.config_text(config))
+    assert cli.main(["train", "--config", str(tmp_path / "config.toml"), "--out", str(tmp_path / "run"), "-q"]) == 0
+    run = runs.open_run(tmp_path / "run")
+    assert run.model.architecture == arch
+    assert runs.read_config(tmp_path / "run")["model"] == settings
+    assert (tmp_path / "run" / runs.REPORT).is_file()

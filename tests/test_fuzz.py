@@ -270,7 +270,9 @@ def test_model_json_is_validated_before_any_tensor_is_built(saved_model, config)
         model = loads_or_refuses(lambda: vk.load(target))
     if model is not None:
         # Keys added after vaekit 0.1 may be missing; their defaults mean what 0.1 files meant.
-        assert model.config == {"prior": {"type": "standard_normal"}, "x_shape": None, **config}
+        added = {"prior": {"type": "standard_normal"}, "x_shape": None, "posterior": {"type": "diagonal"}}
+        added |= {"encoder": {"type": "mlp"}, "decoder": None}
+        assert model.config == {**added, **config}
 
 
 @FUZZ

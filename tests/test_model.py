@@ -186,7 +186,7 @@ def test_conditional_bad_input(condition, value, message):
         (
             {"x_dim": 2, "condition": 8},
             InputTypeError,
-            r"condition must be vaekit.OneHot\(n\) or vaekit.Continuous\(dim\), or None\. Got 8",
+            r"condition must be vaekit.OneHot\(...\) or vaekit.Continuous\(...\), or None\. Got 8",
         ),
         ({"x_dim": 2, "activation": "sigmoidish"}, InputError, r"activation must be one of \[.*\]\. Got 'sigmoidish' instead"),
         (

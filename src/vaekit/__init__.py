@@ -20,8 +20,10 @@ from vaekit.io import load, save
 from vaekit.models import VAE
 from vaekit.monitors import Diversity
 from vaekit.objectives import ELBO, IWAE, LossOutput
+from vaekit.posteriors import DiagonalGaussian
 from vaekit.sweep import sweep
 from vaekit.trainer import Callback, EarlyStopping, fit
+from vaekit.trunks import MLP
 
 __all__ = [
     "VAE",
@@ -30,6 +32,7 @@ __all__ = [
     "Bernoulli",
     "Callback",
     "Continuous",
+    "DiagonalGaussian",
     "Diversity",
     "EarlyStopping",
     "FileFormatError",
@@ -38,6 +41,7 @@ __all__ = [
     "InputError",
     "InputTypeError",
     "LossOutput",
+    "MLP",
     "MixturePrior",
     "OneHot",
     "StandardNormal",

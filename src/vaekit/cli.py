@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit import runfolder, runs
+from vaekit import model_settings, runfolder, runs
 from vaekit._version import __version__
 from vaekit.distributions import posterior_mean
 from vaekit.errors import FileFormatError, InputError, RunInterrupted, TrainingError, VaekitError
@@ -49,16 +49,6 @@ HELP: dict[str, str] = {
     "n": "number of points drawn from a built-in dataset",
     "data_seed": "seed of a built-in dataset",
     "columns": "data columns of a CSV/.npy file, comma separated (default: all but the condition)",
-    "z_dim": "latent dimension",
-    "hidden": "hidden layer widths, comma separated (decoder mirrors them)",
-    "activation": "activation function",
-    "likelihood": "decoder distribution (default: bernoulli for digits, gaussian otherwise)",
-    "variance": "Gaussian variance: a number, 'learned' or 'per_point'",
-    "min_variance": "floor of a learned variance",
-    "standardize": "train on standardised data (outputs stay in data units)",
-    "condition_embed": "width of the embedding MLP of a continuous condition (0: raw values)",
-    "prior": "p(z): standard_normal, or mixture (a learned mixture of Gaussians)",
-    "prior_components": "number of Gaussians of a mixture prior",
     "epochs": "training epochs",
     "batch_size": "minibatch size",
     "lr": "Adam learning rate",
@@ -80,15 +70,29 @@ HELP: dict[str, str] = {
     "eval_permutations": "metrics: permutations of the MMD test",
 }
 
-# Flag name -> (section, key). data.name/path, condition and options have their own flags.
-FLAGS: dict[str, tuple[str, str]] = {
-    "n": ("data", "n"),
-    "data_seed": ("data", "seed"),
-    "columns": ("data", "columns"),
-    **{key: ("model", key) for key in runs.SCHEMA["model"]},
-    **{key: ("training", key) for key in runs.SCHEMA["training"]},
-    **{f"eval_{key}": ("evaluation", key) for key in runs.SCHEMA["evaluation"]},
-}
+
+def flags() -> dict[str, tuple[str, str]]:
+    """Flag name -> (section, key). data.name/path, condition and options have their own flags.
+
+    The [model] flags are every key of :func:`vaekit.model_settings.all_settings` (``type`` is
+    ``--model``), so a new model or spec adds its own flags.
+    """
+    return {
+        "n": ("data", "n"),
+        "data_seed": ("data", "seed"),
+        "columns": ("data", "columns"),
+        **{("model" if key == "type" else key): ("model", key) for key in runs.section_schema("model")},
+        **{key: ("training", key) for key in runs.SCHEMA["training"]},
+        **{f"eval_{key}": ("evaluation", key) for key in runs.SCHEMA["evaluation"]},
+    }
+
+
+def _help(flag: str, section: str, key: str) -> str:
+    if section == "model":
+        setting = model_settings.all_settings()[key]
+        return setting.help + (f" (applies when {setting.applies})" if setting.applies else "")
+    return HELP[flag]
+
 
 EPILOG = {
     "demo": """examples:
@@ -126,13 +130,21 @@ DIR/models/NN/ (each loadable with vaekit.load).""",
 }
 
 
-def _float_or_word(text: str) -> float | str:
-    if text in ("learned", "per_point"):
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, 'learned' or 'per_point'; got {text!r}") from None
+def _float_or_word(annotation: Any):
+    """Parser of a ``float | Literal[...]`` setting: a number or one of the words."""
+    literals = [part for part in typing.get_args(annotation) if typing.get_origin(part) is typing.Literal]
+    words = [w for part in literals for w in typing.get_args(part)]
+
+    def parse(text: str) -> float | str:
+        if text in words:
+            return text
+        try:
+            return float(text)
+        except ValueError:
+            shown = ", ".join(repr(w) for w in words)
+            raise argparse.ArgumentTypeError(f"expected a number or one of {shown}; got {text!r}") from None
+
+    return parse
 
 
 def _int_list(text: str) -> list[int]:
@@ -148,16 +160,13 @@ def _str_list(text: str) -> list[str]:
 
 def _add_schema_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (override --config; defaults are the lecture recipe)")
-    for flag, (section, key) in FLAGS.items():
-        annotation, default = runs.SCHEMA[section][key]
+    for flag, (section, key) in flags().items():
+        annotation, default = runs.section_schema(section)[key]
         name = "--" + flag.replace("_", "-")
-        shown = "" if "default" in HELP[flag] else f" (default: {default})"
-        kwargs: dict[str, Any] = {"dest": flag, "default": None, "help": HELP[flag] + shown}
-        if flag == "activation":
-            from vaekit.nn import ACTIVATIONS
-
-            kwargs["choices"] = sorted(ACTIVATIONS)
-        elif annotation is bool:
+        text = _help(flag, section, key)
+        shown = "" if "default" in text or default in (None, "", []) else f" (default: {default})"
+        kwargs: dict[str, Any] = {"dest": flag, "default": None, "help": text + shown}
+        if annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif annotation in (int, float, str):
             kwargs["type"] = annotation
@@ -169,7 +178,7 @@ def _add_schema_flags(parser: argparse.ArgumentParser) -> None:
         elif typing.get_origin(annotation) is typing.Literal:
             kwargs["choices"] = typing.get_args(annotation)
         else:  # float | Literal
-            kwargs["type"], kwargs["metavar"] = _float_or_word, "VALUE"
+            kwargs["type"], kwargs["metavar"] = _float_or_word(annotation), "VALUE"
         group.add_argument(name, **kwargs)
 
 
@@ -408,7 +417,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         data.update(_condition_override(args.condition))
     if getattr(args, "option", None):
         data["options"] = {**data.get("options", {}), **_option_override(args.option)}
-    for flag, (section, key) in FLAGS.items():
+    for flag, (section, key) in flags().items():
         value = getattr(args, flag, None)
         if value is not None:
             merged.setdefault(section, {})[key] = value
@@ -434,7 +443,7 @@ def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
     if args.resume:
         extra = [
             f
-            for f, (section, _) in FLAGS.items()
+            for f, (section, _) in flags().items()
             if getattr(args, f) is not None and f not in RESUME_FLAGS and section != "evaluation"
         ]
         if args.config or args.data or args.condition or args.option or extra:
@@ -448,7 +457,7 @@ def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
         if not (staging / runs.CONFIG).is_file():
             raise UsageError(f"--resume {target}: nothing to resume: {staging} (left by an interrupted run) does not exist.")
         config = runs.read_config(staging / runs.CONFIG)
-        for flag, (section, key) in FLAGS.items():
+        for flag, (section, key) in flags().items():
             if getattr(args, flag) is not None and (flag in RESUME_FLAGS or section == "evaluation"):
                 config[section][key] = getattr(args, flag)
         config = runs.validate_config(config, source=str(staging / runs.CONFIG))

@@ -8,17 +8,19 @@ and the same injection code (:class:`vaekit.nn.ConditionInput`); only the spec d
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from vaekit.configs import register_spec, spec_from_config
 from vaekit.errors import InputError
 from vaekit.validate import float_matrix, positive_int, to_numpy
 
 
+@register_spec("condition")
 @dataclass(frozen=True)
 class OneHot:
     """A categorical condition: integer labels ``0 .. n_classes - 1``, fed one-hot.
@@ -32,6 +34,7 @@ class OneHot:
 
     n_classes: int
     kind: ClassVar[str] = "onehot"
+    FROM_DATA: ClassVar[tuple[str, ...]] = ("n_classes",)
 
     def __post_init__(self) -> None:
         positive_int(self.n_classes, "OneHot.n_classes", minimum=2)
@@ -76,6 +79,7 @@ class OneHot:
         return {"type": self.kind, **asdict(self)}
 
 
+@register_spec("condition")
 @dataclass(frozen=True)
 class Continuous:
     """A real-valued condition of ``dim`` columns, passed through a small embedding MLP.
@@ -91,8 +95,9 @@ class Continuous:
     """
 
     dim: int = 1
-    embed: int = 16
+    embed: int = field(default=16, metadata={"help": "width of the embedding MLP of a continuous condition (0: raw values)"})
     kind: ClassVar[str] = "continuous"
+    FROM_DATA: ClassVar[tuple[str, ...]] = ("dim",)
 
     def __post_init__(self) -> None:
         positive_int(self.dim, "Continuous.dim")
@@ -125,16 +130,12 @@ class Continuous:
 
 Condition = OneHot | Continuous
 
-CONDITIONS: dict[str, type] = {"onehot": OneHot, "continuous": Continuous}
-
 
 def condition_from_config(config: dict[str, Any] | None) -> Condition | None:
     """Rebuild a condition spec from :meth:`to_config` output (``None`` stays ``None``)."""
     if config is None:
         return None
-    from vaekit.configs import spec_from_config
-
-    return spec_from_config(config, CONDITIONS, "condition")
+    return spec_from_config(config, "condition", "condition")
 
 
 def broadcast_condition(condition: Condition, value: Any, n: int) -> Any:

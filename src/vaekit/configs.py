@@ -1,4 +1,14 @@
-"""Turning JSON/TOML dictionaries back into spec objects, checked before anything is built."""
+"""The registry of spec classes, and turning JSON/TOML dictionaries back into spec objects.
+
+A *spec* is a small frozen dataclass that describes one part of a model: its likelihood, its
+prior, its condition, its posterior, its encoder or decoder trunk. Each registers itself here
+under a role and a ``kind`` (its name in JSON, TOML and on the command line), so that io, the run
+pipeline, the CLI and the sweep read one table instead of keeping their own lists.
+
+Spec fields may carry ``metadata={"help": "..."}`` (shown by ``vaekit train --help``). A field
+listed in the class attribute ``FROM_DATA`` (a condition's class count) is set from the data by
+the run pipeline, never by a user setting.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +18,37 @@ from typing import Any
 
 from vaekit.errors import InputError, InputTypeError, describe
 
+# Role -> kind -> spec class. Filled by @register_spec in the modules that define the specs.
+SPECS: dict[str, dict[str, type]] = {"likelihood": {}, "prior": {}, "condition": {}, "posterior": {}, "trunk": {}}
 
-def spec_from_config(config: Any, registry: dict[str, type], name: str) -> Any:
+
+def register_spec(role: str):
+    """Class decorator: enter a spec class in :data:`SPECS` under ``role`` and its ``kind``."""
+
+    def add(cls: type) -> type:
+        kinds = SPECS[role]
+        if cls.kind in kinds and kinds[cls.kind] is not cls:
+            raise ValueError(f"two {role} specs are called {cls.kind!r}: {kinds[cls.kind]} and {cls}")
+        kinds[cls.kind] = cls
+        return cls
+
+    return add
+
+
+def spec_types(role: str) -> tuple[type, ...]:
+    """The registered spec classes of ``role`` (for isinstance checks and messages)."""
+    return tuple(SPECS[role].values())
+
+
+def spec_from_config(config: Any, registry: dict[str, type] | str, name: str) -> Any:
     """Build the dataclass named by ``config["type"]`` from ``registry``.
 
     Unknown types, unknown keys and values of the wrong type are refused with a message that
-    names ``name`` and the key, before the spec's own range checks run.
+    names ``name`` and the key, before the spec's own range checks run. ``registry`` is a role
+    of :data:`SPECS` or a kind -> class table. List values become tuples (specs are frozen).
     """
+    if isinstance(registry, str):
+        registry = SPECS[registry]
     if not isinstance(config, dict):
         raise InputTypeError(f"{name} must be a table/dict with a 'type' key. Got {describe(config)} instead.")
     kind = config.get("type")
@@ -35,7 +69,7 @@ def spec_from_config(config: Any, registry: dict[str, type], name: str) -> Any:
         if key == "type":
             continue
         check_type(value, fields[key], f"{name}.{key}")
-        kwargs[key] = value
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
     return cls(**kwargs)
 
 

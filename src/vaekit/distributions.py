@@ -8,7 +8,7 @@ last layer into a torch ``Distribution`` over x, in the user's units (standardis
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -16,6 +16,7 @@ from torch import nn
 from torch.distributions import Bernoulli as TorchBernoulli
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal, kl_divergence
 
+from vaekit.configs import register_spec, spec_from_config
 from vaekit.errors import InputError
 from vaekit.validate import positive_float
 
@@ -54,9 +55,7 @@ def _diagonal_normal_pair(qz: Distribution, pz: Distribution) -> bool:
     A subclass that only changes how it samples (the sweep's given-noise posterior) has the same
     density, so it counts too.
     """
-    return all(
-        isinstance(d, Independent) and type(d.base_dist) is Normal and d.reinterpreted_batch_ndims == 1 for d in (qz, pz)
-    )
+    return all(isinstance(d, Independent) and type(d.base_dist) is Normal and d.reinterpreted_batch_ndims == 1 for d in (qz, pz))
 
 
 def kl(qz: Distribution, pz: Distribution, z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -120,6 +119,7 @@ def posterior_mean(qz: Distribution, *, samples: int = 64) -> torch.Tensor:
         return qz.sample((samples,)).mean(0)
 
 
+@register_spec("likelihood")
 @dataclass(frozen=True)
 class Gaussian:
     """Gaussian likelihood p(x|z) = N(x; mu(z), sigma^2).
@@ -135,8 +135,10 @@ class Gaussian:
 
     """
 
-    variance: float | Literal["learned", "per_point"] = 0.1
-    min_variance: float = 1e-4
+    variance: float | Literal["learned", "per_point"] = field(
+        default=0.1, metadata={"help": "Gaussian variance: a number, 'learned' or 'per_point'"}
+    )
+    min_variance: float = field(default=1e-4, metadata={"help": "floor of a learned variance"})
     kind: ClassVar[str] = "gaussian"
 
     def __post_init__(self) -> None:
@@ -187,6 +189,7 @@ class _GaussianHead(nn.Module):
         return diagonal_normal(mean, std)
 
 
+@register_spec("likelihood")
 @dataclass(frozen=True)
 class Bernoulli:
     """Bernoulli likelihood for data in [0, 1] (binary or grey-level images).
@@ -217,14 +220,10 @@ class _BernoulliHead(nn.Module):
 
 Likelihood = Gaussian | Bernoulli
 
-LIKELIHOODS: dict[str, type] = {"gaussian": Gaussian, "bernoulli": Bernoulli}
-
 
 def likelihood_from_config(config: dict[str, Any]) -> Likelihood:
     """Rebuild a likelihood spec from :meth:`to_config` output."""
-    from vaekit.configs import spec_from_config
-
-    return spec_from_config(config, LIKELIHOODS, "likelihood")
+    return spec_from_config(config, "likelihood", "likelihood")
 
 
 def _normal_energy(px: Distribution, x: torch.Tensor) -> torch.Tensor:
@@ -251,14 +250,15 @@ def reconstruction_energy(px: Distribution, x: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- priors
+@register_spec("prior")
 @dataclass(frozen=True)
 class StandardNormal:
     """The prior p(z) = N(0, I): fixed, no parameters (the lecture's)."""
 
     kind: ClassVar[str] = "standard_normal"
 
-    def build(self, z_dim: int) -> nn.Module:
-        """The module whose ``forward()`` returns p(z) with event shape (z_dim,)."""
+    def build(self, z_dim: int, x_shape: tuple[int, ...]) -> nn.Module:
+        """The module whose ``forward(model)`` returns p(z) with event shape (z_dim,)."""
         return _StandardNormalPrior(z_dim)
 
     def to_config(self) -> dict[str, Any]:
@@ -273,10 +273,11 @@ class _StandardNormalPrior(nn.Module):
         # A zero-size buffer only to follow the model's device and dtype; it is not saved.
         self.register_buffer("_anchor", torch.zeros(0), persistent=False)
 
-    def forward(self) -> Independent:
+    def forward(self, model: nn.Module | None = None) -> Independent:
         return standard_normal(self.z_dim, self._anchor.device, self._anchor.dtype)
 
 
+@register_spec("prior")
 @dataclass(frozen=True)
 class MixturePrior:
     """A learned mixture of K diagonal Gaussians, p(z) = sum_k w_k N(z; m_k, diag(s_k^2)).
@@ -295,8 +296,8 @@ class MixturePrior:
 
     """
 
-    components: int = 10
-    init_scale: float = 1.0
+    components: int = field(default=10, metadata={"help": "number of Gaussians of a mixture prior"})
+    init_scale: float = field(default=1.0, metadata={"help": "spread of a mixture prior's initial means"})
     kind: ClassVar[str] = "mixture"
 
     def __post_init__(self) -> None:
@@ -305,8 +306,8 @@ class MixturePrior:
         positive_int(self.components, "MixturePrior.components")
         positive_float(self.init_scale, "MixturePrior.init_scale")
 
-    def build(self, z_dim: int) -> nn.Module:
-        """The module whose ``forward()`` returns p(z) with event shape (z_dim,)."""
+    def build(self, z_dim: int, x_shape: tuple[int, ...]) -> nn.Module:
+        """The module whose ``forward(model)`` returns p(z) with event shape (z_dim,)."""
         return _MixturePrior(self, z_dim)
 
     def to_config(self) -> dict[str, Any]:
@@ -321,7 +322,7 @@ class _MixturePrior(nn.Module):
         self.log_scales = nn.Parameter(torch.zeros(spec.components, z_dim))  # (K, Z)
         self.logits = nn.Parameter(torch.zeros(spec.components))  # (K,)
 
-    def forward(self) -> MixtureSameFamily:
+    def forward(self, model: nn.Module | None = None) -> MixtureSameFamily:
         # Scales bounded like the encoder's (LOGVAR limits halved): a component cannot collapse to a point.
         scales = self.log_scales.clamp(LOGVAR_MIN / 2, LOGVAR_MAX / 2).exp()
         components = Independent(Normal(self.means, scales, validate_args=False), 1, validate_args=False)
@@ -330,13 +331,9 @@ class _MixturePrior(nn.Module):
 
 Prior = StandardNormal | MixturePrior
 
-PRIORS: dict[str, type] = {"standard_normal": StandardNormal, "mixture": MixturePrior}
-
 
 def prior_from_config(config: dict[str, Any] | None) -> Prior:
     """Rebuild a prior spec from :meth:`to_config` output (``None``: the standard normal)."""
     if config is None:
         return StandardNormal()
-    from vaekit.configs import spec_from_config
-
-    return spec_from_config(config, PRIORS, "prior")
+    return spec_from_config(config, "prior", "prior")

@@ -35,6 +35,8 @@ from torch import nn
 
 from vaekit.distributions import LOG_2PI, LOGVAR_MAX, LOGVAR_MIN, Gaussian
 from vaekit.models import VAE
+from vaekit.nn import ConditionedMLP
+from vaekit.posteriors import DiagonalGaussianHead
 
 _ENABLED = True
 _threshold_backward = torch.ops.aten.threshold_backward.default
@@ -77,7 +79,12 @@ def supports(model: nn.Module, objective: object) -> bool:
     # The head the model decodes with, not the spec it was built from (either may be swapped).
     if not isinstance(model.likelihood, Gaussian) or getattr(model.likelihood_head, "mode", None) != "fixed":
         return False
+    # The diagonal Gaussian posterior's head and MLP trunks: anything else (a flow, a conv net) is autograd's.
+    if type(getattr(model, "posterior_head", None)) is not DiagonalGaussianHead:
+        return False
     for net in (model.encoder, model.decoder):
+        if type(net) is not ConditionedMLP:
+            return False
         if net.embed is not None and type(net.embed) is not nn.Identity:
             return False
         if _linears(net.net) is None:

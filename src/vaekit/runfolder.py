@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vaekit import data as vkdata
+from vaekit import model_settings
 from vaekit.configs import check_type
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
 from vaekit.io import atomic_write_bytes, atomic_write_text, fsync_dir
@@ -45,7 +46,8 @@ STAGE_RESULTS = "computing metrics, figures and report.html"
 
 logger = logging.getLogger(__name__)
 
-# Section -> key -> (annotation, default). TOML has no null, so "off" is 0 or "".
+# Section -> key -> (annotation, default). TOML has no null, so "off" is 0 or "". The [model]
+# section is not listed here: vaekit.model_settings derives it from the model and spec registries.
 SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "data": {
         "name": (str, "ring"),  # a built-in dataset (vaekit.data.DATASETS) ...
@@ -56,18 +58,6 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "columns": (list[str], []),  # files: data columns (empty: all but the condition)
         "condition": (str, ""),  # "label" / "radius" for built-ins, a column name for files
         "condition_type": (Literal["onehot", "continuous"], "onehot"),
-    },
-    "model": {
-        "z_dim": (int, 2),
-        "hidden": (list[int], [128, 128]),
-        "activation": (str, "relu"),
-        "likelihood": (Literal["gaussian", "bernoulli"], "gaussian"),
-        "variance": (float | Literal["learned", "per_point"], 0.1),
-        "min_variance": (float, 1e-4),
-        "standardize": (bool, False),
-        "condition_embed": (int, 16),
-        "prior": (Literal["standard_normal", "mixture"], "standard_normal"),
-        "prior_components": (int, 10),  # mixture prior: number of Gaussians
     },
     "training": {
         "epochs": (int, 400),
@@ -99,9 +89,21 @@ RING_KEYS = ("modes", "radius", "std")
 
 
 # ---------------------------------------------------------------------------- config
+SECTIONS = ("data", "model", "training", "evaluation")
+
+
 def default_config() -> dict[str, dict[str, Any]]:
     """A fresh copy of every default setting (the lecture's ring recipe)."""
-    return {section: {k: _copy(v[1]) for k, v in keys.items()} for section, keys in SCHEMA.items()}
+    out = {section: {k: _copy(v[1]) for k, v in keys.items()} for section, keys in SCHEMA.items()}
+    out["model"] = model_settings.complete({}, None, "defaults")
+    return {section: out[section] for section in SECTIONS}
+
+
+def section_schema(section: str) -> dict[str, tuple[Any, Any]]:
+    """Key -> (annotation, default) of a section; for [model], every key of every model and spec kind."""
+    if section == "model":
+        return {key: (s.annotation, s.default) for key, s in model_settings.all_settings().items()}
+    return SCHEMA[section]
 
 
 def _copy(value: Any) -> Any:
@@ -119,19 +121,21 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
 
     """
     if not isinstance(config, dict):
-        raise InputTypeError(f"{source} must be a table of sections {sorted(SCHEMA)}. Got {describe(config)} instead.")
-    unknown = sorted(set(config) - set(SCHEMA))
+        raise InputTypeError(f"{source} must be a table of sections {sorted(SECTIONS)}. Got {describe(config)} instead.")
+    unknown = sorted(set(config) - set(SECTIONS))
     if unknown:
-        raise InputError(f"{source} has unknown section(s) {unknown}; allowed sections are {sorted(SCHEMA)}.")
+        raise InputError(f"{source} has unknown section(s) {unknown}; allowed sections are {sorted(SECTIONS)}.")
     out = default_config()
+    out["model"] = {}
     for section, values in config.items():
         if not isinstance(values, dict):
             raise InputTypeError(f"{source}: [{section}] must be a table. Got {describe(values)} instead.")
-        bad = sorted(set(values) - set(SCHEMA[section]))
+        schema = section_schema(section)
+        bad = sorted(set(values) - set(schema))
         if bad:
-            raise InputError(f"{source}: [{section}] has unknown key(s) {bad}; allowed keys are {sorted(SCHEMA[section])}.")
+            raise InputError(f"{source}: [{section}] has unknown key(s) {bad}; allowed keys are {sorted(schema)}.")
         for key, value in values.items():
-            annotation = SCHEMA[section][key][0]
+            annotation = schema[key][0]
             try:
                 check_type(value, annotation, f"{source}: [{section}] {key}")
             except InputTypeError:
@@ -146,6 +150,10 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
         if section == "data" and values.get("path") and "name" not in values:
             out["data"]["name"] = ""  # a file replaces the default built-in dataset
     _check_ranges(out, source)
+    d = out["data"]
+    if d["name"] == "digits" and "likelihood" not in out["model"]:
+        out["model"]["likelihood"] = "bernoulli"  # the digits are grey levels in [0, 1]
+    out["model"] = model_settings.complete(out["model"], d["condition_type"] if d["condition"] else None, source)
     return out
 
 
@@ -163,7 +171,7 @@ def _expected(annotation: Any) -> str:
 
 
 def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
-    d, m, t = config["data"], config["model"], config["training"]
+    d, t = config["data"], config["training"]
     if bool(d["name"]) == bool(d["path"]):
         raise InputError(
             f"{source}: [data] needs exactly one of name (a built-in dataset) and path (a file). "
@@ -176,21 +184,15 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
             f"{source}: [data] condition for a built-in dataset must be one of {list(BUILTIN_CONDITIONS)}. "
             f"Got {d['condition']!r} instead."
         )
-    minimum = {"n": 1, "z_dim": 1, "condition_embed": 0, "epochs": 1, "batch_size": 1, "warmup_epochs": 0}
+    minimum = {"n": 1, "epochs": 1, "batch_size": 1, "warmup_epochs": 0}
     minimum |= {"iwae_k": 1, "patience": 0, "checkpoint_every": 0, "k": 1, "n_samples": 2, "quadrature_grid": 0}
-    minimum |= {"permutations": 1, "prior_components": 1}
-    for section in config.values():
+    minimum |= {"permutations": 1}
+    for name, section in config.items():
         for key, value in section.items():
-            if key in minimum and value < minimum[key]:
+            if name != "model" and key in minimum and value < minimum[key]:
                 raise InputError(f"{source}: {key} must be an integer >= {minimum[key]}. Got {value} instead.")
-    if not m["hidden"] or any(h < 1 for h in m["hidden"]):
-        raise InputError(f"{source}: [model] hidden must be a non-empty list of widths >= 1. Got {m['hidden']} instead.")
-    positive = {"lr": t["lr"], "min_variance": m["min_variance"]}
-    if not isinstance(m["variance"], str):
-        positive["variance"] = m["variance"]
-    for key, value in positive.items():
-        if not (math.isfinite(value) and value > 0):
-            raise InputError(f"{source}: {key} must be a finite number > 0. Got {value} instead.")
+    if not (math.isfinite(t["lr"]) and t["lr"] > 0):
+        raise InputError(f"{source}: lr must be a finite number > 0. Got {t['lr']} instead.")
     for key in ("beta", "free_bits", "grad_clip", "weight_decay"):
         if not (math.isfinite(t[key]) and t[key] >= 0):
             raise InputError(f"{source}: [training] {key} must be a finite number >= 0. Got {t[key]} instead.")
@@ -229,14 +231,12 @@ def complete_config(config: Any, *, source: str = "config") -> dict[str, dict[st
 
     A relative ``[data] path`` becomes absolute (relative to the working directory), so the
     config.toml of the run works from anywhere; digits data default to a Bernoulli likelihood
-    unless ``[model] likelihood`` is given.
+    unless ``[model] likelihood`` is given (that one is :func:`validate_config`'s).
     """
     complete = validate_config(config, source=source)
     path = complete["data"]["path"]
     if path and not Path(path).is_absolute():
         complete["data"]["path"] = str(Path(path).resolve())
-    if complete["data"]["name"] == "digits" and "likelihood" not in config.get("model", {}):
-        complete["model"]["likelihood"] = "bernoulli"
     return complete
 
 
@@ -347,40 +347,24 @@ def _load_file(d: dict[str, Any]) -> RunData:
 
 def condition_spec(config: dict[str, dict[str, Any]], data: RunData):
     """The model's condition spec for this data, or None."""
-    from vaekit.conditions import Continuous, OneHot
-
     if data.condition is None:
         return None
-    if config["data"]["condition_type"] == "onehot":
-        n_classes = max(int(data.condition.max()) + 1, len(data.label_names or []))
-        if n_classes < 2:
-            raise InputError(f"a onehot condition needs at least 2 classes. Got {n_classes} instead.")
-        return OneHot(n_classes)
-    return Continuous(data.condition.shape[1], embed=config["model"]["condition_embed"])
+    kind = config["data"]["condition_type"]
+    if kind == "onehot":
+        size = max(int(data.condition.max()) + 1, len(data.label_names or []))
+        if size < 2:
+            raise InputError(f"a onehot condition needs at least 2 classes. Got {size} instead.")
+    else:
+        size = data.condition.shape[1]
+    return model_settings.condition(config["model"], kind, size=size)
 
 
 def build_model(config: dict[str, dict[str, Any]], data: RunData):
-    """An untrained VAE for ``config`` and ``data`` (initial weights seeded with [training] seed)."""
-    from vaekit.distributions import Bernoulli, Gaussian, MixturePrior, StandardNormal
-    from vaekit.models import VAE
-
+    """An untrained model for ``config`` and ``data`` (initial weights seeded with [training] seed)."""
     m = config["model"]
-    if m["likelihood"] == "bernoulli":
-        likelihood = Bernoulli()
-    else:
-        likelihood = Gaussian(variance=m["variance"], min_variance=m["min_variance"])
-    prior = MixturePrior(m["prior_components"]) if m["prior"] == "mixture" else StandardNormal()
-    return VAE(
-        data.x.shape[1],
-        m["z_dim"],
-        hidden=tuple(m["hidden"]),
-        likelihood=likelihood,
-        condition=condition_spec(config, data),
-        activation=m["activation"],
-        standardize=m["standardize"],
-        prior=prior,
-        seed=config["training"]["seed"],
-    )
+    arch = model_settings.architecture(m, x_dim=data.x.shape[1], condition=condition_spec(config, data))
+    cls = model_settings.model_kinds()[m[model_settings.MODEL_KEY]]
+    return cls.from_architecture(arch, seed=config["training"]["seed"])
 
 
 def build_objective(config: dict[str, dict[str, Any]]):
@@ -572,5 +556,3 @@ def evaluate_run(model, data: RunData, config: dict[str, dict[str, Any]], *, see
         defaults = {k: p.default for k, p in inspect.signature(vkdata.ring).parameters.items() if k in RING_KEYS}
         kwargs["ring"] = defaults | {k: v for k, v in d["options"].items() if k in RING_KEYS}
     return dict(evaluate(model, data.x, data.condition, **kwargs))
-
-

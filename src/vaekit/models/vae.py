@@ -13,17 +13,14 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, Independent
 
-from vaekit.conditions import Condition, Continuous, OneHot, broadcast_condition, condition_from_config
+from vaekit.conditions import Condition, broadcast_condition, condition_from_config
+from vaekit.configs import spec_types
 from vaekit.distributions import (
-    LOGVAR_MAX,
-    LOGVAR_MIN,
-    PRIORS,
     Bernoulli,
     Gaussian,
     Likelihood,
     Prior,
     StandardNormal,
-    diagonal_normal,
     draw,
     likelihood_from_config,
     prior_from_config,
@@ -31,7 +28,9 @@ from vaekit.distributions import (
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.io import save
 from vaekit.models.base import ModelConfig, flat_dim, register
-from vaekit.nn import ACTIVATIONS, ConditionedMLP
+from vaekit.nn import ACTIVATIONS
+from vaekit.posteriors import DiagonalGaussian, posterior_from_config
+from vaekit.trunks import MLP, trunk_from_config
 from vaekit.validate import float_matrix, positive_int
 
 logger = logging.getLogger(__name__)
@@ -41,42 +40,106 @@ logger = logging.getLogger(__name__)
 class VAEConfig(ModelConfig):
     """Architecture of a :class:`VAE`: what ``model.json`` stores and ``VAE.from_architecture`` builds.
 
-    ``x_dim`` is D, the product of ``x_shape`` (both are stored so a reader sees either).
+    Built (and so checked) by ``VAE(...)``; a bad value raises :class:`~vaekit.errors.InputError`
+    naming the parameter. ``x_dim`` is D, the product of ``x_shape`` (both are stored so a reader
+    sees either; ``x_shape`` None means flat vectors (D,)). ``decoder`` None mirrors the encoder.
     """
 
     x_dim: int
-    z_dim: int = 2
-    hidden: tuple[int, ...] = (128, 128)
-    activation: str = "relu"
-    likelihood: Likelihood = dataclasses.field(default_factory=Gaussian)
-    condition: Condition | None = None
-    standardize: bool = False
-    prior: Prior = dataclasses.field(default_factory=StandardNormal)
-    x_shape: tuple[int, ...] | None = None  # None: (x_dim,)
+    z_dim: int = dataclasses.field(default=2, metadata={"help": "latent dimension"})
+    hidden: tuple[int, ...] = dataclasses.field(
+        default=(128, 128), metadata={"help": "hidden layer widths, comma separated (decoder mirrors them)"}
+    )
+    activation: str = dataclasses.field(default="relu", metadata={"help": "activation function", "choices": ACTIVATIONS})
+    likelihood: Any = dataclasses.field(
+        default_factory=Gaussian,
+        metadata={"help": "decoder distribution (default: bernoulli for digits, gaussian otherwise)", "prefix": ""},
+    )
+    condition: Any = None
+    standardize: bool = dataclasses.field(
+        default=False, metadata={"help": "train on standardised data (outputs stay in data units)"}
+    )
+    prior: Any = dataclasses.field(default_factory=StandardNormal, metadata={"help": "p(z)"})
+    x_shape: tuple[int, ...] | None = dataclasses.field(
+        default=None, metadata={"help": "shape of one data point, e.g. 64,2 for curves (default: flat columns)"}
+    )
+    posterior: Any = dataclasses.field(default_factory=DiagonalGaussian, metadata={"help": "q(z|x)"})
+    encoder: Any = dataclasses.field(default_factory=MLP, metadata={"help": "encoder trunk", "role": "trunk"})
+    decoder: Any = dataclasses.field(
+        default=None, metadata={"help": "decoder trunk ('' or unset: the encoder's mirror)", "role": "trunk"}
+    )
 
     SPECS: ClassVar[dict[str, Any]] = {
         "likelihood": likelihood_from_config,
         "condition": condition_from_config,
         "prior": prior_from_config,
+        "posterior": posterior_from_config,
+        "encoder": trunk_from_config,
+        "decoder": trunk_from_config,
     }
-    ADDED: ClassVar[frozenset[str]] = frozenset({"prior", "x_shape"})  # vaekit 0.1 files have neither
+    # vaekit 0.1 files have none of these.
+    ADDED: ClassVar[frozenset[str]] = frozenset({"prior", "x_shape", "posterior", "encoder", "decoder"})
+    FROM_DATA: ClassVar[tuple[str, ...]] = ("x_dim", "condition")
+
+    def __post_init__(self) -> None:
+        if self.x_shape is not None:
+            shape = _shape(self.x_shape, "x_shape")
+            if positive_int(self.x_dim, "x_dim") != flat_dim(shape):
+                raise InputError(f"x_dim must be the product of x_shape {list(shape)}. Got {self.x_dim} instead.")
+            object.__setattr__(self, "x_shape", None if shape == (self.x_dim,) else shape)
+        positive_int(self.x_dim, "x_dim")
+        positive_int(self.z_dim, "z_dim")
+        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence):
+            raise InputTypeError(f"hidden must be a sequence of layer widths. Got {describe(self.hidden)} instead.")
+        object.__setattr__(self, "hidden", tuple(positive_int(h, "hidden[i]") for h in self.hidden))
+        _check_spec(self.likelihood, "likelihood")
+        if self.condition is not None:
+            _check_spec(self.condition, "condition", none_ok=True)
+        _check_spec(self.prior, "prior")
+        _check_spec(self.posterior, "posterior")
+        _check_spec(self.encoder, "trunk", name="encoder")
+        if self.decoder is not None:
+            _check_spec(self.decoder, "trunk", name="decoder", none_ok=True)
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}. Got {self.activation!r} instead.")
+        if not isinstance(self.standardize, bool):
+            raise InputTypeError(f"standardize must be True or False. Got {describe(self.standardize)} instead.")
+        if self.standardize and isinstance(self.likelihood, Bernoulli):
+            raise InputError(
+                "standardize must be False with a Bernoulli likelihood (data must stay in [0, 1]). Got True instead."
+            )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one data point: ``x_shape``, or (x_dim,)."""
+        return (self.x_dim,) if self.x_shape is None else self.x_shape
+
+
+def _check_spec(value: Any, role: str, *, name: str | None = None, none_ok: bool = False) -> None:
+    """Refuse anything but a registered spec of ``role`` for parameter ``name``."""
+    if isinstance(value, spec_types(role)):
+        return
+    names = " or ".join(f"vaekit.{c.__name__}({'...' if dataclasses.fields(c) else ''})" for c in spec_types(role))
+    names += ", or None" if none_ok else ""
+    raise InputTypeError(f"{name or role} must be {names}. Got {describe(value)} instead.")
 
 
 @register
 class VAE(nn.Module):
-    """Variational autoencoder with an MLP encoder and decoder, optionally conditional.
+    """Variational autoencoder, optionally conditional, with MLP or convolutional networks.
 
     Parameters
     ----------
     x_dim : int or tuple of int
-        Data dimension D, or the shape of one data point (``(P, 2)`` curves, ``(C, H, W)``
-        images): data may then be passed as (N, *x_shape) or flat (N, D). The MLP networks see
-        flat rows; ``x_shape`` is kept for figures, the report and outputs (``sample`` and
-        ``reconstruct`` return (N, *x_shape)).
+        Data dimension D, or the shape of one data point (give this or ``x_shape``).
     z_dim : int, default 2
         Latent dimension Z.
+    x_shape : tuple of int, optional
+        The shape of one data point: ``(P, 2)`` curves, ``(C, H, W)`` images. Data may then be
+        passed as (N, *x_shape) or flat (N, D); ``sample`` and ``reconstruct`` return
+        (N, *x_shape), and figures and the report use the shape.
     hidden : sequence of int, default (128, 128)
-        Hidden widths of the encoder; the decoder mirrors them.
+        Hidden widths of the encoder's dense layers; the decoder mirrors them.
     likelihood : Gaussian or Bernoulli, default ``Gaussian(variance=0.1)``
         The decoder's distribution p(x|z, c).
     condition : OneHot, Continuous or None
@@ -87,74 +150,78 @@ class VAE(nn.Module):
         Learn on (x - mean) / std of the training data. The statistics are stored with the
         model and undone by :meth:`decode`, :meth:`sample` and :meth:`reconstruct`, so every
         output and every likelihood is in the user's units.
-    prior : StandardNormal or MixturePrior, default ``StandardNormal()``
+    prior : a prior spec, default ``StandardNormal()``
         p(z). ``MixturePrior(k)`` is a learned mixture of k Gaussians, trained with the model.
+    posterior : a posterior spec, default ``DiagonalGaussian()``
+        The family of q(z|x, c).
+    encoder : a trunk spec, default ``MLP()``
+        The encoder network; its dense layers have the widths ``hidden``.
+    decoder : a trunk spec or None
+        The decoder network; None mirrors the encoder.
     seed : int or None
         Seed for the initial weights; ``None`` draws from torch's global generator.
 
     """
 
     config_class: ClassVar[type[ModelConfig]] = VAEConfig
+    kind: ClassVar[str] = "vae"
 
     def __init__(
         self,
-        x_dim: int | Sequence[int],
+        x_dim: int | Sequence[int] | None = None,
         z_dim: int = 2,
         *,
+        x_shape: Sequence[int] | None = None,
         hidden: Sequence[int] = (128, 128),
         likelihood: Likelihood | None = None,
         condition: Condition | None = None,
         activation: str = "relu",
         standardize: bool = False,
         prior: Prior | None = None,
+        posterior: Any = None,
+        encoder: Any = None,
+        decoder: Any = None,
         seed: int | None = None,
     ) -> None:
+        if (x_dim is None) == (x_shape is None):
+            raise InputError(f"give exactly one of x_dim and x_shape. Got x_dim={x_dim!r} and x_shape={x_shape!r} instead.")
+        shape = _shape(x_dim if x_shape is None else x_shape, "x_dim" if x_shape is None else "x_shape")
+        arch = VAEConfig(
+            x_dim=flat_dim(shape),
+            z_dim=z_dim,
+            hidden=hidden,
+            activation=activation,
+            likelihood=Gaussian() if likelihood is None else likelihood,
+            condition=condition,
+            standardize=standardize,
+            prior=StandardNormal() if prior is None else prior,
+            x_shape=shape,
+            posterior=DiagonalGaussian() if posterior is None else posterior,
+            encoder=MLP() if encoder is None else encoder,
+            decoder=decoder,
+        )
         super().__init__()
-        self.x_shape = _shape(x_dim)
-        self.x_dim = flat_dim(self.x_shape)
-        self.z_dim = positive_int(z_dim, "z_dim")
-        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
-            raise InputTypeError(f"hidden must be a sequence of layer widths. Got {describe(hidden)} instead.")
-        self.hidden = tuple(positive_int(h, "hidden[i]") for h in hidden)
-        likelihood = Gaussian() if likelihood is None else likelihood
-        if not isinstance(likelihood, (Gaussian, Bernoulli)):
-            raise InputTypeError(
-                f"likelihood must be vaekit.Gaussian(...) or vaekit.Bernoulli(). Got {describe(likelihood)} instead."
-            )
-        if condition is not None and not isinstance(condition, (OneHot, Continuous)):
-            raise InputTypeError(
-                f"condition must be vaekit.OneHot(n) or vaekit.Continuous(dim), or None. Got {describe(condition)} instead."
-            )
-        if activation not in ACTIVATIONS:
-            raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}. Got {activation!r} instead.")
-        if not isinstance(standardize, bool):
-            raise InputTypeError(f"standardize must be True or False. Got {describe(standardize)} instead.")
-        prior = StandardNormal() if prior is None else prior
-        if type(prior) not in PRIORS.values():
-            names = ", ".join(f"vaekit.{c.__name__}" for c in PRIORS.values())
-            raise InputTypeError(f"prior must be one of {names}. Got {describe(prior)} instead.")
-        if standardize and isinstance(likelihood, Bernoulli):
-            raise InputError(
-                "standardize must be False with a Bernoulli likelihood (data must stay in [0, 1]). Got True instead."
-            )
-        self.likelihood = likelihood
-        self.condition = condition
-        self.activation = activation
-        self.standardize = standardize
-        self.prior_spec = prior
+        self._architecture = arch
+        self.x_shape = arch.shape
+        self.x_dim, self.z_dim, self.hidden = arch.x_dim, arch.z_dim, arch.hidden
+        self.likelihood, self.condition, self.activation = arch.likelihood, arch.condition, arch.activation
+        self.standardize, self.prior_spec, self.posterior_spec = arch.standardize, arch.prior, arch.posterior
         self.seed = seed
 
+        encoder_trunk = arch.encoder
+        decoder_trunk = arch.encoder if arch.decoder is None else arch.decoder
+        k = self.likelihood.out_features(self.x_dim) // self.x_dim
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            self.encoder = ConditionedMLP(self.x_dim, self.hidden, 2 * self.z_dim, condition=condition, activation=activation)
-            self.decoder = ConditionedMLP(
-                self.z_dim, self.hidden[::-1], likelihood.out_features(self.x_dim), condition=condition, activation=activation
-            )
-            # Built after the networks: a learned prior draws its initial values from the same seed
-            # without changing the networks' (a StandardNormal draws nothing).
-            self.prior_net = prior.build(self.z_dim)
-        self.likelihood_head = likelihood.head(self.x_dim)
+            out = self.posterior_spec.out_features(self.z_dim)
+            self.encoder = encoder_trunk.encoder(self.x_shape, out, self.condition, self.hidden, self.activation)
+            self.decoder = decoder_trunk.decoder(self.z_dim, self.x_shape, k, self.condition, self.hidden, self.activation)
+            # Built after the networks: a learned prior or posterior draws its initial values from
+            # the same seed without changing the networks' (the defaults draw nothing).
+            self.prior_net = self.prior_spec.build(self.z_dim, self.x_shape)
+            self.posterior_head = self.posterior_spec.build(self.z_dim)
+        self.likelihood_head = self.likelihood.head(self.x_dim)
         # Standardisation statistics; identity until fit() (or the user) sets them.
         self.register_buffer("x_shift", torch.zeros(self.x_dim))
         self.register_buffer("x_scale", torch.ones(self.x_dim))
@@ -163,17 +230,7 @@ class VAE(nn.Module):
     @property
     def architecture(self) -> VAEConfig:
         """Everything needed to rebuild this architecture (see :class:`VAEConfig`)."""
-        return VAEConfig(
-            x_dim=self.x_dim,
-            z_dim=self.z_dim,
-            hidden=self.hidden,
-            activation=self.activation,
-            likelihood=self.likelihood,
-            condition=self.condition,
-            standardize=self.standardize,
-            prior=self.prior_spec,
-            x_shape=None if self.x_shape == (self.x_dim,) else self.x_shape,
-        )
+        return self._architecture
 
     @property
     def config(self) -> dict[str, Any]:
@@ -181,18 +238,10 @@ class VAE(nn.Module):
         return self.architecture.to_dict()
 
     @classmethod
-    def from_architecture(cls, arch: VAEConfig) -> VAE:
-        """Build an untrained model from a :class:`VAEConfig`."""
-        return cls(
-            arch.x_dim if arch.x_shape is None else arch.x_shape,
-            arch.z_dim,
-            hidden=arch.hidden,
-            activation=arch.activation,
-            likelihood=arch.likelihood,
-            condition=arch.condition,
-            standardize=arch.standardize,
-            prior=arch.prior,
-        )
+    def from_architecture(cls, arch: VAEConfig, *, seed: int | None = None) -> VAE:
+        """Build an untrained model from a :class:`VAEConfig` (initial weights seeded with ``seed``)."""
+        kwargs = {f.name: getattr(arch, f.name) for f in dataclasses.fields(arch) if f.name not in ("x_dim", "x_shape")}
+        return cls(x_shape=arch.shape, seed=seed, **kwargs)
 
     @classmethod
     def examples(cls) -> dict[str, VAEConfig]:
@@ -222,10 +271,7 @@ class VAE(nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> VAE:
         """Build an untrained model from :attr:`config` (checked: keys, types, ranges)."""
-        arch = VAEConfig.from_dict(config)
-        if arch.x_shape is not None and flat_dim(arch.x_shape) != arch.x_dim:
-            raise InputError(f"x_dim must be the product of x_shape {list(arch.x_shape)}. Got {arch.x_dim} instead.")
-        return cls.from_architecture(arch)
+        return cls.from_architecture(VAEConfig.from_dict(config))
 
     @property
     def device(self) -> torch.device:
@@ -276,9 +322,7 @@ class VAE(nn.Module):
         """q(z|x,c) for prepared tensors x (B, D), c (B, C); no checks (used by objectives)."""
         if self.standardize:
             x = (x - self.x_shift) / self.x_scale
-        mean, logvar = _in_chunks(self.encoder, x, c).chunk(2, dim=-1)  # (B, Z) each
-        std = (0.5 * logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)).exp()
-        return diagonal_normal(mean, std)
+        return self.posterior_head(_in_chunks(self.encoder, x, c))
 
     def decode_batch(self, z: torch.Tensor, c: torch.Tensor | None = None) -> Distribution:
         """p(x|z,c) for prepared tensors z (B, Z), c (B, C), in the user's units; no checks."""
@@ -289,7 +333,7 @@ class VAE(nn.Module):
 
     def prior(self) -> Distribution:
         """p(z), event shape (Z,): N(0, I) unless the model was built with another ``prior``."""
-        return self.prior_net()
+        return self.prior_net(self)
 
     # ------------------------------------------------------------------ public interface
     def encode(self, x: Any, condition: Any = None) -> Independent:
@@ -371,13 +415,13 @@ def _sample_with(px: Distribution, generator: torch.Generator) -> torch.Tensor:
     return torch.bernoulli(base.probs, generator=generator)
 
 
-def _shape(x_dim: Any) -> tuple[int, ...]:
+def _shape(x_dim: Any, name: str = "x_dim") -> tuple[int, ...]:
     """x_dim (an int D or a shape) -> the shape of one point, checked."""
     if isinstance(x_dim, (tuple, list)):
         if not x_dim:
-            raise InputError("x_dim must be a positive int or a non-empty shape such as (8, 8). Got () instead.")
-        return tuple(positive_int(d, "x_dim[i]") for d in x_dim)
-    return (positive_int(x_dim, "x_dim"),)
+            raise InputError(f"{name} must be a positive int or a non-empty shape such as (8, 8). Got () instead.")
+        return tuple(positive_int(d, f"{name}[i]") for d in x_dim)
+    return (positive_int(x_dim, name),)
 
 
 def _flat_rows(x: Any, x_shape: tuple[int, ...]) -> Any:
