@@ -188,5 +188,6 @@ def test_variance_needs_a_gaussian_template(ring):
     x, _ = ring
     with pytest.raises(InputError, match=r"over\['variance'\] needs a model with a Gaussian likelihood"):
         vk.sweep(vk.VAE(2, likelihood=vk.Bernoulli()), x, over={"variance": [0.1]})
-    with pytest.raises(InputTypeError, match="model must be a vaekit.VAE used as template"):
+    message = r"^model must be a vaekit model \(e.g. vaekit.VAE\) used as template\. Got .vae. instead\.$"
+    with pytest.raises(InputTypeError, match=message):
         vk.sweep("vae", x, over={"seed": [0]})

@@ -33,7 +33,7 @@ from vaekit.distributions import Gaussian
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.formatting import format_value
 from vaekit.history import History
-from vaekit.models import VAE
+from vaekit.models.base import LatentVariableModel
 from vaekit.monitors import Diversity
 from vaekit.objectives import ELBO
 from vaekit.trainer import fit, proven_accelerator
@@ -65,7 +65,7 @@ class SweepResult:
     """
 
     table: list[dict[str, Any]]
-    models: list[VAE]
+    models: list[Any]
     histories: list[History]
     seconds: float = 0.0
     vectorised: bool = True
@@ -128,7 +128,7 @@ class SweepResult:
 
 
 def sweep(
-    model: VAE,
+    model: Any,
     x: Any,
     condition: Any = None,
     *,
@@ -184,8 +184,8 @@ def sweep(
     and a warning is logged.
 
     """
-    if not isinstance(model, VAE):
-        raise InputTypeError(f"model must be a vaekit.VAE used as template. Got {describe(model)} instead.")
+    if not isinstance(model, LatentVariableModel) or not isinstance(model, torch.nn.Module):
+        raise InputTypeError(f"model must be a vaekit model (e.g. vaekit.VAE) used as template. Got {describe(model)} instead.")
     grid = _grid(over)
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
@@ -196,17 +196,16 @@ def sweep(
     objective = ELBO() if objective is None else objective
     if not isinstance(objective, ELBO):
         raise InputTypeError(f"objective must be a vaekit.ELBO for a sweep. Got {describe(objective)} instead.")
-    if "variance" in over and not isinstance(model.likelihood, Gaussian):
-        raise InputError(
-            f"over['variance'] needs a model with a Gaussian likelihood. Got a template with {model.likelihood} instead."
-        )
+    likelihood = getattr(model.architecture, "likelihood", None)
+    if "variance" in over and not isinstance(likelihood, Gaussian):
+        raise InputError(f"over['variance'] needs a model with a Gaussian likelihood. Got a template with {likelihood} instead.")
     diversity = Diversity() if diversity is None else diversity
 
     settings = [_settings(row, objective, lr, seed) for row in grid]
     models = [_build(model, row, s["seed"]) for row, s in zip(grid, settings)]
     start = time.perf_counter()
     on_cpu = models[0].device.type == "cpu"
-    vectorised = on_cpu and _all_proven(models, settings, x, condition, batch_size)
+    vectorised = on_cpu and _all_proven(models, settings, x, condition, batch_size)  # checks x and condition once
     histories = None
     if vectorised:
         histories = _train_together(models, settings, x, condition, epochs, batch_size, weight_decay, diversity, progress)
@@ -254,13 +253,16 @@ def sweep(
     return SweepResult(table, models, histories, seconds, vectorised, {k: list(v) for k, v in over.items()})
 
 
-def _all_proven(models: list[VAE], settings: list[dict[str, Any]], x: Any, condition: Any, batch_size: int) -> bool:
+def _all_proven(models: list[Any], settings: list[dict[str, Any]], x: Any, condition: Any, batch_size: int) -> bool:
     """Whether every model's hand-written ELBO engine matches autograd on the first batch (as fit checks)."""
+    if not all(fastpath.supports(m, s["objective"]) for m, s in zip(models, settings)):
+        return False  # no engine to prove: skip preparing the data
+    # The models share architecture, device and dtype: the data is checked and converted once.
+    xt = models[0].prepare_x(x)
+    c = models[0].prepare_condition(condition, xt.shape[0])
+    c_first = None if c is None else c[:batch_size]
     for model, s in zip(models, settings):
-        xt = model.prepare_x(x)
-        c = model.prepare_condition(condition, xt.shape[0])
         model.set_scaling(xt)
-        c_first = None if c is None else c[:batch_size]
         if proven_accelerator(model, s["objective"], xt[:batch_size], c_first, 0, model.device) is None:
             return False
     return True
@@ -297,14 +299,12 @@ def _settings(row: dict[str, Any], objective: ELBO, lr: float, seed: int) -> dic
     }
 
 
-def _build(template: VAE, row: dict[str, Any], seed: int) -> VAE:
+def _build(template: Any, row: dict[str, Any], seed: int) -> Any:
     """The template's architecture (its config dataclass), with the swept likelihood variance, seeded."""
     arch = template.architecture
     if "variance" in row:
         arch = replace(arch, likelihood=replace(arch.likelihood, variance=float(row["variance"])))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # as VAE(..., seed=seed): the initial weights follow from the seed
-        model = type(template).from_architecture(arch)
+    model = type(template).from_architecture(arch, seed=seed)  # as VAE(..., seed=seed)
     return model.to(template.device, template.dtype)
 
 
