@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import vaekit as vk
-from vaekit import cli, runs
+from vaekit import cli, model_settings, runs
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -89,6 +89,23 @@ def test_demo_with_one_epoch(tmp_path, capsys):
     expected["data"]["options"] = {"modes": 8, "radius": 3.0, "std": 0.25}
     assert config == expected  # the lecture recipe, apart from the two flags
     assert (tmp_path / "demo" / "report.html").is_file()
+
+
+@pytest.mark.parametrize("name", [n for n in model_settings.member_names() if n != "vae"])
+def test_demo_shows_each_family_member(name, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(capsys, "demo", "--model", name, "--epochs", "1", "--n", "200")
+    assert code == 0, err
+    folder = tmp_path / "runs" / f"demo-{name}"
+    config = runs.read_config(folder)
+    assert model_settings.member_settings(name).items() <= config["model"].items()
+    assert config["training"] == runs.default_config()["training"] | {"epochs": 1}  # the lecture's recipe otherwise
+    assert (folder / "report.html").is_file()
+
+
+def test_demo_refuses_an_unknown_member(capsys):
+    code, _, err = run_main(capsys, "demo", "--model", "gan")
+    assert code == 2 and "argument --model: invalid choice: 'gan' (choose from" in err
 
 
 def test_existing_run_is_refused_without_force(ring_run, capsys):

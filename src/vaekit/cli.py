@@ -98,7 +98,8 @@ EPILOG = {
     "demo": """examples:
   vaekit demo                      # ring data, lecture recipe, 400 epochs -> runs/demo/report.html
   vaekit demo --epochs 50 --out runs/quick
-  vaekit demo --force              # replace an existing runs/demo""",
+  vaekit demo --force              # replace an existing runs/demo
+  vaekit demo --model mixture      # a learned mixture prior -> runs/demo-mixture/report.html""",
     "train": """examples:
   vaekit train --data moons --epochs 200 --out runs/moons
   vaekit train --data ring --condition label:onehot --out runs/cvae
@@ -204,8 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
         return p
 
-    p = command("demo", "Train the lecture's VAE on the ring data and write a run folder with report.html.")
-    p.add_argument("--out", default="runs/demo", help="run folder to write (default: runs/demo)")
+    p = command("demo", "Train the lecture's VAE (or another member of the family) on the ring data and write a run folder.")
+    p.add_argument("--out", help="run folder to write (default: runs/demo, or runs/demo-NAME with --model)")
+    p.add_argument(
+        "--model",
+        choices=model_settings.member_names(),
+        metavar="NAME",
+        help=f"family member, on the lecture's settings otherwise: {', '.join(model_settings.member_names())} (default: vae)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 400)")
     p.add_argument("--n", type=int, default=None, help="ring points (default: 2000)")
     p.add_argument("--seed", type=int, default=None, help="training seed (default: 0)")
@@ -432,8 +439,11 @@ def _cmd_demo(args: argparse.Namespace, out: _Console) -> int:
             config["training"][key] = value
     if args.n is not None:
         config["data"]["n"] = args.n
+    if args.model:
+        config["model"] = model_settings.member_settings(args.model)
     config = runs.validate_config(config, source="demo settings")
-    return _train(config, Path(args.out), args, out, command="vaekit demo")
+    target = Path(args.out or ("runs/demo" if args.model in (None, "vae") else f"runs/demo-{args.model}"))
+    return _train(config, target, args, out, command="vaekit demo")
 
 
 RESUME_FLAGS = ("epochs", "lr", "grad_clip", "weight_decay")

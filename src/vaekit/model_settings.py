@@ -167,6 +167,30 @@ def architecture(settings: dict[str, Any], *, x_dim: int | None, condition: Any)
     return cls.config_class(**kwargs)
 
 
+def member_names() -> list[str]:
+    """The names ``vaekit demo --model`` takes: every model kind, then every VAE option kind.
+
+    An option kind is a registered posterior or prior other than the default (``iaf``,
+    ``mixture``, ...): ``vaekit demo --model iaf`` is the VAE with that posterior.
+    """
+    names = list(model_kinds())
+    vae_fields = {f.name: f for f in dataclasses.fields(model_kinds()[DEFAULT_MODEL].config_class)}
+    for field_name in ("posterior", "prior"):
+        default = _default_kind(vae_fields[field_name])
+        names += [kind for kind in SPECS[field_name] if kind != default and kind not in names]
+    return names
+
+
+def member_settings(name: str) -> dict[str, Any]:
+    """The partial ``[model]`` section of a name from :func:`member_names`."""
+    if name in model_kinds():
+        return {MODEL_KEY: name}
+    for field_name in ("posterior", "prior"):
+        if name in SPECS[field_name]:
+            return {MODEL_KEY: DEFAULT_MODEL, field_name: name}
+    raise InputError(f"model must be one of {member_names()}. Got {name!r} instead.")
+
+
 def settings_of(arch: Any, model_kind: str) -> dict[str, Any]:
     """The ``[model]`` section that rebuilds ``arch`` (inverse of :func:`architecture`)."""
     out: dict[str, Any] = {MODEL_KEY: model_kind}
