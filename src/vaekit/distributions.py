@@ -251,6 +251,11 @@ def reconstruction_energy(px: Distribution, x: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- priors
+# The learned priors share these settings (one --prior-components flag), so they share one help.
+_COMPONENTS_HELP = "components of a learned prior (mixture: Gaussians; vamp: pseudo-inputs)"
+_INIT_SCALE_HELP = "spread of a learned prior's initial values (mixture: means; vamp: pseudo-inputs)"
+
+
 @register_spec("prior")
 @dataclass(frozen=True)
 class StandardNormal:
@@ -297,8 +302,8 @@ class MixturePrior:
 
     """
 
-    components: int = field(default=10, metadata={"help": "number of Gaussians of a mixture prior"})
-    init_scale: float = field(default=1.0, metadata={"help": "spread of a mixture prior's initial means"})
+    components: int = field(default=10, metadata={"help": _COMPONENTS_HELP})
+    init_scale: float = field(default=1.0, metadata={"help": _INIT_SCALE_HELP})
     kind: ClassVar[str] = "mixture"
 
     def __post_init__(self) -> None:
@@ -364,8 +369,8 @@ class VampPrior:
 
     """
 
-    components: int = field(default=50, metadata={"help": "number of Gaussians of a mixture prior (pseudo-inputs: vamp)"})
-    init_scale: float = field(default=1.0, metadata={"help": "spread of a learned prior's initial means (pseudo-inputs: vamp)"})
+    components: int = field(default=50, metadata={"help": _COMPONENTS_HELP})
+    init_scale: float = field(default=1.0, metadata={"help": _INIT_SCALE_HELP})
     kind: ClassVar[str] = "vamp"
 
     def __post_init__(self) -> None:
