@@ -67,8 +67,8 @@ def test_keys_follow_the_choices():
     [
         (
             {"prior_components": 3},
-            "cfg: [model] prior_components = 3 has no effect with these settings: it applies when prior = 'mixture'. "
-            "Remove it or change that setting.",
+            # Other learned priors (vamp) share the key, so the message goes on to name them too.
+            "cfg: [model] prior_components = 3 has no effect with these settings: it applies when prior = 'mixture'",
         ),
         (
             {"likelihood": "bernoulli", "variance": 1.0},

@@ -13,7 +13,7 @@ from vaekit import data, metrics, runs
 from vaekit import plots as plot
 from vaekit._version import __version__
 from vaekit.conditions import Continuous, OneHot
-from vaekit.distributions import Bernoulli, Gaussian, MixturePrior, StandardNormal
+from vaekit.distributions import Bernoulli, Gaussian, MixturePrior, StandardNormal, VampPrior
 from vaekit.errors import FileFormatError, InputError, InputTypeError, RunInterrupted, TrainingError, VaekitError
 from vaekit.history import History
 from vaekit.io import load, save
@@ -47,6 +47,7 @@ __all__ = [
     "StandardNormal",
     "RunInterrupted",
     "TrainingError",
+    "VampPrior",
     "VaekitError",
     "__version__",
     "data",

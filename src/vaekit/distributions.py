@@ -16,6 +16,7 @@ from torch import nn
 from torch.distributions import Bernoulli as TorchBernoulli
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal, kl_divergence
 
+from vaekit.conditions import OneHot
 from vaekit.configs import register_spec, spec_from_config
 from vaekit.errors import InputError
 from vaekit.validate import positive_float
@@ -250,6 +251,11 @@ def reconstruction_energy(px: Distribution, x: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- priors
+# The learned priors share these settings (one --prior-components flag), so they share one help.
+_COMPONENTS_HELP = "components of a learned prior (mixture: Gaussians; vamp: pseudo-inputs)"
+_INIT_SCALE_HELP = "spread of a learned prior's initial values (mixture: means; vamp: pseudo-inputs)"
+
+
 @register_spec("prior")
 @dataclass(frozen=True)
 class StandardNormal:
@@ -257,7 +263,7 @@ class StandardNormal:
 
     kind: ClassVar[str] = "standard_normal"
 
-    def build(self, z_dim: int, x_shape: tuple[int, ...]) -> nn.Module:
+    def build(self, z_dim: int, x_shape: tuple[int, ...], *, condition: Any = None) -> nn.Module:
         """The module whose ``forward(model)`` returns p(z) with event shape (z_dim,)."""
         return _StandardNormalPrior(z_dim)
 
@@ -296,8 +302,8 @@ class MixturePrior:
 
     """
 
-    components: int = field(default=10, metadata={"help": "number of Gaussians of a mixture prior"})
-    init_scale: float = field(default=1.0, metadata={"help": "spread of a mixture prior's initial means"})
+    components: int = field(default=10, metadata={"help": _COMPONENTS_HELP})
+    init_scale: float = field(default=1.0, metadata={"help": _INIT_SCALE_HELP})
     kind: ClassVar[str] = "mixture"
 
     def __post_init__(self) -> None:
@@ -306,7 +312,7 @@ class MixturePrior:
         positive_int(self.components, "MixturePrior.components")
         positive_float(self.init_scale, "MixturePrior.init_scale")
 
-    def build(self, z_dim: int, x_shape: tuple[int, ...]) -> nn.Module:
+    def build(self, z_dim: int, x_shape: tuple[int, ...], *, condition: Any = None) -> nn.Module:
         """The module whose ``forward(model)`` returns p(z) with event shape (z_dim,)."""
         return _MixturePrior(self, z_dim)
 
@@ -329,7 +335,83 @@ class _MixturePrior(nn.Module):
         return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False), components, validate_args=False)
 
 
-Prior = StandardNormal | MixturePrior
+@register_spec("prior")
+@dataclass(frozen=True)
+class VampPrior:
+    """The VampPrior (Tomczak and Welling, 2018): p(z) = (1/K) sum_k q(z | u_k), u_k learned pseudo-inputs.
+
+    The prior is the model's own encoder applied to K learned points, so it is the aggregate
+    posterior of a learned K-point data set: it follows the encoder as it trains, and it has
+    as many modes as the data needs (up to K). KL(q || p) has no closed form; the objectives
+    use a one-sample Monte Carlo estimate. Each prior evaluation runs the encoder on K rows.
+
+    Pseudo-inputs u_k, (K, D) flat, live where the encoder's input lives: in standardised units
+    when the model was built with ``standardize=True`` (the encoder reads them as they are,
+    without the data's shift and scale), so their scale does not depend on the data's units.
+    They start as N(0, init_scale^2) draws (seeded with the model): with ``standardize=True``
+    that is the spread of the training data itself. The paper also initialises from training
+    points, which ``build`` cannot see (the model is built before any data); random starts
+    worked as well in its experiments.
+
+    A conditional model gives each pseudo-input a learned pseudo-condition c_k, so that
+    q(z | u_k, c_k) is defined: for ``OneHot(n)``, c_k = softmax(l_k) of learned logits l_k
+    (a valid mixture of one-hot vectors, which the encoder reads like a label); for
+    ``Continuous(dim)``, free learned values (starting as N(0, init_scale^2)). p(z) itself stays
+    unconditional, as the model's other priors are.
+
+    Parameters
+    ----------
+    components : int, default 50
+        K, the number of pseudo-inputs (>= 1).
+    init_scale : float, default 1.0
+        Standard deviation of the initial pseudo-inputs (and pseudo-conditions), in the
+        encoder's input units.
+
+    """
+
+    components: int = field(default=50, metadata={"help": _COMPONENTS_HELP})
+    init_scale: float = field(default=1.0, metadata={"help": _INIT_SCALE_HELP})
+    kind: ClassVar[str] = "vamp"
+
+    def __post_init__(self) -> None:
+        from vaekit.validate import positive_int
+
+        positive_int(self.components, "VampPrior.components")
+        positive_float(self.init_scale, "VampPrior.init_scale")
+
+    def build(self, z_dim: int, x_shape: tuple[int, ...], *, condition: Any = None) -> nn.Module:
+        """The module whose ``forward(model)`` returns p(z): a uniform mixture of the encoder's q(z | u_k, c_k)."""
+        return _VampPrior(self, math.prod(x_shape), condition)
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-ready description (inverse of :func:`prior_from_config`)."""
+        return {"type": self.kind, **asdict(self)}
+
+
+class _VampPrior(nn.Module):
+    def __init__(self, spec: VampPrior, x_dim: int, condition: Any) -> None:
+        super().__init__()
+        k = spec.components
+        self.pseudo_inputs = nn.Parameter(torch.randn(k, x_dim) * spec.init_scale)  # (K, D), network input units
+        # OneHot: logits whose softmax is the pseudo-condition; Continuous: the values themselves.
+        self.onehot = isinstance(condition, OneHot)
+        if condition is not None:
+            self.pseudo_conditions = nn.Parameter(torch.randn(k, condition.in_features) * spec.init_scale)  # (K, C)
+        else:
+            self.pseudo_conditions = None
+
+    def forward(self, model: nn.Module) -> MixtureSameFamily:
+        c = self.pseudo_conditions
+        if c is not None and self.onehot:
+            c = c.softmax(-1)  # (K, C), rows on the simplex
+        # The encoder and posterior head directly, not encode_batch: the pseudo-inputs are already
+        # in the network's input units (no standardisation), and the sweep patches encode_batch.
+        components = model.posterior_head(model.encoder(self.pseudo_inputs, c))  # batch (K,), event (Z,)
+        weights = Categorical(logits=self.pseudo_inputs.new_zeros(self.pseudo_inputs.shape[0]), validate_args=False)
+        return MixtureSameFamily(weights, components, validate_args=False)
+
+
+Prior = StandardNormal | MixturePrior | VampPrior
 
 
 def prior_from_config(config: dict[str, Any] | None) -> Prior:

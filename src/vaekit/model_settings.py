@@ -83,10 +83,13 @@ def all_settings() -> dict[str, Setting]:
                     known = out.get(key)
                     if known is None:
                         out[key] = setting
-                    elif known.annotation != setting.annotation:
+                        continue
+                    if known.annotation != setting.annotation:
                         raise TypeError(f"[model] {key} has two types: {known.annotation} and {setting.annotation}")
-                    elif known.default != setting.default:
-                        out[key] = dataclasses.replace(known, default=None)
+                    if known.default != setting.default:
+                        known = out[key] = dataclasses.replace(known, default=None)
+                    if setting.applies and setting.applies not in known.applies:  # a key several kinds share
+                        out[key] = dataclasses.replace(known, applies=f"{known.applies} or {setting.applies}")
     return out
 
 

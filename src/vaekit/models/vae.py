@@ -151,7 +151,8 @@ class VAE(nn.Module):
         model and undone by :meth:`decode`, :meth:`sample` and :meth:`reconstruct`, so every
         output and every likelihood is in the user's units.
     prior : a prior spec, default ``StandardNormal()``
-        p(z). ``MixturePrior(k)`` is a learned mixture of k Gaussians, trained with the model.
+        p(z). ``MixturePrior(k)`` is a learned mixture of k Gaussians, trained with the model;
+        ``VampPrior(k)`` the encoder's mixture over k learned pseudo-inputs.
     posterior : a posterior spec, default ``DiagonalGaussian()``
         The family of q(z|x, c).
     encoder : a trunk spec, default ``MLP()``
@@ -219,7 +220,7 @@ class VAE(nn.Module):
             self.decoder = decoder_trunk.decoder(self.z_dim, self.x_shape, k, self.condition, self.hidden, self.activation)
             # Built after the networks: a learned prior or posterior draws its initial values from
             # the same seed without changing the networks' (the defaults draw nothing).
-            self.prior_net = self.prior_spec.build(self.z_dim, self.x_shape)
+            self.prior_net = self.prior_spec.build(self.z_dim, self.x_shape, condition=self.condition)
             self.posterior_head = self.posterior_spec.build(self.z_dim)
         self.likelihood_head = self.likelihood.head(self.x_dim)
         # Standardisation statistics; identity until fit() (or the user) sets them.
@@ -252,7 +253,7 @@ class VAE(nn.Module):
         them with no further test code.
         """
         from vaekit.conditions import Continuous, OneHot
-        from vaekit.distributions import MixturePrior
+        from vaekit.distributions import MixturePrior, VampPrior
 
         small = {"z_dim": 2, "hidden": (16,)}
         return {
@@ -265,6 +266,10 @@ class VAE(nn.Module):
             "mixture-prior": VAEConfig(x_dim=2, prior=MixturePrior(3), **small),
             "mixture-prior-onehot-tanh": VAEConfig(
                 x_dim=2, prior=MixturePrior(2), condition=OneHot(3), activation="tanh", **small
+            ),
+            "vamp-prior": VAEConfig(x_dim=2, prior=VampPrior(3), **small),
+            "vamp-prior-onehot-standardized": VAEConfig(
+                x_dim=3, prior=VampPrior(4), condition=OneHot(3), standardize=True, **small
             ),
         }
 
