@@ -33,7 +33,7 @@ from vaekit.distributions import Gaussian
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.formatting import format_value
 from vaekit.history import History
-from vaekit.models import VAE
+from vaekit.models import MODELS, VAE
 from vaekit.monitors import Diversity
 from vaekit.objectives import ELBO
 from vaekit.trainer import fit, proven_accelerator
@@ -184,8 +184,10 @@ def sweep(
     and a warning is logged.
 
     """
-    if not isinstance(model, VAE):
-        raise InputTypeError(f"model must be a vaekit.VAE used as template. Got {describe(model)} instead.")
+    if not isinstance(model, tuple(MODELS.values())):
+        raise InputTypeError(
+            f"model must be a vaekit.VAE used as template (or any registered vaekit model). Got {describe(model)} instead."
+        )
     grid = _grid(over)
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
