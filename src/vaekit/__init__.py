@@ -17,7 +17,7 @@ from vaekit.distributions import Bernoulli, Gaussian, MixturePrior, StandardNorm
 from vaekit.errors import FileFormatError, InputError, InputTypeError, RunInterrupted, TrainingError, VaekitError
 from vaekit.history import History
 from vaekit.io import load, save
-from vaekit.models import VAE
+from vaekit.models import VAE, HierarchicalVAE
 from vaekit.monitors import Diversity
 from vaekit.objectives import ELBO, IWAE, LossOutput
 from vaekit.posteriors import DiagonalGaussian
@@ -37,6 +37,7 @@ __all__ = [
     "EarlyStopping",
     "FileFormatError",
     "Gaussian",
+    "HierarchicalVAE",
     "History",
     "InputError",
     "InputTypeError",

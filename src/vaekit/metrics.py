@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,8 @@ class ElboTerms:
     kl_per_dim : (N, Z) the same per latent dimension, or None where the KL does not split
         over dimensions (a mixture prior, a flow posterior).
     latent_mean : (N, Z) E_q[z], the posterior means (a Monte Carlo mean where not known).
+    kl_parts : dict name -> (N,), the model's named KL parts (its ``kl_terms`` hook, e.g. one per
+        latent layer) averaged over the same draws; ``kl`` is then their sum. Empty otherwise.
 
     """
 
@@ -110,6 +112,7 @@ class ElboTerms:
     kl: np.ndarray
     kl_per_dim: np.ndarray | None
     latent_mean: np.ndarray
+    kl_parts: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def neg_elbo(self) -> np.ndarray:
@@ -141,8 +144,9 @@ def elbo_terms(model: Any, x: Any, condition: Any = None, *, samples: int = 10, 
     generator = _generator(model, seed)
     n, z_dim = xt.shape[0], model.z_dim
     chunk = max(1, _ROWS // samples)
-    recon, kls, kl_dims, means = [], [], [], []
+    recon, kls, kl_dims, means, parts = [], [], [], [], []
     pz = model.prior()
+    hook = getattr(model, "kl_terms", None)
     for start in range(0, n, chunk):
         xb, cb = xt[start : start + chunk], _rows(c, slice(start, start + chunk))
         qz = model.encode_batch(xb, cb)
@@ -150,8 +154,12 @@ def elbo_terms(model: Any, x: Any, condition: Any = None, *, samples: int = 10, 
         px = model.decode_batch(z.reshape(-1, z_dim), _repeat(cb, samples))
         log_px = px.log_prob(_repeat(xb, samples)).view(samples, -1)  # (S, B)
         recon.append(-log_px.double().mean(0))
-        closed = _closed_kl(qz, pz)  # (B,), (B, Z) or None; None: no closed form
-        if closed is not None:
+        closed = None if hook is not None else _closed_kl(qz, pz)  # (B,), (B, Z) or None; None: no closed form
+        if hook is not None:  # the model's KL parts, each averaged over the same S draws
+            draws = [hook(xb, cb, qz, zs) for zs in z]  # S dicts of (B,)
+            parts.append({k: torch.stack([d[k] for d in draws]).double().mean(0) for k in draws[0]})
+            kl, kl_dim = sum(parts[-1].values()), None
+        elif closed is not None:
             kl, kl_dim = closed
         else:  # Monte Carlo over the same S draws
             kl, kl_dim = (qz.log_prob(z) - pz.log_prob(z)).mean(0), None
@@ -159,7 +167,10 @@ def elbo_terms(model: Any, x: Any, condition: Any = None, *, samples: int = 10, 
         kl_dims.append(None if kl_dim is None else kl_dim.double())
         means.append(posterior_mean(qz).double())
     kl_dim = None if kl_dims[0] is None else torch.cat(kl_dims).cpu().numpy()
-    return ElboTerms(torch.cat(recon).cpu().numpy(), torch.cat(kls).cpu().numpy(), kl_dim, torch.cat(means).cpu().numpy())
+    kl_parts = {k: torch.cat([p[k] for p in parts]).cpu().numpy() for k in (parts[0] if parts else {})}
+    return ElboTerms(
+        torch.cat(recon).cpu().numpy(), torch.cat(kls).cpu().numpy(), kl_dim, torch.cat(means).cpu().numpy(), kl_parts
+    )
 
 
 def _closed_kl(qz: Any, pz: Any) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -642,6 +653,8 @@ def evaluate(
         - ``neg_elbo``: mean -ELBO; ``reconstruction_nll``: mean -E_q[log p(x|z)]; ``kl``: mean KL(q || p).
         - ``kl_per_dim``: list (Z,) of mean KL per latent dimension.
         - ``latent_mean_variance``: list (Z,) of Cov_x(E_q[z_d]); ``active_units``: how many exceed 0.01.
+        - Models with a ``kl_terms`` hook: each named KL part (``kl_layer0``, ...), mean nats per point.
+          Models with ``latent_layers``: ``active_units_layer0``, ... (the code split into its layers).
         - ``iwae_nll``: mean IWAE estimate of -log p(x) with ``iwae_k`` samples; ``iwae_nll_se``: its
           standard error over points; ``iwae_seconds``: time taken.
         - ``diversity``: the lecture's diversity of ``n_samples`` model samples; ``data_diversity``: of the test data.
@@ -694,6 +707,10 @@ def evaluate(
     variance = terms.latent_mean.var(0)
     out["latent_mean_variance"] = variance.tolist()
     out["active_units"] = int((variance > ACTIVE_THRESHOLD).sum())
+    out.update({name: float(part.mean()) for name, part in terms.kl_parts.items()})
+    bounds = np.cumsum([0, *getattr(model, "latent_layers", ())])
+    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):  # a model whose code splits into layers
+        out[f"active_units_layer{i}"] = int((variance[lo:hi] > ACTIVE_THRESHOLD).sum())
 
     started = time.perf_counter()
     log_p = iwae_log_likelihood(model, xt, condition, k=k, seed=seed)

@@ -65,6 +65,20 @@ def _elbo_terms(px: Distribution, x: torch.Tensor, nll: torch.Tensor, kl: torch.
     return terms
 
 
+def _kl(model: Any, x: torch.Tensor, c: torch.Tensor | None, qz: Distribution, pz: Distribution, z: torch.Tensor) -> tuple:
+    """KL per point, its per-dimension split or None, and the model's named KL parts (may be empty).
+
+    A model with the optional hook ``kl_terms(x, c, qz, z)`` (models/base.py) splits the KL into
+    parts, e.g. one per latent layer; their sum, an estimate of the same expectation with less
+    variance than log q(z) - log p(z), is the KL.
+    """
+    hook = getattr(model, "kl_terms", None)
+    if hook is None:
+        return (*kl_terms(qz, pz, z), {})
+    parts = hook(x, c, qz, z)
+    return sum(parts.values()), None, parts
+
+
 @dataclass(frozen=True)
 class ELBO:
     """Negative evidence lower bound, -E_q[log p(x|z)] + beta * KL(q(z|x) || p(z)).
@@ -105,7 +119,7 @@ class ELBO:
         z = qz.rsample()  # (B, Z)
         px = model.decode_batch(z, c)
         nll = -px.log_prob(x)  # (B,)
-        kl, kl_dim = kl_terms(qz, model.prior(), z)  # (B,), (B, Z) or None
+        kl, kl_dim, parts = _kl(model, x, c, qz, model.prior(), z)  # (B,), (B, Z) or None, {name: (B,)}
         penalised = kl
         if self.free_bits > 0:
             if kl_dim is None:
@@ -118,7 +132,7 @@ class ELBO:
             below = kl_dim.detach().mean(0) < self.free_bits  # (Z,)
             penalised = torch.where(below, torch.full_like(kl_dim, self.free_bits), kl_dim).sum(-1)
         loss = nll + self.beta_at(epoch) * penalised
-        return LossOutput(loss, _elbo_terms(px, x, nll, kl, kl_dim))
+        return LossOutput(loss, _elbo_terms(px, x, nll, kl, kl_dim) | parts)
 
     def accelerator(self, model: Any) -> Any:
         """The hand-written gradient engine for ``model`` where its structure allows one, else None.
@@ -162,9 +176,9 @@ class IWAE:
         pz = model.prior()
         log_w = log_px + pz.log_prob(z) - qz.log_prob(z)  # (K, B)
         bound = torch.logsumexp(log_w, dim=0) - math.log(self.k)  # (B,)
-        kl, kl_dim = kl_terms(qz, pz, z[0])
+        kl, kl_dim, parts = _kl(model, x, c, qz, pz, z[0])
         nll = -log_px.mean(0)
-        terms = _elbo_terms(px, x_rep, nll, kl, kl_dim)
+        terms = _elbo_terms(px, x_rep, nll, kl, kl_dim) | parts
         terms["reconstruction"] = terms["reconstruction"].view(self.k, batch).mean(0)
         return LossOutput(-bound, terms)
 

@@ -4,6 +4,17 @@ Importing this package registers each model in :data:`vaekit.models.base.MODELS`
 """
 
 from vaekit.models.base import MODELS, LatentVariableModel, ModelConfig, model_class, register
+from vaekit.models.hierarchical import HierarchicalVAE, HierarchicalVAEConfig
 from vaekit.models.vae import VAE, VAEConfig
 
-__all__ = ["MODELS", "VAE", "LatentVariableModel", "ModelConfig", "VAEConfig", "model_class", "register"]
+__all__ = [
+    "MODELS",
+    "VAE",
+    "HierarchicalVAE",
+    "HierarchicalVAEConfig",
+    "LatentVariableModel",
+    "ModelConfig",
+    "VAEConfig",
+    "model_class",
+    "register",
+]

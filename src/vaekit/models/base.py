@@ -72,6 +72,17 @@ class LatentVariableModel(Protocol):
         Class methods: build from a config dataclass or its JSON form; ``examples()`` names small
         architectures covering every option, which the conformance suite checks.
 
+    Optional hooks (a model without them loses nothing the objectives need):
+
+    kl_terms(x, c, qz, z) -> dict of name -> Tensor (B,)
+        Named parts of KL(q(z|x, c) || p(z)) given the draw z ~ q (B, Z), e.g. one per latent
+        layer of a hierarchy (``kl_layer0``, ...), each as cheap and low-variance as the model
+        can make it; their sum must equal the KL in expectation. The objectives then use that sum
+        as the KL and log every part (History columns).
+    latent_layers : tuple of int
+        How the latent code splits into consecutive layers (sizes summing to Z); the metrics
+        then report KL and active units per layer.
+
     Loss terms are the objectives' business (:mod:`vaekit.objectives`): they return a
     ``LossOutput`` whose ``terms`` dict carries any per-sample quantity a model produces
     (per-layer KL, codebook and commitment terms) to History and reports.

@@ -285,7 +285,7 @@ def build_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
             summary.append((key.replace("_", " "), info[key]))
     return render_html(
         title=f"vaekit run: {name or run_dir.resolve().name}",
-        subtitle=f"VAE x_dim={model.x_dim}, z_dim={model.z_dim}, hidden={list(model.hidden)}",
+        subtitle=f"{type(model).__name__} x_dim={model.x_dim}, z_dim={model.z_dim}, hidden={list(model.hidden)}",
         config=config,
         config_text=config_path.read_text(encoding="utf-8"),
         metrics={k: v for k, v in metrics.items() if not isinstance(v, (dict, list)) or k == "kl_per_dim"},
