@@ -5,5 +5,16 @@ Importing this package registers each model in :data:`vaekit.models.base.MODELS`
 
 from vaekit.models.base import MODELS, LatentVariableModel, ModelConfig, model_class, register
 from vaekit.models.vae import VAE, VAEConfig
+from vaekit.models.vqvae import VQVAE, VQVAEConfig
 
-__all__ = ["MODELS", "VAE", "LatentVariableModel", "ModelConfig", "VAEConfig", "model_class", "register"]
+__all__ = [
+    "MODELS",
+    "VAE",
+    "VQVAE",
+    "LatentVariableModel",
+    "ModelConfig",
+    "VAEConfig",
+    "VQVAEConfig",
+    "model_class",
+    "register",
+]
