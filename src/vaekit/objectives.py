@@ -76,9 +76,11 @@ def _require_kl(model: Any, objective: Any) -> None:
 
 
 def default_objective(model: Any) -> Any:
-    """The objective ``model`` trains with when none is given: its class's ``default_objective``, else ``ELBO()``."""
-    chosen = getattr(type(model), "default_objective", None)
-    return ELBO() if chosen is None else chosen
+    """The objective ``model`` trains with when none is given, with default settings.
+
+    The kind its class names in ``default_objective`` (``"vq"``); ``ELBO()`` when it names none.
+    """
+    return OBJECTIVES[getattr(type(model), "default_objective", "elbo")]()
 
 
 def _elbo_terms(px: Distribution, x: torch.Tensor, nll: torch.Tensor, kl: torch.Tensor, kl_dim: torch.Tensor | None) -> dict:
@@ -290,3 +292,7 @@ def _require_codebook(model: Any) -> None:
         raise InputTypeError(
             f"model must have a codebook (a vaekit.VQVAE) for the VQ objective. Got {type(model).__name__} instead."
         )
+
+
+# Objective kind (``to_config()["type"]``, the [training] objective setting) -> class.
+OBJECTIVES: dict[str, type] = {cls.kind: cls for cls in (ELBO, IWAE, VQ)}

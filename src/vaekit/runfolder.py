@@ -158,8 +158,7 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
     out["model"] = model_settings.complete(out["model"], d["condition_type"] if d["condition"] else None, source)
     if "objective" not in config.get("training", {}):  # the model's own objective (vq for a VQ-VAE)
         cls = model_settings.model_kinds()[out["model"][model_settings.MODEL_KEY]]
-        default = getattr(cls, "default_objective", None)
-        out["training"]["objective"] = "elbo" if default is None else default.kind
+        out["training"]["objective"] = getattr(cls, "default_objective", "elbo")
     return out
 
 

@@ -78,9 +78,10 @@ class LatentVariableModel(Protocol):
 
     Optional members (read with ``getattr``, so a model without them is a continuous-latent VAE):
 
-    default_objective : objective (class attribute)
-        What :func:`vaekit.fit`, the sweep and ``vaekit train`` train with when no objective is
-        given; ``ELBO()`` when absent (:func:`vaekit.objectives.default_objective`).
+    default_objective : str (class attribute)
+        The kind of objective (``"vq"``) :func:`vaekit.fit`, the sweep and ``vaekit train`` train
+        with when none is given, built with its defaults; ``"elbo"`` when absent
+        (:func:`vaekit.objectives.default_objective`).
     metrics_not_applicable : dict name -> reason
         Metrics that do not exist for this model (see :func:`not_applicable` for the names).
         They are left out of :func:`vaekit.metrics.evaluate` (whose ``notes`` give the reason),

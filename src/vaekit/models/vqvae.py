@@ -27,7 +27,6 @@ from vaekit.io import save
 from vaekit.models.base import ModelConfig, flat_dim, register
 from vaekit.models.vae import VAE, _check_spec, _in_chunks, _sample_with, _shape
 from vaekit.nn import ACTIVATIONS
-from vaekit.objectives import VQ
 from vaekit.trunks import MLP, trunk_from_config
 from vaekit.validate import positive_float, positive_int
 
@@ -211,7 +210,7 @@ class VQVAE(nn.Module):
 
     config_class: ClassVar[type[ModelConfig]] = VQVAEConfig
     kind: ClassVar[str] = "vqvae"
-    default_objective: ClassVar[VQ] = VQ()
+    default_objective: ClassVar[str] = "vq"  # vaekit.VQ(): the kind, so that models import no objective
     # Buffers fitted from data (io.load accepts values other than a fresh model's).
     FITTED_BUFFERS: ClassVar[frozenset[str]] = frozenset({"ema_count", "ema_sum", "prior_logits", "prior_fitted"})
     # Dead codes restart from the last this-many encoder outputs of the epoch (bounded memory).
