@@ -88,7 +88,7 @@ def test_keys_follow_the_choices():
             "cfg: [model] MixturePrior.components must be an integer >= 1. Got 0 instead.",
         ),
         ({"x_shape": [4, 0]}, "cfg: [model] x_shape[i] must be an integer >= 1. Got 0 instead."),
-        ({"type": "gan"}, "cfg: [model] type must be one of ['vae'"),  # then every other registered kind
+        ({"type": "gan"}, f"cfg: [model] type must be one of {list(model_settings.model_kinds())}. Got 'gan' instead."),
         ({"encoder": "conv9d"}, "cfg: [model] encoder must be one of"),
     ],
 )

@@ -17,9 +17,9 @@ from vaekit.distributions import Bernoulli, Gaussian, MixturePrior, StandardNorm
 from vaekit.errors import FileFormatError, InputError, InputTypeError, RunInterrupted, TrainingError, VaekitError
 from vaekit.history import History
 from vaekit.io import load, save
-from vaekit.models import VAE, HierarchicalVAE
+from vaekit.models import VAE, VQVAE, HierarchicalVAE
 from vaekit.monitors import Diversity
-from vaekit.objectives import ELBO, IWAE, LossOutput
+from vaekit.objectives import ELBO, IWAE, VQ, LossOutput
 from vaekit.posteriors import DiagonalGaussian
 from vaekit.sweep import sweep
 from vaekit.trainer import Callback, EarlyStopping, fit
@@ -27,8 +27,10 @@ from vaekit.trunks import MLP
 
 __all__ = [
     "VAE",
+    "VQVAE",
     "ELBO",
     "IWAE",
+    "VQ",
     "Bernoulli",
     "Callback",
     "Continuous",

@@ -53,11 +53,13 @@ HELP: dict[str, str] = {
     "batch_size": "minibatch size",
     "lr": "Adam learning rate",
     "seed": "seed of the initial weights, shuffling and noise",
-    "objective": "training objective",
+    "objective": "training objective (default: the model's own, vq for --model vqvae)",
     "beta": "KL weight (beta-VAE when > 1)",
     "warmup_epochs": "linear KL warm-up over this many epochs (0: off)",
     "free_bits": "free bits per latent dimension, nats (0: off)",
     "iwae_k": "importance samples of the IWAE objective",
+    "commitment": "VQ objective: weight of the commitment term",
+    "ema": "VQ objective: moving-average decay of the codebook in (0, 1) (0: learned by gradient)",
     "val_fraction": "share of the data held out for validation (0: none)",
     "patience": "early stopping patience on val_loss in epochs (0: off; needs --val-fraction)",
     "grad_clip": "clip the gradient norm to this value (0: off)",
@@ -322,7 +324,8 @@ class _Display:
     def epoch(self, epoch: int, epochs: int, record: dict[str, Any] | None = None) -> None:
         if self.live is None:  # runs.sweep reports no stages: the first epoch shows the bar
             self.status(runs.STAGE_TRAINING)
-        fields = {} if record is None else {"loss": f"{record['loss']:.4f}", "kl": f"{record['kl']:.4f}"}
+        # A model without a KL (a VQ-VAE) shows n/a there: no KL is never a KL of 0.
+        fields = {} if record is None else {"loss": f"{record['loss']:.4f}", "kl": _term(record, "kl")}
         self.bar.update(self.task, completed=epoch, **fields)
 
     def status(self, text: str) -> None:
@@ -497,10 +500,15 @@ def _train(config: dict[str, dict[str, Any]], target: Path, args: argparse.Names
     history = run.history
     last = history.last()
     out.say(
-        f"trained {len(history)} epochs in {history.seconds:.1f} s: loss {last['loss']:.4f}, KL {last['kl']:.4f}\n"
+        f"trained {len(history)} epochs in {history.seconds:.1f} s: loss {last['loss']:.4f}, KL {_term(last, 'kl')}\n"
         f"wrote {target}/ (open {target / runs.REPORT})"
     )
     return 0
+
+
+def _term(record: dict[str, Any], key: str) -> str:
+    """A History value for the console, or n/a where the model has no such term."""
+    return f"{record[key]:.4f}" if key in record else "n/a"
 
 
 def _load_run(path: str):

@@ -238,7 +238,8 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Mo
     model = model_class.from_config(config)
     # Buffers other than the data statistics follow from the config (e.g. a fixed variance): an
     # edited model.json must not silently disagree with the weights it claims to describe.
-    params = {name for name, _ in model.named_parameters()}
+    # A model lists the buffers it fits from data (a code prior, moving averages) in FITTED_BUFFERS.
+    params = {name for name, _ in model.named_parameters()} | set(getattr(model, "FITTED_BUFFERS", ()))
     for name, fresh in model.state_dict().items():
         if name not in params and name not in _DATA_BUFFERS and not torch.equal(fresh, state[name]):
             raise FileFormatError(f"{folder / METADATA} does not match {WEIGHTS}: {name} differs from what the config implies.")

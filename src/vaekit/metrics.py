@@ -38,6 +38,7 @@ from vaekit.data import ring_centres, ring_log_density
 from vaekit.distributions import LOG_2PI, draw, posterior_mean
 from vaekit.distributions import kl as kl_terms
 from vaekit.errors import InputError, InputTypeError, describe
+from vaekit.models.base import not_applicable
 from vaekit.monitors import diversity as _diversity
 from vaekit.validate import float_matrix, positive_float, positive_int
 
@@ -99,7 +100,8 @@ class ElboTerms:
     ----------
     reconstruction_nll : (N,) -E_q[log p(x|z)] in nats (Monte Carlo over ``samples`` draws).
     kl : (N,) KL(q(z|x) || p(z)) in nats: closed form where one exists, else the Monte Carlo
-        mean of log q(z|x) - log p(z) over the same draws.
+        mean of log q(z|x) - log p(z) over the same draws; None for a model that declares
+        ``kl`` not applicable (a VQ-VAE), whose terms are the reconstruction and latent means only.
     kl_per_dim : (N, Z) the same per latent dimension, or None where the KL does not split
         over dimensions (a mixture prior, a flow posterior).
     latent_mean : (N, Z) E_q[z], the posterior means (a Monte Carlo mean where not known).
@@ -109,7 +111,7 @@ class ElboTerms:
     """
 
     reconstruction_nll: np.ndarray
-    kl: np.ndarray
+    kl: np.ndarray | None
     kl_per_dim: np.ndarray | None
     latent_mean: np.ndarray
     kl_parts: dict[str, np.ndarray] = field(default_factory=dict)
@@ -117,6 +119,8 @@ class ElboTerms:
     @property
     def neg_elbo(self) -> np.ndarray:
         """(N,) reconstruction_nll + kl."""
+        if self.kl is None:
+            raise InputError("model must have a KL term for the negative ELBO. Got a model that declares none instead.")
         return self.reconstruction_nll + self.kl
 
 
@@ -145,7 +149,8 @@ def elbo_terms(model: Any, x: Any, condition: Any = None, *, samples: int = 10, 
     n, z_dim = xt.shape[0], model.z_dim
     chunk = max(1, _ROWS // samples)
     recon, kls, kl_dims, means, parts = [], [], [], [], []
-    pz = model.prior()
+    with_kl = "kl" not in not_applicable(model)
+    pz = model.prior() if with_kl else None
     hook = getattr(model, "kl_terms", None)
     for start in range(0, n, chunk):
         xb, cb = xt[start : start + chunk], _rows(c, slice(start, start + chunk))
@@ -154,6 +159,9 @@ def elbo_terms(model: Any, x: Any, condition: Any = None, *, samples: int = 10, 
         px = model.decode_batch(z.reshape(-1, z_dim), _repeat(cb, samples))
         log_px = px.log_prob(_repeat(xb, samples)).view(samples, -1)  # (S, B)
         recon.append(-log_px.double().mean(0))
+        means.append(posterior_mean(qz).double())
+        if not with_kl:
+            continue
         closed = None if hook is not None else _closed_kl(qz, pz)  # (B,), (B, Z) or None; None: no closed form
         if hook is not None:  # the model's KL parts, each averaged over the same S draws
             draws = [hook(xb, cb, qz, zs) for zs in z]  # S dicts of (B,)
@@ -165,12 +173,10 @@ def elbo_terms(model: Any, x: Any, condition: Any = None, *, samples: int = 10, 
             kl, kl_dim = (qz.log_prob(z) - pz.log_prob(z)).mean(0), None
         kls.append(kl.double())
         kl_dims.append(None if kl_dim is None else kl_dim.double())
-        means.append(posterior_mean(qz).double())
-    kl_dim = None if kl_dims[0] is None else torch.cat(kl_dims).cpu().numpy()
+    kl_dim = None if not kl_dims or kl_dims[0] is None else torch.cat(kl_dims).cpu().numpy()
+    kl = torch.cat(kls).cpu().numpy() if kls else None
     kl_parts = {k: torch.cat([p[k] for p in parts]).cpu().numpy() for k in (parts[0] if parts else {})}
-    return ElboTerms(
-        torch.cat(recon).cpu().numpy(), torch.cat(kls).cpu().numpy(), kl_dim, torch.cat(means).cpu().numpy(), kl_parts
-    )
+    return ElboTerms(torch.cat(recon).cpu().numpy(), kl, kl_dim, torch.cat(means).cpu().numpy(), kl_parts)
 
 
 def _closed_kl(qz: Any, pz: Any) -> tuple[torch.Tensor, torch.Tensor | None] | None:
@@ -392,6 +398,8 @@ def probe_posterior(model: Any) -> Any:
 
 def kl_splits(model: Any) -> bool:
     """Whether KL(q(z|x) || p(z)) of ``model`` splits into one term per latent dimension."""
+    if "kl_per_dim" in not_applicable(model):
+        return False
     qz, pz = probe_posterior(model), model.prior()
     closed = _closed_kl(qz, pz)
     return closed is not None and closed[1] is not None
@@ -686,6 +694,11 @@ def evaluate(
         With integer ``labels`` and an unconditional model: ``latent_knn_accuracy``, 5-NN accuracy of labels
         from posterior means (half the points, at most 1000, vote for the other half).
 
+        A model's own numbers (``evaluation_metrics``; a VQ-VAE's ``perplexity``, ``codes_used``,
+        ``codebook_size`` over all points). Metrics the model declares not applicable
+        (:func:`vaekit.models.base.not_applicable`) are left out, and ``notes`` maps each of
+        their names to the model's reason; ``diversity`` there leaves out every sample metric.
+
     """
     k = positive_int(k, "k")
     n_samples = positive_int(n_samples, "n_samples", minimum=2)
@@ -698,28 +711,36 @@ def evaluate(
     classes = None if labels is None else _class_labels(labels, n)
     out: dict[str, Any] = {"n_points": n, "x_dim": int(model.x_dim), "z_dim": int(model.z_dim)}
 
+    skip = not_applicable(model)  # left out, with the model's reason in out["notes"]; never reported as 0
     terms = elbo_terms(model, xt, condition, seed=seed)
-    out["neg_elbo"] = float(terms.neg_elbo.mean())
+    if terms.kl is not None and "neg_elbo" not in skip:
+        out["neg_elbo"] = float(terms.neg_elbo.mean())
     out["reconstruction_nll"] = float(terms.reconstruction_nll.mean())
-    out["kl"] = float(terms.kl.mean())
-    if terms.kl_per_dim is not None:
+    if terms.kl is not None:
+        out["kl"] = float(terms.kl.mean())
+    if terms.kl_per_dim is not None and "kl_per_dim" not in skip:
         out["kl_per_dim"] = terms.kl_per_dim.mean(0).tolist()
-    variance = terms.latent_mean.var(0)
-    out["latent_mean_variance"] = variance.tolist()
-    out["active_units"] = int((variance > ACTIVE_THRESHOLD).sum())
+    if "active_units" not in skip:
+        variance = terms.latent_mean.var(0)
+        out["latent_mean_variance"] = variance.tolist()
+        out["active_units"] = int((variance > ACTIVE_THRESHOLD).sum())
+        bounds = np.cumsum([0, *getattr(model, "latent_layers", ())])
+        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):  # a model whose code splits into layers
+            out[f"active_units_layer{i}"] = int((variance[lo:hi] > ACTIVE_THRESHOLD).sum())
     out.update({name: float(part.mean()) for name, part in terms.kl_parts.items()})
-    bounds = np.cumsum([0, *getattr(model, "latent_layers", ())])
-    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):  # a model whose code splits into layers
-        out[f"active_units_layer{i}"] = int((variance[lo:hi] > ACTIVE_THRESHOLD).sum())
+    model_metrics = getattr(model, "evaluation_metrics", None)
+    if model_metrics is not None:
+        out.update(model_metrics(xt, c))
 
-    started = time.perf_counter()
-    log_p = iwae_log_likelihood(model, xt, condition, k=k, seed=seed)
-    out["iwae_nll"] = float(-log_p.mean())
-    out["iwae_nll_se"] = float(log_p.std(ddof=1) / math.sqrt(n))
-    out["iwae_k"] = k
-    out["iwae_seconds"] = time.perf_counter() - started
+    if "iwae_nll" not in skip:
+        started = time.perf_counter()
+        log_p = iwae_log_likelihood(model, xt, condition, k=k, seed=seed)
+        out["iwae_nll"] = float(-log_p.mean())
+        out["iwae_nll_se"] = float(log_p.std(ddof=1) / math.sqrt(n))
+        out["iwae_k"] = k
+        out["iwae_seconds"] = time.perf_counter() - started
 
-    if model.z_dim == 2:
+    if model.z_dim == 2 and "quadrature_nll" not in skip:
         distinct = 1 if c is None else int(torch.unique(c, dim=0).shape[0])
         if distinct <= _MAX_QUAD_CONDITIONS:
             quad = quadrature_log_likelihood(model, xt, condition, grid=quadrature_grid)
@@ -730,26 +751,29 @@ def evaluate(
             logger.info("quadrature skipped: %d distinct condition rows (at most %d)", distinct, _MAX_QUAD_CONDITIONS)
 
     # Sample quality: model samples under the test set's own condition distribution.
-    rng = np.random.default_rng(seed)
-    pick = rng.integers(0, n, size=n_samples)
-    cond_rows = None if c is None else _condition_values(model, c, pick)
-    generated = model.sample(n_samples, condition=cond_rows, seed=seed).reshape(n_samples, -1)  # (S, D)
-    out["diversity"] = diversity(generated)
-    out["data_diversity"] = diversity(x_np)
-    side = min(n_samples, _TWO_SAMPLE_MAX)
-    reference, compared = _sample_points(x_np, side, seed), generated[:side]
-    bandwidth = median_bandwidth(compared, reference, seed=seed)
-    stat, p_value = mmd_test(compared, reference, bandwidth=bandwidth, permutations=permutations, seed=seed)
-    out["mmd2"], out["mmd_bandwidth"] = stat, bandwidth
-    if permutations > 0:
-        out["mmd_p_value"] = p_value
-    out["energy_distance"] = energy_distance(compared, reference)
+    generated = None
+    if "diversity" not in skip:
+        rng = np.random.default_rng(seed)
+        pick = rng.integers(0, n, size=n_samples)
+        cond_rows = None if c is None else _condition_values(model, c, pick)
+        generated = model.sample(n_samples, condition=cond_rows, seed=seed).reshape(n_samples, -1)  # (S, D)
+        out["diversity"] = diversity(generated)
+        out["data_diversity"] = diversity(x_np)
+        side = min(n_samples, _TWO_SAMPLE_MAX)
+        reference, compared = _sample_points(x_np, side, seed), generated[:side]
+        bandwidth = median_bandwidth(compared, reference, seed=seed)
+        stat, p_value = mmd_test(compared, reference, bandwidth=bandwidth, permutations=permutations, seed=seed)
+        out["mmd2"], out["mmd_bandwidth"] = stat, bandwidth
+        if permutations > 0:
+            out["mmd_p_value"] = p_value
+        out["energy_distance"] = energy_distance(compared, reference)
 
     if spec is not None and model.x_dim == 2:
         if model.condition is None:
             out["true_nll"] = float(-ring_log_density(x_np, spec["modes"], spec["radius"], spec["std"]).mean())
             out["ring_entropy"] = ring_entropy(spec["modes"], spec["std"])
-            out.update(mode_coverage(generated, spec["modes"], spec["radius"], spec["std"]))
+            if generated is not None:
+                out.update(mode_coverage(generated, spec["modes"], spec["radius"], spec["std"]))
         elif isinstance(model.condition, OneHot) and model.condition.n_classes == spec["modes"]:
             # The model's likelihood is p(x | label): its floor is the mode's own Gaussian.
             centres = ring_centres(spec["modes"], spec["radius"])[c.argmax(1).cpu().numpy()]
@@ -757,13 +781,13 @@ def evaluate(
             out["true_nll"] = float((sq / (2 * spec["std"] ** 2) + math.log(2 * math.pi * spec["std"] ** 2)).mean())
             out["ring_entropy"] = ring_entropy(1, spec["std"])
 
-    if isinstance(model.condition, OneHot):
+    if generated is not None and isinstance(model.condition, OneHot):
         wanted = np.asarray(cond_rows).reshape(-1).astype(np.int64)
         test_labels = c.argmax(1).cpu().numpy()
         out["condition_accuracy"] = knn_accuracy(x_np, test_labels, generated, wanted)
         if spec is not None and model.x_dim == 2 and model.condition.n_classes == spec["modes"]:
             out["mode_adherence"] = mode_adherence(generated, wanted, spec["modes"], spec["radius"], spec["std"])
-    if isinstance(model.condition, Continuous):
+    if generated is not None and isinstance(model.condition, Continuous):
         fn = condition_fn
         if fn is None and spec is not None and model.condition.dim == 1 and model.x_dim == 2:
             fn = ring_radius
@@ -779,6 +803,8 @@ def evaluate(
         half = len(sub) // 2
         if half >= 1:
             out["latent_knn_accuracy"] = knn_accuracy(z[sub[:half]], classes[sub[:half]], z[sub[half:]], classes[sub[half:]])
+    if skip:
+        out["notes"] = skip
     return out
 
 

@@ -3,11 +3,16 @@
 Every objective returns one :class:`LossOutput` of per-sample terms (all in nats, except
 ``reconstruction``, which is in the lecture's units). Variants are arguments:
 beta-VAE is ``ELBO(beta=4)``, KL annealing ``ELBO(warmup_epochs=50)``, free bits
-``ELBO(free_bits=0.1)``, the importance-weighted bound ``IWAE(k=5)``.
+``ELBO(free_bits=0.1)``, the importance-weighted bound ``IWAE(k=5)``; the VQ-VAE's loss is ``VQ()``.
+
+An objective may also define ``epoch_begin(model)`` and ``epoch_end(model, epoch) -> dict``:
+:func:`vaekit.fit` calls them around every training epoch and adds the dict to that epoch's
+History record (quantities of a whole epoch, such as the VQ-VAE's codebook perplexity).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,11 +22,13 @@ from torch.distributions import Distribution
 
 from vaekit.distributions import kl as kl_terms
 from vaekit.distributions import reconstruction_energy
-from vaekit.errors import InputError
+from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.validate import positive_float, positive_int
 
 if TYPE_CHECKING:
     from vaekit.models.base import LatentVariableModel
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,6 +62,25 @@ class LossOutput:
     def record(self) -> dict[str, torch.Tensor]:
         """``{"loss": loss, **terms}``: what the trainer sums into History."""
         return {"loss": self.loss, **self.terms}
+
+
+def _require_kl(model: Any, objective: Any) -> None:
+    """Refuse a model that declares it has no KL (a VQ-VAE) before its prior is asked for one."""
+    reason = getattr(model, "metrics_not_applicable", {}).get("kl")
+    if reason:
+        wanted = default_objective(model)
+        raise InputError(
+            f"objective must be one the model supports, e.g. vaekit.{type(wanted).__name__}() for a "
+            f"{type(model).__name__} ({reason}). Got {type(objective).__name__} instead."
+        )
+
+
+def default_objective(model: Any) -> Any:
+    """The objective ``model`` trains with when none is given, with default settings.
+
+    The kind its class names in ``default_objective`` (``"vq"``); ``ELBO()`` when it names none.
+    """
+    return OBJECTIVES[getattr(type(model), "default_objective", "elbo")]()
 
 
 def _elbo_terms(px: Distribution, x: torch.Tensor, nll: torch.Tensor, kl: torch.Tensor, kl_dim: torch.Tensor | None) -> dict:
@@ -115,6 +141,7 @@ class ELBO:
         self, model: LatentVariableModel, x: torch.Tensor, c: torch.Tensor | None = None, *, epoch: int | None = None
     ) -> LossOutput:
         """Terms for a batch x (B, D), c (B, C) with one reparameterised z per point."""
+        _require_kl(model, self)
         qz = model.encode_batch(x, c)
         z = qz.rsample()  # (B, Z)
         px = model.decode_batch(z, c)
@@ -166,6 +193,7 @@ class IWAE:
         self, model: LatentVariableModel, x: torch.Tensor, c: torch.Tensor | None = None, *, epoch: int | None = None
     ) -> LossOutput:
         """Terms for a batch x (B, D), c (B, C) with k reparameterised z per point."""
+        _require_kl(model, self)
         qz = model.encode_batch(x, c)
         z = qz.rsample((self.k,))  # (K, B, Z)
         batch = x.shape[0]
@@ -185,3 +213,100 @@ class IWAE:
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description."""
         return {"type": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class VQ:
+    """The VQ-VAE loss of van den Oord et al. (2017).
+
+    Per point, loss = -log p(x|z_q) + ||sg[z_e] - e||^2 + commitment * ||z_e - sg[e]||^2,
+
+    z_e the encoder output (B, G, code_dim), e = z_q its nearest codebook vectors, sg the stop
+    gradient; squared norms are summed over the G codes and code_dim. The decoder's gradient
+    reaches the encoder through the straight-through estimate (see :class:`vaekit.VQVAE`).
+
+    Parameters
+    ----------
+    commitment : float, default 0.25
+        Weight of the commitment term (the paper's beta), which keeps z_e close to its code.
+    ema : float or None, default None
+        With a decay in (0, 1), the codebook is not learned by gradient but set to exponential
+        moving averages of the encoder outputs assigned to each code (cluster sizes and sums,
+        Laplace-smoothed; the paper's appendix), and the codebook term leaves the loss. The
+        averages move only in training passes (``model.training`` and gradients enabled),
+        never in evaluation or validation passes.
+    restart_dead : bool, default True
+        After every training epoch, codes that no point used during the whole epoch are moved
+        onto encoder outputs drawn uniformly (torch's RNG, so seeded runs repeat) from the last
+        ``VQVAE.RESTART_POOL`` encoder outputs of that epoch; how many is logged at INFO.
+
+    Terms: ``reconstruction`` and ``reconstruction_nll`` as for the ELBO, ``codebook``
+    (||sg[z_e] - e||^2, logged also under EMA, where it is not minimised) and ``commitment``
+    (commitment * ||z_e - sg[e]||^2, as it enters the loss). There is no ``kl``: the encoder is
+    deterministic. Each epoch adds ``perplexity`` (exp of the entropy of the code frequencies over
+    all assignments of the epoch) and ``codes_used`` (codes assigned at least once in it).
+
+    """
+
+    commitment: float = 0.25
+    ema: float | None = None
+    restart_dead: bool = True
+    kind: ClassVar[str] = "vq"
+
+    def __post_init__(self) -> None:
+        positive_float(self.commitment, "VQ.commitment", allow_zero=True)
+        if self.ema is not None:
+            decay = positive_float(self.ema, "VQ.ema")
+            if decay >= 1.0:
+                raise InputError(f"VQ.ema must be a decay in (0, 1) or None. Got {self.ema} instead.")
+        if not isinstance(self.restart_dead, bool):
+            raise InputTypeError(f"VQ.restart_dead must be True or False. Got {describe(self.restart_dead)} instead.")
+
+    def __call__(
+        self, model: LatentVariableModel, x: torch.Tensor, c: torch.Tensor | None = None, *, epoch: int | None = None
+    ) -> LossOutput:
+        """Terms for a batch x (B, D), c (B, C); updates the EMA codebook in training passes."""
+        _require_codebook(model)
+        qz = model.encode_batch(x, c)
+        px = model.decode_batch(qz.rsample(), c)  # straight-through: value z_q, gradient into z_e
+        nll = -px.log_prob(x)  # (B,)
+        codebook = (qz.z_e.detach() - qz.z_q).pow(2).sum((1, 2))  # (B,) gradient into the codebook only
+        commitment = self.commitment * (qz.z_e - qz.z_q.detach()).pow(2).sum((1, 2))  # (B,) into the encoder only
+        if self.ema is None:
+            loss = nll + codebook + commitment
+        else:
+            loss = nll + commitment
+            if model.training and torch.is_grad_enabled():
+                model.ema_update(qz.z_e.detach(), qz.codes, self.ema)
+        terms = {"reconstruction": reconstruction_energy(px, x), "reconstruction_nll": nll}
+        terms |= {"codebook": codebook, "commitment": commitment}
+        return LossOutput(loss, terms)
+
+    def epoch_begin(self, model: Any) -> None:
+        """Start counting code assignments for the epoch (called by ``fit``)."""
+        _require_codebook(model)
+        model.reset_usage()
+
+    def epoch_end(self, model: Any, epoch: int) -> dict[str, float]:
+        """``perplexity`` and ``codes_used`` of the epoch's assignments; then restart dead codes."""
+        record = model.code_usage()
+        if self.restart_dead:
+            restarted = model.restart_dead_codes()
+            if restarted:
+                logger.info("epoch %d: restarted %d unused codes of %d", epoch + 1, restarted, model.codebook_size)
+        return record
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        return {"type": self.kind, **asdict(self)}
+
+
+def _require_codebook(model: Any) -> None:
+    if not hasattr(model, "ema_update"):
+        raise InputTypeError(
+            f"model must have a codebook (a vaekit.VQVAE) for the VQ objective. Got {type(model).__name__} instead."
+        )
+
+
+# Objective kind (``to_config()["type"]``, the [training] objective setting) -> class.
+OBJECTIVES: dict[str, type] = {cls.kind: cls for cls in (ELBO, IWAE, VQ)}

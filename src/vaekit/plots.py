@@ -26,6 +26,7 @@ from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.formatting import format_value
 from vaekit.metrics import ACTIVE_THRESHOLD, kl_splits, latent_mean_variance, probe_posterior
 from vaekit.metrics import kl_per_dim as _kl_per_dim_values
+from vaekit.models.base import not_applicable
 from vaekit.validate import float_matrix, positive_float, positive_int
 
 if TYPE_CHECKING:
@@ -260,9 +261,12 @@ def history(history: Any, *, log_scale: bool = True) -> Figure:
     ax.set_title("Total loss")
     _log(ax, values, log_scale)
     ax = axes[0, 1]
-    values = curve(ax, "reconstruction", "reconstruction", "tab:orange") + curve(ax, "kl", "KL", "tab:green")
+    values = curve(ax, "reconstruction", "reconstruction", "tab:orange")
+    others = [(key, label, colour) for key, label, colour in _PENALTIES if key in columns]  # the model's own terms
+    for key, label, colour in others:
+        values += curve(ax, key, label, colour)
     ax.set_ylabel("Loss term")
-    ax.set_title("Reconstruction vs KL")
+    ax.set_title("Reconstruction vs " + " and ".join(label for _, label, _ in others) if others else "Reconstruction")
     _log(ax, values, log_scale)
     if has_div:
         ax = axes[0, 2]
@@ -281,6 +285,9 @@ def history(history: Any, *, log_scale: bool = True) -> Figure:
             ax.legend()
     return fig
 
+
+# The loss terms drawn against the reconstruction, where History has them.
+_PENALTIES = (("kl", "KL", "tab:green"), ("codebook", "codebook", "tab:purple"), ("commitment", "commitment", "tab:brown"))
 
 # run_figures takes a ``history`` argument; this alias keeps the figure function reachable there.
 history_figure = history
@@ -820,7 +827,8 @@ def run_figures(
     """The standard figures of a run, keyed by file stem; only those that apply.
 
     Keys: ``history`` (when given), ``samples``, ``latent``, ``posterior``, ``latent_grid``,
-    ``interpolation``, ``conditional`` (conditional models), ``kl_per_dim``. Image data gets
+    ``interpolation``, ``conditional`` (conditional models), ``kl_per_dim``. A model that declares
+    ``diversity`` not applicable (it cannot sample yet) gets no ``samples`` and ``conditional``. Image data gets
     image grids (see :func:`image_shape_for`). Save with ``fig.savefig(f"figures/{key}.png")``.
 
     Parameters
@@ -849,7 +857,9 @@ def run_figures(
     figures: dict[str, Figure] = {}
     if history is not None:
         figures["history"] = history_figure(history)
-    figures["samples"] = samples(model, data, condition, labels=y, n=min(n_samples, 4096), seed=seed, image_shape=image_shape)
+    can_sample = "diversity" not in not_applicable(model)
+    if can_sample:
+        figures["samples"] = samples(model, data, condition, labels=y, n=min(n_samples, 4096), seed=seed, image_shape=image_shape)
     figures["latent"] = latent(model, data, y, condition)
     indices = (150, 1050) if n > 1050 else (0, n // 2)
     if _gaussian_posterior(model):
@@ -863,7 +873,7 @@ def run_figures(
     a, b = rows[list(_interpolation_ends(data[rows], None if y is None else y[rows]))]
     figures["interpolation"] = interpolation(model, data[a], data[b], single, x=data, image_shape=image_shape)
     values = _condition_values(model, condition, n)
-    if values is not None:
+    if values is not None and can_sample:
         name = condition_name or ("label" if isinstance(model.condition, OneHot) else "condition")
         figures["conditional"] = conditional_samples(model, values, x=data, value_name=name, seed=seed, image_shape=image_shape)
     if kl_splits(model):

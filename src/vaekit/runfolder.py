@@ -64,11 +64,13 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "batch_size": (int, 256),
         "lr": (float, 1e-3),
         "seed": (int, 0),  # initial weights, shuffling and noise
-        "objective": (Literal["elbo", "iwae"], "elbo"),
+        "objective": (Literal["elbo", "iwae", "vq"], "elbo"),  # unset: the model's default (vq for vqvae)
         "beta": (float, 1.0),
         "warmup_epochs": (int, 0),
         "free_bits": (float, 0.0),
         "iwae_k": (int, 5),
+        "commitment": (float, 0.25),  # vq: weight of the commitment term
+        "ema": (float, 0.0),  # vq: EMA decay of the codebook in (0, 1); 0: codebook learned by gradient
         "val_fraction": (float, 0.0),  # 0: no validation split
         "patience": (int, 0),  # early stopping on val_loss; 0: off
         "grad_clip": (float, 0.0),  # 0: off
@@ -154,6 +156,9 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
     if d["name"] == "digits" and "likelihood" not in out["model"]:
         out["model"]["likelihood"] = "bernoulli"  # the digits are grey levels in [0, 1]
     out["model"] = model_settings.complete(out["model"], d["condition_type"] if d["condition"] else None, source)
+    if "objective" not in config.get("training", {}):  # the model's own objective (vq for a VQ-VAE)
+        cls = model_settings.model_kinds()[out["model"][model_settings.MODEL_KEY]]
+        out["training"]["objective"] = getattr(cls, "default_objective", "elbo")
     return out
 
 
@@ -196,6 +201,10 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
     for key in ("beta", "free_bits", "grad_clip", "weight_decay"):
         if not (math.isfinite(t[key]) and t[key] >= 0):
             raise InputError(f"{source}: [training] {key} must be a finite number >= 0. Got {t[key]} instead.")
+    if not (math.isfinite(t["commitment"]) and t["commitment"] >= 0):
+        raise InputError(f"{source}: [training] commitment must be a finite number >= 0. Got {t['commitment']} instead.")
+    if not 0.0 <= t["ema"] < 1.0:
+        raise InputError(f"{source}: [training] ema must be in [0, 1) (0: off). Got {t['ema']} instead.")
     if not 0.0 <= t["val_fraction"] < 1.0:
         raise InputError(f"{source}: [training] val_fraction must be in [0, 1). Got {t['val_fraction']} instead.")
     if t["patience"] and not t["val_fraction"]:
@@ -369,11 +378,13 @@ def build_model(config: dict[str, dict[str, Any]], data: RunData):
 
 def build_objective(config: dict[str, dict[str, Any]]):
     """The training objective of ``config["training"]``."""
-    from vaekit.objectives import ELBO, IWAE
+    from vaekit.objectives import ELBO, IWAE, VQ
 
     t = config["training"]
     if t["objective"] == "iwae":
         return IWAE(k=t["iwae_k"])
+    if t["objective"] == "vq":
+        return VQ(commitment=t["commitment"], ema=t["ema"] or None)
     return ELBO(beta=t["beta"], warmup_epochs=t["warmup_epochs"], free_bits=t["free_bits"])
 
 

@@ -294,6 +294,9 @@ def _write_results(staging: Path, out: Path, config, model, history, data: RunDa
     from vaekit._version import __version__
     from vaekit.io import save
 
+    fit_prior = getattr(model, "fit_prior", None)
+    if fit_prior is not None:  # a prior fitted after training (the VQ-VAE's code prior): before save and metrics
+        fit_prior(data.x, data.condition)
     save(model, staging)
     write_history(staging / HISTORY, history)
     metrics = {"evaluated_on": test_data.description, **evaluate_run(model, test_data, config)}

@@ -33,9 +33,9 @@ from vaekit.distributions import Gaussian
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.formatting import format_value
 from vaekit.history import History
-from vaekit.models.base import LatentVariableModel
+from vaekit.models.base import LatentVariableModel, not_applicable
 from vaekit.monitors import Diversity
-from vaekit.objectives import ELBO
+from vaekit.objectives import ELBO, default_objective
 from vaekit.trainer import fit, proven_accelerator
 from vaekit.validate import positive_float, positive_int
 
@@ -156,8 +156,9 @@ def sweep(
         combination is trained (the product of the list lengths). Keys: ``variance`` (fixed
         Gaussian likelihood variance), ``beta`` (KL weight), ``seed`` (initial weights and
         training randomness), ``lr`` (Adam's learning rate).
-    objective : ELBO, default ``ELBO()``
-        Beta is replaced by the swept value when ``beta`` is swept.
+    objective : ELBO or the model's default objective, default: the model's (``ELBO()`` for a VAE)
+        Beta is replaced by the swept value when ``beta`` is swept (ELBO only). Other
+        objectives (``VQ`` for a VQVAE) train one model after another with :func:`vaekit.fit`.
     epochs, batch_size, lr, seed, weight_decay : as for :func:`vaekit.fit`; ``lr`` and ``seed``
         are used when not swept. Each model's initial weights come from ``VAE(..., seed=seed)``.
     diversity : Diversity, default ``Diversity()``
@@ -193,9 +194,13 @@ def sweep(
     weight_decay = positive_float(weight_decay, "weight_decay", allow_zero=True)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputTypeError(f"seed must be an int. Got {describe(seed)} instead.")
-    objective = ELBO() if objective is None else objective
-    if not isinstance(objective, ELBO):
-        raise InputTypeError(f"objective must be a vaekit.ELBO for a sweep. Got {describe(objective)} instead.")
+    own = default_objective(model)
+    objective = own if objective is None else objective
+    if not isinstance(objective, (ELBO, type(own))):
+        allowed = " or ".join(dict.fromkeys(f"a vaekit.{t.__name__}" for t in (ELBO, type(own))))
+        raise InputTypeError(f"objective must be {allowed} for a sweep. Got {describe(objective)} instead.")
+    if "beta" in over and not isinstance(objective, ELBO):
+        raise InputError(f"over['beta'] needs an ELBO objective. Got {describe(objective)} instead.")
     likelihood = getattr(model.architecture, "likelihood", None)
     if "variance" in over and not isinstance(likelihood, Gaussian):
         raise InputError(f"over['variance'] needs a model with a Gaussian likelihood. Got a template with {likelihood} instead.")
@@ -204,12 +209,13 @@ def sweep(
     settings = [_settings(row, objective, lr, seed) for row in grid]
     models = [_build(model, row, s["seed"]) for row, s in zip(grid, settings)]
     start = time.perf_counter()
-    on_cpu = models[0].device.type == "cpu"
-    vectorised = on_cpu and _all_proven(models, settings, x, condition, batch_size)  # checks x and condition once
+    # The vectorised engines implement fit's ELBO epoch on CPU; anything else trains through fit itself.
+    batched = models[0].device.type == "cpu" and isinstance(objective, ELBO)
+    vectorised = batched and _all_proven(models, settings, x, condition, batch_size)  # checks x and condition once
     histories = None
     if vectorised:
         histories = _train_together(models, settings, x, condition, epochs, batch_size, weight_decay, diversity, progress)
-    elif on_cpu and all(s["objective"] == settings[0]["objective"] for s in settings) and vmapped.supported(models[0]):
+    elif batched and all(s["objective"] == settings[0]["objective"] for s in settings) and vmapped.supported(models[0]):
         histories = vmapped.train(
             models,
             [s["objective"] for s in settings],
@@ -241,7 +247,7 @@ def sweep(
                 batch_size=batch_size,
                 lr=s["lr"],
                 seed=s["seed"],
-                monitors={"diversity": diversity},
+                monitors={} if "diversity" in not_applicable(m) else {"diversity": diversity},
                 weight_decay=weight_decay,
                 progress=None if progress is None else lambda epoch, total, _record: progress(epoch, total),
             )

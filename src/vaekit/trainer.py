@@ -24,9 +24,10 @@ import torch
 from vaekit.checkpoint import Checkpointer, fit_settings, nonfinite_message, rescue_note
 from vaekit.errors import InputError, InputTypeError, TrainingError, describe
 from vaekit.history import History
+from vaekit.models.base import not_applicable
 from vaekit.monitors import Diversity
 from vaekit.numerics import step_accumulation, within_rounding
-from vaekit.objectives import ELBO
+from vaekit.objectives import default_objective
 from vaekit.validate import positive_float, positive_int
 
 logger = logging.getLogger(__name__)
@@ -118,8 +119,10 @@ def fit(
         Training data (numpy or torch).
     condition : array (N,) or (N, C), optional
         Condition for a conditional model.
-    objective : callable, default ``ELBO()``
-        ``objective(model, x, c, epoch=...) -> LossOutput``.
+    objective : callable, default: the model's ``default_objective`` (``ELBO()`` for a VAE)
+        ``objective(model, x, c, epoch=...) -> LossOutput``. If it has ``epoch_begin(model)`` /
+        ``epoch_end(model, epoch) -> dict``, they run around every training epoch and the dict
+        joins that epoch's History record (whole-epoch quantities such as codebook perplexity).
     epochs, batch_size, lr : training schedule (every epoch visits every point once, the last
         batch may be smaller).
     seed : int or None, default 0
@@ -135,7 +138,8 @@ def fit(
     progress : callable(epoch, epochs, record), optional
         Called after every epoch (epoch counts from 1).
     monitors : dict name -> callable(model, x, c) -> float, optional
-        Per-epoch measurements; default ``{"diversity": Diversity()}`` (2048 prior samples).
+        Per-epoch measurements; default ``{"diversity": Diversity()}`` (2048 prior samples), or
+        none for a model that declares ``diversity`` not applicable (it cannot sample yet).
     grad_clip : float, optional
         Clip the global gradient norm to this value.
     weight_decay : float, default 0
@@ -181,7 +185,7 @@ def fit(
     for name, value in (("checkpoint_dir", checkpoint_dir), ("resume", resume)):
         if value is not None and not isinstance(value, (str, Path)):
             raise InputTypeError(f"{name} must be a folder path (str or Path) or None. Got {describe(value)} instead.")
-    objective = ELBO() if objective is None else objective
+    objective = default_objective(model) if objective is None else objective
     if not callable(objective):
         raise InputTypeError(f"objective must be callable, e.g. vaekit.ELBO(). Got {describe(objective)} instead.")
     if progress is not None and not callable(progress):
@@ -189,7 +193,10 @@ def fit(
             f"progress must be a callable(epoch, epochs, record) or None. Got {describe(progress)} instead "
             "(fit prints nothing itself; pass None for no progress)."
         )
-    monitors = {"diversity": Diversity()} if monitors is None else dict(monitors)
+    if monitors is None:
+        monitors = {} if "diversity" in not_applicable(model) else {"diversity": Diversity()}
+    monitors = dict(monitors)
+    epoch_begin, epoch_end = getattr(objective, "epoch_begin", None), getattr(objective, "epoch_end", None)
     if device is not None:
         model.to(device)
     target = model.device
@@ -231,7 +238,11 @@ def fit(
         start = time.perf_counter()
         try:
             for epoch in range(first, epochs):
+                if epoch_begin is not None:
+                    epoch_begin(model)
                 record = _train_epoch(model, objective, engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
+                if epoch_end is not None:
+                    record.update(epoch_end(model, epoch))
                 if not math.isfinite(record["loss"]):
                     note = rescue_note(checkpointer)
                     what = f"the loss became {record['loss']}"

@@ -87,6 +87,31 @@ class LatentVariableModel(Protocol):
     ``LossOutput`` whose ``terms`` dict carries any per-sample quantity a model produces
     (per-layer KL, codebook and commitment terms) to History and reports.
 
+    Optional members (read with ``getattr``, so a model without them is a continuous-latent VAE):
+
+    default_objective : str (class attribute)
+        The kind of objective (``"vq"``) :func:`vaekit.fit`, the sweep and ``vaekit train`` train
+        with when none is given, built with its defaults; ``"elbo"`` when absent
+        (:func:`vaekit.objectives.default_objective`).
+    metrics_not_applicable : dict name -> reason
+        Metrics that do not exist for this model (see :func:`not_applicable` for the names).
+        They are left out of :func:`vaekit.metrics.evaluate` (whose ``notes`` give the reason),
+        of History, the figures and the report, and the conformance suite skips their checks;
+        never reported as 0. May depend on the model's state (a prior fitted after training).
+    fit_prior(x, condition)
+        A prior fitted after training (the VQ-VAE's code prior); ``vaekit train`` calls it on the
+        training data before evaluating, and until it has run ``sample`` and ``prior`` raise.
+    evaluation_metrics(x, c) -> dict
+        Model-specific numbers over prepared test tensors, added to ``evaluate()``.
+
+    Discrete codes (VQ-VAE) map onto the contract as follows: ``z_dim`` is G * code_dim (G codes
+    per point, one codebook vector of width code_dim each); ``encode_batch`` returns a point mass
+    at the quantised code z_q whose ``rsample`` is the straight-through estimate (value z_q,
+    gradient into the encoder output) and whose ``log_prob`` is the log-mass under counting
+    measure (0 at z_q, -inf elsewhere: not a density); ``prior()`` is the fitted categorical
+    over codebook vectors, a mixture of point masses with the same kind of ``log_prob``. No KL
+    between the two is a density ratio, so KL, ELBO and IWAE are declared not applicable.
+
     """
 
     config_class: ClassVar[type[ModelConfig]]
@@ -189,3 +214,24 @@ def model_class(name: Any) -> type:
     if name not in MODELS:
         raise InputError(f"model class must be one of {sorted(MODELS)}. Got {name!r} instead.")
     return MODELS[name]
+
+
+# The names a model may declare in ``metrics_not_applicable``, and what each one removes.
+NOT_APPLICABLE_NAMES: dict[str, str] = {
+    "kl": "KL(q || p): the kl / kl_per_dim History columns and metrics, and the ELBO and IWAE objectives",
+    "neg_elbo": "the negative ELBO (History column and metric)",
+    "kl_per_dim": "the per-dimension KL (metric, History column and figure)",
+    "iwae_nll": "the importance-weighted estimate of -log p(x)",
+    "quadrature_nll": "-log p(x) by quadrature over a 2-D latent plane",
+    "active_units": "latent_mean_variance and active_units",
+    "diversity": "everything that samples the model: the per-epoch diversity monitor, sample-quality metrics, "
+    "the samples figures",
+}
+
+
+def not_applicable(model: Any) -> dict[str, str]:
+    """Metric name -> reason, for the metrics ``model`` declares not applicable (empty for a VAE).
+
+    The names are those of :data:`NOT_APPLICABLE_NAMES`.
+    """
+    return dict(getattr(model, "metrics_not_applicable", None) or {})

@@ -169,6 +169,9 @@ METRIC_NOTES = {
     "condition_accuracy": "share of samples for label y whose nearest data points have label y",
     "mode_adherence": "share of label-conditioned samples within 3 std of the requested mode",
     "condition_mae": "mean absolute error between requested and realised condition",
+    "perplexity": "exp(entropy) of the code frequencies over all points (K: every code equally used)",
+    "codes_used": "codebook vectors assigned to at least one point",
+    "codebook_size": "K, the number of codebook vectors",
 }
 
 
@@ -288,11 +291,20 @@ def build_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
         subtitle=f"{type(model).__name__} x_dim={model.x_dim}, z_dim={model.z_dim}, hidden={list(model.hidden)}",
         config=config,
         config_text=config_path.read_text(encoding="utf-8"),
-        metrics={k: v for k, v in metrics.items() if not isinstance(v, (dict, list)) or k == "kl_per_dim"},
+        metrics=_shown_metrics(metrics),
         figures=figures,
         explorer=explorer,
         summary=summary,
     )
+
+
+def _shown_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics table: numbers (and kl_per_dim), then each metric the model left out, with its reason."""
+    shown = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list)) or k == "kl_per_dim"}
+    notes = metrics.get("notes")
+    for key, reason in notes.items() if isinstance(notes, dict) else ():
+        shown[key] = f"not applicable: {reason}"
+    return shown
 
 
 def write_report(run_dir: str | Path, *, data: runs.RunData | None = None, model=None, name: str | None = None) -> Path:

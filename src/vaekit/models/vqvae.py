@@ -1,0 +1,531 @@
+"""The VQ-VAE (van den Oord et al., 2017): a codebook, the straight-through gradient, a code prior.
+
+The encoder maps x to z_e, G codes of width code_dim per point (G = 1 for the MLP trunk; a
+convolutional trunk gives a grid); each is replaced by its nearest codebook vector (squared
+Euclidean distance, brute force over the K codes), and the decoder reads the quantised z_q.
+How this meets the continuous-latent contract is written down in :mod:`vaekit.models.base`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Distribution, constraints
+
+from vaekit.conditions import Condition, condition_from_config
+from vaekit.distributions import Bernoulli, Gaussian, Likelihood, likelihood_from_config
+from vaekit.errors import InputError, InputTypeError, describe
+from vaekit.io import save
+from vaekit.models.base import ModelConfig, flat_dim, register
+from vaekit.models.vae import VAE, _check_spec, _in_chunks, _sample_with, _shape
+from vaekit.nn import ACTIVATIONS
+from vaekit.trunks import MLP, trunk_from_config
+from vaekit.validate import positive_float, positive_int
+
+logger = logging.getLogger(__name__)
+
+# Elements of the (rows, K, code_dim) difference block of the nearest-code search.
+_SEARCH_ELEMENTS = 2**22
+
+
+@dataclasses.dataclass(frozen=True)
+class VQVAEConfig(ModelConfig):
+    """Architecture of a :class:`VQVAE` (what ``model.json`` stores); checked when built."""
+
+    x_dim: int
+    codebook_size: int = dataclasses.field(default=128, metadata={"help": "VQ-VAE: K, the number of codebook vectors"})
+    code_dim: int = dataclasses.field(default=16, metadata={"help": "VQ-VAE: width of each codebook vector"})
+    hidden: tuple[int, ...] = dataclasses.field(
+        default=(128, 128), metadata={"help": "hidden layer widths, comma separated (decoder mirrors them)"}
+    )
+    activation: str = dataclasses.field(default="relu", metadata={"help": "activation function", "choices": ACTIVATIONS})
+    likelihood: Any = dataclasses.field(
+        default_factory=Gaussian,
+        metadata={"help": "decoder distribution (default: bernoulli for digits, gaussian otherwise)", "prefix": ""},
+    )
+    condition: Any = None
+    standardize: bool = dataclasses.field(
+        default=False, metadata={"help": "train on standardised data (outputs stay in data units)"}
+    )
+    x_shape: tuple[int, ...] | None = dataclasses.field(
+        default=None, metadata={"help": "shape of one data point, e.g. 64,2 for curves (default: flat columns)"}
+    )
+    encoder: Any = dataclasses.field(default_factory=MLP, metadata={"help": "encoder trunk", "role": "trunk"})
+    decoder: Any = dataclasses.field(
+        default=None, metadata={"help": "decoder trunk ('' or unset: the encoder's mirror)", "role": "trunk"}
+    )
+
+    SPECS: ClassVar[dict[str, Any]] = {
+        "likelihood": likelihood_from_config,
+        "condition": condition_from_config,
+        "encoder": trunk_from_config,
+        "decoder": trunk_from_config,
+    }
+    FROM_DATA: ClassVar[tuple[str, ...]] = ("x_dim", "condition")
+
+    def __post_init__(self) -> None:
+        if self.x_shape is not None:
+            shape = _shape(self.x_shape, "x_shape")
+            if positive_int(self.x_dim, "x_dim") != flat_dim(shape):
+                raise InputError(f"x_dim must be the product of x_shape {list(shape)}. Got {self.x_dim} instead.")
+            object.__setattr__(self, "x_shape", None if shape == (self.x_dim,) else shape)
+        positive_int(self.x_dim, "x_dim")
+        positive_int(self.codebook_size, "codebook_size")
+        positive_int(self.code_dim, "code_dim")
+        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence):
+            raise InputTypeError(f"hidden must be a sequence of layer widths. Got {describe(self.hidden)} instead.")
+        object.__setattr__(self, "hidden", tuple(positive_int(h, "hidden[i]") for h in self.hidden))
+        _check_spec(self.likelihood, "likelihood")
+        if self.condition is not None:
+            _check_spec(self.condition, "condition", none_ok=True)
+        _check_spec(self.encoder, "trunk", name="encoder")
+        if self.decoder is not None:
+            _check_spec(self.decoder, "trunk", name="decoder", none_ok=True)
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}. Got {self.activation!r} instead.")
+        if not isinstance(self.standardize, bool):
+            raise InputTypeError(f"standardize must be True or False. Got {describe(self.standardize)} instead.")
+        if self.standardize and isinstance(self.likelihood, Bernoulli):
+            raise InputError(
+                "standardize must be False with a Bernoulli likelihood (data must stay in [0, 1]). Got True instead."
+            )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one data point: ``x_shape``, or (x_dim,)."""
+        return (self.x_dim,) if self.x_shape is None else self.x_shape
+
+
+class CodeAssignment(Distribution):
+    """q(z|x) of a VQ-VAE: a point mass at the quantised code z_q; batch (B,), event (Z,), Z = G * code_dim.
+
+    ``rsample`` is the straight-through estimate: its value is z_q exactly, its gradient flows
+    into the encoder output z_e as if z_q were z_e (z_q + (z_e - sg[z_e])). ``log_prob`` is the
+    log-mass under counting measure, 0 at z_q and -inf elsewhere: not a density.
+
+    Attributes
+    ----------
+    z_e : (B, G, code_dim) encoder outputs.
+    z_q : (B, G, code_dim) their nearest codebook vectors (differentiable w.r.t. the codebook).
+    codes : (B, G) int64 indices of those vectors.
+
+    """
+
+    arg_constraints: ClassVar[dict] = {}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, z_e: torch.Tensor, z_q: torch.Tensor, codes: torch.Tensor) -> None:
+        self.z_e, self.z_q, self.codes = z_e, z_q, codes
+        b = z_e.shape[0]
+        super().__init__(torch.Size([b]), torch.Size([z_e.shape[1] * z_e.shape[2]]), validate_args=False)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """z_q as (B, Z)."""
+        return self.z_q.reshape(self.z_q.shape[0], -1)
+
+    def rsample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
+        """(*sample_shape, B, Z): every draw is z_q, with the straight-through gradient into z_e."""
+        st = self.z_q.detach() + (self.z_e - self.z_e.detach())  # value z_q exactly
+        st = st.reshape(st.shape[0], -1)
+        return st.expand(torch.Size(sample_shape) + st.shape)
+
+    def sample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
+        """(*sample_shape, B, Z) copies of z_q, without gradients."""
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """(*, B): 0 where ``value`` is z_q, -inf elsewhere (log-mass, not a density)."""
+        hit = (value == self.mean).all(-1)
+        return torch.where(hit, 0.0, -math.inf).to(self.z_q.dtype)
+
+
+class CodePrior(Distribution):
+    """The fitted code prior: a categorical over the K codebook vectors, independently per grid position.
+
+    Event (Z,) with Z = G * code_dim; ``log_prob`` is the log-mass of the code (sum over
+    positions), -inf off the codebook. ``sample`` draws codes and returns their vectors.
+    """
+
+    arg_constraints: ClassVar[dict] = {}
+    support = constraints.real_vector
+    has_rsample = False
+
+    def __init__(self, codebook: torch.Tensor, logits: torch.Tensor) -> None:
+        self.codebook = codebook  # (K, code_dim)
+        self.log_p = torch.log_softmax(logits, -1)  # (G, K)
+        super().__init__(torch.Size(), torch.Size([logits.shape[0] * codebook.shape[1]]), validate_args=False)
+
+    def sample(self, sample_shape: torch.Size | tuple = (), generator: torch.Generator | None = None) -> torch.Tensor:
+        """(*sample_shape, Z) codebook vectors of codes drawn from the prior."""
+        shape = torch.Size(sample_shape)
+        n = math.prod(shape)
+        probs = self.log_p.exp()  # (G, K)
+        codes = torch.multinomial(probs, n, replacement=True, generator=generator).T  # (n, G)
+        return self.codebook[codes].reshape(*shape, -1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """(*,): sum over positions of log p(code), -inf where a position is no codebook vector."""
+        g, k = self.log_p.shape
+        parts = value.reshape(*value.shape[:-1], g, 1, -1)  # (*, G, 1, code_dim)
+        match = (parts == self.codebook).all(-1)  # (*, G, K)
+        per_position = torch.where(match, self.log_p, -math.inf).logsumexp(-1)  # (*, G)
+        return per_position.sum(-1)
+
+
+@register
+class VQVAE(nn.Module):
+    """Vector-quantised autoencoder with a codebook of K vectors and a code prior fitted after training.
+
+    Parameters
+    ----------
+    x_dim : int or tuple of int
+        Data dimension D, or the shape of one data point (give this or ``x_shape``).
+    codebook_size : int, default 128
+        K, the number of codebook vectors.
+    code_dim : int, default 16
+        Width of each codebook vector; ``z_dim`` is G * code_dim (G = 1 for the MLP trunk).
+    x_shape, hidden, likelihood, condition, activation, standardize, encoder, decoder, seed :
+        As for :class:`vaekit.VAE`.
+
+    Notes
+    -----
+    Train with ``vaekit.fit(model, x)`` (the default objective is ``VQ()``; ``VQ(ema=0.99)``
+    updates the codebook by moving averages), then ``model.fit_prior(x)`` before ``sample``.
+    Not applicable (left out of metrics, History, figures and report): KL, ELBO, IWAE,
+    quadrature, active units (:attr:`metrics_not_applicable`). The codebook is initialised
+    from N(0, 1); codes that stay unused are restarted on encoder outputs during training.
+
+    """
+
+    config_class: ClassVar[type[ModelConfig]] = VQVAEConfig
+    kind: ClassVar[str] = "vqvae"
+    default_objective: ClassVar[str] = "vq"  # vaekit.VQ(): the kind, so that models import no objective
+    # Buffers fitted from data (io.load accepts values other than a fresh model's).
+    FITTED_BUFFERS: ClassVar[frozenset[str]] = frozenset({"ema_count", "ema_sum", "prior_logits", "prior_fitted"})
+    # Dead codes restart from the last this-many encoder outputs of the epoch (bounded memory).
+    RESTART_POOL: ClassVar[int] = 4096
+    _ALWAYS_NOT_APPLICABLE: ClassVar[dict[str, str]] = {
+        "kl": "no KL: the VQ-VAE's encoder is deterministic (a point mass on a codebook vector)",
+        "neg_elbo": "no ELBO: the VQ-VAE has no KL term",
+        "kl_per_dim": "no KL: the VQ-VAE's encoder is deterministic",
+        "iwae_nll": "no importance weights: q and p are point masses, not densities",
+        "quadrature_nll": "p(z) is discrete: there is no integral over a latent plane",
+        "active_units": "codes are discrete: see codes_used and perplexity",
+    }
+
+    def __init__(
+        self,
+        x_dim: int | Sequence[int] | None = None,
+        codebook_size: int = 128,
+        code_dim: int = 16,
+        *,
+        x_shape: Sequence[int] | None = None,
+        hidden: Sequence[int] = (128, 128),
+        likelihood: Likelihood | None = None,
+        condition: Condition | None = None,
+        activation: str = "relu",
+        standardize: bool = False,
+        encoder: Any = None,
+        decoder: Any = None,
+        seed: int | None = None,
+    ) -> None:
+        if (x_dim is None) == (x_shape is None):
+            raise InputError(f"give exactly one of x_dim and x_shape. Got x_dim={x_dim!r} and x_shape={x_shape!r} instead.")
+        shape = _shape(x_dim if x_shape is None else x_shape, "x_dim" if x_shape is None else "x_shape")
+        arch = VQVAEConfig(
+            x_dim=flat_dim(shape),
+            codebook_size=codebook_size,
+            code_dim=code_dim,
+            hidden=hidden,
+            activation=activation,
+            likelihood=Gaussian() if likelihood is None else likelihood,
+            condition=condition,
+            standardize=standardize,
+            x_shape=shape,
+            encoder=MLP() if encoder is None else encoder,
+            decoder=decoder,
+        )
+        super().__init__()
+        self._architecture = arch
+        self.x_shape = arch.shape
+        self.x_dim, self.hidden, self.activation = arch.x_dim, arch.hidden, arch.activation
+        self.codebook_size, self.code_dim = arch.codebook_size, arch.code_dim
+        self.likelihood, self.condition, self.standardize = arch.likelihood, arch.condition, arch.standardize
+        self.seed = seed
+        # G codes per point. The MLP trunk gives one; a convolutional trunk that outputs a grid of
+        # code vectors plugs in here (and fit_prior then needs the autoregressive prior).
+        self.grid = 1
+        self.z_dim = self.grid * self.code_dim
+        decoder_trunk = arch.encoder if arch.decoder is None else arch.decoder
+        k = self.likelihood.out_features(self.x_dim) // self.x_dim
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.encoder = arch.encoder.encoder(self.x_shape, self.z_dim, self.condition, self.hidden, self.activation)
+            self.decoder = decoder_trunk.decoder(self.z_dim, self.x_shape, k, self.condition, self.hidden, self.activation)
+            self.codebook = nn.Parameter(torch.randn(self.codebook_size, self.code_dim))  # (K, code_dim)
+        self.likelihood_head = self.likelihood.head(self.x_dim)
+        self.register_buffer("x_shift", torch.zeros(self.x_dim))
+        self.register_buffer("x_scale", torch.ones(self.x_dim))
+        # EMA state (VQ(ema=...)): each code starts as one point at its initial position.
+        self.register_buffer("ema_count", torch.ones(self.codebook_size))
+        self.register_buffer("ema_sum", self.codebook.detach().clone())
+        # The code prior, set by fit_prior: logits (G, K), and 1.0 once fitted.
+        self.register_buffer("prior_logits", torch.zeros(self.grid, self.codebook_size))
+        self.register_buffer("prior_fitted", torch.zeros(()))
+        self.reset_usage()
+
+    # ------------------------------------------------------------------ configuration
+    @property
+    def architecture(self) -> VQVAEConfig:
+        """Everything needed to rebuild this architecture (see :class:`VQVAEConfig`)."""
+        return self._architecture
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The architecture as JSON (``model.json``'s ``config``)."""
+        return self.architecture.to_dict()
+
+    @classmethod
+    def from_architecture(cls, arch: VQVAEConfig, *, seed: int | None = None) -> VQVAE:
+        """Build an untrained model from a :class:`VQVAEConfig` (initial weights seeded with ``seed``)."""
+        kwargs = {f.name: getattr(arch, f.name) for f in dataclasses.fields(arch) if f.name not in ("x_dim", "x_shape")}
+        return cls(x_shape=arch.shape, seed=seed, **kwargs)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> VQVAE:
+        """Build an untrained model from :attr:`config` (checked: keys, types, ranges)."""
+        return cls.from_architecture(VQVAEConfig.from_dict(config))
+
+    @classmethod
+    def examples(cls) -> dict[str, VQVAEConfig]:
+        """Small architectures for the conformance suite (see :meth:`vaekit.VAE.examples`)."""
+        from vaekit.conditions import OneHot
+
+        return {
+            "mlp-gaussian": VQVAEConfig(x_dim=2, codebook_size=8, code_dim=2, hidden=(16,)),
+            "mlp-bernoulli-onehot": VQVAEConfig(
+                x_dim=16, x_shape=(4, 4), codebook_size=8, code_dim=3, hidden=(16,), likelihood=Bernoulli(), condition=OneHot(3)
+            ),
+        }
+
+    @property
+    def metrics_not_applicable(self) -> dict[str, str]:
+        """Metric name -> why it does not exist for this model (see :func:`vaekit.models.base.not_applicable`)."""
+        out = dict(self._ALWAYS_NOT_APPLICABLE)
+        if not self.prior_is_fitted:
+            out["diversity"] = "no samples before the code prior is fitted (model.fit_prior(x) after training)"
+        return out
+
+    @property
+    def prior_is_fitted(self) -> bool:
+        """Whether :meth:`fit_prior` has run (the state is saved with the model)."""
+        return bool(self.prior_fitted > 0)
+
+    # Data handling is the VAE's, unchanged.
+    device = VAE.device
+    dtype = VAE.dtype
+    set_scaling = VAE.set_scaling
+    prepare_x = VAE.prepare_x
+    prepare_z = VAE.prepare_z
+    prepare_condition = VAE.prepare_condition
+    decode_batch = VAE.decode_batch
+    decode = VAE.decode
+    shaped = VAE.shaped
+
+    # ------------------------------------------------------------------ quantisation
+    @torch.no_grad()
+    def nearest(self, z_e: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest codebook vector of each row of z_e (N, code_dim): int64 (N,).
+
+        Brute force over the K codes with the squared differences themselves (no |a|^2 - 2ab + |b|^2
+        expansion, whose rounding can pick a farther code), in blocks of rows to bound memory.
+        """
+        rows = max(1, _SEARCH_ELEMENTS // (self.codebook_size * self.code_dim))
+        out = [
+            (z_e[i : i + rows, None, :] - self.codebook).pow(2).sum(-1).argmin(-1)  # (rows, K) -> (rows,)
+            for i in range(0, z_e.shape[0], rows)
+        ]
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=z_e.device)
+
+    def encode_batch(self, x: torch.Tensor, c: torch.Tensor | None = None) -> CodeAssignment:
+        """q(z|x, c) for prepared tensors x (B, D), c (B, C): the point mass at z_q; no checks.
+
+        In a training pass (``self.training`` and gradients enabled) the assignments are counted
+        for the epoch's perplexity and dead-code restart.
+        """
+        if self.standardize:
+            x = (x - self.x_shift) / self.x_scale
+        b = x.shape[0]
+        z_e = _in_chunks(self.encoder, x, c).view(b, self.grid, self.code_dim)  # (B, G, code_dim)
+        codes = self.nearest(z_e.detach().reshape(-1, self.code_dim)).view(b, self.grid)  # (B, G)
+        if self.training and torch.is_grad_enabled():
+            self._count(codes, z_e.detach())
+        return CodeAssignment(z_e, self.codebook[codes], codes)
+
+    def prior(self) -> CodePrior:
+        """p(z): the fitted categorical over codebook vectors; raises before :meth:`fit_prior`."""
+        if not self.prior_is_fitted:
+            raise InputError(
+                "the code prior must be fitted before sampling or asking for p(z): call model.fit_prior(x) after "
+                "training. Got an unfitted prior instead."
+            )
+        return CodePrior(self.codebook, self.prior_logits)
+
+    # ------------------------------------------------------------------ training state
+    def reset_usage(self) -> None:
+        """Start a new epoch's count of code assignments (``VQ.epoch_begin``)."""
+        self._usage = torch.zeros(self.codebook_size, dtype=torch.float64, device=self.codebook.device)
+        self._pool: list[torch.Tensor] = []
+        self._pooled = 0
+
+    def _count(self, codes: torch.Tensor, z_e: torch.Tensor) -> None:
+        self._usage = self._usage.to(codes.device) + torch.bincount(codes.flatten(), minlength=self.codebook_size)
+        self._pool.append(z_e.reshape(-1, self.code_dim))
+        self._pooled += self._pool[-1].shape[0]
+        while self._pooled - self._pool[0].shape[0] >= self.RESTART_POOL:
+            self._pooled -= self._pool.pop(0).shape[0]
+
+    def code_usage(self) -> dict[str, float]:
+        """``perplexity`` and ``codes_used`` of the assignments counted since :meth:`reset_usage`."""
+        return usage_numbers(self._usage)
+
+    @torch.no_grad()
+    def restart_dead_codes(self) -> int:
+        """Move every code unused since :meth:`reset_usage` onto a pooled encoder output; return how many.
+
+        The outputs are drawn uniformly, with replacement, from the last :attr:`RESTART_POOL`
+        encoder outputs of the epoch, with torch's global RNG. A restarted code's EMA state
+        becomes one point at its new position. Nothing happens before any assignment was counted.
+        """
+        dead = (self._usage == 0).nonzero().flatten()
+        if dead.numel() == 0 or not self._pool:
+            return 0
+        pool = torch.cat(self._pool)
+        chosen = pool[torch.randint(pool.shape[0], (dead.numel(),), device=pool.device)]
+        dead = dead.to(self.codebook.device)
+        self.codebook[dead] = chosen
+        self.ema_sum[dead] = chosen
+        self.ema_count[dead] = 1.0
+        return int(dead.numel())
+
+    @torch.no_grad()
+    def ema_update(self, z_e: torch.Tensor, codes: torch.Tensor, decay: float, *, eps: float = 1e-5) -> None:
+        """One moving-average step of the codebook from a batch's z_e (B, G, code_dim) and codes (B, G).
+
+        N_k <- decay N_k + (1 - decay) n_k and S_k <- decay S_k + (1 - decay) sum of the z_e assigned
+        to k; then e_k = S_k / N~_k with Laplace smoothing N~_k = (N_k + eps) / (N + K eps) * N,
+        N = sum_k N_k, so that a code with no recent points does not divide by zero.
+        """
+        flat, idx = z_e.reshape(-1, self.code_dim), codes.flatten()
+        counts = torch.bincount(idx, minlength=self.codebook_size).to(flat.dtype)  # (K,)
+        sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat)  # (K, code_dim)
+        self.ema_count.mul_(decay).add_(counts, alpha=1 - decay)
+        self.ema_sum.mul_(decay).add_(sums, alpha=1 - decay)
+        total = self.ema_count.sum()
+        smoothed = (self.ema_count + eps) / (total + self.codebook_size * eps) * total
+        self.codebook.copy_(self.ema_sum / smoothed[:, None])
+
+    # ------------------------------------------------------------------ the code prior
+    @torch.no_grad()
+    def fit_prior(
+        self, x: Any, condition: Any = None, *, epochs: int | None = None, seed: int | None = None, smoothing: float = 0.5
+    ) -> VQVAE:
+        """Fit p(codes) to the codes of ``x`` (N, D); then :meth:`sample` works. Returns the model.
+
+        With one code per point (G = 1) the prior is the categorical of the code frequencies,
+        in closed form: p(k) = (n_k + smoothing) / (N + K smoothing). ``epochs`` and ``seed`` are
+        for a grid prior (G > 1: an autoregressive model over the grid), not implemented yet.
+        The prior is unconditional: a conditional model draws codes from the training data's
+        marginal and applies the condition in the decoder. The prior is saved with the model.
+        """
+        smoothing = positive_float(smoothing, "smoothing")
+        if self.grid > 1:
+            raise InputError(
+                f"fit_prior supports one code per point (a categorical prior). Got a grid of {self.grid} codes instead: "
+                "the autoregressive grid prior is not implemented."
+            )
+        codes = self.codes(x, condition)  # (N, G)
+        counts = torch.stack(
+            [torch.bincount(torch.as_tensor(codes[:, g]), minlength=self.codebook_size) for g in range(self.grid)]
+        ).to(self.prior_logits)  # (G, K)
+        self.prior_logits.copy_(torch.log(counts + smoothing) - math.log(codes.shape[0] + self.codebook_size * smoothing))
+        self.prior_fitted.fill_(1.0)
+        logger.info(
+            "fitted the code prior on %d points: %d of %d codes used", codes.shape[0], int((counts > 0).sum()), self.codebook_size
+        )
+        return self
+
+    # ------------------------------------------------------------------ public interface
+    @torch.no_grad()
+    def codes(self, x: Any, condition: Any = None) -> np.ndarray:
+        """The code index of every point: int64 numpy (N, G)."""
+        xt = self.prepare_x(x)
+        c = self.prepare_condition(condition, xt.shape[0])
+        return self.encode_batch(xt, c).codes.cpu().numpy()
+
+    def encode(self, x: Any, condition: Any = None) -> CodeAssignment:
+        """q(z|x, c) with input checks: ``.mean`` (N, Z) the quantised codes, ``.codes`` (N, G) their indices."""
+        xt = self.prepare_x(x)
+        c = self.prepare_condition(condition, xt.shape[0])
+        return self.encode_batch(xt, c)
+
+    @torch.no_grad()
+    def sample(self, n: int, condition: Any = None, *, seed: int | None = None, noise: bool = False) -> np.ndarray:
+        """Draw codes from the fitted prior and decode: numpy (n, *x_shape) (decoder means unless ``noise``)."""
+        n = positive_int(n, "n")
+        pz = self.prior()
+        generator = torch.Generator(device=self.device)
+        if seed is not None:
+            generator.manual_seed(seed)
+        else:
+            generator.seed()
+        c = self.prepare_condition(condition, n)
+        px = self.decode_batch(pz.sample((n,), generator=generator), c)
+        if not noise:
+            return self.shaped(px.mean.cpu().numpy())
+        return self.shaped(_sample_with(px, generator).cpu().numpy())
+
+    @torch.no_grad()
+    def reconstruct(self, x: Any, condition: Any = None) -> np.ndarray:
+        """Decode the quantised code of each point: numpy (N, *x_shape) of decoder means."""
+        xt = self.prepare_x(x)
+        c = self.prepare_condition(condition, xt.shape[0])
+        return self.shaped(self.decode_batch(self.encode_batch(xt, c).mean, c).mean.cpu().numpy())
+
+    @torch.no_grad()
+    def evaluation_metrics(self, x: torch.Tensor, c: torch.Tensor | None) -> dict[str, Any]:
+        """``perplexity``, ``codes_used`` and ``codebook_size`` over all points of prepared x (N, D)."""
+        was = self.training
+        self.eval()
+        try:
+            codes = self.encode_batch(x, c).codes
+        finally:
+            self.train(was)
+        counts = torch.bincount(codes.flatten(), minlength=self.codebook_size)
+        return {**usage_numbers(counts), "codebook_size": self.codebook_size}
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.safetensors`` and ``model.json`` (the code prior included) into folder ``path``."""
+        return save(self, path)
+
+
+def usage_numbers(counts: torch.Tensor) -> dict[str, float]:
+    """``perplexity`` exp(-sum p_k log p_k) of code counts (K,) and ``codes_used`` (counts > 0); NaN for no counts."""
+    total = float(counts.sum())
+    if total == 0:
+        return {"perplexity": math.nan, "codes_used": 0.0}
+    p = counts.double() / total
+    entropy = -(p[p > 0] * p[p > 0].log()).sum()
+    return {"perplexity": float(entropy.exp()), "codes_used": float((counts > 0).sum())}
