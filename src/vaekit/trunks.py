@@ -150,8 +150,8 @@ class _Conv:
         )
 
     def to_config(self) -> dict[str, Any]:
-        """JSON-ready description (inverse of :func:`trunk_from_config`)."""
-        return {"type": self.kind, **asdict(self)}
+        """JSON-ready description (inverse of :func:`trunk_from_config`); ``channels`` as a list, as JSON reads it back."""
+        return {"type": self.kind, **asdict(self), "channels": list(self.channels)}
 
 
 _CHANNELS_HELP = "output channels of the conv blocks, comma separated; each block halves the spatial axes"
