@@ -14,6 +14,10 @@ from vaekit import metrics, model_settings
 from vaekit.models.vae import VAEConfig
 from vaekit.nn import ConvEncoder, FiLM, stride_plan
 
+# One torch thread: on a shared 2-core machine two threads of small convolutions wait on each
+# other (a conv VAE step on 8x8 digits took 0.25 s with two threads, 0.01 s with one).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # (trunk, x_shape): images, curves channels last and first, odd sizes, a curve shorter than the blocks.
 SHAPES = [
     (vk.Conv2d(channels=(4, 8)), (1, 28, 28)),

@@ -102,8 +102,10 @@ class _Conv:
     def check_shape(self, x_shape: tuple[int, ...], name: str) -> None:
         """Refuse an ``x_shape`` without the axes this trunk convolves over."""
         if len(x_shape) != self.RANK:
+            hint = " (flat columns need x_shape, e.g. --x-shape 1,8,8 or x_shape=(1, 8, 8))" if len(x_shape) == 1 else ""
             raise InputError(
-                f"x_shape must have {self.RANK} axes {self._layout()} for {name}={self}. Got x_shape {tuple(x_shape)} instead."
+                f"x_shape must have {self.RANK} axes {self._layout()} for {name}={self}{hint}. "
+                f"Got x_shape {tuple(x_shape)} instead."
             )
 
     def encoder(
