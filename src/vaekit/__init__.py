@@ -23,7 +23,7 @@ from vaekit.objectives import ELBO, IWAE, VQ, LossOutput
 from vaekit.posteriors import DiagonalGaussian
 from vaekit.sweep import sweep
 from vaekit.trainer import Callback, EarlyStopping, fit
-from vaekit.trunks import MLP
+from vaekit.trunks import MLP, Conv1d, Conv2d
 
 __all__ = [
     "VAE",
@@ -34,6 +34,8 @@ __all__ = [
     "Bernoulli",
     "Callback",
     "Continuous",
+    "Conv1d",
+    "Conv2d",
     "DiagonalGaussian",
     "Diversity",
     "EarlyStopping",

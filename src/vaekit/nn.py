@@ -1,7 +1,12 @@
-"""Network building blocks: MLP trunks and the one condition-injection mechanism."""
+"""Network building blocks: MLP and convolutional trunks, and how a condition is injected.
+
+Dense layers read ``cat(inputs, embed(c))``; conv blocks are modulated by FiLM (per-channel
+scale and shift from the same embedding).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -64,3 +69,218 @@ class ConditionedMLP(nn.Module):
         if self.embed is not None:
             inputs = torch.cat([inputs, self.embed(c)], dim=-1)  # (B, in + E)
         return self.net(inputs)
+
+
+# ---------------------------------------------------------------------------- convolutional trunks
+# Convolutions of one or two spatial axes share every line below; only the layer classes differ.
+_CONV: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d}
+_CONV_T: dict[int, type[nn.Module]] = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d}
+
+
+def stride_plan(spatial: Sequence[int], blocks: int) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """Feature-map sizes and strides of ``blocks`` stride-2 conv blocks on maps of size ``spatial``.
+
+    Each block halves every axis longer than 1, rounding up (a kernel ``k`` odd, padding
+    ``k // 2``: size n -> ceil(n / 2)); an axis that has reached 1 is not strided further, so any
+    data size works with any number of blocks (L = 3 with three blocks: 3 -> 2 -> 1 -> 1).
+
+    Returns
+    -------
+    sizes : list of tuple
+        ``blocks + 1`` sizes: the input's, then each block's output.
+    strides : list of tuple
+        ``blocks`` strides, one per axis (2 or 1).
+
+    """
+    sizes, strides = [tuple(spatial)], []
+    for _ in range(blocks):
+        stride = tuple(2 if n > 1 else 1 for n in sizes[-1])
+        strides.append(stride)
+        sizes.append(tuple(-(-n // s) for n, s in zip(sizes[-1], stride)))
+    return sizes, strides
+
+
+class FiLM(nn.Module):
+    """Feature-wise linear modulation: ``h * (1 + gamma(e)) + beta(e)``, per channel.
+
+    The projection starts at zero, so the block starts as the identity: a conditional conv net
+    begins as its unconditional self, and the condition's effect is learned.
+    """
+
+    def __init__(self, embedding_dim: int, channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(embedding_dim, 2 * channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """(B, ch, *spatial) maps and (B, E) embedding -> modulated maps of the same shape."""
+        gamma, beta = self.proj(e).chunk(2, dim=-1)  # (B, ch) each
+        shape = (*gamma.shape, *([1] * (h.ndim - 2)))
+        return h * (1 + gamma.reshape(shape)) + beta.reshape(shape)
+
+
+class _ConvNet(nn.Module):
+    """What the conv encoder and decoder share: the data layout, the condition embedding, FiLM."""
+
+    def __init__(
+        self, data_channels: int, spatial: Sequence[int], condition: Condition | None, activation: str, channels_last: bool
+    ) -> None:
+        super().__init__()
+        self.data_channels, self.spatial, self.channels_last = data_channels, tuple(spatial), channels_last
+        self.embed = condition.embedding() if condition is not None else None
+        self.embedding_dim = condition.embedding_dim if condition is not None else 0
+        self.act = ACTIVATIONS[activation]()
+
+    def _films(self, widths: Sequence[int]) -> nn.ModuleList | None:
+        return nn.ModuleList(FiLM(self.embedding_dim, w) for w in widths) if self.embed is not None else None
+
+    def _block(self, h: torch.Tensor, i: int, e: torch.Tensor | None) -> torch.Tensor:
+        """Activation of conv block ``i``'s output, FiLM-modulated by the condition."""
+        if self.films is not None:
+            h = self.films[i](h, e)
+        return self.act(h)
+
+    def _embed(self, c: torch.Tensor | None) -> torch.Tensor | None:
+        return None if self.embed is None else self.embed(c)  # (B, E)
+
+    def to_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """Flat rows (B, D) in the data's order -> maps (B, C, *spatial), channels first."""
+        if self.channels_last:
+            return x.reshape(x.shape[0], *self.spatial, self.data_channels).movedim(-1, 1)
+        return x.reshape(x.shape[0], self.data_channels, *self.spatial)
+
+    def from_maps(self, h: torch.Tensor, k: int) -> torch.Tensor:
+        """Maps (B, k * C, *spatial) -> (B, k * D): k blocks of D values, each in the data's flat order."""
+        if self.channels_last:
+            h = h.reshape(h.shape[0], k, self.data_channels, *self.spatial).movedim(2, -1)
+        return h.reshape(h.shape[0], -1)
+
+
+class ConvEncoder(_ConvNet):
+    """Stride-2 conv blocks, then dense layers: flat data (B, D) and condition -> (B, out_features).
+
+    Block i is ``conv(kernel, stride 2, padding kernel // 2) -> FiLM(embed(c)) -> activation``
+    (see :func:`stride_plan` for the sizes); the last maps are flattened and, with the condition
+    embedding concatenated, passed through the dense ``hidden`` layers to ``out_features``.
+
+    Parameters
+    ----------
+    data_channels : int
+        C, the channels (coordinates) of the data.
+    spatial : tuple of int
+        The spatial sizes: (L,) for curves, (H, W) for images.
+    channels : tuple of int
+        Output channels of the conv blocks.
+    channels_last : bool
+        Flat rows are in (*spatial, C) order (curves of P points of C coordinates) rather than
+        (C, *spatial).
+
+    """
+
+    def __init__(
+        self,
+        data_channels: int,
+        spatial: Sequence[int],
+        channels: Sequence[int],
+        kernel: int,
+        hidden: Sequence[int],
+        out_features: int,
+        *,
+        condition: Condition | None = None,
+        activation: str = "relu",
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(data_channels, spatial, condition, activation, channels_last)
+        sizes, strides = stride_plan(spatial, len(channels))
+        widths = (data_channels, *channels)
+        conv = _CONV[len(self.spatial)]
+        self.convs = nn.ModuleList(
+            conv(widths[i], widths[i + 1], kernel, stride=strides[i], padding=kernel // 2) for i in range(len(channels))
+        )
+        self.films = self._films(channels)
+        self.feature_shape = (channels[-1], *sizes[-1])
+        flat = channels[-1] * math.prod(sizes[-1])
+        self.dense = mlp(flat + self.embedding_dim, hidden, out_features, activation)
+
+    def features(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """The last conv block's maps (B, *feature_shape), before flattening."""
+        return self._features(x, self._embed(c))
+
+    def _features(self, x: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+        h = self.to_maps(x)  # (B, C, *spatial)
+        for i, conv in enumerate(self.convs):
+            h = self._block(conv(h), i, e)
+        return h
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D) and prepared condition (B, C) -> (B, out_features)."""
+        e = self._embed(c)
+        h = self._features(x, e).flatten(1)  # (B, F)
+        if e is not None:
+            h = torch.cat([h, e], dim=-1)
+        return self.dense(h)
+
+
+class ConvDecoder(_ConvNet):
+    """The encoder's mirror: dense layers, reshape, transposed conv blocks, an output conv.
+
+    z (B, Z) and the condition -> (B, k * D), k blocks of D values in the data's flat order
+    (output channel ``j * C + c`` is block j's channel c). The transposed convs undo
+    :func:`stride_plan` exactly (``output_padding`` 1 where the size a block restores is even),
+    so the output has the data's size for any size, odd ones included.
+
+    Parameters
+    ----------
+    hidden : tuple of int
+        Widths of the dense layers from z (already in decoder order).
+    outputs_per_value : int
+        k, the values the likelihood head reads per data value.
+
+    Other parameters as :class:`ConvEncoder`.
+
+    """
+
+    def __init__(
+        self,
+        z_dim: int,
+        data_channels: int,
+        spatial: Sequence[int],
+        channels: Sequence[int],
+        kernel: int,
+        hidden: Sequence[int],
+        outputs_per_value: int,
+        *,
+        condition: Condition | None = None,
+        activation: str = "relu",
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(data_channels, spatial, condition, activation, channels_last)
+        sizes, strides = stride_plan(spatial, len(channels))
+        self.k = outputs_per_value
+        self.start_shape = (channels[-1], *sizes[-1])
+        self.dense = mlp(z_dim + self.embedding_dim, hidden, math.prod(self.start_shape), activation)
+        conv_t, n = _CONV_T[len(self.spatial)], len(channels)
+        blocks = []
+        for i in reversed(range(n)):  # block i maps sizes[i + 1] back to sizes[i]
+            # ConvTranspose of an odd kernel, padding k // 2: n -> (n - 1) * s + 1 + output_padding.
+            pad = tuple(int(s == 2 and t % 2 == 0) for s, t in zip(strides[i], sizes[i]))
+            blocks.append(
+                conv_t(channels[i], channels[max(i - 1, 0)], kernel, stride=strides[i], padding=kernel // 2, output_padding=pad)
+            )
+        self.convs = nn.ModuleList(blocks)
+        self.films = self._films([channels[max(i - 1, 0)] for i in reversed(range(n))])
+        self.out = _CONV[len(self.spatial)](channels[0], outputs_per_value * data_channels, kernel, padding=kernel // 2)
+
+    def features(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """The output maps (B, k * C, *spatial), channels first, before they are laid out flat."""
+        e = self._embed(c)
+        h = z if e is None else torch.cat([z, e], dim=-1)
+        h = self.act(self.dense(h)).reshape(z.shape[0], *self.start_shape)  # (B, ch, *sizes[-1])
+        for i, conv in enumerate(self.convs):
+            h = self._block(conv(h), i, e)
+        return self.out(h)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, Z) and prepared condition (B, C) -> (B, k * D)."""
+        return self.from_maps(self.features(z, c), self.k)

@@ -98,8 +98,10 @@ class VAEConfig(ModelConfig):
         _check_spec(self.prior, "prior")
         _check_spec(self.posterior, "posterior")
         _check_spec(self.encoder, "trunk", name="encoder")
+        self.encoder.check_shape(self.shape, "encoder")
         if self.decoder is not None:
             _check_spec(self.decoder, "trunk", name="decoder", none_ok=True)
+            self.decoder.check_shape(self.shape, "decoder")
         if self.activation not in ACTIVATIONS:
             raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}. Got {self.activation!r} instead.")
         if not isinstance(self.standardize, bool):
@@ -254,6 +256,7 @@ class VAE(nn.Module):
         """
         from vaekit.conditions import Continuous, OneHot
         from vaekit.distributions import MixturePrior, VampPrior
+        from vaekit.trunks import Conv1d, Conv2d
 
         small = {"z_dim": 2, "hidden": (16,)}
         return {
@@ -270,6 +273,20 @@ class VAE(nn.Module):
             "vamp-prior": VAEConfig(x_dim=2, prior=VampPrior(3), **small),
             "vamp-prior-onehot-standardized": VAEConfig(
                 x_dim=3, prior=VampPrior(4), condition=OneHot(3), standardize=True, **small
+            ),
+            "conv2d-bernoulli-image": VAEConfig(
+                x_dim=64, x_shape=(1, 8, 8), encoder=Conv2d(channels=(4, 8)), likelihood=Bernoulli(), z_dim=3, hidden=(16,)
+            ),
+            "conv1d-curve-onehot": VAEConfig(
+                x_dim=24, x_shape=(12, 2), encoder=Conv1d(channels=(4,)), condition=OneHot(3), **small
+            ),
+            "conv1d-per-point-continuous": VAEConfig(
+                x_dim=12,
+                x_shape=(6, 2),
+                encoder=Conv1d(channels=(4,)),
+                likelihood=Gaussian("per_point"),
+                condition=Continuous(1, embed=4),
+                **small,
             ),
         }
 
