@@ -41,9 +41,16 @@ from vaekit.validate import positive_int
 # keeps the gradient near raw = 0 equal to the identity's.
 LOG_SCALE_BOUND = 3.0
 
-# Bisection halvings for the planar inverse: the bracket has width 2|w.u_hat|, and 100 halvings
-# shrink any float64 width below its spacing (2^-100 ~ 1e-30 relative).
-_BISECTIONS = 100
+# Iterations of the planar inverse's safeguarded Newton method. Newton converges in a handful;
+# the bound matters only where it keeps falling back to bisection, and 100 halvings shrink the
+# bracket (width 2|w.u_hat|) below float64 spacing (2^-100 ~ 1e-30 relative).
+_MAX_ITERATIONS = 100
+
+# A planar step has w.u_hat = -1 + PLANAR_MIN_SLOPE + softplus(w.u): Rezende and Mohamed's
+# m(s) = -1 + softplus(s) plus a floor. Without it softplus underflows to 0 for w.u below about
+# -750 (float64; -100 in float32), w.u_hat rounds to -1 and the map flattens on the hyperplane
+# w.z + b = 0 (log |det| = -inf there). With it |det| >= 1e-4 everywhere: log q stays finite.
+PLANAR_MIN_SLOPE = 1e-4
 
 _STEPS_HELP = "number of flow steps of a flow posterior (iaf, planar)"
 
@@ -243,8 +250,9 @@ class Planar:
 
     Each step is f(z) = z + u_hat tanh(w.z + b), log |det| = log(1 + (1 - tanh^2(w.z + b)) w.u_hat),
     with u, w (Z values each) and b read from the encoder output for every point, and
-    u_hat = u + (m(w.u) - w.u) w / |w|^2, m(s) = -1 + softplus(s), so that w.u_hat = m(w.u) > -1
-    and every step is invertible whatever the encoder outputs. A step whose w is numerically
+    u_hat = u + (m(w.u) - w.u) w / |w|^2, m(s) = -1 + 1e-4 + softplus(s), so that
+    w.u_hat = m(w.u) > -1 and every step is invertible whatever the encoder outputs, with
+    |det| >= 1e-4 (:data:`PLANAR_MIN_SLOPE`: the paper's m has no floor, which float rounding removes). A step whose w is numerically
     zero (|w|^2 below ~1e-19 in float32) is the identity (u_hat is undefined there).
 
     Parameters
@@ -283,12 +291,12 @@ class PlanarTransform:
         wu, norm2 = (w * u).sum(-1), (w * w).sum(-1)  # (B,)
         eps = torch.finfo(w.dtype).tiny ** 0.5
         degenerate = norm2 <= eps
-        softplus = F.softplus(wu)
-        coef = torch.where(degenerate, 0.0, (softplus - 1.0 - wu) / norm2.clamp_min(eps))
+        one_plus_m = PLANAR_MIN_SLOPE + F.softplus(wu)  # 1 + w.u_hat, >= PLANAR_MIN_SLOPE
+        coef = torch.where(degenerate, 0.0, (one_plus_m - 1.0 - wu) / norm2.clamp_min(eps))
         self.u_hat = torch.where(degenerate[..., None], 0.0, u + coef[..., None] * w)  # (B, Z)
-        # 1 + w.u_hat, taken from the reparametrisation (softplus(w.u)) rather than recomputed,
-        # so that it stays > 0 where w.u_hat rounds to -1.
-        self.one_plus_c = torch.where(degenerate, 1.0, softplus)  # (B,)
+        # 1 + w.u_hat taken from the reparametrisation rather than recomputed from u_hat: the
+        # recomputation would lose the small positive slope to rounding when w.u_hat ~ -1.
+        self.one_plus_c = torch.where(degenerate, 1.0, one_plus_m)  # (B,)
         self.c = self.one_plus_c - 1.0
         self.w, self.b = w, b
 
@@ -303,17 +311,27 @@ class PlanarTransform:
         return z + self.u_hat * torch.tanh(pre)[..., None], self._log_det(pre)
 
     def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # With p = w.z + b: w.y + b = p + c tanh(p), strictly increasing in p (slope 1 + (1 - t^2) c
-        # > 0) and within |c| of p, so bisection on [r - |c|, r + |c|] finds p; z = y - u_hat tanh(p).
+        # With p = w.z + b: w.y + b = p + c tanh(p), strictly increasing in p (slope
+        # 1 + (1 - t^2) c >= PLANAR_MIN_SLOPE) and within |c| of p, so p lies in [r - |c|, r + |c|].
+        # Newton's method kept inside that shrinking bracket (a bisection step whenever Newton
+        # would leave it) finds p in float64; then z = y - u_hat tanh(p).
         r = (y * self.w).sum(-1) + self.b  # (..., B)
         with torch.no_grad():
             r64, c64 = r.double(), self.c.double().expand_as(r)
-            low, high = r64 - c64.abs(), r64 + c64.abs()
-            for _ in range(_BISECTIONS):
-                mid = 0.5 * (low + high)
-                above = mid + c64 * torch.tanh(mid) > r64
-                high, low = torch.where(above, mid, high), torch.where(above, low, mid)
-            root = (0.5 * (low + high)).to(r.dtype)
+            slope_floor = self.one_plus_c.double().expand_as(r)
+            low, high, p = r64 - c64.abs(), r64 + c64.abs(), r64
+            for _ in range(_MAX_ITERATIONS):
+                t = torch.tanh(p)
+                excess = p + c64 * t - r64
+                high, low = torch.where(excess > 0, p, high), torch.where(excess > 0, low, p)
+                newton = p - excess / (t * t + (1.0 - t * t) * slope_floor)
+                inside = (newton >= low) & (newton <= high)
+                step = torch.where(inside, newton, 0.5 * (low + high))
+                done = bool(((step - p).abs() <= 1e-12 * (1.0 + p.abs())).all())  # the Newton step below polishes
+                p = step
+                if done:
+                    break
+            root = p.to(r.dtype)
         # One Newton step from the (detached) root: same value, and the implicit-function gradient
         # dp = (dr - tanh(p) dc) / (1 + (1 - t^2) c) with respect to y and the parameters.
         t = torch.tanh(root)
