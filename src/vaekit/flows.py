@@ -78,6 +78,7 @@ class FlowPosterior(Distribution):
     ``mean`` and ``stddev`` are not known in closed form (they raise ``NotImplementedError``, so
     :func:`vaekit.distributions.posterior_mean` averages draws), and ``kl_divergence`` has no
     rule for this class, so the objectives use the Monte Carlo KL.
+
     """
 
     arg_constraints: ClassVar[dict] = {}
@@ -90,7 +91,7 @@ class FlowPosterior(Distribution):
         self._last: tuple[torch.Tensor, int, torch.Tensor] | None = None  # (z, z._version, log q(z))
         super().__init__(base.batch_shape, base.event_shape, validate_args=False)
 
-    def rsample(self, sample_shape: torch.Size | tuple = torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
         """Reparameterised draws (*sample_shape, B, Z); the base noise comes from torch's global RNG."""
         z = self.base.rsample(sample_shape)  # (*S, B, Z)
         log_q = self.base.log_prob(z)  # (*S, B)
@@ -100,13 +101,13 @@ class FlowPosterior(Distribution):
         self._last = (z, z._version, log_q)
         return z
 
-    def sample(self, sample_shape: torch.Size | tuple = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
         """Draws without gradient, (*sample_shape, B, Z)."""
         with torch.no_grad():
             return self.rsample(sample_shape)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """log q(z|x, c) of ``value`` (..., B, Z) -> (..., B).
+        """Log-density log q(z|x, c) of ``value`` (..., B, Z) -> (..., B).
 
         The draw last returned by :meth:`rsample` (the very tensor, unmodified) reads its
         log-density from the forward pass; anything else is inverted (:meth:`log_prob_by_inverse`).
@@ -117,7 +118,7 @@ class FlowPosterior(Distribution):
         return self.log_prob_by_inverse(value)
 
     def log_prob_by_inverse(self, value: torch.Tensor) -> torch.Tensor:
-        """log q(z|x, c) of ``value`` (..., B, Z) through the inverse of every step: (..., B)."""
+        """Log-density of ``value`` (..., B, Z) through the inverse of every step: (..., B)."""
         z, log_det = value, 0.0
         for step in reversed(self.steps):
             z, step_log_det = step.inverse(z)
@@ -252,8 +253,9 @@ class Planar:
     with u, w (Z values each) and b read from the encoder output for every point, and
     u_hat = u + (m(w.u) - w.u) w / |w|^2, m(s) = -1 + 1e-4 + softplus(s), so that
     w.u_hat = m(w.u) > -1 and every step is invertible whatever the encoder outputs, with
-    |det| >= 1e-4 (:data:`PLANAR_MIN_SLOPE`: the paper's m has no floor, which float rounding removes). A step whose w is numerically
-    zero (|w|^2 below ~1e-19 in float32) is the identity (u_hat is undefined there).
+    |det| >= 1e-4 (:data:`PLANAR_MIN_SLOPE`: the paper's m has no floor, which float rounding
+    removes). A step whose w is numerically zero (|w|^2 below ~1e-19 in float32) is the identity
+    (u_hat is undefined there).
 
     Parameters
     ----------
