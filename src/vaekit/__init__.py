@@ -15,6 +15,7 @@ from vaekit._version import __version__
 from vaekit.conditions import Continuous, OneHot
 from vaekit.distributions import Bernoulli, Gaussian, MixturePrior, StandardNormal, VampPrior
 from vaekit.errors import FileFormatError, InputError, InputTypeError, RunInterrupted, TrainingError, VaekitError
+from vaekit.flows import IAF, Planar
 from vaekit.history import History
 from vaekit.io import load, save
 from vaekit.models import VAE, VQVAE, HierarchicalVAE
@@ -43,12 +44,14 @@ __all__ = [
     "Gaussian",
     "HierarchicalVAE",
     "History",
+    "IAF",
     "InputError",
     "InputTypeError",
     "LossOutput",
     "MLP",
     "MixturePrior",
     "OneHot",
+    "Planar",
     "StandardNormal",
     "RunInterrupted",
     "TrainingError",

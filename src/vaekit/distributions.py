@@ -112,12 +112,19 @@ def draw(dist: Distribution, sample_shape: tuple[int, ...], generator: torch.Gen
         return dist.rsample(sample_shape) if dist.has_rsample else dist.sample(sample_shape)
 
 
-def posterior_mean(qz: Distribution, *, samples: int = 64) -> torch.Tensor:
-    """E_q[z], (B, Z): exact where the distribution knows it, else the mean of ``samples`` draws."""
+def posterior_mean(qz: Distribution, *, samples: int = 64, seed: int = 0) -> torch.Tensor:
+    """E_q[z], (B, Z): exact where the distribution knows it, else the mean of ``samples`` draws.
+
+    The draws are seeded with ``seed`` (torch's global RNG is left alone), so that encoding or
+    reconstructing the same points twice gives the same numbers.
+    """
     try:
         return qz.mean
     except NotImplementedError:
-        return qz.sample((samples,)).mean(0)
+        pass
+    generator = torch.Generator().manual_seed(seed)  # it only seeds draw()'s forked global RNG
+    with torch.no_grad():
+        return draw(qz, (samples,), generator).mean(0)
 
 
 @register_spec("likelihood")
