@@ -99,7 +99,9 @@ def test_demo_shows_each_family_member(name, tmp_path, capsys, monkeypatch):
     folder = tmp_path / "runs" / f"demo-{name}"
     config = runs.read_config(folder)
     assert model_settings.member_settings(name).items() <= config["model"].items()
-    assert config["training"] == runs.default_config()["training"] | {"epochs": 1}  # the lecture's recipe otherwise
+    own = getattr(model_settings.model_kinds().get(name), "default_objective", "elbo")
+    expected = runs.default_config()["training"] | {"epochs": 1, "objective": own}
+    assert config["training"] == expected  # the lecture's recipe otherwise
     assert (folder / "report.html").is_file()
 
 

@@ -444,6 +444,7 @@ def _cmd_demo(args: argparse.Namespace, out: _Console) -> int:
         config["data"]["n"] = args.n
     if args.model:
         config["model"] = model_settings.member_settings(args.model)
+        del config["training"]["objective"]  # the member's own (VQ for a VQ-VAE)
     config = runs.validate_config(config, source="demo settings")
     target = Path(args.out or ("runs/demo" if args.model in (None, "vae") else f"runs/demo-{args.model}"))
     return _train(config, target, args, out, command="vaekit demo")
