@@ -209,7 +209,7 @@ def test_errors_are_library_errors_and_builtins():
 
 
 def test_large_inputs_are_processed_in_blocks_with_the_same_result():
-    from vaekit.models import vae as model_module
+    from vaekit.models import common as model_module
 
     model = vk.VAE(2, 2, hidden=(16,), condition=vk.OneHot(3), seed=0)
     rng = np.random.default_rng(0)
@@ -218,7 +218,7 @@ def test_large_inputs_are_processed_in_blocks_with_the_same_result():
     qz = model.encode(x, c)
     px = model.decode(qz.mean, c)
     whole_enc = model.encoder(model.prepare_x(x), model.prepare_condition(c, 20000))
-    assert model_module._CHUNK_ROWS < 20000
+    assert model_module.CHUNK_ROWS < 20000
     # Blocks and the whole differ only in the matrix kernels' summation order: both within the
     # float32 rounding bound of the network (tests/numerics.py), however the CPU's kernels sum.
     cond = model.prepare_condition(c, 20000)

@@ -35,7 +35,8 @@ from vaekit.conditions import Condition
 from vaekit.distributions import LOGVAR_MAX, LOGVAR_MIN, Gaussian, Likelihood, diagonal_normal, kl_per_dimension
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.models.base import ModelConfig, flat_dim, register
-from vaekit.models.vae import VAE, VAEConfig, _shape
+from vaekit.models.common import ModelBase, resolve_shape
+from vaekit.models.vae import VAEConfig
 from vaekit.nn import ACTIVATIONS, ConditionedMLP
 from vaekit.validate import positive_int
 
@@ -186,7 +187,7 @@ def precision_weighted(a: Params, b: Params) -> Params:
 
 
 @register
-class HierarchicalVAE(nn.Module):
+class HierarchicalVAE(ModelBase):
     """Hierarchical VAE with L Gaussian latent layers and top-down (ladder) inference.
 
     Parameters
@@ -234,9 +235,7 @@ class HierarchicalVAE(nn.Module):
         standardize: bool = False,
         seed: int | None = None,
     ) -> None:
-        if (x_dim is None) == (x_shape is None):
-            raise InputError(f"give exactly one of x_dim and x_shape. Got x_dim={x_dim!r} and x_shape={x_shape!r} instead.")
-        shape = _shape(x_dim if x_shape is None else x_shape, "x_dim" if x_shape is None else "x_shape")
+        shape = resolve_shape(x_dim, x_shape)
         arch = HierarchicalVAEConfig(
             x_dim=flat_dim(shape),
             z_dims=z_dims,
@@ -277,27 +276,9 @@ class HierarchicalVAE(nn.Module):
                 self.z_dims[0], self.hidden[::-1], k * self.x_dim, condition=self.condition, activation=self.activation
             )
         self.likelihood_head = self.likelihood.head(self.x_dim)
-        self.register_buffer("x_shift", torch.zeros(self.x_dim))
-        self.register_buffer("x_scale", torch.ones(self.x_dim))
+        self._register_scaling()
 
     # ------------------------------------------------------------------ configuration
-    @property
-    def architecture(self) -> HierarchicalVAEConfig:
-        """Everything needed to rebuild this architecture (see :class:`HierarchicalVAEConfig`)."""
-        return self._architecture
-
-    config = VAE.config
-
-    @classmethod
-    def from_architecture(cls, arch: HierarchicalVAEConfig, *, seed: int | None = None) -> HierarchicalVAE:
-        """Build an untrained model from a :class:`HierarchicalVAEConfig` (initial weights seeded with ``seed``)."""
-        kwargs = {f.name: getattr(arch, f.name) for f in dataclasses.fields(arch) if f.name not in ("x_dim", "x_shape")}
-        return cls(x_shape=arch.shape, seed=seed, **kwargs)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> HierarchicalVAE:
-        """Build an untrained model from :attr:`config` (checked: keys, types, ranges)."""
-        return cls.from_architecture(HierarchicalVAEConfig.from_dict(config))
 
     @classmethod
     def examples(cls) -> dict[str, HierarchicalVAEConfig]:
@@ -316,17 +297,6 @@ class HierarchicalVAE(nn.Module):
     # HierarchicalVAE is not a VAE, and code that special-cases VAE (the hand-written gradients of
     # vaekit.fastpath) must not take it for one. These read only x_shape, x_dim, z_dim, condition,
     # the scaling buffers and the batch interface below.
-    device = VAE.device
-    dtype = VAE.dtype
-    set_scaling = VAE.set_scaling
-    prepare_x = VAE.prepare_x
-    prepare_z = VAE.prepare_z
-    prepare_condition = VAE.prepare_condition
-    decode = VAE.decode
-    sample = VAE.sample
-    reconstruct = VAE.reconstruct
-    shaped = VAE.shaped
-    save = VAE.save
 
     # ------------------------------------------------------------------ batch interface (trusted tensors)
     def bottom_up(self, x: torch.Tensor, c: torch.Tensor | None = None) -> list[Params]:
@@ -375,7 +345,3 @@ class HierarchicalVAE(nn.Module):
         }
 
     # ------------------------------------------------------------------ public interface
-    def encode(self, x: Any, condition: Any = None) -> TopDownGaussian:
-        """q(z|x, c) over [z_1, ..., z_L] for user data x (N, D): ``rsample``, ``log_prob``, ``mean`` (N, Z)."""
-        xt = self.prepare_x(x)
-        return self.encode_batch(xt, self.prepare_condition(condition, xt.shape[0]))

@@ -5,15 +5,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
-from torch import nn
 from torch.distributions import Distribution, Independent
 
-from vaekit.conditions import Condition, broadcast_condition, condition_from_config
+from vaekit.conditions import Condition, condition_from_config
 from vaekit.configs import spec_types
 from vaekit.distributions import (
     Bernoulli,
@@ -21,18 +18,16 @@ from vaekit.distributions import (
     Likelihood,
     Prior,
     StandardNormal,
-    draw,
     likelihood_from_config,
-    posterior_mean,
     prior_from_config,
 )
 from vaekit.errors import InputError, InputTypeError, describe
-from vaekit.io import save
 from vaekit.models.base import ModelConfig, flat_dim, register
+from vaekit.models.common import ModelBase, in_chunks, point_shape, resolve_shape
 from vaekit.nn import ACTIVATIONS
 from vaekit.posteriors import DiagonalGaussian, posterior_from_config
 from vaekit.trunks import MLP, trunk_from_config
-from vaekit.validate import float_matrix, positive_int
+from vaekit.validate import positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +79,7 @@ class VAEConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         if self.x_shape is not None:
-            shape = _shape(self.x_shape, "x_shape")
+            shape = point_shape(self.x_shape, "x_shape")
             if positive_int(self.x_dim, "x_dim") != flat_dim(shape):
                 raise InputError(f"x_dim must be the product of x_shape {list(shape)}. Got {self.x_dim} instead.")
             object.__setattr__(self, "x_shape", None if shape == (self.x_dim,) else shape)
@@ -128,7 +123,7 @@ def _check_spec(value: Any, role: str, *, name: str | None = None, none_ok: bool
 
 
 @register
-class VAE(nn.Module):
+class VAE(ModelBase):
     """Variational autoencoder, optionally conditional, with MLP or convolutional networks.
 
     Parameters
@@ -187,9 +182,7 @@ class VAE(nn.Module):
         decoder: Any = None,
         seed: int | None = None,
     ) -> None:
-        if (x_dim is None) == (x_shape is None):
-            raise InputError(f"give exactly one of x_dim and x_shape. Got x_dim={x_dim!r} and x_shape={x_shape!r} instead.")
-        shape = _shape(x_dim if x_shape is None else x_shape, "x_dim" if x_shape is None else "x_shape")
+        shape = resolve_shape(x_dim, x_shape)
         arch = VAEConfig(
             x_dim=flat_dim(shape),
             z_dim=z_dim,
@@ -226,26 +219,7 @@ class VAE(nn.Module):
             self.prior_net = self.prior_spec.build(self.z_dim, self.x_shape, condition=self.condition)
             self.posterior_head = self.posterior_spec.build(self.z_dim)
         self.likelihood_head = self.likelihood.head(self.x_dim)
-        # Standardisation statistics; identity until fit() (or the user) sets them.
-        self.register_buffer("x_shift", torch.zeros(self.x_dim))
-        self.register_buffer("x_scale", torch.ones(self.x_dim))
-
-    # ------------------------------------------------------------------ configuration
-    @property
-    def architecture(self) -> VAEConfig:
-        """Everything needed to rebuild this architecture (see :class:`VAEConfig`)."""
-        return self._architecture
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The architecture as JSON (``model.json``'s ``config``)."""
-        return self.architecture.to_dict()
-
-    @classmethod
-    def from_architecture(cls, arch: VAEConfig, *, seed: int | None = None) -> VAE:
-        """Build an untrained model from a :class:`VAEConfig` (initial weights seeded with ``seed``)."""
-        kwargs = {f.name: getattr(arch, f.name) for f in dataclasses.fields(arch) if f.name not in ("x_dim", "x_shape")}
-        return cls(x_shape=arch.shape, seed=seed, **kwargs)
+        self._register_scaling()
 
     @classmethod
     def examples(cls) -> dict[str, VAEConfig]:
@@ -294,168 +268,13 @@ class VAE(nn.Module):
             "planar-onehot": VAEConfig(x_dim=2, posterior=Planar(steps=2), condition=OneHot(3), **small),
         }
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> VAE:
-        """Build an untrained model from :attr:`config` (checked: keys, types, ranges)."""
-        return cls.from_architecture(VAEConfig.from_dict(config))
-
-    @property
-    def device(self) -> torch.device:
-        """Device the weights live on."""
-        return self.x_shift.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Floating-point type of the weights (float32 unless the user called ``.double()``)."""
-        return self.x_shift.dtype
-
-    def set_scaling(self, x: torch.Tensor) -> None:
-        """Store mean and std of training data ``x`` (N, D) when the model standardises."""
-        if not self.standardize:
-            return
-        std = x.std(dim=0, correction=0)
-        # A constant column would divide by zero; leave it unscaled.
-        std = torch.where(std > 1e-8, std, torch.ones_like(std))
-        self.x_shift.copy_(x.mean(dim=0))
-        self.x_scale.copy_(std)
-
-    # ------------------------------------------------------------------ input checking
-    def prepare_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        """Validate data (N, D) or (N, *x_shape): finite float (N, D) on the model's device, in its dtype."""
-        return float_matrix(_flat_rows(x, self.x_shape), name, width=self.x_dim).to(self.device, self.dtype)
-
-    def prepare_z(self, z: Any, name: str = "z") -> torch.Tensor:
-        """Validate latent codes: finite float (N, z_dim); returned on the model's device, in its dtype."""
-        return float_matrix(z, name, width=self.z_dim).to(self.device, self.dtype)
-
-    def prepare_condition(self, c: Any, n: int, name: str = "condition") -> torch.Tensor | None:
-        """Validate a condition for ``n`` rows against the model's condition spec."""
-        if self.condition is None:
-            if c is not None:
-                raise InputError(
-                    f"{name} must be None: this model is unconditional (built without condition=). Got {describe(c)} instead."
-                )
-            return None
-        if c is None:
-            raise InputError(f"{name} is required: this model was built with condition={self.condition}. Got None instead.")
-        prepared = self.condition.prepare(broadcast_condition(self.condition, c, n), name)
-        if prepared.shape[0] != n:
-            raise InputError(f"{name} must have one row per data row ({n}). Got {prepared.shape[0]} rows instead.")
-        return prepared.to(self.device, self.dtype)
-
     # ------------------------------------------------------------------ batch interface (trusted tensors)
     def encode_batch(self, x: torch.Tensor, c: torch.Tensor | None = None) -> Independent:
         """q(z|x,c) for prepared tensors x (B, D), c (B, C); no checks (used by objectives)."""
         if self.standardize:
             x = (x - self.x_shift) / self.x_scale
-        return self.posterior_head(_in_chunks(self.encoder, x, c))
-
-    def decode_batch(self, z: torch.Tensor, c: torch.Tensor | None = None) -> Distribution:
-        """p(x|z,c) for prepared tensors z (B, Z), c (B, C), in the user's units; no checks."""
-        h = _in_chunks(self.decoder, z, c)  # (B, out)
-        if self.standardize:
-            return self.likelihood_head(h, self.x_shift, self.x_scale)
-        return self.likelihood_head(h, None, None)
+        return self.posterior_head(in_chunks(self.encoder, x, c))
 
     def prior(self) -> Distribution:
         """p(z), event shape (Z,): N(0, I) unless the model was built with another ``prior``."""
         return self.prior_net(self)
-
-    # ------------------------------------------------------------------ public interface
-    def encode(self, x: Any, condition: Any = None) -> Independent:
-        """q(z|x, c): a diagonal Gaussian with ``.mean`` and ``.stddev`` of shape (N, Z).
-
-        Parameters
-        ----------
-        x : array (N, D)
-        condition : array (N,) labels for OneHot, (N, dim) values for Continuous; a single
-            label/value is broadcast to every row.
-
-        """
-        xt = self.prepare_x(x)
-        c = self.prepare_condition(condition, xt.shape[0])
-        return self.encode_batch(xt, c)
-
-    def decode(self, z: Any, condition: Any = None) -> Distribution:
-        """p(x|z, c) in the user's units; ``.mean`` has shape (N, D)."""
-        zt = self.prepare_z(z)
-        c = self.prepare_condition(condition, zt.shape[0])
-        return self.decode_batch(zt, c)
-
-    @torch.no_grad()
-    def sample(self, n: int, condition: Any = None, *, seed: int | None = None, noise: bool = False) -> np.ndarray:
-        """Draw z ~ p(z) and decode: numpy (n, D).
-
-        Returns the decoder means (the lecture's samples) unless ``noise=True``, which draws
-        x ~ p(x|z, c) instead.
-        """
-        n = positive_int(n, "n")
-        generator = torch.Generator(device=self.device)
-        if seed is not None:
-            generator.manual_seed(seed)
-        else:
-            generator.seed()
-        c = self.prepare_condition(condition, n)
-        z = draw(self.prior(), (n,), generator)  # (n, Z)
-        px = self.decode_batch(z, c)
-        if not noise:
-            return self.shaped(px.mean.cpu().numpy())
-        return self.shaped(_sample_with(px, generator).cpu().numpy())
-
-    @torch.no_grad()
-    def reconstruct(self, x: Any, condition: Any = None) -> np.ndarray:
-        """Decode the posterior mean of each point: numpy (N, D) of p(x | E[z|x], c) means.
-
-        E[z|x] is exact for a diagonal Gaussian posterior, the mean of 64 seeded draws for a flow.
-        """
-        xt = self.prepare_x(x)
-        c = self.prepare_condition(condition, xt.shape[0])
-        return self.shaped(self.decode_batch(posterior_mean(self.encode_batch(xt, c)), c).mean.cpu().numpy())
-
-    def shaped(self, rows: np.ndarray) -> np.ndarray:
-        """Flat rows (N, D) viewed as (N, *x_shape)."""
-        return rows.reshape(rows.shape[0], *self.x_shape)
-
-    def save(self, path: str | Path) -> Path:
-        """Write ``model.safetensors`` and ``model.json`` into folder ``path``; see :func:`vaekit.save`."""
-        return save(self, path)
-
-
-# Rows per network call. One (1e6 x 128) activation matrix spills out of cache; blocks of 8192
-# rows stay in it, which made encode/decode of 1e6 points about 3-4x faster on a 2-core CPU.
-_CHUNK_ROWS = 8192
-
-
-def _in_chunks(net: nn.Module, inputs: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-    """``net(inputs, c)`` evaluated over blocks of rows and concatenated: (N, out)."""
-    n = inputs.shape[0]
-    if n <= _CHUNK_ROWS:
-        return net(inputs, c)
-    blocks = [net(inputs[i : i + _CHUNK_ROWS], None if c is None else c[i : i + _CHUNK_ROWS]) for i in range(0, n, _CHUNK_ROWS)]
-    return torch.cat(blocks)
-
-
-def _sample_with(px: Distribution, generator: torch.Generator) -> torch.Tensor:
-    """Draw from a Normal or Bernoulli ``px`` with an explicit generator (rsample has none)."""
-    base = px.base_dist
-    if hasattr(base, "loc"):
-        noise = torch.randn(base.loc.shape, generator=generator, device=base.loc.device, dtype=base.loc.dtype)
-        return base.loc + base.scale * noise
-    return torch.bernoulli(base.probs, generator=generator)
-
-
-def _shape(x_dim: Any, name: str = "x_dim") -> tuple[int, ...]:
-    """x_dim (an int D or a shape) -> the shape of one point, checked."""
-    if isinstance(x_dim, (tuple, list)):
-        if not x_dim:
-            raise InputError(f"{name} must be a positive int or a non-empty shape such as (8, 8). Got () instead.")
-        return tuple(positive_int(d, f"{name}[i]") for d in x_dim)
-    return (positive_int(x_dim, name),)
-
-
-def _flat_rows(x: Any, x_shape: tuple[int, ...]) -> Any:
-    """(N, *x_shape) arrays -> (N, D); anything else passes through for float_matrix to check."""
-    shape = getattr(x, "shape", None)
-    if len(x_shape) > 1 and shape is not None and tuple(shape[1:]) == x_shape:
-        return x.reshape(shape[0], -1)
-    return x

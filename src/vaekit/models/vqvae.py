@@ -25,7 +25,8 @@ from vaekit.distributions import Bernoulli, Gaussian, Likelihood, likelihood_fro
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.io import save
 from vaekit.models.base import ModelConfig, flat_dim, register
-from vaekit.models.vae import VAE, _check_spec, _in_chunks, _sample_with, _shape
+from vaekit.models.common import ModelBase, in_chunks, point_shape, resolve_shape
+from vaekit.models.vae import _check_spec
 from vaekit.nn import ACTIVATIONS
 from vaekit.trunks import MLP, trunk_from_config
 from vaekit.validate import positive_float, positive_int
@@ -73,7 +74,7 @@ class VQVAEConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         if self.x_shape is not None:
-            shape = _shape(self.x_shape, "x_shape")
+            shape = point_shape(self.x_shape, "x_shape")
             if positive_int(self.x_dim, "x_dim") != flat_dim(shape):
                 raise InputError(f"x_dim must be the product of x_shape {list(shape)}. Got {self.x_dim} instead.")
             object.__setattr__(self, "x_shape", None if shape == (self.x_dim,) else shape)
@@ -184,7 +185,7 @@ class CodePrior(Distribution):
 
 
 @register
-class VQVAE(nn.Module):
+class VQVAE(ModelBase):
     """Vector-quantised autoencoder with a codebook of K vectors and a code prior fitted after training.
 
     Parameters
@@ -240,9 +241,7 @@ class VQVAE(nn.Module):
         decoder: Any = None,
         seed: int | None = None,
     ) -> None:
-        if (x_dim is None) == (x_shape is None):
-            raise InputError(f"give exactly one of x_dim and x_shape. Got x_dim={x_dim!r} and x_shape={x_shape!r} instead.")
-        shape = _shape(x_dim if x_shape is None else x_shape, "x_dim" if x_shape is None else "x_shape")
+        shape = resolve_shape(x_dim, x_shape)
         arch = VQVAEConfig(
             x_dim=flat_dim(shape),
             codebook_size=codebook_size,
@@ -276,8 +275,7 @@ class VQVAE(nn.Module):
             self.decoder = decoder_trunk.decoder(self.z_dim, self.x_shape, k, self.condition, self.hidden, self.activation)
             self.codebook = nn.Parameter(torch.randn(self.codebook_size, self.code_dim))  # (K, code_dim)
         self.likelihood_head = self.likelihood.head(self.x_dim)
-        self.register_buffer("x_shift", torch.zeros(self.x_dim))
-        self.register_buffer("x_scale", torch.ones(self.x_dim))
+        self._register_scaling()
         # EMA state (VQ(ema=...)): each code starts as one point at its initial position.
         self.register_buffer("ema_count", torch.ones(self.codebook_size))
         self.register_buffer("ema_sum", self.codebook.detach().clone())
@@ -287,27 +285,6 @@ class VQVAE(nn.Module):
         self.reset_usage()
 
     # ------------------------------------------------------------------ configuration
-    @property
-    def architecture(self) -> VQVAEConfig:
-        """Everything needed to rebuild this architecture (see :class:`VQVAEConfig`)."""
-        return self._architecture
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The architecture as JSON (``model.json``'s ``config``)."""
-        return self.architecture.to_dict()
-
-    @classmethod
-    def from_architecture(cls, arch: VQVAEConfig, *, seed: int | None = None) -> VQVAE:
-        """Build an untrained model from a :class:`VQVAEConfig` (initial weights seeded with ``seed``)."""
-        kwargs = {f.name: getattr(arch, f.name) for f in dataclasses.fields(arch) if f.name not in ("x_dim", "x_shape")}
-        return cls(x_shape=arch.shape, seed=seed, **kwargs)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> VQVAE:
-        """Build an untrained model from :attr:`config` (checked: keys, types, ranges)."""
-        return cls.from_architecture(VQVAEConfig.from_dict(config))
-
     @classmethod
     def examples(cls) -> dict[str, VQVAEConfig]:
         """Small architectures for the conformance suite (see :meth:`vaekit.VAE.examples`)."""
@@ -334,15 +311,6 @@ class VQVAE(nn.Module):
         return bool(self.prior_fitted > 0)
 
     # Data handling is the VAE's, unchanged.
-    device = VAE.device
-    dtype = VAE.dtype
-    set_scaling = VAE.set_scaling
-    prepare_x = VAE.prepare_x
-    prepare_z = VAE.prepare_z
-    prepare_condition = VAE.prepare_condition
-    decode_batch = VAE.decode_batch
-    decode = VAE.decode
-    shaped = VAE.shaped
 
     # ------------------------------------------------------------------ quantisation
     @torch.no_grad()
@@ -368,7 +336,7 @@ class VQVAE(nn.Module):
         if self.standardize:
             x = (x - self.x_shift) / self.x_scale
         b = x.shape[0]
-        z_e = _in_chunks(self.encoder, x, c).view(b, self.grid, self.code_dim)  # (B, G, code_dim)
+        z_e = in_chunks(self.encoder, x, c).view(b, self.grid, self.code_dim)  # (B, G, code_dim)
         codes = self.nearest(z_e.detach().reshape(-1, self.code_dim)).view(b, self.grid)  # (B, G)
         if self.training and torch.is_grad_enabled():
             self._count(codes, z_e.detach())
@@ -475,27 +443,9 @@ class VQVAE(nn.Module):
         c = self.prepare_condition(condition, xt.shape[0])
         return self.encode_batch(xt, c).codes.cpu().numpy()
 
-    def encode(self, x: Any, condition: Any = None) -> CodeAssignment:
-        """q(z|x, c) with input checks: ``.mean`` (N, Z) the quantised codes, ``.codes`` (N, G) their indices."""
-        xt = self.prepare_x(x)
-        c = self.prepare_condition(condition, xt.shape[0])
-        return self.encode_batch(xt, c)
-
-    @torch.no_grad()
-    def sample(self, n: int, condition: Any = None, *, seed: int | None = None, noise: bool = False) -> np.ndarray:
-        """Draw codes from the fitted prior and decode: numpy (n, *x_shape) (decoder means unless ``noise``)."""
-        n = positive_int(n, "n")
-        pz = self.prior()
-        generator = torch.Generator(device=self.device)
-        if seed is not None:
-            generator.manual_seed(seed)
-        else:
-            generator.seed()
-        c = self.prepare_condition(condition, n)
-        px = self.decode_batch(pz.sample((n,), generator=generator), c)
-        if not noise:
-            return self.shaped(px.mean.cpu().numpy())
-        return self.shaped(_sample_with(px, generator).cpu().numpy())
+    def prior_draws(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Codebook vectors drawn from the fitted code prior: (n, Z) (raises before :meth:`fit_prior`)."""
+        return self.prior().sample((n,), generator=generator)
 
     @torch.no_grad()
     def reconstruct(self, x: Any, condition: Any = None) -> np.ndarray:
