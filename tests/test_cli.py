@@ -645,5 +645,5 @@ def test_train_with_a_learned_mixture_prior(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert math.isfinite(metrics["kl"]) and "kl_per_dim" not in metrics  # Monte Carlo KL: no per-dimension split
     assert (out / "report.html").is_file() and not (out / "figures" / "kl_per_dim.png").exists()
-    code, _, err = run_main(capsys, "train", "--data", "ring", *FAST, "--prior", "vamp", "--out", str(tmp_path / "bad"))
-    assert code == 2 and "prior" in err and "'vamp'" in err
+    code, _, err = run_main(capsys, "train", "--data", "ring", *FAST, "--prior", "wishart", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "prior" in err and "'wishart'" in err

@@ -47,7 +47,7 @@ def test_validate_fills_defaults_and_converts_ints_to_floats():
         (
             {"training": {"objective": "vae"}},
             InputError,
-            "[training] objective must be one of ['elbo', 'iwae']. Got 'vae' instead.",
+            "[training] objective must be one of ['elbo', 'iwae', 'vq']. Got 'vae' instead.",
         ),
         ({"model": {"hidden": [128, "x"]}}, InputTypeError, "[model] hidden must be a list of integers. Got [128, 'x'] instead."),
         ({"model": {"standardize": 1}}, InputTypeError, "[model] standardize must be true or false. Got 1 instead."),
