@@ -11,6 +11,7 @@ It must set ``self._architecture`` (its config dataclass) and call :meth:`_regis
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,58 @@ from torch import nn
 from torch.distributions import Distribution
 
 from vaekit.conditions import broadcast_condition
-from vaekit.distributions import draw, posterior_mean
-from vaekit.errors import InputError, describe
+from vaekit.configs import spec_types
+from vaekit.distributions import Bernoulli, draw, posterior_mean
+from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.io import save
+from vaekit.models.base import flat_dim
+from vaekit.nn import ACTIVATIONS
 from vaekit.validate import float_matrix, positive_int
+
+
+def check_spec(value: Any, role: str, *, name: str | None = None, none_ok: bool = False) -> None:
+    """Refuse anything but a registered spec of ``role`` for parameter ``name``."""
+    if isinstance(value, spec_types(role)):
+        return
+    names = " or ".join(f"vaekit.{c.__name__}({'...' if dataclasses.fields(c) else ''})" for c in spec_types(role))
+    names += ", or None" if none_ok else ""
+    raise InputTypeError(f"{name or role} must be {names}. Got {describe(value)} instead.")
+
+
+def check_data_fields(config: Any) -> None:
+    """Check the fields the model configs share, in the config's ``__post_init__``.
+
+    ``x_dim``, ``x_shape`` (normalised: None for flat data), ``hidden`` (normalised to a tuple),
+    ``likelihood``, ``condition``, ``activation``, ``standardize`` and, where the config has
+    them, the ``encoder``/``decoder`` trunks (which must accept the data's shape). One copy of
+    these rules serves every model, so ``VAE(...)``, ``VQVAE(...)``, model files and run configs
+    refuse the same values with the same messages.
+    """
+    if config.x_shape is not None:
+        shape = point_shape(config.x_shape, "x_shape")
+        if positive_int(config.x_dim, "x_dim") != flat_dim(shape):
+            raise InputError(f"x_dim must be the product of x_shape {list(shape)}. Got {config.x_dim} instead.")
+        object.__setattr__(config, "x_shape", None if shape == (config.x_dim,) else shape)
+    positive_int(config.x_dim, "x_dim")
+    if isinstance(config.hidden, (str, bytes)) or not isinstance(config.hidden, Sequence):
+        raise InputTypeError(f"hidden must be a sequence of layer widths. Got {describe(config.hidden)} instead.")
+    object.__setattr__(config, "hidden", tuple(positive_int(h, "hidden[i]") for h in config.hidden))
+    check_spec(config.likelihood, "likelihood")
+    if config.condition is not None:
+        check_spec(config.condition, "condition", none_ok=True)
+    shape = (config.x_dim,) if config.x_shape is None else config.x_shape
+    if hasattr(config, "encoder"):
+        check_spec(config.encoder, "trunk", name="encoder")
+        config.encoder.check_shape(shape, "encoder")
+        if config.decoder is not None:
+            check_spec(config.decoder, "trunk", name="decoder", none_ok=True)
+            config.decoder.check_shape(shape, "decoder")
+    if config.activation not in ACTIVATIONS:
+        raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}. Got {config.activation!r} instead.")
+    if not isinstance(config.standardize, bool):
+        raise InputTypeError(f"standardize must be True or False. Got {describe(config.standardize)} instead.")
+    if config.standardize and isinstance(config.likelihood, Bernoulli):
+        raise InputError("standardize must be False with a Bernoulli likelihood (data must stay in [0, 1]). Got True instead.")
 
 
 class ModelBase(nn.Module):

@@ -35,7 +35,7 @@ from vaekit.conditions import Condition
 from vaekit.distributions import LOGVAR_MAX, LOGVAR_MIN, Gaussian, Likelihood, diagonal_normal, kl_per_dimension
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.models.base import ModelConfig, flat_dim, register
-from vaekit.models.common import ModelBase, resolve_shape
+from vaekit.models.common import ModelBase, check_data_fields, resolve_shape
 from vaekit.models.vae import VAEConfig
 from vaekit.nn import ACTIVATIONS, ConditionedMLP
 from vaekit.validate import positive_int
@@ -77,11 +77,7 @@ class HierarchicalVAEConfig(ModelConfig):
     FROM_DATA: ClassVar[tuple[str, ...]] = ("x_dim", "condition")
 
     def __post_init__(self) -> None:
-        # The fields it shares with VAEConfig are checked by VAEConfig's own rules (one copy of them).
-        common = {f: getattr(self, f) for f in ("x_dim", "hidden", "activation", "likelihood", "standardize", "x_shape")}
-        checked = VAEConfig(**common, condition=self.condition)
-        for name in ("hidden", "x_shape"):
-            object.__setattr__(self, name, getattr(checked, name))
+        check_data_fields(self)  # the rules every model config shares (one copy of them)
         if isinstance(self.z_dims, (str, bytes)) or not isinstance(self.z_dims, Sequence) or len(self.z_dims) == 0:
             raise InputTypeError(f"z_dims must be a non-empty sequence of layer sizes. Got {describe(self.z_dims)} instead.")
         object.__setattr__(self, "z_dims", tuple(positive_int(z, "z_dims[i]") for z in self.z_dims))

@@ -11,7 +11,6 @@ import torch
 from torch.distributions import Distribution, Independent
 
 from vaekit.conditions import Condition, condition_from_config
-from vaekit.configs import spec_types
 from vaekit.distributions import (
     Bernoulli,
     Gaussian,
@@ -21,9 +20,8 @@ from vaekit.distributions import (
     likelihood_from_config,
     prior_from_config,
 )
-from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.models.base import ModelConfig, flat_dim, register
-from vaekit.models.common import ModelBase, in_chunks, point_shape, resolve_shape
+from vaekit.models.common import ModelBase, check_data_fields, check_spec, in_chunks, resolve_shape
 from vaekit.nn import ACTIVATIONS
 from vaekit.posteriors import DiagonalGaussian, posterior_from_config
 from vaekit.trunks import MLP, trunk_from_config
@@ -78,48 +76,15 @@ class VAEConfig(ModelConfig):
     FROM_DATA: ClassVar[tuple[str, ...]] = ("x_dim", "condition")
 
     def __post_init__(self) -> None:
-        if self.x_shape is not None:
-            shape = point_shape(self.x_shape, "x_shape")
-            if positive_int(self.x_dim, "x_dim") != flat_dim(shape):
-                raise InputError(f"x_dim must be the product of x_shape {list(shape)}. Got {self.x_dim} instead.")
-            object.__setattr__(self, "x_shape", None if shape == (self.x_dim,) else shape)
-        positive_int(self.x_dim, "x_dim")
+        check_data_fields(self)
         positive_int(self.z_dim, "z_dim")
-        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence):
-            raise InputTypeError(f"hidden must be a sequence of layer widths. Got {describe(self.hidden)} instead.")
-        object.__setattr__(self, "hidden", tuple(positive_int(h, "hidden[i]") for h in self.hidden))
-        _check_spec(self.likelihood, "likelihood")
-        if self.condition is not None:
-            _check_spec(self.condition, "condition", none_ok=True)
-        _check_spec(self.prior, "prior")
-        _check_spec(self.posterior, "posterior")
-        _check_spec(self.encoder, "trunk", name="encoder")
-        self.encoder.check_shape(self.shape, "encoder")
-        if self.decoder is not None:
-            _check_spec(self.decoder, "trunk", name="decoder", none_ok=True)
-            self.decoder.check_shape(self.shape, "decoder")
-        if self.activation not in ACTIVATIONS:
-            raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}. Got {self.activation!r} instead.")
-        if not isinstance(self.standardize, bool):
-            raise InputTypeError(f"standardize must be True or False. Got {describe(self.standardize)} instead.")
-        if self.standardize and isinstance(self.likelihood, Bernoulli):
-            raise InputError(
-                "standardize must be False with a Bernoulli likelihood (data must stay in [0, 1]). Got True instead."
-            )
+        check_spec(self.prior, "prior")
+        check_spec(self.posterior, "posterior")
 
     @property
     def shape(self) -> tuple[int, ...]:
         """The shape of one data point: ``x_shape``, or (x_dim,)."""
         return (self.x_dim,) if self.x_shape is None else self.x_shape
-
-
-def _check_spec(value: Any, role: str, *, name: str | None = None, none_ok: bool = False) -> None:
-    """Refuse anything but a registered spec of ``role`` for parameter ``name``."""
-    if isinstance(value, spec_types(role)):
-        return
-    names = " or ".join(f"vaekit.{c.__name__}({'...' if dataclasses.fields(c) else ''})" for c in spec_types(role))
-    names += ", or None" if none_ok else ""
-    raise InputTypeError(f"{name or role} must be {names}. Got {describe(value)} instead.")
 
 
 @register

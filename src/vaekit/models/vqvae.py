@@ -22,11 +22,10 @@ from torch.distributions import Distribution, constraints
 
 from vaekit.conditions import Condition, condition_from_config
 from vaekit.distributions import Bernoulli, Gaussian, Likelihood, likelihood_from_config
-from vaekit.errors import InputError, InputTypeError, describe
+from vaekit.errors import InputError
 from vaekit.io import save
 from vaekit.models.base import ModelConfig, flat_dim, register
-from vaekit.models.common import ModelBase, in_chunks, point_shape, resolve_shape
-from vaekit.models.vae import _check_spec
+from vaekit.models.common import ModelBase, check_data_fields, in_chunks, resolve_shape
 from vaekit.nn import ACTIVATIONS
 from vaekit.trunks import MLP, trunk_from_config
 from vaekit.validate import positive_float, positive_int
@@ -73,31 +72,9 @@ class VQVAEConfig(ModelConfig):
     FROM_DATA: ClassVar[tuple[str, ...]] = ("x_dim", "condition")
 
     def __post_init__(self) -> None:
-        if self.x_shape is not None:
-            shape = point_shape(self.x_shape, "x_shape")
-            if positive_int(self.x_dim, "x_dim") != flat_dim(shape):
-                raise InputError(f"x_dim must be the product of x_shape {list(shape)}. Got {self.x_dim} instead.")
-            object.__setattr__(self, "x_shape", None if shape == (self.x_dim,) else shape)
-        positive_int(self.x_dim, "x_dim")
+        check_data_fields(self)
         positive_int(self.codebook_size, "codebook_size")
         positive_int(self.code_dim, "code_dim")
-        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence):
-            raise InputTypeError(f"hidden must be a sequence of layer widths. Got {describe(self.hidden)} instead.")
-        object.__setattr__(self, "hidden", tuple(positive_int(h, "hidden[i]") for h in self.hidden))
-        _check_spec(self.likelihood, "likelihood")
-        if self.condition is not None:
-            _check_spec(self.condition, "condition", none_ok=True)
-        _check_spec(self.encoder, "trunk", name="encoder")
-        if self.decoder is not None:
-            _check_spec(self.decoder, "trunk", name="decoder", none_ok=True)
-        if self.activation not in ACTIVATIONS:
-            raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}. Got {self.activation!r} instead.")
-        if not isinstance(self.standardize, bool):
-            raise InputTypeError(f"standardize must be True or False. Got {describe(self.standardize)} instead.")
-        if self.standardize and isinstance(self.likelihood, Bernoulli):
-            raise InputError(
-                "standardize must be False with a Bernoulli likelihood (data must stay in [0, 1]). Got True instead."
-            )
 
     @property
     def shape(self) -> tuple[int, ...]:
