@@ -1,7 +1,8 @@
-"""Data: toy 2-D datasets, the digits images, the user's own tables, and splits.
+"""Data: toy 2-D datasets, the digits images, airfoil shapes, the user's own tables, and splits.
 
 Every generator takes ``n`` and ``seed`` and returns numpy ``(x, y)``: points float32 (N, 2)
 and a per-point label (int64 mode/class index, or float32 position for the swiss roll).
+The airfoils (:mod:`vaekit.data.airfoils`) are a fixed set: shapes float32 (N, 64, 2).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from vaekit.data.airfoils import Airfoils, airfoils, bundled_airfoils, load_airfoils, read_airfoil
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
 from vaekit.validate import PICKLE_SUFFIXES, positive_float, positive_int
 
@@ -128,6 +130,7 @@ DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "swiss_roll": swiss_roll,
     "pinwheel": pinwheel,
     "digits": digits,
+    "airfoils": airfoils,
 }
 
 
