@@ -155,6 +155,8 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
     d = out["data"]
     if d["name"] == "digits" and "likelihood" not in out["model"]:
         out["model"]["likelihood"] = "bernoulli"  # the digits are grey levels in [0, 1]
+    if d["name"] == "airfoils" and "standardize" not in out["model"]:
+        out["model"]["standardize"] = True  # y spans about 0.1 chord: a variance of 0.1 would drown it
     out["model"] = model_settings.complete(out["model"], d["condition_type"] if d["condition"] else None, source)
     if "objective" not in config.get("training", {}):  # the model's own objective (vq for a VQ-VAE)
         cls = model_settings.model_kinds()[out["model"][model_settings.MODEL_KEY]]
@@ -278,6 +280,8 @@ class RunData:
     columns : names of the D data columns
     label_names : names of the one-hot classes (text labels of a file), or None
     description : one line saying where the data came from
+    x_shape : the shape of one point when it is not flat (curves (P, 2), images), else None;
+        ``x`` holds the points flattened, and :func:`build_model` gives the model this shape
 
     """
 
@@ -287,13 +291,16 @@ class RunData:
     columns: list[str]
     label_names: list[str] | None = None
     description: str = ""
+    x_shape: tuple[int, ...] | None = None
 
 
 def load_data(config: dict[str, dict[str, Any]], *, test: bool = False) -> RunData:
     """Load the data of ``config["data"]``.
 
     With ``test=True`` a built-in generator that takes a seed draws a fresh sample with
-    ``seed + 1`` (a held-out test set of the same size); other data are returned as is.
+    ``seed + 1`` (a held-out test set of the same size); a fixed built-in set with a ``split``
+    (the airfoils) gives its "train" part, or its "test" part with ``test=True`` (they never
+    overlap); other data are returned as is.
     """
     d = config["data"]
     if d["path"]:
@@ -311,7 +318,11 @@ def load_data(config: dict[str, dict[str, Any]], *, test: bool = False) -> RunDa
     seed = d["seed"] + (1 if test else 0)
     if "seed" in params:
         kwargs["seed"] = seed
+    if "split" in params:
+        kwargs["split"] = "test" if test else "train"
     x, y = fn(**kwargs)
+    x_shape = tuple(x.shape[1:]) if x.ndim > 2 else None
+    x = x.reshape(len(x), -1)
     labels = y if np.issubdtype(y.dtype, np.integer) else None
     condition = None
     if d["condition"] == "label":
@@ -327,7 +338,8 @@ def load_data(config: dict[str, dict[str, Any]], *, test: bool = False) -> RunDa
         condition = vkdata.radius(x)
     shown = ", ".join(f"{k}={v}" for k, v in kwargs.items())
     which = "test sample" if test and "seed" in params else "data"
-    return RunData(x, condition, labels, [f"x{i}" for i in range(x.shape[1])], None, f"{d['name']}({shown}) {which}")
+    columns = [f"x{i}" for i in range(x.shape[1])]
+    return RunData(x, condition, labels, columns, None, f"{d['name']}({shown}) {which}", x_shape)
 
 
 def dataset_options(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -351,7 +363,8 @@ def _load_file(d: dict[str, Any]) -> RunData:
             )
         labels = condition[:, 0].astype(np.int64)
         condition = labels
-    return RunData(table.x, condition, labels, table.columns, table.label_names, f"{d['path']} ({len(table.x)} rows)")
+    description = f"{d['path']} ({len(table.x)} rows)"
+    return RunData(table.x, condition, labels, table.columns, table.label_names, description, table.x_shape)
 
 
 def condition_spec(config: dict[str, dict[str, Any]], data: RunData):
@@ -371,6 +384,8 @@ def condition_spec(config: dict[str, dict[str, Any]], data: RunData):
 def build_model(config: dict[str, dict[str, Any]], data: RunData):
     """An untrained model for ``config`` and ``data`` (initial weights seeded with [training] seed)."""
     m = config["model"]
+    if data.x_shape is not None and not m.get("x_shape"):
+        m = m | {"x_shape": list(data.x_shape)}  # curves and images keep their shape
     arch = model_settings.architecture(m, x_dim=data.x.shape[1], condition=condition_spec(config, data))
     cls = model_settings.model_kinds()[m[model_settings.MODEL_KEY]]
     return cls.from_architecture(arch, seed=config["training"]["seed"])

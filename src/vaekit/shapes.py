@@ -16,12 +16,15 @@ units (leading edge at (0, 0), trailing-edge midpoint at (1, 0)).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from vaekit.errors import InputError, InputTypeError, describe
+
+logger = logging.getLogger(__name__)
 
 # Tolerances of validity(), chord units. A trailing edge whose upper and lower ends are further
 # apart than TE_GAP is "open"; an x step backwards by more than X_BACKSTEP along a surface is
@@ -279,8 +282,6 @@ def curve_metrics(
     computed (no finite sample) are NaN and are logged.
 
     """
-    import logging
-
     data, samples = as_shapes(data, "data"), as_shapes(samples, "samples")
     out = {f"recon_{k}": v for k, v in reconstruction_errors(data, reconstructions).items()}
     out["valid_fraction_data"] = float(validity(data).valid.mean())
@@ -292,7 +293,7 @@ def curve_metrics(
     out["camber_data"] = float(props_data.camber.mean())
     nan = float("nan")
     if len(finite) < 2:
-        logging.getLogger(__name__).warning("curve metrics: %d of %d samples are finite; sample metrics are NaN", len(finite), len(samples))
+        logger.warning("curve metrics: %d of %d samples are finite; sample metrics are NaN", len(finite), len(samples))
         return out | dict.fromkeys(["roughness_samples", "roughness_ratio", "thickness_samples", "camber_samples", "mmd2", "mmd_p_value"], nan)
     rough = float(roughness(finite).mean())
     props = airfoil_properties(finite)

@@ -160,7 +160,7 @@ class Table:
 
     Attributes
     ----------
-    x : float32 (N, D) the selected data columns.
+    x : float32 (N, D) the selected data columns (an (N, *shape) .npy array flattened).
     condition : float32 (N, C) or None; text labels become integer codes 0..K-1.
     columns, condition_columns : the column names used.
     label_names : for a text label column, the original label of each code.
@@ -172,6 +172,7 @@ class Table:
     columns: list[str]
     condition_columns: list[str] = field(default_factory=list)
     label_names: list[str] | None = None
+    x_shape: tuple[int, ...] | None = None  # the shape of one point of an (N, *shape) .npy array
 
 
 def load_table(path: str | Path, columns: Sequence[str] | None = None, condition: str | Sequence[str] | None = None) -> Table:
@@ -180,6 +181,8 @@ def load_table(path: str | Path, columns: Sequence[str] | None = None, condition
     Parameters
     ----------
     path : CSV, ``.npy`` (2-D numeric, columns named "0", "1", ...) or ``.parquet`` (needs pyarrow).
+        A ``.npy`` array of more dimensions, (N, *shape) such as curves (N, P, 2), is
+        flattened to (N, D) and its point shape kept in ``x_shape`` (no column selection then).
     columns : names of the data columns; default all columns that are not condition columns.
     condition : name(s) of the condition column(s). A single text column is read as labels.
 
@@ -212,6 +215,14 @@ def load_table(path: str | Path, columns: Sequence[str] | None = None, condition
         header, cells = _read_csv(path)
     if len(cells) == 0:
         raise FileFormatError(f"{path} has a header but no data rows.")
+    x_shape = None
+    if isinstance(cells, np.ndarray) and cells.ndim > 2:
+        if columns is not None or cond_names:
+            raise InputError(
+                f"columns and condition must be None for the {cells.ndim}-D array of {path} (whole points are used). "
+                f"Got columns={columns!r} and condition={condition!r} instead."
+            )
+        x_shape, cells = tuple(cells.shape[1:]), cells.reshape(len(cells), -1)
     _check_names(cond_names, header, "condition", path)
     if columns is None:
         data_names = [h for h in header if h not in cond_names]
@@ -231,7 +242,7 @@ def load_table(path: str | Path, columns: Sequence[str] | None = None, condition
             cond = np.array([[codes[str(r[0])]] for r in raw], dtype=np.float32)
         else:
             cond = _numeric(raw, cond_names, path)
-    return Table(x, cond, data_names, cond_names, label_names)
+    return Table(x, cond, data_names, cond_names, label_names, x_shape)
 
 
 def _names(value: Any, name: str, *, allow_single: bool) -> list[str]:
@@ -292,11 +303,13 @@ def _read_npy(path: Path) -> tuple[list[str], Any]:
         array = np.load(path, allow_pickle=False)
     except Exception as err:  # numpy's header parser raises many types (ValueError, SyntaxError, TokenError, ...)
         raise FileFormatError(f"{path} is not a readable .npy array file ({err}).") from None
-    if array.ndim != 2:
-        raise FileFormatError(f"{path} must hold a 2-D array (rows x columns). Got shape {array.shape} instead.")
+    if array.ndim < 2:
+        raise FileFormatError(
+            f"{path} must hold a 2-D array (rows x columns) or (N, *shape) points. Got shape {array.shape} instead."
+        )
     if array.dtype.kind not in "biuf":
         raise InputError(f"{path} must hold a numeric (int or float) array. Got dtype {array.dtype} instead.")
-    return [str(i) for i in range(array.shape[1])], array
+    return [str(i) for i in range(math.prod(array.shape[1:]))], array
 
 
 def _read_parquet(path: Path) -> tuple[list[str], list[list[Any]]]:
