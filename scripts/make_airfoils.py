@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit.data.airfoils import BUNDLED, load_airfoils
+from vaekit.data.airfoil_files import BUNDLED, load_airfoils
 
 DATABASE = "aerosandbox/geometry/airfoil/airfoil_database/"
 
 
 def main() -> None:
+    """Read the wheel named on the command line and write the .npz and the licence next to it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("wheel", type=Path, help="aerosandbox-*.whl")
     parser.add_argument("--out", type=Path, default=BUNDLED, help=f"default {BUNDLED}")

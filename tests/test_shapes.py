@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from airfoil_shapes import formula_properties, naca4, selig
 
 import vaekit as vk
+from airfoil_shapes import formula_properties, naca4, selig
 from vaekit import shapes
-from vaekit.data.airfoils import normalise
+from vaekit.data.airfoil_files import normalise
 
 
 def naca_shape(code: str, points: int = 64, n: int = 120) -> np.ndarray:

@@ -222,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("train", "Train a VAE on a built-in dataset or your CSV/.npy file and write a run folder.")
     p.add_argument(
-        "--data", metavar="NAME|PATH", help="built-in dataset (ring, moons, circles, swiss_roll, pinwheel, digits, airfoils) or a file"
+        "--data",
+        metavar="NAME|PATH",
+        help="built-in dataset (ring, moons, circles, swiss_roll, pinwheel, digits, airfoils) or a file",
     )
     p.add_argument("--config", metavar="TOML", help="settings file (e.g. a run's config.toml); flags override it")
     p.add_argument(

@@ -1,6 +1,6 @@
 """Curve metrics for airfoil-like shapes: pure functions on numpy arrays (N, P, 2).
 
-The layout is the one :mod:`vaekit.data.airfoils` writes: P (even) points, the first P/2 on the
+The layout is the one :mod:`vaekit.data.airfoil_files` writes: P (even) points, the first P/2 on the
 upper surface from the trailing edge to the leading edge, the last P/2 on the lower surface from
 the leading edge to the trailing edge. The leading edge is therefore stored twice (indices
 P/2 - 1 and P/2), so each surface is a complete curve of P/2 points. Coordinates are in chord
@@ -61,7 +61,7 @@ def surfaces(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _at_grid(surface: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """y of one surface (P/2, 2) at x = grid, linear; x made non-decreasing by a running maximum."""
+    """The y of one surface (P/2, 2) at x = grid, linear; x made non-decreasing by a running maximum."""
     x = np.maximum.accumulate(surface[:, 0])
     return np.interp(grid, x, surface[:, 1])
 
@@ -259,9 +259,7 @@ def reconstruction_errors(x: Any, x_hat: Any) -> dict[str, float]:
     return {"mean_point_error": float(dist.mean()), "mean_max_point_error": float(dist.max(1).mean())}
 
 
-def curve_metrics(
-    data: Any, reconstructions: Any, samples: Any, *, permutations: int = 200, seed: int = 0
-) -> dict[str, float]:
+def curve_metrics(data: Any, reconstructions: Any, samples: Any, *, permutations: int = 200, seed: int = 0) -> dict[str, float]:
     """Curve metrics of a model of shapes, as one dict with stable keys.
 
     Parameters
@@ -294,7 +292,9 @@ def curve_metrics(
     nan = float("nan")
     if len(finite) < 2:
         logger.warning("curve metrics: %d of %d samples are finite; sample metrics are NaN", len(finite), len(samples))
-        return out | dict.fromkeys(["roughness_samples", "roughness_ratio", "thickness_samples", "camber_samples", "mmd2", "mmd_p_value"], nan)
+        return out | dict.fromkeys(
+            ["roughness_samples", "roughness_ratio", "thickness_samples", "camber_samples", "mmd2", "mmd_p_value"], nan
+        )
     rough = float(roughness(finite).mean())
     props = airfoil_properties(finite)
     out |= {"roughness_samples": rough, "roughness_ratio": rough / rough_data if rough_data > 0 else nan}

@@ -2,7 +2,7 @@
 
 Every generator takes ``n`` and ``seed`` and returns numpy ``(x, y)``: points float32 (N, 2)
 and a per-point label (int64 mode/class index, or float32 position for the swiss roll).
-The airfoils (:mod:`vaekit.data.airfoils`) are a fixed set: shapes float32 (N, 64, 2).
+The airfoils (:mod:`vaekit.data.airfoil_files`) are a fixed set: shapes float32 (N, 64, 2).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.data.airfoils import Airfoils, airfoils, bundled_airfoils, load_airfoils, read_airfoil
+from vaekit.data.airfoil_files import Airfoils, airfoils, bundled_airfoils, load_airfoils, read_airfoil  # noqa: F401 (re-exported)
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
 from vaekit.validate import PICKLE_SUFFIXES, positive_float, positive_int
 

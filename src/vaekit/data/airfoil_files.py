@@ -77,6 +77,7 @@ SKIP_REASONS = {
     "open_trailing_edge": "after normalisation, the trailing edge is open wider than vaekit.shapes.TE_GAP",
     "crossed_surfaces": "after normalisation, the upper surface dips below the lower one",
     "flat": "after normalisation, no thickness anywhere",
+    "duplicate_shape": "the same resampled shape as a file earlier in name order (load_airfoils only)",
 }
 
 
@@ -96,12 +97,14 @@ def parse_airfoil(text: str, path: Path) -> tuple[np.ndarray, list[str]]:
     """The contour of a Selig or Lednicer file's text in Selig order (TE, upper, LE, lower, TE), and notes.
 
     Returns float64 (M, 2) and a list of what was tolerated: ``"text_after_coordinates"`` when
-    text lines follow the last coordinate line (341 UIUC files end with a note) -- they are
+    text lines follow the last coordinate line (334 kept UIUC files end with a note); they are
     ignored. The first non-blank line is the name, as are any text lines before the first line
-    of numbers; between the first and the last line of numbers every line must be two numbers. Lednicer files are told apart by their second line:
-    two integers >= 2 (the upper and lower point counts), then the upper surface from the
-    leading to the trailing edge and the lower surface likewise. Points repeated one after the
-    other (the leading edge Lednicer files list on both surfaces) are kept once.
+    of numbers; between the first and the last line of numbers every line must be two numbers.
+    Lednicer files are told apart by their first line of numbers: two integers >= 2 (the upper
+    and lower point counts), then the upper surface from the leading to the trailing edge and
+    the lower surface likewise. Points repeated one after the other (the leading edge Lednicer
+    files list on both surfaces) are kept once; a point repeated elsewhere is refused
+    (``duplicate_points``), except a closed trailing edge listed first and last.
     """
     lines = [line for line in text.splitlines() if line.strip()]
     values = [_numbers(line) for line in lines]
@@ -130,7 +133,9 @@ def parse_airfoil(text: str, path: Path) -> tuple[np.ndarray, list[str]]:
     keep[1:] = np.any(points[1:] != points[:-1], axis=1)
     points = points[keep]
     if len(points) < 2 * MIN_SURFACE_POINTS - 1:
-        raise _fail(path, "too_few_points", f"a contour needs at least {2 * MIN_SURFACE_POINTS - 1} points. Got {len(points)} instead")
+        raise _fail(
+            path, "too_few_points", f"a contour needs at least {2 * MIN_SURFACE_POINTS - 1} points. Got {len(points)} instead"
+        )
     same = np.all(points[:, None] == points[None], axis=2)
     same[0, -1] = same[-1, 0] = False  # a closed trailing edge lists its point first and last
     np.fill_diagonal(same, False)
@@ -226,6 +231,10 @@ def _read(path: Path, n_points: int) -> tuple[np.ndarray, list[str]]:
 def load_airfoils(folder: str | Path, *, points: int = POINTS, pattern: str = "*.dat") -> Airfoils:
     """Read every airfoil file in ``folder`` (sorted by name); files that are not usable shapes are skipped.
 
+    A file whose resampled shape equals, bit for bit, that of a file earlier in name order is
+    skipped as ``duplicate_shape`` (a copy under two names would otherwise sit on both sides of
+    a train/test split).
+
     The count of skipped files by reason is logged (warning) and returned in ``skipped``; see
     :func:`read_airfoil` for the shape of each entry.
 
@@ -242,6 +251,7 @@ def load_airfoils(folder: str | Path, *, points: int = POINTS, pattern: str = "*
         raise FileFormatError(f"airfoil folder {folder} does not exist or is not a folder.")
     files = sorted(p for p in folder.glob(pattern) if p.is_file())
     shapes, names, skipped, notes = [], [], Counter(), Counter()
+    seen: dict[bytes, str] = {}
     for path in files:
         try:
             shape, tolerated = _read(path, n_points)
@@ -249,6 +259,11 @@ def load_airfoils(folder: str | Path, *, points: int = POINTS, pattern: str = "*
             skipped[err.reason] += 1
             logger.debug("%s", err)
             continue
+        if shape.tobytes() in seen:  # a copy under another name would sit on both sides of a split
+            skipped["duplicate_shape"] += 1
+            logger.debug("%s: the same shape as %s (duplicate_shape).", path, seen[shape.tobytes()])
+            continue
+        seen[shape.tobytes()] = path.stem
         shapes.append(shape)
         names.append(path.stem)
         notes.update(tolerated)
@@ -257,7 +272,9 @@ def load_airfoils(folder: str | Path, *, points: int = POINTS, pattern: str = "*
     if notes:
         logger.info("airfoil files kept with something ignored: %s", dict(notes))
     if not shapes:
-        raise FileFormatError(f"{folder} must hold airfoil files matching {pattern!r}. Got {len(files)} files, none usable, instead.")
+        raise FileFormatError(
+            f"{folder} must hold airfoil files matching {pattern!r}. Got {len(files)} files, none usable, instead."
+        )
     return Airfoils(np.stack(shapes), names, dict(sorted(skipped.items())), len(files), dict(sorted(notes.items())))
 
 
@@ -283,6 +300,7 @@ def airfoils(split: str = "all") -> tuple[np.ndarray, np.ndarray]:
     The thickness (chord units, :func:`vaekit.shapes.airfoil_properties`) is the dataset's
     label: ``--condition label:continuous`` conditions a model on it. The names are in
     :func:`bundled_airfoils`. Offline: nothing is downloaded.
+
     """
     if split not in ("all", "train", "test"):
         raise InputError(f"split must be one of ['all', 'train', 'test']. Got {split!r} instead.")
