@@ -1,4 +1,4 @@
-"""vaekit.shapes: properties, validity, roughness, MMD and reconstruction errors of (N, P, 2) curves."""
+"""vaekit.shapes and vaekit.shape_metrics: properties, validity, roughness, MMD, reconstruction errors of curves."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 import vaekit as vk
 from airfoil_shapes import formula_properties, naca4, selig
-from vaekit import shapes
+from vaekit import shape_metrics, shapes
 from vaekit.data.airfoil_files import normalise
 
 
@@ -120,12 +120,12 @@ def test_mmd_is_near_zero_for_one_distribution_and_significant_for_a_shifted_one
     test, _ = vk.data.airfoils("test")
     rng = np.random.default_rng(0)  # random rows: the set is sorted by name, and families share name prefixes
     a, b = train[rng.choice(len(train), 300, replace=False)], test[rng.choice(len(test), 300, replace=False)]
-    same, p_same = shapes.mmd(a, a, permutations=100)
+    same, p_same = shape_metrics.mmd(a, a, permutations=100)
     assert abs(same) <= 2.0 / len(a)  # the unbiased estimate of identical samples: -(2/n) (1 - mean kernel)
-    split, p_split = shapes.mmd(a, b, permutations=200)
+    split, p_split = shape_metrics.mmd(a, b, permutations=200)
     assert p_split > 0.01  # a random split of one set: no evidence of a difference
     thicker = b * [1.0, 1.3]  # every y scaled: thickness and camber +30%
-    shifted, p_shifted = shapes.mmd(a, thicker, permutations=200)
+    shifted, p_shifted = shape_metrics.mmd(a, thicker, permutations=200)
     assert p_shifted == pytest.approx(1 / 201)  # beats every permutation
     assert shifted > 10 * abs(split)
     assert p_same == pytest.approx(1.0)
@@ -148,7 +148,7 @@ def test_reconstruction_errors_of_known_offsets():
 
 def test_curve_metrics_keys_and_values_on_exact_reconstructions():
     data = vk.data.airfoils("test")[0][::4]
-    out = shapes.curve_metrics(data, data, data, permutations=20)
+    out = shape_metrics.curve_metrics(data, data, data, permutations=20)
     assert sorted(out) == sorted(
         [
             "recon_mean_point_error",
@@ -176,8 +176,8 @@ def test_curve_metrics_keys_and_values_on_exact_reconstructions():
 def test_curve_metrics_say_when_no_sample_is_finite(caplog):
     data = np.stack([naca_shape("0012"), naca_shape("2412")])
     samples = np.full_like(data, np.nan)
-    with caplog.at_level(logging.WARNING, logger="vaekit.shapes"):
-        out = shapes.curve_metrics(data, data, samples)
+    with caplog.at_level(logging.WARNING, logger="vaekit.shape_metrics"):
+        out = shape_metrics.curve_metrics(data, data, samples)
     assert "0 of 2 samples are finite" in caplog.text
     assert out["valid_fraction_samples"] == 0.0
     assert math.isnan(out["mmd2"]) and math.isnan(out["roughness_ratio"])
