@@ -269,4 +269,22 @@ def test_npy_curves_keep_their_shape(tmp_path):
     data = runfolder.load_data(config)
     assert data.x_shape == (64, 2)
     assert runfolder.build_model(config, data).x_shape == (64, 2)
-    assert vk.data.load_table(tmp_path / "shapes.npy").x.dtype == np.float32
+    every = [str(i) for i in range(128)]
+    np.testing.assert_array_equal(vk.data.load_table(tmp_path / "shapes.npy", every).x, table.x)  # as runs record it
+    with pytest.raises(vk.InputError, match=r"Got columns=a list of 127 names and condition=None instead\.$"):
+        vk.data.load_table(tmp_path / "shapes.npy", every[1:])
+
+
+def test_a_run_on_npy_curves_keeps_their_shape_end_to_end(tmp_path):
+    np.save(tmp_path / "shapes.npy", vk.data.airfoils("test")[0][:60])
+    config = {
+        "data": {"path": str(tmp_path / "shapes.npy")},
+        "model": {"hidden": [16]},
+        "training": {"epochs": 1},
+        "evaluation": {"k": 2, "n_samples": 20, "permutations": 5, "quadrature_grid": 4},
+    }
+    run = vk.runs.train(config, tmp_path / "run")
+    model = vk.load(tmp_path / "run")
+    assert model.x_shape == (64, 2) and model.sample(2).shape == (2, 64, 2)
+    assert runfolder.read_config(tmp_path / "run")["data"]["columns"] == [str(i) for i in range(128)]
+    assert run is not None

@@ -182,7 +182,8 @@ def load_table(path: str | Path, columns: Sequence[str] | None = None, condition
     ----------
     path : CSV, ``.npy`` (2-D numeric, columns named "0", "1", ...) or ``.parquet`` (needs pyarrow).
         A ``.npy`` array of more dimensions, (N, *shape) such as curves (N, P, 2), is
-        flattened to (N, D) and its point shape kept in ``x_shape`` (no column selection then).
+        flattened to (N, D) and its point shape kept in ``x_shape`` (no column selection then:
+        ``columns`` must be None or all D names, "0" to "D-1").
     columns : names of the data columns; default all columns that are not condition columns.
     condition : name(s) of the condition column(s). A single text column is read as labels.
 
@@ -217,10 +218,11 @@ def load_table(path: str | Path, columns: Sequence[str] | None = None, condition
         raise FileFormatError(f"{path} has a header but no data rows.")
     x_shape = None
     if isinstance(cells, np.ndarray) and cells.ndim > 2:
-        if columns is not None or cond_names:
+        if (columns is not None and list(columns) != header) or cond_names:
+            shown = columns if columns is None or len(columns) <= 8 else f"a list of {len(columns)} names"
             raise InputError(
-                f"columns and condition must be None for the {cells.ndim}-D array of {path} (whole points are used). "
-                f"Got columns={columns!r} and condition={condition!r} instead."
+                f"columns must be None or all {len(header)} columns, and condition None, for the {cells.ndim}-D array "
+                f"of {path} (whole points are used). Got columns={shown} and condition={condition!r} instead."
             )
         x_shape, cells = tuple(cells.shape[1:]), cells.reshape(len(cells), -1)
     _check_names(cond_names, header, "condition", path)
