@@ -101,7 +101,7 @@ def malformed_files(folder: Path) -> dict[str, int]:
     (folder / "note.dat").write_text(write_selig(folder / "x", selig(*naca4("0012", 40))).read_text() + "By hand, 1990\n")
     (folder / "x").unlink()
     text = [f"{x:.6f} {y:.6f}" for x, y in good]
-    (folder / "words.dat").write_text("\n".join(["name", *text[:10], "1.0 abc", *text[10:]]))
+    (folder / "words.dat").write_text("\n".join(["name", "", *text[:10], "1.0 abc", *text[10:]]))  # line 13
     (folder / "three.dat").write_text("\n".join(["name", *[t + " 0.0" for t in text]]))
     (folder / "nan.dat").write_text("\n".join(["name", *text[:10], "0.5 nan", *text[10:]]))
     write_lednicer(folder / "counts.dat", upper, lower)
@@ -150,10 +150,10 @@ def test_malformed_files_are_skipped_and_counted_by_reason(tmp_path, caplog):
 @pytest.mark.parametrize(
     ("name", "reason", "detail"),
     [
-        ("words.dat", "non_numeric", "line 12 must hold two numbers x y. Got '1.0 abc' instead"),
+        ("words.dat", "non_numeric", "line 13 must hold two numbers x y. Got '1.0 abc' instead"),
         ("nan.dat", "non_finite", "coordinates must be finite. Got NaN or infinity instead"),
         ("counts.dat", "bad_counts", "the counts line promises 42 + 40 points. Got 80 instead"),
-        ("twice.dat", "duplicate_points", "points 11 and 61 must differ. Got [0.84736801, 0.02921182] twice instead"),
+        ("twice.dat", "duplicate_points", "contour points 11 and 61 must differ. Got [0.84736801, 0.02921182] twice instead"),
         (
             "open.dat",
             "open_trailing_edge",

@@ -106,7 +106,8 @@ def parse_airfoil(text: str, path: Path) -> tuple[np.ndarray, list[str]]:
     files list on both surfaces) are kept once; a point repeated elsewhere is refused
     (``duplicate_points``), except a closed trailing edge listed first and last.
     """
-    lines = [line for line in text.splitlines() if line.strip()]
+    numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    lines = [line for _, line in numbered]
     values = [_numbers(line) for line in lines]
     numeric = [i for i, v in enumerate(values) if v is not None and i > 0]
     if not numeric:
@@ -115,7 +116,8 @@ def parse_airfoil(text: str, path: Path) -> tuple[np.ndarray, list[str]]:
     rows = []
     for i in range(first, last + 1):
         if values[i] is None or len(values[i]) != 2:
-            raise _fail(path, "non_numeric", f"line {i + 1} must hold two numbers x y. Got {lines[i].strip()[:40]!r} instead")
+            detail = f"line {numbered[i][0]} must hold two numbers x y. Got {lines[i].strip()[:40]!r} instead"
+            raise _fail(path, "non_numeric", detail)
         rows.append(values[i])
     notes = ["text_after_coordinates"] if last < len(lines) - 1 else []
     points = np.array(rows, dtype=np.float64).reshape(-1, 2)
@@ -141,7 +143,9 @@ def parse_airfoil(text: str, path: Path) -> tuple[np.ndarray, list[str]]:
     np.fill_diagonal(same, False)
     if same.any():
         i, j = np.argwhere(same)[0]
-        raise _fail(path, "duplicate_points", f"points {i + 1} and {j + 1} must differ. Got {points[i].tolist()} twice instead")
+        raise _fail(
+            path, "duplicate_points", f"contour points {i + 1} and {j + 1} must differ. Got {points[i].tolist()} twice instead"
+        )
     return points, notes
 
 
