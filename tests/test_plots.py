@@ -122,7 +122,7 @@ def test_samples_scatter_holds_the_data_and_the_model_samples(ring):
     real, generated = offsets(right)
     np.testing.assert_allclose(real, x, rtol=1e-6)
     np.testing.assert_allclose(generated, model.sample(500, seed=3), rtol=1e-6)
-    assert (left.get_xlabel(), left.get_ylabel()) == ("$x_{1}$", "$x_{2}$")
+    assert (left.get_xlabel(), left.get_ylabel()) == ("$x_{0}$", "$x_{1}$")
     assert len(fig.axes) == 3  # two panels and the label colour bar
 
 
@@ -132,7 +132,7 @@ def test_latent_shows_posterior_means(ring):
     render(fig)
     _, right = panels(fig)
     np.testing.assert_allclose(offsets(right)[0], model.encode(x).mean.detach().numpy(), rtol=1e-5, atol=1e-6)
-    assert (right.get_xlabel(), right.get_ylabel()) == ("$z_{1}$", "$z_{2}$")
+    assert (right.get_xlabel(), right.get_ylabel()) == ("$z_{0}$", "$z_{1}$")
 
 
 def test_latent_above_two_dimensions_says_its_projection(digits):
@@ -146,7 +146,7 @@ def test_latent_above_two_dimensions_says_its_projection(digits):
     assert np.var(shown[:, 0]) == pytest.approx(np.linalg.svd(z - z.mean(0), compute_uv=False)[0] ** 2 / len(z), rel=1e-4)
     fig = plot.latent(model, x, y, dims=(0, 2))
     _, latent_ax = panels(fig)
-    assert (latent_ax.get_xlabel(), latent_ax.get_ylabel()) == ("$z_{1}$", "$z_{3}$")
+    assert (latent_ax.get_xlabel(), latent_ax.get_ylabel()) == ("$z_{0}$", "$z_{2}$")
     np.testing.assert_allclose(offsets(latent_ax)[0], z[:, [0, 2]], rtol=1e-5, atol=1e-6)
     with pytest.raises(vk.InputError, match=r"dims must be two different indices in 0..2 \(or 'pca'\). Got \(0, 5\) instead."):
         plot.latent(model, x, dims=(0, 5))
@@ -211,7 +211,7 @@ def test_latent_grid_decodes_the_grid_and_colours_by_z1(ring):
         decoded.get_offsets(), model.decode(grid.astype(np.float32)).mean.detach().numpy(), rtol=1e-5, atol=1e-6
     )
     np.testing.assert_allclose(decoded.get_array(), grid[:, 0])
-    assert fig.axes[-1].get_ylabel() == "$z_{1}$ coordinate"  # the colour bar
+    assert fig.axes[-1].get_ylabel() == "$z_{0}$ coordinate"  # the colour bar
 
 
 def test_latent_grid_of_images_is_a_mosaic_with_z2_up(digits):
