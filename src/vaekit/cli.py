@@ -125,7 +125,8 @@ EPILOG = {
   vaekit decode runs/demo z.csv -o x.csv             # decoder means for each row of z
   vaekit decode runs/cvae z.csv --condition 2 -o x.npy""",
     "report": """examples:
-  vaekit report runs/demo                            # (re)writes runs/demo/report.html""",
+  vaekit report runs/demo                            # (re)writes runs/demo/report.html
+  vaekit report runs/wing --units standardized       # figures redrawn in standardised units""",
     "sweep": """examples:
   vaekit sweep --data ring --set variance=0.01,0.1,1,5 --set seed=0,1,2       # the lecture's experiment
   vaekit sweep --data moons --set beta=0.5,1,4 --epochs 200 --out runs/beta
@@ -275,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("report", "Write (or rewrite) report.html of a run folder.")
     p.add_argument("run", metavar="DIR", help="run folder")
+    p.add_argument(
+        "--units",
+        choices=("data", "standardized"),
+        help="redraw the figures first, in data units or (models trained with --standardize) standardised units",
+    )
 
     p = command("sweep", "Train one model per combination of hyperparameter values, all at once, and compare them.")
     p.add_argument(
@@ -741,8 +747,11 @@ def _cmd_decode(args: argparse.Namespace, out: _Console) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, out: _Console) -> int:
-    from vaekit.report import write_report
+    from vaekit.report import redraw_figures, write_report
 
+    if args.units is not None:
+        figures = redraw_figures(args.run, units=args.units)
+        out.say(f"redrew {len(figures)} figures in {args.units} units")
     path = write_report(runs.require_run(args.run))
     out.say(f"wrote {path}")
     return 0

@@ -335,11 +335,30 @@ def write_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
 
 
 # ---------------------------------------------------------------------------- figures
-def run_figures(model, data: runs.RunData, history=None, *, seed: int = 0) -> dict[str, Any]:
-    """The run's figures (:func:`vaekit.plots.run_figures`) on its training data, keyed by file stem."""
+def run_figures(model, data: runs.RunData, history=None, *, seed: int = 0, units: str = "data") -> dict[str, Any]:
+    """The run's figures (:func:`vaekit.plots.run_figures`) on its training data, keyed by file stem.
+
+    ``units="standardized"`` draws a standardising model's data-space panels in its standardised units.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed, also on a desktop
     from vaekit.plots import run_figures as figures
 
-    return dict(figures(model, data.x, data.condition, labels=data.labels, history=history, seed=seed))
+    return dict(
+        figures(
+            model, data.x, data.condition, labels=data.labels, history=history, seed=seed, columns=data.columns, units=units
+        )
+    )
+
+
+def redraw_figures(run_dir: str | Path, *, units: str = "data") -> list[Path]:
+    """Redraw ``run_dir/figures/*.png`` from the saved model, history and training data (e.g. in other ``units``)."""
+    from vaekit.history import History
+    from vaekit.io import load
+
+    run_dir = runs.require_run(run_dir)
+    model = load(run_dir)
+    data = runs.load_data(runs.read_config(run_dir / runs.CONFIG))
+    history = History.from_csv(run_dir / runs.HISTORY) if (run_dir / runs.HISTORY).is_file() else None
+    return runs.save_figures(run_dir / runs.FIGURES, run_figures(model, data, history, units=units))
