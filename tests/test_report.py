@@ -242,6 +242,23 @@ def readout(page) -> tuple[np.ndarray, np.ndarray, object]:
     )
 
 
+def open_report(browser, run: Path):
+    """A new page on the run's report.html, and the list its script errors are collected into."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto((run / "report.html").as_uri())
+    return page, errors
+
+
+def hover(page, fx: float, fy: float):
+    """Move the pointer to fraction (fx, fy) of the latent canvas (from its top left); return the readout."""
+    box = page.locator("#latent").bounding_box()
+    page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+    return readout(page)
+
+
 # CI installs chromium (scripts/setup.sh), so there a missing browser is a failure, not a skip.
 needs_browser = pytest.mark.skipif(
     not CHROMIUM.exists() and not os.environ.get("CI"), reason="Debian chromium (/usr/bin/chromium) is not installed"
@@ -319,15 +336,9 @@ def test_image_explorer_in_a_real_browser(tmp_path):
     with sync_api.sync_playwright() as p:
         browser = launch(p)
         try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto((run / "report.html").as_uri())
+            page, errors = open_report(browser, run)
             assert "slice through" in page.text_content("body")
-            box = page.locator("#latent").bounding_box()
-            page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.4 * box["height"])
-            z, x, _ = readout(page)
+            z, x, _ = hover(page, 0.2, 0.4)
             assert z.shape == (3,) and x.shape == (64,)
             assert_readout(x, decoded(model, z), model, z)
             # the 8x8 image is drawn: the output canvas is not blank
@@ -354,14 +365,8 @@ def test_curve_explorer_draws_the_decoded_curve_as_a_polyline(tmp_path):
     with sync_api.sync_playwright() as p:
         browser = launch(p)
         try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto((run / "report.html").as_uri())
-            box = page.locator("#latent").bounding_box()
-            page.mouse.move(box["x"] + 0.35 * box["width"], box["y"] + 0.6 * box["height"])
-            z, x, _ = readout(page)
+            page, errors = open_report(browser, run)
+            z, x, _ = hover(page, 0.35, 0.6)
             assert_readout(x, decoded(model, z), model, z)
             # the polyline's vertices are the 16 decoded (x, y) points, on one scale in x and y (y up)
             vertices = np.array(json.loads(page.locator("#output").get_attribute("data-polyline")))

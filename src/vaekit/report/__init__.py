@@ -139,9 +139,7 @@ def explorer_payload(model, data: runs.RunData | None = None, *, label_names: li
         "image_side": shape.image[0] if view == "image" and shape.image[0] == shape.image[1] else None,
         "image_shape": list(shape.image) if view == "image" else None,
         "curve": {"points": shape.points, "channels_last": shape.channels_last} if view == "curve" else None,
-        "ranking": None
-        if ranking is None
-        else {"measure": ranking.measure, "scores": [float(v) for v in ranking.scores]},
+        "ranking": None if ranking is None else {"measure": ranking.measure, "scores": [float(v) for v in ranking.scores]},
         "columns": data.columns if data is not None else [f"x{i}" for i in range(x_dim)],
     }
     if len(dims) == 1:
@@ -346,9 +344,7 @@ def run_figures(model, data: runs.RunData, history=None, *, seed: int = 0, units
     from vaekit.plots import run_figures as figures
 
     return dict(
-        figures(
-            model, data.x, data.condition, labels=data.labels, history=history, seed=seed, columns=data.columns, units=units
-        )
+        figures(model, data.x, data.condition, labels=data.labels, history=history, seed=seed, columns=data.columns, units=units)
     )
 
 
