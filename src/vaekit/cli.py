@@ -116,7 +116,8 @@ EPILOG = {
     "sample": """examples:
   vaekit sample runs/demo -n 1000 -o samples.csv
   vaekit sample runs/cvae -n 500 --condition 3 -o mode3.npy
-  vaekit sample runs/radius -n 200 --condition 2.5 --noise""",
+  vaekit sample runs/radius -n 200 --condition 2.5 --noise
+  vaekit sample runs/digits -n 64 -o samples.png    # image or curve data: a picture (.png, .svg, .pdf)""",
     "encode": """examples:
   vaekit encode runs/demo data.csv -o z.csv          # posterior means z0, z1, ...
   vaekit encode runs/demo data.csv -o z.csv --std    # and posterior stds z0_std, ...""",
@@ -124,7 +125,8 @@ EPILOG = {
   vaekit decode runs/demo z.csv -o x.csv             # decoder means for each row of z
   vaekit decode runs/cvae z.csv --condition 2 -o x.npy""",
     "report": """examples:
-  vaekit report runs/demo                            # (re)writes runs/demo/report.html""",
+  vaekit report runs/demo                            # (re)writes runs/demo/report.html
+  vaekit report runs/wing --units standardized       # figures redrawn in standardised units""",
     "sweep": """examples:
   vaekit sweep --data ring --set variance=0.01,0.1,1,5 --set seed=0,1,2       # the lecture's experiment
   vaekit sweep --data moons --set beta=0.5,1,4 --epochs 200 --out runs/beta
@@ -254,7 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--condition", metavar="VALUE", help="class label or name (onehot), number(s) a,b (continuous)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--noise", action="store_true", help="draw x ~ p(x|z) instead of the decoder mean")
-    p.add_argument("-o", "--output", metavar="FILE", help="write .csv or .npy (default: CSV on stdout)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write .csv or .npy (default: CSV on stdout); .png, .svg or .pdf: a picture (image and curve data)",
+    )
 
     p = command("encode", "Encode data to latent codes (posterior means).")
     p.add_argument("run", metavar="DIR", help="run folder")
@@ -271,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("report", "Write (or rewrite) report.html of a run folder.")
     p.add_argument("run", metavar="DIR", help="run folder")
+    p.add_argument(
+        "--units",
+        choices=("data", "standardized"),
+        help="redraw the figures first, in data units or (models trained with --standardize) standardised units",
+    )
 
     p = command("sweep", "Train one model per combination of hyperparameter values, all at once, and compare them.")
     p.add_argument(
@@ -595,11 +607,50 @@ def _cmd_sample(args: argparse.Namespace, out: _Console) -> int:
     condition = _parse_condition(model, args.condition, info, args.n)
     if model.condition is not None and condition is None:
         raise _need_condition(model, "")
+    picture = args.output is not None and Path(args.output).suffix.lower() in PICTURE_SUFFIXES
+    if picture:
+        _check_picture(model, args.output)
     samples = model.sample(args.n, condition, seed=args.seed, noise=args.noise).reshape(args.n, -1)  # CSV rows: (n, D)
+    if picture:
+        drawn = _write_picture(args.output, model, samples)
+        shown = "" if drawn == args.n else f" (the picture shows the first {drawn})"
+        out.say(f"wrote {args.n} samples to {args.output}{shown}")
+        return 0
     _write_array(args.output, samples, info.get("columns") or [f"x{i}" for i in range(model.x_dim)])
     if args.output:
         out.say(f"wrote {args.n} samples to {args.output}")
     return 0
+
+
+PICTURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _check_picture(model, path: str) -> None:
+    """Refuse a picture of data that has none (a table), before any sampling."""
+    from vaekit.plots import data_view
+
+    shape = tuple(model.x_shape)
+    if data_view(shape).kind == "table":
+        raise UsageError(
+            f"-o {path}: a picture needs image data (x_shape (H, W) or (1, H, W), or a perfect-square number of "
+            f"columns >= 16) or curves (x_shape (P, 2)). Got a table of {model.x_dim} columns instead; "
+            f"write the samples as numbers with -o {Path(path).with_suffix('.csv').name} (or .npy)."
+        )
+
+
+def _write_picture(path: str, model, samples: np.ndarray) -> int:
+    """Draw samples (n, D) as :func:`vaekit.plots.pictures` into ``path`` (atomically); return the count drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vaekit.io import atomic_write_bytes
+    from vaekit.plots import PICTURE_MAX, pictures
+
+    fig = pictures(samples, x_shape=model.x_shape, title=f"{len(samples)} samples")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lower()[1:], dpi=110)
+    atomic_write_bytes(path, buffer.getvalue())
+    return min(len(samples), PICTURE_MAX)
 
 
 def _file_header(path: Path) -> list[str]:
@@ -698,8 +749,11 @@ def _cmd_decode(args: argparse.Namespace, out: _Console) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, out: _Console) -> int:
-    from vaekit.report import write_report
+    from vaekit.report import redraw_figures, write_report
 
+    if args.units is not None:
+        figures = redraw_figures(args.run, units=args.units)
+        out.say(f"redrew {len(figures)} figures in {args.units} units")
     path = write_report(runs.require_run(args.run))
     out.say(f"wrote {path}")
     return 0
