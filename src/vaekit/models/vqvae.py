@@ -309,6 +309,8 @@ class VQVAE(ModelBase):
             self.codebook = nn.Parameter(torch.randn(self.codebook_size, self.code_dim))  # (K, code_dim)
         with torch.random.fork_rng(devices=[]):  # fit_prior re-initialises it; building it draws nothing from torch's RNG
             self.prior_net = CodePriorNet(self.grid, self.codebook_size, arch.prior_hidden, self.condition, self.activation)
+        for p in self.prior_net.parameters():  # unfitted: zeros, so that equal seeds give equal state dicts
+            nn.init.zeros_(p)
         self.likelihood_head = self.likelihood.head(self.x_dim)
         self._register_scaling()
         # EMA state (VQ(ema=...)): each code starts as one point at its initial position.
