@@ -66,6 +66,19 @@ def digits_models() -> dict[str, Callable[[int], torch.nn.Module]]:
         "hierarchical": lambda s: vk.HierarchicalVAE(x_dim=64, z_dims=(8, 4), seed=s, **mlp),
         "vae-conv2d": lambda s: vk.VAE(z_dim=8, encoder=vk.Conv2d(channels=(32, 64)), hidden=(128,), seed=s, **image),
         "vqvae": lambda s: vk.VQVAE(x_dim=64, codebook_size=64, code_dim=8, seed=s, **mlp),
+        **vq_grid_members(image),
+    }
+
+
+def vq_grid_members(image: dict) -> dict[str, Callable[[int], torch.nn.Module]]:
+    """The VQ-VAE over a grid of codes (conv trunk, no dense layers): the single-code member's K and code_dim.
+
+    Two stride-2 blocks turn the 8x8 digit into a 2x2 grid (G = 4 codes), one block into 4x4 (G = 16).
+    """
+    vq = {"codebook_size": 64, "code_dim": 8, **image}
+    return {
+        "vqvae-grid2x2": lambda s: vk.VQVAE(encoder=vk.Conv2d(channels=(32, 64)), seed=s, **vq),
+        "vqvae-grid4x4": lambda s: vk.VQVAE(encoder=vk.Conv2d(channels=(32,)), seed=s, **vq),
     }
 
 
