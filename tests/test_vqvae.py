@@ -30,6 +30,21 @@ def perplexity_of(codes: np.ndarray, k: int) -> tuple[float, int]:
     return float(np.exp(-(p * np.log(p)).sum())), int((counts > 0).sum())
 
 
+def training_codes(model, monkeypatch) -> list[torch.Tensor]:
+    """The list that the codes of every training pass of ``model`` will be appended to, flat."""
+    seen: list[torch.Tensor] = []
+    encode = model.encode_batch
+
+    def spy(x, c=None):
+        qz = encode(x, c)
+        if model.training and torch.is_grad_enabled():
+            seen.append(qz.codes.flatten())
+        return qz
+
+    monkeypatch.setattr(model, "encode_batch", spy)
+    return seen
+
+
 def test_assigned_code_is_the_brute_force_nearest():
     model = small(k=16).eval()
     with torch.no_grad():
@@ -133,16 +148,7 @@ def test_dead_codes_restart_onto_encoder_outputs_and_nothing_else_moves(caplog):
 
 def test_epoch_perplexity_and_codes_used_equal_a_direct_count_of_the_epoch(monkeypatch):
     model = small(k=8)
-    seen: list[torch.Tensor] = []
-    encode = model.encode_batch
-
-    def spy(x, c=None):
-        qz = encode(x, c)
-        if model.training and torch.is_grad_enabled():
-            seen.append(qz.codes.flatten())
-        return qz
-
-    monkeypatch.setattr(model, "encode_batch", spy)
+    seen = training_codes(model, monkeypatch)
     ends = []
     marker = type("Marker", (vk.Callback,), {"on_epoch_end": lambda self, e, r, m: ends.append(len(seen))})()
     history = vk.fit(model, ring(300), epochs=3, batch_size=64, val=0.2, callbacks=[marker])
@@ -316,16 +322,7 @@ def test_straight_through_gradient_reaches_the_conv_encoder():
 
 def test_grid_perplexity_counts_every_position_of_every_point_of_the_epoch(monkeypatch):
     model = grid_model(k=8)
-    seen: list[torch.Tensor] = []
-    encode = model.encode_batch
-
-    def spy(x, c=None):
-        qz = encode(x, c)
-        if model.training and torch.is_grad_enabled():
-            seen.append(qz.codes.flatten())
-        return qz
-
-    monkeypatch.setattr(model, "encode_batch", spy)
+    seen = training_codes(model, monkeypatch)
     history = vk.fit(model, digits(96), epochs=1, batch_size=32, objective=vk.VQ(restart_dead=False))
     codes = torch.cat(seen).numpy()
     assert codes.size == 96 * 4
@@ -441,3 +438,12 @@ def test_prior_log_prob_refuses_bad_codes():
     assert str(info.value) == "codes must lie in [0, 3] (the codebook). Got values in [4, 4] instead."
     with pytest.raises(InputError, match=re.escape("codes must be integer codes of shape (N, 1)")):
         model.prior_log_prob(np.zeros((2, 2), dtype=np.int64))
+
+
+def test_ema_counts_every_grid_position():
+    # With no restarts the counts' total follows N <- d N + (1 - d) (B G) from K ones, whatever the codes.
+    model = grid_model(k=8)
+    vk.fit(model, digits(96), objective=vk.VQ(ema=0.9, restart_dead=False), epochs=2, batch_size=32)
+    steps, assignments = 6, 32 * 4
+    expected = 0.9**steps * 8 + assignments * (1 - 0.9**steps)
+    assert float(model.ema_count.sum()) == pytest.approx(expected, rel=1e-5)
