@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vaekit.conditions import Condition
+from vaekit.models.common import CHUNK_ROWS
 from vaekit.nn import ACTIVATIONS
 
 logger = logging.getLogger(__name__)
@@ -121,9 +122,12 @@ class CodePriorNet(nn.Module):
         return out if position is not None else out.view(codes.shape[0], self.grid, self.codebook_size)
 
     def log_prob(self, codes: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        """The log-mass log p(codes | c) in nats: codes (B, G) -> (B,)."""
-        logp = torch.log_softmax(self(codes, c), -1)  # (B, G, K)
-        return logp.gather(-1, codes[..., None]).squeeze(-1).sum(-1)
+        """The log-mass log p(codes | c) in nats: codes (B, G) -> (B,); in blocks of rows without gradients."""
+        if torch.is_grad_enabled() or codes.shape[0] <= CHUNK_ROWS:
+            logp = torch.log_softmax(self(codes, c), -1)  # (B, G, K)
+            return logp.gather(-1, codes[..., None]).squeeze(-1).sum(-1)
+        blocks = range(0, codes.shape[0], CHUNK_ROWS)
+        return torch.cat([self.log_prob(codes[i : i + CHUNK_ROWS], None if c is None else c[i : i + CHUNK_ROWS]) for i in blocks])
 
     @torch.no_grad()
     def sample(self, n: int, c: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -177,9 +181,5 @@ def fit_code_prior(
                     loss.backward()
                     optimizer.step()
     with torch.no_grad():
-        nll = -float(
-            torch.cat(
-                [net.log_prob(codes[i : i + 8192], None if c is None else c[i : i + 8192]) for i in range(0, n, 8192)]
-            ).mean()
-        )
+        nll = -float(net.log_prob(codes, c).mean())
     return {"independent_nll": independent, "nll": nll}
