@@ -395,7 +395,7 @@ def test_fit_prior_reaches_the_entropy_of_codes_with_a_known_dependency():
         return codes
 
     move = (1 - stay) / (k - 1)
-    entropy = math.log(k) - (grid - 1) * (stay * math.log(stay) + (k - 1) * move * math.log(move))  # 3.082 nats
+    entropy = math.log(k) - (grid - 1) * (stay * math.log(stay) + (k - 1) * move * math.log(move))  # 3.149 nats
     train, test = chain(4000), chain(4000)
     net = CodePriorNet(grid, k, (64,))
     torch.manual_seed(0)
@@ -403,7 +403,8 @@ def test_fit_prior_reaches_the_entropy_of_codes_with_a_known_dependency():
     with torch.no_grad():
         held_out = -float(net.log_prob(test).mean())
     assert fit["independent_nll"] == pytest.approx(grid * math.log(k), abs=0.01)  # the marginals are uniform
-    # Measured: 3.087 on held-out codes. The sampling error of a mean over 4000 codes is about 0.015.
+    # Measured: 3.136 on held-out codes (3.189 on the training codes). The sampling error of a mean over
+    # 4000 codes is about 0.015.
     assert abs(held_out - entropy) < 0.05
 
 
