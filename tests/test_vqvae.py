@@ -448,3 +448,14 @@ def test_ema_counts_every_grid_position():
     steps, assignments = 6, 32 * 4
     expected = 0.9**steps * 8 + assignments * (1 - 0.9**steps)
     assert float(model.ema_count.sum()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_dead_codes_restart_onto_grid_positions(caplog):
+    model = grid_model(k=16)
+    with torch.no_grad():
+        model.codebook[4:] = 100.0  # far from every encoder output: never assigned
+    with caplog.at_level(logging.INFO, logger="vaekit.objectives"):
+        history = vk.fit(model, digits(64), epochs=1, batch_size=32)
+    restarted = re.search(r"restarted (\d+) unused codes of 16", caplog.text)
+    assert history.codes_used[0] <= 4 and int(restarted.group(1)) == 16 - history.codes_used[0]
+    assert float(model.codebook.detach().abs().max()) < 100.0  # every dead code now sits on a grid position's z_e
