@@ -39,6 +39,13 @@ def check_spec(value: Any, role: str, *, name: str | None = None, none_ok: bool 
     raise InputTypeError(f"{name or role} must be {names}. Got {describe(value)} instead.")
 
 
+def layer_widths(value: Any, name: str) -> tuple[int, ...]:
+    """A sequence of positive layer widths as a tuple; raises naming ``name``."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InputTypeError(f"{name} must be a sequence of layer widths. Got {describe(value)} instead.")
+    return tuple(positive_int(h, f"{name}[i]") for h in value)
+
+
 def check_data_fields(config: Any) -> None:
     """Check the fields the model configs share, in the config's ``__post_init__``.
 
@@ -54,9 +61,7 @@ def check_data_fields(config: Any) -> None:
             raise InputError(f"x_dim must be the product of x_shape {list(shape)}. Got {config.x_dim} instead.")
         object.__setattr__(config, "x_shape", None if shape == (config.x_dim,) else shape)
     positive_int(config.x_dim, "x_dim")
-    if isinstance(config.hidden, (str, bytes)) or not isinstance(config.hidden, Sequence):
-        raise InputTypeError(f"hidden must be a sequence of layer widths. Got {describe(config.hidden)} instead.")
-    object.__setattr__(config, "hidden", tuple(positive_int(h, "hidden[i]") for h in config.hidden))
+    object.__setattr__(config, "hidden", layer_widths(config.hidden, "hidden"))
     check_spec(config.likelihood, "likelihood")
     if config.condition is not None:
         check_spec(config.condition, "condition", none_ok=True)
@@ -186,8 +191,11 @@ class ModelBase(nn.Module):
         c = self.prepare_condition(condition, zt.shape[0])
         return self.decode_batch(zt, c)
 
-    def prior_draws(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """Z ~ p(z): (n, Z), following from ``generator`` alone (see :func:`vaekit.distributions.draw`)."""
+    def prior_draws(self, n: int, generator: torch.Generator, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Z ~ p(z): (n, Z), following from ``generator`` alone (see :func:`vaekit.distributions.draw`).
+
+        ``c`` (the prepared condition of the n draws) is for a prior that depends on it (the VQ-VAE's).
+        """
         return draw(self.prior(), (n,), generator)
 
     @torch.no_grad()
@@ -204,7 +212,7 @@ class ModelBase(nn.Module):
         else:
             generator.seed()
         c = self.prepare_condition(condition, n)
-        px = self.decode_batch(self.prior_draws(n, generator), c)
+        px = self.decode_batch(self.prior_draws(n, generator, c), c)
         if not noise:
             return self.shaped(px.mean.cpu().numpy())
         return self.shaped(sample_with(px, generator).cpu().numpy())

@@ -181,6 +181,8 @@ METRIC_NOTES = {
     "perplexity": "exp(entropy) of the code frequencies over all points (K: every code equally used)",
     "codes_used": "codebook vectors assigned to at least one point",
     "codebook_size": "K, the number of codebook vectors",
+    "code_grid": "G, the codes per point (grid positions of a conv trunk; 1 for the MLP)",
+    "prior_nll_codes": "-log p(codes) of the data's code grids under the fitted code prior, nats per point",
 }
 
 
