@@ -11,6 +11,7 @@ import argparse
 import csv
 import io
 import json
+import logging
 import math
 import os
 import sys
@@ -27,6 +28,10 @@ from vaekit._version import __version__
 from vaekit.distributions import posterior_mean
 from vaekit.errors import FileFormatError, InputError, RunInterrupted, TrainingError, VaekitError
 from vaekit.formatting import format_value
+
+# The run's warnings reach the user as "warning: ..." lines of the summary; without a handler of
+# its own, logging's last-resort handler would print each one a second time.
+logging.getLogger("vaekit.diagnostics").addHandler(logging.NullHandler())
 
 
 class UsageError(Exception):
@@ -500,10 +505,15 @@ def _train(config: dict[str, dict[str, Any]], target: Path, args: argparse.Names
             display.close()
     history = run.history
     last = history.last()
+    active = run.metrics.get("active_units")
+    # Never a bare "KL 0.0000": the active units say whether the latent code is used at all.
+    used = f", active units {active} of {run.metrics['z_dim']}" if isinstance(active, int) else ""
     out.say(
-        f"trained {len(history)} epochs in {history.seconds:.1f} s: loss {last['loss']:.4f}, KL {_term(last, 'kl')}\n"
+        f"trained {len(history)} epochs in {history.seconds:.1f} s: loss {last['loss']:.4f}, KL {_term(last, 'kl')}{used}\n"
         f"wrote {target}/ (open {target / runs.REPORT})"
     )
+    for text in run.metrics.get("warnings") or []:
+        print(f"warning: {text}", file=sys.stderr)  # also with --quiet: a warning is not progress
     return 0
 
 

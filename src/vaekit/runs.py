@@ -292,6 +292,7 @@ def _write_results(staging: Path, out: Path, config, model, history, data: RunDa
     """Everything after training: model, history, metrics, run info, figures, report; returns (metrics, info)."""
     from vaekit import report
     from vaekit._version import __version__
+    from vaekit.diagnostics import run_warnings
     from vaekit.io import save
 
     fit_prior = getattr(model, "fit_prior", None)
@@ -300,6 +301,8 @@ def _write_results(staging: Path, out: Path, config, model, history, data: RunDa
     save(model, staging)
     write_history(staging / HISTORY, history)
     metrics = {"evaluated_on": test_data.description, **evaluate_run(model, test_data, config)}
+    # Said out loud (metrics.json, report, CLI, log): a collapsed run looks like any other in its numbers.
+    metrics["warnings"] = run_warnings(metrics, data.x, config)
     write_json(staging / METRICS, metrics)
     info = {
         "vaekit_version": __version__,

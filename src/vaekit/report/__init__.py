@@ -202,8 +202,9 @@ def render_html(
     figures: dict[str, bytes],
     explorer: dict[str, Any],
     summary: list[tuple[str, Any]],
+    warnings: list[str] | None = None,
 ) -> str:
-    """The report page as one string (no external resources)."""
+    """The report page as one string (no external resources); ``warnings`` go in a box at the top."""
     dims = explorer["dims"]
     notes = []
     if explorer["z_dim"] > 2:
@@ -248,6 +249,7 @@ def render_html(
     return _asset("template.html").format(
         title=html.escape(title),
         subtitle=html.escape(subtitle),
+        warnings="".join(f'<div class="warning" role="alert"><b>Warning.</b> {html.escape(w)}</div>' for w in warnings or ()),
         notes="".join(f"<p class=note>{n}</p>" for n in notes),
         control=control,
         summary=_table(summary, None),
@@ -295,6 +297,7 @@ def build_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
         figures=figures,
         explorer=explorer,
         summary=summary,
+        warnings=[w for w in metrics.get("warnings") or () if isinstance(w, str)],
     )
 
 
