@@ -53,7 +53,10 @@ class _Help(argparse.RawDescriptionHelpFormatter):
 HELP: dict[str, str] = {
     "n": "number of points drawn from a built-in dataset",
     "data_seed": "seed of a built-in dataset",
-    "columns": "data columns of a CSV/.npy file, comma separated (default: all but the condition)",
+    "columns": "data columns of a CSV/.npy file, comma separated (default: all but the condition, --label and --exclude)",
+    "exclude": "columns of the file that are not data (ids, names, ...), comma separated",
+    "label": "a column that colours the plots, the latent scatter and the explorer; not trained on, not a condition",
+    "threads": "torch CPU threads for the run (0: torch's default)",
     "epochs": "training epochs",
     "batch_size": "minibatch size",
     "lr": "Adam learning rate",
@@ -88,6 +91,8 @@ def flags() -> dict[str, tuple[str, str]]:
         "n": ("data", "n"),
         "data_seed": ("data", "seed"),
         "columns": ("data", "columns"),
+        "exclude": ("data", "exclude"),
+        "label": ("data", "label"),
         **{("model" if key == "type" else key): ("model", key) for key in runs.section_schema("model")},
         **{key: ("training", key) for key in runs.SCHEMA["training"]},
         **{f"eval_{key}": ("evaluation", key) for key in runs.SCHEMA["evaluation"]},
@@ -241,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder to write (default: runs/<data name>)")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run that was writing to DIR")
+    _header_flags(p)
     _add_schema_flags(p)
 
     p = command("evaluate", "Compute the metrics of a trained run.")
@@ -289,8 +295,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="built-in dataset option")
     p.add_argument("--out", default="runs/sweep", help="folder to write (default: runs/sweep)")
     p.add_argument("--force", action="store_true", help="replace an existing folder")
+    _header_flags(p)
     _add_schema_flags(p)
     return parser
+
+
+def _header_flags(parser: argparse.ArgumentParser) -> None:
+    """--header / --no-header: [data] header of a CSV file (default auto: no header when the first row is all numbers)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--header", dest="header", action="store_true", default=None, help="the CSV's first row holds column names"
+    )
+    group.add_argument(
+        "--no-header",
+        dest="header",
+        action="store_false",
+        help="the CSV has no header row: its first row is data; columns are col0, col1, ... "
+        "(default: auto, no header when every cell of the first row is a number)",
+    )
 
 
 # ---------------------------------------------------------------------------- output
@@ -432,6 +454,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         data.update(_condition_override(args.condition))
     if getattr(args, "option", None):
         data["options"] = {**data.get("options", {}), **_option_override(args.option)}
+    if getattr(args, "header", None) is not None:
+        data["header"] = args.header
     for flag, (section, key) in flags().items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -465,8 +489,8 @@ def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
             for f, (section, _) in flags().items()
             if getattr(args, f) is not None and f not in RESUME_FLAGS and section != "evaluation"
         ]
-        if args.config or args.data or args.condition or args.option or extra:
-            given = ["--" + f.replace("_", "-") for f in extra] or ["--config/--data/--condition/--option"]
+        if args.config or args.data or args.condition or args.option or args.header is not None or extra:
+            given = ["--" + f.replace("_", "-") for f in extra] or ["--config/--data/--condition/--option/--header"]
             raise UsageError(
                 f"--resume takes the settings of the interrupted run; only --epochs, --lr, --grad-clip, --weight-decay "
                 f"and --eval-* may change. Got {', '.join(given)} instead."
@@ -512,6 +536,12 @@ def _train(config: dict[str, dict[str, Any]], target: Path, args: argparse.Names
         f"trained {len(history)} epochs in {history.seconds:.1f} s: loss {last['loss']:.4f}, KL {_term(last, 'kl')}{used}\n"
         f"wrote {target}/ (open {target / runs.REPORT})"
     )
+    d = run.config["data"]
+    if config["data"]["header"] == "auto" and d["header"] is False:
+        out.say(
+            f"note: {d['path']} has no header row (every cell of its first row is a number): its columns are named "
+            "col0, col1, ... and no row is lost; use --header if the first row holds names"
+        )
     for text in run.metrics.get("warnings") or []:
         print(f"warning: {text}", file=sys.stderr)  # also with --quiet: a warning is not progress
     return 0
