@@ -168,3 +168,149 @@ def test_healthy_runs_give_no_warning(flags, active, tmp_path, capsys):
     captured = capsys.readouterr()
     assert f", active units {active} of {active}\n" in captured.out and captured.err == ""
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["warnings"] == []
+
+
+# ---------------------------------------------------------------------------- CSV headers
+def write_rows(path, rows, header=None) -> None:
+    lines = [",".join(header)] if header else []
+    path.write_text("\n".join(lines + [",".join(str(v) for v in r) for r in rows]) + "\n")
+
+
+ROWS = [[0.5, 1, -2], [1.5, 2, 3e-3], [2.5, 3, 4]]
+
+
+def test_headerless_csv_keeps_its_first_row(tmp_path, caplog):
+    path = tmp_path / "plain.csv"
+    write_rows(path, ROWS)
+    with caplog.at_level("INFO", logger="vaekit.data"):
+        table = vk.data.load_table(path)
+    assert table.columns == ["col0", "col1", "col2"] and not table.has_header
+    np.testing.assert_array_equal(table.x, np.array(ROWS, dtype=np.float32))  # all 3 rows, none lost
+    assert "the first row is all numbers, so it is read as data (no header)" in caplog.text
+    # header=True: the numbers are names (the old reading); header=False on a file with names: refused.
+    forced = vk.data.load_table(path, header=True)
+    assert forced.columns == ["0.5", "1", "-2"] and forced.x.shape == (2, 3) and forced.has_header
+    named = tmp_path / "named.csv"
+    write_rows(named, ROWS, header=["a", "b", "c"])
+    assert vk.data.load_table(named).columns == ["a", "b", "c"]
+    with pytest.raises(vk.InputError, match=r"^column 'col0' of .* must be numeric\. Got 'a' in data row 1 instead\.$"):
+        vk.data.load_table(named, header=False)
+    with pytest.raises(vk.InputError, match=r"^header must be 'auto', True or False\. Got 'yes' instead\.$"):
+        vk.data.load_table(named, header="yes")
+
+
+def test_a_first_row_with_one_name_is_a_header(tmp_path):
+    path = tmp_path / "mixed.csv"
+    write_rows(path, ROWS, header=["x", "2", "3"])
+    table = vk.data.load_table(path)
+    assert table.columns == ["x", "2", "3"] and table.x.shape == (3, 3)
+
+
+def test_cli_headerless_csv_note_flags_and_config(tmp_path, capsys):
+    path = tmp_path / "plain.csv"
+    rng = np.random.default_rng(0)
+    write_rows(path, rng.normal(size=(40, 3)).round(4).tolist())
+    out = tmp_path / "run"
+    base = ["train", "--data", str(path), "--epochs", "1", "--hidden", "8", *EVAL]
+    assert cli.main([*base, "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "has no header row (every cell of its first row is a number)" in said and "use --header" in said
+    config = vk.runs.read_config(out)
+    assert config["data"]["header"] is False and config["data"]["columns"] == ["col0", "col1", "col2"]
+    assert vk.runs.open_run(out).metrics["n_points"] == 40  # no row lost
+    assert cli.main([*base, "--header", "--out", str(tmp_path / "named"), "-q"]) == 0
+    assert vk.runs.open_run(tmp_path / "named").metrics["n_points"] == 39
+    assert vk.runs.read_config(tmp_path / "named")["data"]["header"] is True
+    assert cli.main([*base, "--header", "--no-header"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- --exclude, --label, --threads
+def wide_file(path, n=60, width=30, seed=0) -> None:
+    rng = np.random.default_rng(seed)
+    header = ["id", *[f"pixel{i}" for i in range(width)], "kind"]
+    rows = [[i, *rng.uniform(size=width).round(3), ["a", "b", "c"][i % 3]] for i in range(n)]
+    write_rows(path, rows, header=header)
+
+
+def test_exclude_and_label_select_columns(tmp_path):
+    path = tmp_path / "wide.csv"
+    wide_file(path, width=3)
+    table = vk.data.load_table(path, exclude=["id"], label="kind")
+    assert table.columns == ["pixel0", "pixel1", "pixel2"]
+    assert table.label_classes == ["a", "b", "c"] and table.label.tolist() == [i % 3 for i in range(60)]
+    with pytest.raises(vk.InputError, match=r"^exclude names unknown column\(s\) \['ID'\] of .*; its columns are \['id', "):
+        vk.data.load_table(path, exclude=["ID"], label="kind")
+    with pytest.raises(vk.InputError, match=r"^label names unknown column\(s\) \['colour'\]"):
+        vk.data.load_table(path, label="colour")
+    with pytest.raises(vk.InputError, match=r"^label must not be one of the data columns .* Got 'pixel1', which columns"):
+        vk.data.load_table(path, columns=["pixel0", "pixel1"], label="pixel1")
+    with pytest.raises(vk.InputError, match=r"^label must not be a condition column"):
+        vk.data.load_table(path, condition="kind", label="kind")
+    # A long header is summarised in the message.
+    wide_file(path, width=40)
+    with pytest.raises(vk.InputError, match=r"its columns are 42 columns: id, pixel0, pixel1, …, kind\.$"):
+        vk.data.load_table(path, exclude=["nope"])
+
+
+def test_label_exclude_threads_round_trip_through_config_toml(tmp_path, capsys):
+    import torch
+
+    path = tmp_path / "wide.csv"
+    wide_file(path, width=30)
+    before = torch.get_num_threads()
+    out = tmp_path / "run"
+    args = ["train", "--data", str(path), "--exclude", "id", "--label", "kind", "--threads", "1"]
+    assert cli.main([*args, "--epochs", "1", "--hidden", "8", *EVAL, "--out", str(out), "-q"]) == 0
+    assert torch.get_num_threads() == before  # put back after the run
+    text = (out / "config.toml").read_text()
+    assert "columns = []" in text and "pixel0" not in text  # 30 columns: "all but" instead of a list
+    config = vk.runs.read_config(out)
+    assert config["data"]["exclude"] == ["id"] and config["data"]["label"] == "kind"
+    assert config["training"]["threads"] == 1 and config["data"]["header"] is True
+    info = json.loads((out / "run.json").read_text())
+    assert info["columns"] == [f"pixel{i}" for i in range(30)] and info["label"] == "kind"
+    assert info["label_classes"] == ["a", "b", "c"] and info["threads"] == 1
+    page = (out / "report.html").read_text()
+    assert "30 columns: pixel0, pixel1, pixel2, …, pixel29" in page
+    payload = json.loads(re.search(r'id="explorer-data">(.*?)</script>', page).group(1))
+    assert sorted(set(payload["z_labels"])) == [0, 1, 2]
+    # The model never saw the label or the excluded column; config.toml alone redoes the run.
+    run = vk.runs.open_run(out)
+    assert run.model.x_dim == 30 and run.model.condition is None
+    again = vk.runs.train(out / "config.toml", tmp_path / "again")
+    assert again.info["columns"] == info["columns"]
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+    # The same through the Python config dict of vk.runs.train.
+    settings = {"data": {"path": str(path), "exclude": ["id"], "label": "kind"}, "training": {"epochs": 1, "threads": 1}}
+    settings["model"] = {"hidden": [8]}
+    settings["evaluation"] = {"k": 5, "n_samples": 200, "quadrature_grid": 20, "permutations": 10}
+    python = vk.runs.train(settings, tmp_path / "python")
+    assert python.info["columns"] == info["columns"] and python.info["threads"] == 1
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"training": {"threads": -1}},
+            "config: [training] threads must be an integer >= 1 (0: torch's default). Got -1 instead.",
+        ),
+        (
+            {"data": {"name": "ring", "label": "x"}},
+            "config: [data] exclude, label and header apply to files (path), not to the built-in dataset 'ring'. "
+            "Got label='x' instead.",
+        ),
+        ({"data": {"header": "maybe"}}, "config: [data] header must be true, false or 'auto'. Got 'maybe' instead."),
+        ({"data": {"exclude": "id"}}, "config: [data] exclude must be a list of strings. Got 'id' instead."),
+    ],
+)
+def test_bad_settings_name_the_key(settings, message):
+    with pytest.raises((vk.InputError, vk.InputTypeError)) as info:
+        vk.runs.validate_config(settings)
+    assert str(info.value) == message
+
+
+def test_cli_threads_must_be_an_integer(capsys):
+    assert cli.main(["train", "--threads", "two"]) == 2
+    assert "--threads: invalid int value: 'two'" in capsys.readouterr().err
