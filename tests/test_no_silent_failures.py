@@ -218,6 +218,8 @@ def test_cli_headerless_csv_note_flags_and_config(tmp_path, capsys):
     config = vk.runs.read_config(out)
     assert config["data"]["header"] is False and config["data"]["columns"] == ["col0", "col1", "col2"]
     assert vk.runs.open_run(out).metrics["n_points"] == 40  # no row lost
+    assert cli.main(["encode", str(out), str(path), "-o", str(tmp_path / "z.npy")]) == 0  # encode reads it the same way
+    assert np.load(tmp_path / "z.npy").shape == (40, 2)
     assert cli.main([*base, "--header", "--out", str(tmp_path / "named"), "-q"]) == 0
     assert vk.runs.open_run(tmp_path / "named").metrics["n_points"] == 39
     assert vk.runs.read_config(tmp_path / "named")["data"]["header"] is True

@@ -661,9 +661,14 @@ def _file_header(path: Path) -> list[str]:
 
 def _read_rows(path: Path, wanted: list[str], width: int, what: str, condition_column: str | None):
     """Read ``wanted`` columns (or, failing that, exactly ``width`` columns by position)."""
-    from vaekit.data import load_table
+    from vaekit.data import load_table, looks_like_header
 
     header = _file_header(path)
+    csv_header: bool | str = "auto"
+    if path.suffix.lower() != ".npy" and header:
+        csv_header = looks_like_header(header)
+        if not csv_header:  # a first row of numbers is data: the columns are named as a headerless run names them
+            header = [f"col{i}" for i in range(len(header))]
     if all(c in header for c in wanted):
         columns = wanted
     elif len([h for h in header if h != condition_column]) == width:
@@ -673,7 +678,7 @@ def _read_rows(path: Path, wanted: list[str], width: int, what: str, condition_c
             f"{path} must have the {what} columns {wanted} (or exactly {width} columns). Got columns {header} instead."
         )
     cond = condition_column if condition_column and condition_column in header else None
-    return load_table(path, columns, cond)
+    return load_table(path, columns, cond, header=csv_header)
 
 
 def _table_condition(model, table, info, condition_column, text, path) -> Any:

@@ -318,6 +318,11 @@ def _select(cells: Any, idx: list[int]) -> Any:
     return [[row[i] for i in idx] for row in cells]
 
 
+def looks_like_header(first_row: Sequence[str]) -> bool:
+    """The rule of ``header="auto"``: a CSV's first row is a header unless every cell is a number."""
+    return not all(cell.strip() and _all_numeric([cell]) for cell in first_row)
+
+
 def _read_csv(path: Path, header: bool | str = "auto") -> tuple[list[str], list[list[str]], bool]:
     """(column names, rows of cells, whether the first row was a header); see ``load_table``'s ``header``."""
     try:
@@ -329,7 +334,7 @@ def _read_csv(path: Path, header: bool | str = "auto") -> tuple[list[str], list[
     if not rows:
         raise FileFormatError(f"{path} is empty: expected a header row and data rows.")
     first = [h.strip() for h in rows[0]]
-    has_header = header is True or (header == "auto" and not all(c and _all_numeric([c]) for c in first))
+    has_header = header is True or (header == "auto" and looks_like_header(first))
     if has_header:
         names, body, what = first, rows[1:], "as in the header"
     else:
