@@ -157,6 +157,10 @@ def test_collapse_is_said_in_metrics_report_log_and_cli(tmp_path, caplog, capsys
     captured = capsys.readouterr()
     assert ", active units 0 of 2\n" in captured.out
     assert captured.err == f"warning: {warning}\n"
+    # vaekit evaluate says it too (the same data, the same settings).
+    assert cli.main(["evaluate", str(tmp_path / "cli")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == f"warning: {warning}\n" and "warnings" not in captured.out
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ import numpy as np
 
 from vaekit import model_settings, runfolder, runs
 from vaekit._version import __version__
+from vaekit.diagnostics import run_warnings
 from vaekit.distributions import posterior_mean
 from vaekit.errors import FileFormatError, InputError, RunInterrupted, TrainingError, VaekitError
 from vaekit.formatting import format_value
@@ -577,6 +578,7 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
     else:
         data = runs.load_data(config, test=True)
     metrics = {"evaluated_on": data.description, **runs.evaluate_run(model, data, config, seed=args.seed)}
+    metrics["warnings"] = run_warnings(metrics, data.x, config)  # as in the run's metrics.json
     if args.output:
         if Path(args.output).suffix.lower() != ".json":
             raise UsageError(f"-o {args.output}: the metrics file must end in .json.")
@@ -586,7 +588,10 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
     elif not args.quiet:
         width = max(len(k) for k in metrics)
         for key, value in metrics.items():
-            print(f"{key:<{width}}  {format_value(value)}")
+            if key != "warnings":
+                print(f"{key:<{width}}  {format_value(value)}")
+    for text in metrics["warnings"]:
+        print(f"warning: {text}", file=sys.stderr)
     return 0
 
 
