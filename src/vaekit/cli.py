@@ -671,7 +671,8 @@ def _read_rows(path: Path, wanted: list[str], width: int, what: str, condition_c
     header = _file_header(path)
     csv_header: bool | str = "auto"
     if path.suffix.lower() != ".npy" and header:
-        csv_header = looks_like_header(header)
+        # The run's own column names (even numbers, "0", "1" of a .npy run) make the first row a header.
+        csv_header = all(c in header for c in wanted) or looks_like_header(header)
         if not csv_header:  # a first row of numbers is data: the columns are named as a headerless run names them
             header = [f"col{i}" for i in range(len(header))]
     if all(c in header for c in wanted):
