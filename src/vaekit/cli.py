@@ -11,6 +11,7 @@ import argparse
 import csv
 import io
 import json
+import logging
 import math
 import os
 import sys
@@ -24,9 +25,14 @@ import numpy as np
 
 from vaekit import model_settings, runfolder, runs
 from vaekit._version import __version__
+from vaekit.diagnostics import run_warnings
 from vaekit.distributions import posterior_mean
 from vaekit.errors import FileFormatError, InputError, RunInterrupted, TrainingError, VaekitError
 from vaekit.formatting import format_value
+
+# The run's warnings reach the user as "warning: ..." lines of the summary; without a handler of
+# its own, logging's last-resort handler would print each one a second time.
+logging.getLogger("vaekit.diagnostics").addHandler(logging.NullHandler())
 
 
 class UsageError(Exception):
@@ -48,7 +54,10 @@ class _Help(argparse.RawDescriptionHelpFormatter):
 HELP: dict[str, str] = {
     "n": "number of points drawn from a built-in dataset",
     "data_seed": "seed of a built-in dataset",
-    "columns": "data columns of a CSV/.npy file, comma separated (default: all but the condition)",
+    "columns": "data columns of a CSV/.npy file, comma separated (default: all but the condition, --label and --exclude)",
+    "exclude": "columns of the file that are not data (ids, names, ...), comma separated",
+    "label": "a column that colours the plots, the latent scatter and the explorer; not trained on, not a condition",
+    "threads": "torch CPU threads for the run (0: torch's default)",
     "epochs": "training epochs",
     "batch_size": "minibatch size",
     "lr": "Adam learning rate",
@@ -83,6 +92,8 @@ def flags() -> dict[str, tuple[str, str]]:
         "n": ("data", "n"),
         "data_seed": ("data", "seed"),
         "columns": ("data", "columns"),
+        "exclude": ("data", "exclude"),
+        "label": ("data", "label"),
         **{("model" if key == "type" else key): ("model", key) for key in runs.section_schema("model")},
         **{key: ("training", key) for key in runs.SCHEMA["training"]},
         **{f"eval_{key}": ("evaluation", key) for key in runs.SCHEMA["evaluation"]},
@@ -240,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder to write (default: runs/<data name>)")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run that was writing to DIR")
+    _header_flags(p)
     _add_schema_flags(p)
 
     p = command("evaluate", "Compute the metrics of a trained run.")
@@ -298,8 +310,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="built-in dataset option")
     p.add_argument("--out", default="runs/sweep", help="folder to write (default: runs/sweep)")
     p.add_argument("--force", action="store_true", help="replace an existing folder")
+    _header_flags(p)
     _add_schema_flags(p)
     return parser
+
+
+def _header_flags(parser: argparse.ArgumentParser) -> None:
+    """--header / --no-header: [data] header of a CSV file (default auto: no header when the first row is all numbers)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--header", dest="header", action="store_true", default=None, help="the CSV's first row holds column names"
+    )
+    group.add_argument(
+        "--no-header",
+        dest="header",
+        action="store_false",
+        help="the CSV has no header row: its first row is data; columns are col0, col1, ... "
+        "(default: auto, no header when every cell of the first row is a number)",
+    )
 
 
 # ---------------------------------------------------------------------------- output
@@ -441,6 +469,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         data.update(_condition_override(args.condition))
     if getattr(args, "option", None):
         data["options"] = {**data.get("options", {}), **_option_override(args.option)}
+    if getattr(args, "header", None) is not None:
+        data["header"] = args.header
     for flag, (section, key) in flags().items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -474,8 +504,8 @@ def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
             for f, (section, _) in flags().items()
             if getattr(args, f) is not None and f not in RESUME_FLAGS and section != "evaluation"
         ]
-        if args.config or args.data or args.condition or args.option or extra:
-            given = ["--" + f.replace("_", "-") for f in extra] or ["--config/--data/--condition/--option"]
+        if args.config or args.data or args.condition or args.option or args.header is not None or extra:
+            given = ["--" + f.replace("_", "-") for f in extra] or ["--config/--data/--condition/--option/--header"]
             raise UsageError(
                 f"--resume takes the settings of the interrupted run; only --epochs, --lr, --grad-clip, --weight-decay "
                 f"and --eval-* may change. Got {', '.join(given)} instead."
@@ -514,10 +544,21 @@ def _train(config: dict[str, dict[str, Any]], target: Path, args: argparse.Names
             display.close()
     history = run.history
     last = history.last()
+    active = run.metrics.get("active_units")
+    # Never a bare "KL 0.0000": the active units say whether the latent code is used at all.
+    used = f", active units {active} of {run.metrics['z_dim']}" if isinstance(active, int) else ""
     out.say(
-        f"trained {len(history)} epochs in {history.seconds:.1f} s: loss {last['loss']:.4f}, KL {_term(last, 'kl')}\n"
+        f"trained {len(history)} epochs in {history.seconds:.1f} s: loss {last['loss']:.4f}, KL {_term(last, 'kl')}{used}\n"
         f"wrote {target}/ (open {target / runs.REPORT})"
     )
+    d = run.config["data"]
+    if config["data"]["header"] == "auto" and d["header"] is False:
+        out.say(
+            f"note: {d['path']} has no header row (every cell of its first row is a number): its columns are named "
+            "col0, col1, ... and no row is lost; use --header if the first row holds names"
+        )
+    for text in run.metrics.get("warnings") or []:
+        print(f"warning: {text}", file=sys.stderr)  # also with --quiet: a warning is not progress
     return 0
 
 
@@ -551,6 +592,7 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
     else:
         data = runs.load_data(config, test=True)
     metrics = {"evaluated_on": data.description, **runs.evaluate_run(model, data, config, seed=args.seed)}
+    metrics["warnings"] = run_warnings(metrics, data.x, config)  # as in the run's metrics.json
     if args.output:
         if Path(args.output).suffix.lower() != ".json":
             raise UsageError(f"-o {args.output}: the metrics file must end in .json.")
@@ -560,7 +602,10 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
     elif not args.quiet:
         width = max(len(k) for k in metrics)
         for key, value in metrics.items():
-            print(f"{key:<{width}}  {format_value(value)}")
+            if key != "warnings":
+                print(f"{key:<{width}}  {format_value(value)}")
+    for text in metrics["warnings"]:
+        print(f"warning: {text}", file=sys.stderr)
     return 0
 
 
@@ -674,9 +719,15 @@ def _file_header(path: Path) -> list[str]:
 
 def _read_rows(path: Path, wanted: list[str], width: int, what: str, condition_column: str | None):
     """Read ``wanted`` columns (or, failing that, exactly ``width`` columns by position)."""
-    from vaekit.data import load_table
+    from vaekit.data import load_table, looks_like_header
 
     header = _file_header(path)
+    csv_header: bool | str = "auto"
+    if path.suffix.lower() != ".npy" and header:
+        # The run's own column names (even numbers, "0", "1" of a .npy run) make the first row a header.
+        csv_header = all(c in header for c in wanted) or looks_like_header(header)
+        if not csv_header:  # a first row of numbers is data: the columns are named as a headerless run names them
+            header = [f"col{i}" for i in range(len(header))]
     if all(c in header for c in wanted):
         columns = wanted
     elif len([h for h in header if h != condition_column]) == width:
@@ -686,7 +737,7 @@ def _read_rows(path: Path, wanted: list[str], width: int, what: str, condition_c
             f"{path} must have the {what} columns {wanted} (or exactly {width} columns). Got columns {header} instead."
         )
     cond = condition_column if condition_column and condition_column in header else None
-    return load_table(path, columns, cond)
+    return load_table(path, columns, cond, header=csv_header)
 
 
 def _table_condition(model, table, info, condition_column, text, path) -> Any:

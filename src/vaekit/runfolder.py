@@ -55,9 +55,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "n": (int, 2000),  # built-in generators: number of points
         "seed": (int, 0),  # built-in generators: data seed
         "options": (dict, {}),  # built-in generators: extra keyword arguments (modes, radius, ...)
-        "columns": (list[str], []),  # files: data columns (empty: all but the condition)
+        "columns": (list[str], []),  # files: data columns (empty: all but the condition, label and excluded ones)
         "condition": (str, ""),  # "label" / "radius" for built-ins, a column name for files
         "condition_type": (Literal["onehot", "continuous"], "onehot"),
+        "exclude": (list[str], []),  # files: columns that are not data (ids, names, ...)
+        "label": (str, ""),  # files: a column that colours the plots; never trained on or conditioned on
+        "header": (bool | Literal["auto"], "auto"),  # CSV files: first row holds names ("auto": unless all numbers)
     },
     "training": {
         "epochs": (int, 400),
@@ -77,6 +80,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "weight_decay": (float, 0.0),
         "device": (str, "cpu"),
         "checkpoint_every": (int, 0),  # 0: fit's default
+        "threads": (int, 0),  # torch CPU threads during the run; 0: torch's default
     },
     "evaluation": {  # settings of vaekit.metrics.evaluate (metrics.json)
         "k": (int, 100),  # importance samples of the IWAE estimate
@@ -165,7 +169,7 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
 
 
 _EXPECTED = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
-_EXPECTED |= {list[int]: "a list of integers", list[str]: "a list of strings"}
+_EXPECTED |= {list[int]: "a list of integers", list[str]: "a list of strings", bool | Literal["auto"]: "true, false or 'auto'"}
 
 
 def _expected(annotation: Any) -> str:
@@ -186,6 +190,19 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
         )
     if d["name"] and d["name"] not in vkdata.DATASETS:
         raise InputError(f"{source}: [data] name must be one of {sorted(vkdata.DATASETS)}. Got {d['name']!r} instead.")
+    if d["name"]:
+        given = [f"{key}={d[key]!r}" for key in ("exclude", "label") if d[key]] + (
+            [f"header={d['header']!r}"] * (d["header"] != "auto")
+        )
+        if given:
+            raise InputError(
+                f"{source}: [data] exclude, label and header apply to files (path), not to the built-in dataset "
+                f"{d['name']!r}. Got {', '.join(given)} instead."
+            )
+    if t["threads"] < 0:
+        raise InputError(
+            f"{source}: [training] threads must be an integer >= 1 (0: torch's default). Got {t['threads']} instead."
+        )
     if d["name"] and d["condition"] and d["condition"] not in BUILTIN_CONDITIONS:
         raise InputError(
             f"{source}: [data] condition for a built-in dataset must be one of {list(BUILTIN_CONDITIONS)}. "
@@ -282,6 +299,8 @@ class RunData:
     description : one line saying where the data came from
     x_shape : the shape of one point when it is not flat (curves (P, 2), images), else None;
         ``x`` holds the points flattened, and :func:`build_model` gives the model this shape
+    label_classes : names of the codes of a text ``[data] label`` column, or None
+    has_header : False when a CSV file's first row was read as data (no header row)
 
     """
 
@@ -292,6 +311,8 @@ class RunData:
     label_names: list[str] | None = None
     description: str = ""
     x_shape: tuple[int, ...] | None = None
+    label_classes: list[str] | None = None
+    has_header: bool = True
 
 
 def load_data(config: dict[str, dict[str, Any]], *, test: bool = False) -> RunData:
@@ -353,7 +374,14 @@ def dataset_options(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _load_file(d: dict[str, Any]) -> RunData:
-    table = vkdata.load_table(d["path"], d["columns"] or None, d["condition"] or None)
+    table = vkdata.load_table(
+        d["path"],
+        d["columns"] or None,
+        d["condition"] or None,
+        exclude=d["exclude"],
+        label=d["label"] or None,
+        header=d["header"],
+    )
     condition, labels = table.condition, None
     if condition is not None and d["condition_type"] == "onehot":
         if condition.shape[1] != 1 or not np.all(condition == np.round(condition)) or condition.min() < 0:
@@ -363,8 +391,21 @@ def _load_file(d: dict[str, Any]) -> RunData:
             )
         labels = condition[:, 0].astype(np.int64)
         condition = labels
-    description = f"{d['path']} ({len(table.x)} rows)"
-    return RunData(table.x, condition, labels, table.columns, table.label_names, description, table.x_shape)
+    if table.label is not None:
+        labels = table.label  # the label column colours the plots instead of the condition
+    headerless = "" if table.has_header else ", no header row"
+    description = f"{d['path']} ({len(table.x)} rows{headerless})"
+    return RunData(
+        table.x,
+        condition,
+        labels,
+        table.columns,
+        table.label_names,
+        description,
+        table.x_shape,
+        table.label_classes,
+        table.has_header,
+    )
 
 
 def condition_spec(config: dict[str, dict[str, Any]], data: RunData):

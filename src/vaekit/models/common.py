@@ -137,8 +137,17 @@ class ModelBase(nn.Module):
 
     # ------------------------------------------------------------------ input checking
     def prepare_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        """Validate data (N, D) or (N, *x_shape): finite float (N, D) on the model's device, in its dtype."""
-        return float_matrix(flat_rows(x, self.x_shape), name, width=self.x_dim).to(self.device, self.dtype)
+        """Validate data (N, D) or (N, *x_shape): finite float (N, D) on the model's device, in its dtype.
+
+        The likelihood spec's ``check_data`` hook then refuses values outside its support (a
+        Bernoulli's [0, 1]), so every model and every entry point (fit, evaluate, encode,
+        reconstruct, the metrics) checks the same way.
+        """
+        xt = float_matrix(flat_rows(x, self.x_shape), name, width=self.x_dim)
+        check = getattr(self.likelihood, "check_data", None)
+        if check is not None:
+            check(xt, name)
+        return xt.to(self.device, self.dtype)
 
     def prepare_z(self, z: Any, name: str = "z") -> torch.Tensor:
         """Validate latent codes: finite float (N, z_dim); returned on the model's device, in its dtype."""

@@ -146,7 +146,9 @@ def explorer_payload(model, data: runs.RunData | None = None, *, label_names: li
         payload["lo"] = lo + [0.0]
     if z_bg is not None:
         payload["z_points"] = _b64(z_bg[:, dims])
-        payload["z_labels"] = None if data.labels is None else data.labels[idx].astype(int).tolist()
+        # The explorer colours classes; a continuous label (a float column) has no classes to colour.
+        classes = data.labels is not None and np.issubdtype(np.asarray(data.labels).dtype, np.integer)
+        payload["z_labels"] = data.labels[idx].astype(int).tolist() if classes else None
         if view == "points":
             payload["x_points"] = _b64(x_bg)
     return payload
@@ -186,8 +188,26 @@ METRIC_NOTES = {
 }
 
 
+# A list of names longer than this is shown as "784 columns: pixel0, pixel1, pixel2, …, pixel783".
+LONG_LIST = 12
+
+
+def names_summary(names: list[Any], what: str = "columns") -> str:
+    """A list of names for people: all of them when short, else the count, the first three and the last."""
+    shown = [str(n) for n in names]
+    if len(shown) <= LONG_LIST:
+        return ", ".join(shown) if shown else "none"
+    return f"{len(shown)} {what}: {', '.join(shown[:3])}, …, {shown[-1]}"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list) and len(value) > LONG_LIST and all(isinstance(v, str) for v in value):
+        return names_summary(value)
+    return format_value(value, missing="n/a")
+
+
 def _table(rows: list[tuple[str, Any]], head: tuple[str, str] | None) -> str:
-    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(format_value(v, missing='n/a'))}</td></tr>" for k, v in rows)
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_cell(v))}</td></tr>" for k, v in rows)
     thead = f"<thead><tr><th>{head[0]}</th><th>{head[1]}</th></tr></thead>" if head else ""
     return f"<table>{thead}<tbody>{body}</tbody></table>"
 
@@ -213,8 +233,9 @@ def render_html(
     figures: dict[str, bytes],
     explorer: dict[str, Any],
     summary: list[tuple[str, Any]],
+    warnings: list[str] | None = None,
 ) -> str:
-    """The report page as one string (no external resources)."""
+    """The report page as one string (no external resources); ``warnings`` go in a box at the top."""
     dims = explorer["dims"]
     notes = []
     if explorer["z_dim"] > 2:
@@ -265,6 +286,7 @@ def render_html(
     return _asset("template.html").format(
         title=html.escape(title),
         subtitle=html.escape(subtitle),
+        warnings="".join(f'<div class="warning" role="alert"><b>Warning.</b> {html.escape(w)}</div>' for w in warnings or ()),
         notes="".join(f"<p class=note>{n}</p>" for n in notes),
         control=control,
         summary=_table(summary, None),
@@ -300,6 +322,10 @@ def build_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
     figures = {p.stem: p.read_bytes() for p in sorted((run_dir / runs.FIGURES).glob("*.png"))}
     explorer = explorer_payload(model, data, label_names=info.get("label_names"))
     summary: list[tuple[str, Any]] = [("data", info.get("data", data.description if data else "?"))]
+    if info.get("columns"):
+        summary.append(("columns", names_summary(info["columns"])))
+    if info.get("label"):
+        summary.append(("label (colours the plots)", info["label"]))
     for key in ("epochs_trained", "train_seconds", "vaekit_version", "command"):
         if key in info:
             summary.append((key.replace("_", " "), info[key]))
@@ -312,6 +338,7 @@ def build_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
         figures=figures,
         explorer=explorer,
         summary=summary,
+        warnings=[w for w in metrics.get("warnings") or () if isinstance(w, str)],
     )
 
 
