@@ -32,7 +32,6 @@ from torch.distributions import Distribution, Independent, constraints
 from torch.nn import functional as F
 
 from vaekit.configs import register_spec
-from vaekit.distributions import LOG_2PI
 from vaekit.posteriors import DiagonalGaussianHead
 from vaekit.validate import positive_int
 
