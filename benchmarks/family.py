@@ -59,6 +59,7 @@ def ring_models() -> dict[str, Callable[[int], torch.nn.Module]]:
         "vae-vamp": lambda s: vk.VAE(2, 2, prior=vk.VampPrior(50), seed=s, **common),
         "vae-iaf-mixture": lambda s: vk.VAE(2, 2, posterior=vk.IAF(steps=4), prior=vk.MixturePrior(8), seed=s, **common),
         "vae-iaf-vamp": lambda s: vk.VAE(2, 2, posterior=vk.IAF(steps=4), prior=vk.VampPrior(50), seed=s, **common),
+        "vae-planar-mixture": lambda s: vk.VAE(2, 2, posterior=vk.Planar(steps=8), prior=vk.MixturePrior(8), seed=s, **common),
         "vae-iwae": lambda s: vk.VAE(2, 2, seed=s, **common),
         "hierarchical": lambda s: vk.HierarchicalVAE(x_dim=2, z_dims=(2, 2), seed=s, **common),
         "vqvae": lambda s: vk.VQVAE(x_dim=2, codebook_size=64, code_dim=2, seed=s, **common),

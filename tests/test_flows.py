@@ -178,6 +178,20 @@ def test_iaf_context_terms_from_one_product_equal_each_steps_own_layer():
         torch.testing.assert_close(step.h_term, step.net.h_in(h[:, 2 * Z :]), rtol=1e-14, atol=1e-14)
 
 
+def test_a_float64_value_under_a_float32_flow_gets_its_float32_log_density():
+    # metrics.quadrature_log_likelihood asks the prior for log p of a float64 grid; a VampPrior of a
+    # flow posterior is a mixture of flows whose IAF networks refused the mixed dtypes.
+    for spec, width in (
+        (vk.IAF(steps=2, context=3, hidden=6), 2 * Z + 3),
+        (vk.Planar(steps=2), vk.Planar(steps=2).out_features(Z)),
+    ):
+        head = randomise(spec.build(Z), 0.5, seed=23)  # float32
+        qz = head(encoder_output(width, 4, seed=24).float())
+        z = points(4, seed=25)  # float64
+        assert torch.equal(qz.log_prob(z), qz.log_prob(z.float()))
+        assert qz.log_prob(z).dtype == torch.float32 and bool(torch.isfinite(qz.log_prob(z)).all())
+
+
 # ----------------------------------------------------------------------------- IAF at initialisation
 def test_zero_initialised_iaf_equals_the_diagonal_gaussian_posterior():
     head = IAFHead(vk.IAF(steps=3, context=5), Z)  # as built: every step's last layer is zero

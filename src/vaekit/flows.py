@@ -118,8 +118,12 @@ class FlowPosterior(Distribution):
         return self.log_prob_by_inverse(value)
 
     def log_prob_by_inverse(self, value: torch.Tensor) -> torch.Tensor:
-        """Log-density of ``value`` (..., B, Z) through the inverse of every step: (..., B)."""
-        z, log_det = value, 0.0
+        """Log-density of ``value`` (..., B, Z) through the inverse of every step: (..., B).
+
+        A value of another floating dtype than the flow's (a float64 quadrature grid against a
+        float32 model) is evaluated in the flow's dtype, the precision its networks have anyway.
+        """
+        z, log_det = value.to(self.base.base_dist.loc.dtype), 0.0
         for step in reversed(self.steps):
             z, step_log_det = step.inverse(z)
             log_det = log_det + step_log_det
