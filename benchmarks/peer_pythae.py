@@ -62,12 +62,12 @@ What differs (stated, not corrected)
   (n_hidden_in_made=1, hidden_size=32; ReLU in Pythae's MADE, ELU in vaekit), order reversed between steps.
 * VAMP: Pythae's pseudo-inputs go through ``Hardtanh(0, 1)`` (vamp_model.py:53-57), made for images in
   [0, 1]; on the ring (scaled units) they can only lie in [0, 1]^2, i.e. [0, 0.32]^2 in original units,
-  near the ring's empty centre. vaekit's VampPrior pseudo-inputs are unconstrained. 50 components in both.
-  vaekit's family benchmark has no VampPrior on the digits; Pythae's row there has no vaekit peer.
+  near the ring's empty centre. vaekit's VampPrior pseudo-inputs are unconstrained. 50 components in both
+  (family.py's ``vae-vamp`` on the ring and the digits).
 * IWAE: trained with k=5 samples (vaekit's IWAE objective default; Pythae's default is 10). Pythae's
   training loss is the gradient surrogate -sum_k w~_k log w_k (iwae_model.py:123-133), not the bound, so
   the own bound reported (``iwae5_bound``) is get_nll with 5 samples, i.e. the IWAE-5 estimate on the test
-  set. vaekit's family benchmark has no IWAE-trained model.
+  set. family.py's ``vae-iwae`` is vaekit's VAE trained with ``vk.IWAE(k=5)``.
 * Which weights are evaluated: without an eval set Pythae's trainer keeps the epoch with the lowest
   training loss (base_trainer.py:131 and 466-474, ``keep_best_on_train``) and saves that as final_model; that model is
   evaluated here, as a Pythae user would load it. vaekit evaluates the last epoch.
@@ -107,8 +107,8 @@ RECON_FLOW_DRAWS = 64
 EXPORT_SEEDS = 3
 # Pythae model -> the family.py member it stands next to (None: no counterpart there).
 PEERS = {
-    "ring": {"VAE": "vae", "VAE_IAF": "vae-iaf", "VAMP": "vae-vamp", "IWAE": None, "VQVAE": "vqvae"},
-    "digits": {"VAE": "vae", "VAE_IAF": "vae-iaf", "VAMP": None, "IWAE": None, "VQVAE": "vqvae"},
+    "ring": {"VAE": "vae", "VAE_IAF": "vae-iaf", "VAMP": "vae-vamp", "IWAE": "vae-iwae", "VQVAE": "vqvae"},
+    "digits": {"VAE": "vae", "VAE_IAF": "vae-iaf", "VAMP": "vae-vamp", "IWAE": "vae-iwae", "VQVAE": "vqvae"},
 }
 
 
