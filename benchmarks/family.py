@@ -17,7 +17,7 @@ one training step through autograd (forward and backward, counted by
 ``torch.utils.flop_counter`` and a dispatch mode).
 
 Usage: PYTHONPATH=src python benchmarks/family.py [--seeds 3] [--ring-epochs 400]
-       [--digits-epochs 100] [--only ring|digits] [--models vae,vae-iaf,...] [--json FILE]
+       [--digits-epochs 100] [--only ring|digits] [--models vae,vae-iaf,...] [--threads 1] [--json FILE]
 """
 
 from __future__ import annotations
@@ -202,7 +202,9 @@ def main() -> None:
     parser.add_argument("--digits-epochs", type=int, default=100)
     parser.add_argument("--only", choices=["ring", "digits"])
     parser.add_argument("--models", help="comma-separated subset of the members")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (s/epoch is CPU time: with more threads it sums theirs)"
+    )
     parser.add_argument("--json", help="also write every row to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
