@@ -35,6 +35,7 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     FIGURES,
     HISTORY,
     METRICS,
+    NO_HELD_OUT,
     PARTIAL_SUFFIX,
     REPORT,
     RING_KEYS,
@@ -58,6 +59,7 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     fit_kwargs,
     is_nonempty,
     load_data,
+    metric_columns,
     partial_path,
     read_config,
     read_config_file,
@@ -157,8 +159,9 @@ def train(
 
     The folder is written into ``<out>.partial`` (with checkpoints while training) and renamed to
     ``out`` only when complete: config.toml, model.safetensors, model.json, history.csv,
-    metrics.json (on a held-out sample of a built-in dataset), run.json, figures/*.png and
-    report.html. On CPU the same config gives the same files bit for bit.
+    metrics.json (held-out numbers next to the training data's: see :func:`run_metrics`),
+    run.json (with the split's sources, sizes and seed), figures/*.png and report.html. On CPU
+    the same config gives the same files bit for bit.
 
     Parameters
     ----------
@@ -299,7 +302,7 @@ def _write_results(staging: Path, out: Path, config, model, history, data: RunDa
         fit_prior(data.x, data.condition)
     save(model, staging)
     write_history(staging / HISTORY, history)
-    metrics = {"evaluated_on": test_data.description, **evaluate_run(model, test_data, config)}
+    metrics = run_metrics(model, data, test_data, config)
     write_json(staging / METRICS, metrics)
     info = {
         "vaekit_version": __version__,
@@ -308,6 +311,7 @@ def _write_results(staging: Path, out: Path, config, model, history, data: RunDa
         "columns": data.columns,
         "condition": config["data"]["condition"] or None,
         "label_names": data.label_names,
+        "split": split_info(config, data, test_data),
         "epochs_trained": len(history),
         "train_seconds": round(history.seconds, 3),
     }
@@ -315,6 +319,37 @@ def _write_results(staging: Path, out: Path, config, model, history, data: RunDa
     save_figures(staging / FIGURES, report.run_figures(model, data, history))
     report.write_report(staging, data=data, model=model, name=out.name)
     return _as_read(metrics), _as_read(info)
+
+
+def run_metrics(model, data: RunData, test_data: RunData, config: dict[str, dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
+    """The contents of metrics.json: held-out numbers at the top level, the training data's under ``"train"``.
+
+    The top level is :func:`evaluate_run` on ``test_data`` (so ``metrics["iwae_nll"]`` is the
+    held-out number); ``"train"`` holds the same metrics on the training data ``data``. Both fit
+    the PCA/PPCA baselines on ``data``. Without held-out data (``test_data.held_out`` False: a
+    file and neither ``test_path`` nor ``test_fraction``) the top level is on the training data,
+    there is no ``"train"`` and ``"warning"`` says so (:data:`vaekit.runfolder.NO_HELD_OUT`).
+    """
+    metrics = evaluate_run(model, test_data, config, seed=seed, train=data)
+    if test_data.held_out:
+        metrics["train"] = evaluate_run(model, data, config, seed=seed, train=data)
+    else:
+        logger.warning("%s", NO_HELD_OUT)
+        metrics = {"warning": NO_HELD_OUT, **metrics}
+    return metrics
+
+
+def split_info(config: dict[str, dict[str, Any]], data: RunData, test_data: RunData) -> dict[str, Any]:
+    """What run.json records of the train / held-out split: sources, sizes, fraction and seed."""
+    d = config["data"]
+    return {
+        "held_out": test_data.held_out,
+        "test_data": test_data.description if test_data.held_out else None,
+        "test_fraction": d["test_fraction"] or None,
+        "split_seed": d["split_seed"] if d["test_fraction"] else None,
+        "n_train": len(data.x),
+        "n_test": len(test_data.x) if test_data.held_out else 0,
+    }
 
 
 def _as_read(value: Any) -> Any:
