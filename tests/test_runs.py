@@ -24,6 +24,9 @@ def test_defaults_are_the_lecture_recipe():
         "columns": [],
         "condition": "",
         "condition_type": "onehot",
+        "test_path": "",
+        "test_fraction": 0.0,
+        "split_seed": 0,
     }
     assert (c["model"]["z_dim"], c["model"]["hidden"], c["model"]["variance"]) == (2, [128, 128], 0.1)
     t = c["training"]

@@ -574,8 +574,6 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
         if args.n:
             config = runs.validate_config({**config, "data": dict(config["data"], n=args.n)}, source="evaluate settings")
         metrics = runs.run_metrics(model, runs.load_data(config), runs.load_data(config, test=True), config, seed=args.seed)
-        if "warning" in metrics:
-            print(f"warning: {metrics['warning']}", file=sys.stderr)
     if args.output:
         if Path(args.output).suffix.lower() != ".json":
             raise UsageError(f"-o {args.output}: the metrics file must end in .json.")

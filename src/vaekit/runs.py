@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -334,7 +335,7 @@ def run_metrics(model, data: RunData, test_data: RunData, config: dict[str, dict
     if test_data.held_out:
         metrics["train"] = evaluate_run(model, data, config, seed=seed, train=data)
     else:
-        logger.warning("%s", NO_HELD_OUT)
+        warnings.warn(NO_HELD_OUT, UserWarning, stacklevel=2)  # the command line prints it as one line
         metrics = {"warning": NO_HELD_OUT, **metrics}
     return metrics
 
