@@ -49,7 +49,7 @@ HELP: dict[str, str] = {
     "n": "number of points drawn from a built-in dataset",
     "data_seed": "seed of a built-in dataset",
     "columns": "data columns of a CSV/.npy file, comma separated (default: all but the condition)",
-    "test_fraction": "hold out this share of the data's rows, in (0, 1), for metrics.json (seeded by --split-seed)",
+    "test_fraction": "hold out this share of the data's rows, in (0, 1), for metrics.json (seeded by --split-seed; default: off)",
     "split_seed": "seed of the --test-fraction split",
     "epochs": "training epochs",
     "batch_size": "minibatch size",
