@@ -728,3 +728,11 @@ def test_train_on_a_file_without_held_out_data_warns(tmp_path, capsys):
     (tmp_path / "train.csv").write_text("a,b\n" + "1,2\n3,4\n5,7\n" * 4)
     code, _, err = run_main(capsys, "train", "--data", str(tmp_path / "train.csv"), *FAST, "--out", str(tmp_path / "o"))
     assert code == 0 and err == f"warning: {runs.NO_HELD_OUT}\n"
+
+
+def test_evaluate_n_draws_a_held_out_sample_of_that_size(ring_run, capsys):
+    code, out, _ = run_main(capsys, "evaluate", str(ring_run), "--n", "50", "--json")
+    metrics = json.loads(out)
+    assert code == 0 and metrics["held_out"] is True and metrics["n_points"] == 50
+    assert "n=50, seed=1)" in metrics["evaluated_on"] and "test sample" in metrics["evaluated_on"]
+    assert metrics["train"]["n_points"] == 300  # the run's training data, whatever --n says

@@ -571,9 +571,10 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
         given.held_out = None  # the user's data: whether the model saw them is not checked
         metrics = runs.evaluate_run(model, given, config, seed=args.seed, train=train)
     else:
-        if args.n:
-            config = runs.validate_config({**config, "data": dict(config["data"], n=args.n)}, source="evaluate settings")
-        metrics = runs.run_metrics(model, runs.load_data(config), runs.load_data(config, test=True), config, seed=args.seed)
+        train, held = runs.load_data(config), None
+        if args.n:  # a held-out sample of another size; the training column stays the run's training data
+            held = runs.load_data(runs.validate_config({**config, "data": dict(config["data"], n=args.n)}), test=True)
+        metrics = runs.run_metrics(model, train, held or runs.load_data(config, test=True), config, seed=args.seed)
     if args.output:
         if Path(args.output).suffix.lower() != ".json":
             raise UsageError(f"-o {args.output}: the metrics file must end in .json.")
