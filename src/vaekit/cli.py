@@ -112,6 +112,8 @@ EPILOG = {
   vaekit train --data ring --condition radius:continuous --beta 4 --out runs/radius
   vaekit train --data digits --z-dim 8 --out runs/digits
   vaekit train --data points.csv --columns x,y --condition group:onehot --out runs/mine
+  vaekit train --data table.csv --test-fraction 0.2 --out runs/table  # metrics on 20% held-out rows
+  vaekit train --data train.csv --test-data test.csv --out runs/table # metrics on a held-out file
   vaekit train --config runs/demo/config.toml --out runs/again   # same run, bit for bit on CPU
   vaekit train --resume runs/long                                # continue an interrupted run""",
     "evaluate": """examples:
@@ -573,7 +575,8 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
     else:
         train, held = runs.load_data(config), None
         if args.n:  # a held-out sample of another size; the training column stays the run's training data
-            held = runs.load_data(runs.validate_config({**config, "data": dict(config["data"], n=args.n)}), test=True)
+            n_config = runs.validate_config({**config, "data": dict(config["data"], n=args.n)}, source="evaluate settings")
+            held = runs.load_data(n_config, test=True)
         metrics = runs.run_metrics(model, train, held or runs.load_data(config, test=True), config, seed=args.seed)
     if args.output:
         if Path(args.output).suffix.lower() != ".json":
