@@ -259,3 +259,16 @@ def test_load_arguments():
         vk.load(CORPUS / "nowhere")
     with pytest.raises(vk.FileFormatError, match=r"empty\.csv is a file; vaekit\.load expects the folder written by model\.save"):
         vk.load(CORPUS / "empty.csv")
+
+
+@pytest.mark.parametrize("value", ["0", "1", "-0.1", "1.5", "nan", "a fifth"])
+def test_bad_test_fraction_is_refused_naming_the_flag(value, tmp_path, capsys):
+    from vaekit import cli
+
+    code = cli.main(["train", "--data", "ring", "--test-fraction", value, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and not (tmp_path / "o").exists()
+    assert err == (
+        f"error: argument --test-fraction: expected a number strictly between 0 and 1 such as 0.2; got {value!r} "
+        "(see 'vaekit train --help')\n"
+    )

@@ -213,9 +213,9 @@ def test_evaluate_prints_and_writes_json(ring_run, tmp_path, capsys):
     printed = json.loads(out)
     assert printed == json.loads((tmp_path / "m.json").read_text())
     saved = json.loads((ring_run / "metrics.json").read_text())
-    for timing in ("iwae_seconds",):
-        printed.pop(timing), saved.pop(timing)
-    assert printed == saved  # the same held-out sample, settings and seed
+    for column in (printed, saved, printed["train"], saved["train"]):
+        column.pop("iwae_seconds")
+    assert printed == saved  # the same held-out sample and training data, settings and seed
     code, out, _ = run_main(capsys, "evaluate", str(ring_run))
     assert code == 0 and re.search(r"^evaluated_on\s+ring\(", out, re.M)
 
@@ -698,3 +698,92 @@ def test_train_with_a_learned_mixture_prior(tmp_path, capsys):
     assert (out / "report.html").is_file() and not (out / "figures" / "kl_per_dim.png").exists()
     code, _, err = run_main(capsys, "train", "--data", "ring", *FAST, "--prior", "wishart", "--out", str(tmp_path / "bad"))
     assert code == 2 and "prior" in err and "'wishart'" in err
+
+
+# ---------------------------------------------------------------------------- held-out data
+@pytest.fixture(scope="module")
+def split_run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("split")
+    x = vk.data.ring(200, seed=0)[0]
+    (folder / "t.csv").write_text("a,b\n" + "".join(f"{p[0]!r},{p[1]!r}\n" for p in x.tolist()))
+    out = folder / "run"
+    args = ["train", "--data", str(folder / "t.csv"), "--test-fraction", "0.25", "--split-seed", "3"]
+    assert cli.main([*args, "--epochs", "1", "--hidden", "8", *EVAL, "-q", "--out", str(out)]) == 0
+    return out
+
+
+def test_train_with_test_fraction_writes_both_columns(split_run, capsys):
+    metrics = json.loads((split_run / "metrics.json").read_text())
+    assert (metrics["n_points"], metrics["train"]["n_points"]) == (50, 150)
+    assert metrics["held_out"] is True and "ppca_nll" in metrics and "ppca_nll" in metrics["train"]
+    info = json.loads((split_run / "run.json").read_text())
+    assert (info["split"]["test_fraction"], info["split"]["split_seed"], info["split"]["n_test"]) == (0.25, 3, 50)
+    code, out, err = run_main(capsys, "evaluate", str(split_run))
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert re.match(r"^metric\s+held-out\s+train$", lines[0])
+    row = next(line for line in lines if line.startswith("ppca_nll "))
+    assert row.split()[1:] == [format(metrics["ppca_nll"], ".6g"), format(metrics["train"]["ppca_nll"], ".6g")]
+
+
+def test_evaluate_add_to_report_adds_a_column_and_keeps_the_rest(split_run, tmp_path, capsys):
+    before = json.loads((split_run / "metrics.json").read_text())
+    figures = sorted(p.name for p in (split_run / "figures").iterdir())
+    x = vk.data.ring(40, seed=9)[0]
+    new = tmp_path / "new.csv"
+    new.write_text("b,a\n" + "".join(f"{p[1]!r},{p[0]!r}\n" for p in x.tolist()))  # columns by name
+    code, out, _ = run_main(capsys, "evaluate", str(split_run), "--data", str(new), "--add-to-report")
+    assert code == 0 and "added the column 'new.csv'" in out
+    after = json.loads((split_run / "metrics.json").read_text())
+    added = after.pop("added")
+    assert after == before  # nothing written before is lost
+    assert added["new.csv"]["n_points"] == 40 and added["new.csv"]["held_out"] is None
+    assert added["new.csv"]["baselines_fitted_on"] == "train_x"  # fitted on the run's training part
+    page = (split_run / "report.html").read_text()
+    assert "<th>metric</th><th>held-out</th><th>train</th><th>new.csv</th><th>meaning</th>" in page
+    assert sorted(p.name for p in (split_run / "figures").iterdir()) == figures
+    code, out, _ = run_main(capsys, "evaluate", str(split_run), "--data", str(new), "--add-to-report")
+    assert code == 0 and "replaced the column 'new.csv'" in out
+    assert list(json.loads((split_run / "metrics.json").read_text())["added"]) == ["new.csv"]
+
+
+def test_add_to_report_needs_data(split_run, capsys):
+    code, _, err = run_main(capsys, "evaluate", str(split_run), "--add-to-report")
+    assert code == 2
+    assert err == (
+        "error: --add-to-report needs --data (the run's own metrics are in the report already). Got no --data instead.\n"
+    )
+
+
+def test_test_data_with_other_columns_names_the_flag(tmp_path, capsys):
+    (tmp_path / "train.csv").write_text("a,b\n" + "1,2\n3,4\n5,7\n" * 4)
+    (tmp_path / "test.csv").write_text("a,c\n1,2\n3,4\n")
+    code, _, err = run_main(
+        capsys,
+        "train",
+        "--data",
+        str(tmp_path / "train.csv"),
+        "--test-data",
+        str(tmp_path / "test.csv"),
+        *FAST,
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert code == 2 and err.startswith(f"error: [data] test_path (--test-data) {tmp_path / 'test.csv'}: ")
+    assert "'b'" in err and not (tmp_path / "o").exists()
+    code, _, err = run_main(capsys, "train", "--data", str(tmp_path / "train.csv"), "--test-data", "nope.csv", *FAST)
+    assert (code, err) == (2, "error: --test-data: data file nope.csv does not exist.\n")
+
+
+def test_train_on_a_file_without_held_out_data_warns(tmp_path, capsys):
+    (tmp_path / "train.csv").write_text("a,b\n" + "1,2\n3,4\n5,7\n" * 4)
+    code, _, err = run_main(capsys, "train", "--data", str(tmp_path / "train.csv"), *FAST, "--out", str(tmp_path / "o"))
+    assert code == 0 and err == f"warning: {runs.NO_HELD_OUT}\n"
+
+
+def test_evaluate_n_draws_a_held_out_sample_of_that_size(ring_run, capsys):
+    code, out, _ = run_main(capsys, "evaluate", str(ring_run), "--n", "50", "--json")
+    metrics = json.loads(out)
+    assert code == 0 and metrics["held_out"] is True and metrics["n_points"] == 50
+    assert "n=50, seed=1)" in metrics["evaluated_on"] and "test sample" in metrics["evaluated_on"]
+    assert metrics["train"]["n_points"] == 300  # the run's training data, whatever --n says

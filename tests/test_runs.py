@@ -27,6 +27,9 @@ def test_defaults_are_the_lecture_recipe():
         "exclude": [],
         "label": "",
         "header": "auto",
+        "test_path": "",
+        "test_fraction": 0.0,
+        "split_seed": 0,
     }
     assert (c["model"]["z_dim"], c["model"]["hidden"], c["model"]["variance"]) == (2, [128, 128], 0.1)
     t = c["training"]
@@ -62,6 +65,15 @@ def test_validate_fills_defaults_and_converts_ints_to_floats():
         ({"training": {"patience": 5}}, InputError, "patience (early stopping) needs val_fraction > 0"),
         ({"model": {"variance": "big"}}, InputTypeError, "[model] variance must be a number or one of ['learned', 'per_point']"),
         ({"training": 3}, InputTypeError, "[training] must be a table"),
+        ({"data": {"test_fraction": 1.0}}, InputError, "[data] test_fraction must be in [0, 1) (0: off). Got 1.0 instead."),
+        ({"data": {"test_fraction": -0.1}}, InputError, "[data] test_fraction must be in [0, 1) (0: off). Got -0.1 instead."),
+        ({"data": {"test_fraction": "a"}}, InputTypeError, "[data] test_fraction must be a number. Got 'a' instead."),
+        (
+            {"data": {"test_fraction": 0.2, "test_path": "t.csv"}},
+            InputError,
+            "[data] needs at most one of test_path (--test-data) and test_fraction (--test-fraction). "
+            "Got test_path='t.csv' and test_fraction=0.2 instead.",
+        ),
     ],
 )
 def test_validate_names_the_bad_key(config, error, message):
@@ -211,6 +223,72 @@ def test_save_figures_writes_png(tmp_path):
     assert path.name == "line.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+# ---------------------------------------------------------------------------- held-out data
+def write_csv(path, x, columns) -> str:
+    path.write_text(",".join(columns) + "\n" + "".join(",".join(repr(float(v)) for v in row) + "\n" for row in x))
+    return str(path)
+
+
+def test_test_fraction_split_is_reproducible_disjoint_and_complete(tmp_path):
+    x = np.arange(200, dtype=np.float32).reshape(100, 2)  # row i holds 2i, 2i+1: rows are recognisable
+    path = write_csv(tmp_path / "t.csv", x, ["a", "b"])
+    config = runs.validate_config({"data": {"path": path, "test_fraction": 0.25, "split_seed": 7}})
+    train, test = runs.load_data(config), runs.load_data(config, test=True)
+    rows_train, rows_test = (train.x[:, 0] // 2).astype(int), (test.x[:, 0] // 2).astype(int)
+    assert len(rows_test) == 25 and len(rows_train) == 75
+    assert set(rows_train).isdisjoint(rows_test) and set(rows_train) | set(rows_test) == set(range(100))
+    assert list(rows_train) == sorted(rows_train)  # the file's order is kept
+    assert (train.held_out, test.held_out) == (False, True)
+    assert test.description == f"{path} (100 rows): test part (25 rows) of the split test_fraction=0.25, split_seed=7"
+    again = runs.load_data(runs.validate_config({"data": {"path": path, "test_fraction": 0.25, "split_seed": 7}}), test=True)
+    np.testing.assert_array_equal(again.x, test.x)
+    other = runs.load_data(runs.validate_config({"data": {"path": path, "test_fraction": 0.25, "split_seed": 8}}), test=True)
+    assert not np.array_equal(other.x, test.x)
+    # the split is numpy's permutation with the seed: the same on every machine
+    expected = np.sort(np.random.default_rng(7).permutation(100)[:25])
+    np.testing.assert_array_equal(rows_test, expected)
+
+
+def test_test_fraction_splits_a_builtin_sample_too():
+    config = runs.validate_config({"data": {"n": 50, "seed": 3, "test_fraction": 0.2}})
+    train, test = runs.load_data(config), runs.load_data(config, test=True)
+    whole = vk.data.ring(50, seed=3)[0]
+    assert len(train.x) == 40 and len(test.x) == 10
+    np.testing.assert_array_equal(np.sort(np.concatenate([train.x, test.x]), 0), np.sort(whole, 0))
+    np.testing.assert_array_equal(np.sort(np.concatenate([train.labels, test.labels])), np.sort(vk.data.ring(50, seed=3)[1]))
+
+
+def test_a_split_too_small_for_either_side_is_refused(tmp_path):
+    path = write_csv(tmp_path / "t.csv", np.zeros((10, 2)), ["a", "b"])
+    config = runs.validate_config({"data": {"path": path, "test_fraction": 0.1}})
+    with pytest.raises(
+        InputError,
+        match=r"^\[data\] test_fraction=0\.1 of 10 rows must leave at least 2 rows on each side of the split\. "
+        r"Got 9 training and 1 test rows instead\.$",
+    ):
+        runs.load_data(config)
+
+
+def test_test_path_must_have_the_training_columns(tmp_path):
+    train = write_csv(tmp_path / "train.csv", np.ones((5, 3)), ["a", "b", "c"])
+    good = write_csv(tmp_path / "good.csv", np.zeros((4, 4)), ["c", "x", "a", "b"])  # order and extras do not matter
+    config = runs.validate_config({"data": {"path": train, "columns": ["a", "b", "c"], "test_path": good}})
+    test = runs.load_data(config, test=True)
+    assert test.held_out and test.columns == ["a", "b", "c"] and test.x.shape == (4, 3)
+    bad = write_csv(tmp_path / "bad.csv", np.zeros((4, 2)), ["a", "b"])
+    config["data"]["test_path"] = bad
+    with pytest.raises(InputError) as info:
+        runs.load_data(config, test=True)
+    assert str(info.value).startswith(f"[data] test_path (--test-data) {bad}: ")
+    assert "'c'" in str(info.value)
+
+
+def test_a_file_without_held_out_data_says_so(tmp_path):
+    path = write_csv(tmp_path / "t.csv", np.ones((5, 2)), ["a", "b"])
+    test = runs.load_data(runs.validate_config({"data": {"path": path}}), test=True)
+    assert test.held_out is False and test.description == f"{path} (5 rows)"
+
+
 # ---------------------------------------------------------------------------- the run pipeline in Python
 # Two epochs on 300 points with cheap metrics keep each run to a few seconds.
 SMALL = {
@@ -292,6 +370,58 @@ def test_open_run_round_trips(pair):
     assert opened.model.config == run.model.config
     mine, theirs = opened.model.state_dict(), run.model.state_dict()
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_metrics_json_has_held_out_and_train_columns(pair):
+    folder, run, _ = pair
+    metrics = runs.read_json(folder / "lib" / "metrics.json")
+    assert metrics["held_out"] is True and "test sample" in metrics["evaluated_on"]
+    train = metrics["train"]
+    assert train["held_out"] is False and train["n_points"] == 300 and "test sample" not in train["evaluated_on"]
+    assert "warning" not in metrics and train.keys() >= {"iwae_nll", "ppca_nll", "pca_mse", "reconstruction_mse"}
+    # the baselines are fitted on the training sample and scored on both
+    from vaekit.baselines import PCA, PPCA
+
+    x_train, x_test = vk.data.ring(300, seed=0)[0], vk.data.ring(300, seed=1)[0]
+    assert metrics["ppca_nll"] == pytest.approx(PPCA(2).fit(x_train).nll(x_test), rel=1e-12)
+    assert train["ppca_nll"] == pytest.approx(PPCA(2).fit(x_train).nll(x_train), rel=1e-12)
+    assert metrics["pca_mse"] == pytest.approx(PCA(2).fit(x_train).mse(x_test), rel=1e-12)
+    info = runs.read_json(folder / "lib" / "run.json")
+    assert info["split"] == {
+        "held_out": True,
+        "test_data": metrics["evaluated_on"],
+        "test_fraction": None,
+        "split_seed": None,
+        "n_train": 300,
+        "n_test": 300,
+    }
+    page = (folder / "lib" / "report.html").read_text()
+    assert "<th>metric</th><th>held-out</th><th>train</th><th>meaning</th>" in page
+    assert f"<th>ppca_nll</th><td>{metrics['ppca_nll']:.6g}</td><td>{train['ppca_nll']:.6g}</td>" in page
+
+
+def test_a_run_on_a_file_with_test_fraction_and_one_without(tmp_path):
+    x = vk.data.ring(120, seed=0)[0]
+    path = write_csv(tmp_path / "t.csv", x, ["a", "b"])
+    config = {**SMALL, "data": {"path": path, "test_fraction": 0.25, "split_seed": 1}, "training": {"epochs": 1}}
+    run = vk.runs.train(config, tmp_path / "split")
+    assert run.metrics["n_points"] == 30 and run.metrics["train"]["n_points"] == 90
+    assert run.info["split"] | {"test_data": None} == {
+        "held_out": True,
+        "test_data": None,
+        "test_fraction": 0.25,
+        "split_seed": 1,
+        "n_train": 90,
+        "n_test": 30,
+    }
+    assert runs.read_config(tmp_path / "split")["data"]["test_fraction"] == 0.25
+    with pytest.warns(UserWarning, match=r"^no held-out data: these numbers are on the training data"):
+        alone = vk.runs.train({**config, "data": {"path": path}}, tmp_path / "alone")
+    assert alone.metrics["warning"] == runs.NO_HELD_OUT and alone.metrics["held_out"] is False
+    assert "train" not in alone.metrics and alone.metrics["n_points"] == 120
+    page = (tmp_path / "alone" / "report.html").read_text()
+    assert f"<p class=warning><strong>Warning: {runs.NO_HELD_OUT}.</strong></p>" in page
+    assert "<th>training data (no held-out data)</th>" in page
 
 
 def test_open_run_of_a_folder_that_is_no_run(tmp_path):

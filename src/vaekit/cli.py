@@ -58,6 +58,8 @@ HELP: dict[str, str] = {
     "exclude": "columns of the file that are not data (ids, names, ...), comma separated",
     "label": "a column that colours the plots, the latent scatter and the explorer; not trained on, not a condition",
     "threads": "torch CPU threads for the run (0: torch's default)",
+    "test_fraction": "hold out this share of the data's rows, in (0, 1), for metrics.json (seeded by --split-seed; default: off)",
+    "split_seed": "seed of the --test-fraction split",
     "epochs": "training epochs",
     "batch_size": "minibatch size",
     "lr": "Adam learning rate",
@@ -94,6 +96,8 @@ def flags() -> dict[str, tuple[str, str]]:
         "columns": ("data", "columns"),
         "exclude": ("data", "exclude"),
         "label": ("data", "label"),
+        "test_fraction": ("data", "test_fraction"),
+        "split_seed": ("data", "split_seed"),
         **{("model" if key == "type" else key): ("model", key) for key in runs.section_schema("model")},
         **{key: ("training", key) for key in runs.SCHEMA["training"]},
         **{f"eval_{key}": ("evaluation", key) for key in runs.SCHEMA["evaluation"]},
@@ -119,11 +123,14 @@ EPILOG = {
   vaekit train --data ring --condition radius:continuous --beta 4 --out runs/radius
   vaekit train --data digits --z-dim 8 --out runs/digits
   vaekit train --data points.csv --columns x,y --condition group:onehot --out runs/mine
+  vaekit train --data table.csv --test-fraction 0.2 --out runs/table  # metrics on 20% held-out rows
+  vaekit train --data train.csv --test-data test.csv --out runs/table # metrics on a held-out file
   vaekit train --config runs/demo/config.toml --out runs/again   # same run, bit for bit on CPU
   vaekit train --resume runs/long                                # continue an interrupted run""",
     "evaluate": """examples:
-  vaekit evaluate runs/demo                 # held-out sample of a built-in dataset, or the training file
-  vaekit evaluate runs/mine --data test.csv --json -o test-metrics.json""",
+  vaekit evaluate runs/demo                 # held-out data next to the training data, as in metrics.json
+  vaekit evaluate runs/mine --data test.csv --json -o test-metrics.json
+  vaekit evaluate runs/mine --data new.csv --add-to-report   # one more column in report.html""",
     "sample": """examples:
   vaekit sample runs/demo -n 1000 -o samples.csv
   vaekit sample runs/cvae -n 500 --condition 3 -o mode3.npy
@@ -163,6 +170,17 @@ def _float_or_word(annotation: Any):
     return parse
 
 
+def _open_fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (--test-fraction)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1 such as 0.2; got {text!r}")
+    return value
+
+
 def _int_list(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -182,7 +200,9 @@ def _add_schema_flags(parser: argparse.ArgumentParser) -> None:
         text = _help(flag, section, key)
         shown = "" if "default" in text or default in (None, "", []) else f" (default: {default})"
         kwargs: dict[str, Any] = {"dest": flag, "default": None, "help": text + shown}
-        if annotation is bool:
+        if flag == "test_fraction":
+            kwargs["type"], kwargs["metavar"] = _open_fraction, "F"
+        elif annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif annotation in (int, float, str):
             kwargs["type"] = annotation
@@ -248,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="built-in dataset option, e.g. modes=6 (repeatable)"
     )
+    p.add_argument(
+        "--test-data", metavar="PATH", help="held-out file with the training data's columns, for metrics.json and the report"
+    )
     p.add_argument("--out", help="run folder to write (default: runs/<data name>)")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run that was writing to DIR")
@@ -261,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the estimators (default: 0)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("-o", "--output", metavar="FILE.json", help="also write the metrics to this JSON file")
+    p.add_argument(
+        "--add-to-report",
+        action="store_true",
+        help="add these numbers (of --data) as a column of the run's metrics.json and report.html",
+    )
 
     p = command("sample", "Draw samples from a trained run's model.")
     p.add_argument("run", metavar="DIR", help="run folder")
@@ -467,6 +495,10 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         data.update(_data_override(args.data))
     if getattr(args, "condition", None):
         data.update(_condition_override(args.condition))
+    if getattr(args, "test_data", None):
+        if not Path(args.test_data).is_file():
+            raise UsageError(f"--test-data: data file {args.test_data} does not exist.")
+        data["test_path"] = str(Path(args.test_data).resolve())
     if getattr(args, "option", None):
         data["options"] = {**data.get("options", {}), **_option_override(args.option)}
     if getattr(args, "header", None) is not None:
@@ -504,8 +536,8 @@ def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
             for f, (section, _) in flags().items()
             if getattr(args, f) is not None and f not in RESUME_FLAGS and section != "evaluation"
         ]
-        if args.config or args.data or args.condition or args.option or args.header is not None or extra:
-            given = ["--" + f.replace("_", "-") for f in extra] or ["--config/--data/--condition/--option/--header"]
+        if args.config or args.data or args.condition or args.option or args.header is not None or args.test_data or extra:
+            given = ["--" + f.replace("_", "-") for f in extra] or ["--config/--data/--condition/--option/--header/--test-data"]
             raise UsageError(
                 f"--resume takes the settings of the interrupted run; only --epochs, --lr, --grad-clip, --weight-decay "
                 f"and --eval-* may change. Got {', '.join(given)} instead."
@@ -581,32 +613,71 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
     folder, model, config, info = _load_run(args.run)
     if config is None:
         raise FileFormatError(f"{folder} has no {runs.CONFIG}; cannot tell which data to evaluate on.")
-    if args.data or args.n:
-        override = {"data": dict(config["data"])}
-        if args.data:
-            override["data"].update(_data_override(args.data))
+    if args.add_to_report and not args.data:
+        raise UsageError("--add-to-report needs --data (the run's own metrics are in the report already). Got no --data instead.")
+    if args.data:
+        try:
+            train = runs.load_data(config)
+        except (ValueError, TypeError, OSError) as err:
+            train = None
+            print(f"warning: the training data cannot be read ({err}); the baselines are fitted on --data", file=sys.stderr)
+        override = dict(config["data"], test_path="", test_fraction=0.0, **_data_override(args.data))
         if args.n:
-            override["data"]["n"] = args.n
-        config = runs.validate_config({**config, **override}, source="evaluate settings")
-        data = runs.load_data(config)
+            override["n"] = args.n
+        given = runs.load_data(runs.validate_config({**config, "data": override}, source="evaluate settings"))
+        given.held_out = None  # the user's data: whether the model saw them is not checked
+        metrics = runs.evaluate_run(model, given, config, seed=args.seed, train=train)
     else:
-        data = runs.load_data(config, test=True)
-    metrics = {"evaluated_on": data.description, **runs.evaluate_run(model, data, config, seed=args.seed)}
-    metrics["warnings"] = run_warnings(metrics, data.x, config)  # as in the run's metrics.json
+        train, held = runs.load_data(config), None
+        if args.n:  # a held-out sample of another size; the training column stays the run's training data
+            n_config = runs.validate_config({**config, "data": dict(config["data"], n=args.n)}, source="evaluate settings")
+            held = runs.load_data(n_config, test=True)
+        metrics = runs.run_metrics(model, train, held or runs.load_data(config, test=True), config, seed=args.seed)
+    metrics["warnings"] = run_warnings(metrics, (given if args.data else train).x, config)  # as in the run's metrics.json
     if args.output:
         if Path(args.output).suffix.lower() != ".json":
             raise UsageError(f"-o {args.output}: the metrics file must end in .json.")
         runs.write_json(args.output, metrics)
+    if args.add_to_report:
+        label = Path(args.data).name + (f" (n={args.n})" if args.n else "")
+        _add_to_report(folder, label, metrics, out)
     if args.json:
         print(json.dumps(runs._jsonable(metrics), indent=2))
     elif not args.quiet:
-        width = max(len(k) for k in metrics)
-        for key, value in metrics.items():
-            if key != "warnings":
-                print(f"{key:<{width}}  {format_value(value)}")
+        print(_metric_table(runs.metric_columns(metrics)))
     for text in metrics["warnings"]:
         print(f"warning: {text}", file=sys.stderr)
     return 0
+
+
+def _metric_table(columns: list[tuple[str, dict[str, Any]]]) -> str:
+    """Metrics as text: one row per metric, one column per evaluated dataset (n/a where it has none)."""
+    names = list(dict.fromkeys(k for _, values in columns for k in values))
+    head = ["metric", *(heading for heading, _ in columns)]
+    rows = [[name, *(format_value(values[name]) if name in values else "n/a" for _, values in columns)] for name in names]
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [head, *rows])
+
+
+def _add_to_report(folder: Path, label: str, metrics: dict[str, Any], out: _Console) -> None:
+    """Store ``metrics`` under ``added[label]`` in the run's metrics.json and rewrite report.html (both atomically)."""
+    from vaekit import report
+    from vaekit.io import atomic_write_text
+
+    path = folder / runs.METRICS
+    before = path.read_text(encoding="utf-8") if path.is_file() else None
+    saved = runs.read_json(path) if before is not None else {}
+    replaced = label in saved.get("added", {})
+    saved.setdefault("added", {})[label] = metrics
+    runs.write_json(path, saved)
+    try:
+        report.write_report(folder)
+    except BaseException:
+        if before is not None:  # the report could not be rebuilt: metrics.json goes back to what it was
+            atomic_write_text(path, before)
+        raise
+    verb = "replaced" if replaced else "added"
+    out.say(f"{verb} the column {label!r} in {path} and {folder / runs.REPORT}")
 
 
 def _parse_condition(model, text: str | None, info: dict[str, Any], n: int) -> Any:

@@ -32,10 +32,12 @@ import numpy as np
 import torch
 from torch.distributions import Bernoulli, Independent, Normal
 
+from vaekit.baselines import baseline_metrics
 from vaekit.conditions import Continuous, OneHot
 from vaekit.data import radius as ring_radius
 from vaekit.data import ring_centres, ring_log_density
 from vaekit.distributions import LOG_2PI, draw, posterior_mean
+from vaekit.distributions import Bernoulli as BernoulliLikelihood
 from vaekit.distributions import kl as kl_terms
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.models.base import not_applicable
@@ -623,6 +625,7 @@ def evaluate(
     quadrature_grid: int = 200,
     permutations: int = 200,
     condition_fn: Any = None,
+    train_x: Any = None,
 ) -> dict[str, Any]:
     """Every metric that applies to ``model`` on test data ``x``, as one flat JSON-ready dict.
 
@@ -651,6 +654,9 @@ def evaluate(
         Maps generated points (n, D) to the condition they should have, for a Continuous-conditioned
         model: adds ``condition_mae``/``condition_rmse``. With ``ring`` and ``Continuous(1)`` the
         radius is used by default.
+    train_x : array (M, D), optional
+        The model's training data: the PCA and PPCA baselines are fitted on it. None: they are
+        fitted on ``x`` itself, which flatters them (``baselines_fitted_on`` says so).
 
     Returns
     -------
@@ -659,6 +665,15 @@ def evaluate(
 
         - ``n_points``, ``x_dim``, ``z_dim``: sizes.
         - ``neg_elbo``: mean -ELBO; ``reconstruction_nll``: mean -E_q[log p(x|z)]; ``kl``: mean KL(q || p).
+        - ``reconstruction_mse``: mean squared error per element between x and the decoder mean at the
+          posterior mean, in the user's units; ``pca_mse``: the same for PCA with ``pca_components`` =
+          min(z_dim, D) components (:mod:`vaekit.baselines`).
+        - ``ppca_nll``: -log p(x) under probabilistic PCA with latent size z_dim, nats per point, next to
+          ``iwae_nll``; ``ppca_sigma2`` its noise variance, ``ppca_sigma2_floored`` whether the floor of
+          :mod:`vaekit.baselines` applied. Left out for a Bernoulli likelihood (a Gaussian density is not
+          comparable to a discrete NLL), with the reason in ``notes``. ``baselines_fitted_on``: "train_x"
+          or "x (in-sample: flatters the baselines)". A conditional model's numbers are -log p(x|c), the
+          baselines' -log p(x): ``baselines_note`` says so.
         - ``kl_per_dim``: list (Z,) of mean KL per latent dimension.
         - ``latent_mean_variance``: list (Z,) of Cov_x(E_q[z_d]); ``active_units``: how many exceed 0.01.
         - Models with a ``kl_terms`` hook: each named KL part (``kl_layer0``, ...), mean nats per point.
@@ -716,6 +731,18 @@ def evaluate(
     if terms.kl is not None and "neg_elbo" not in skip:
         out["neg_elbo"] = float(terms.neg_elbo.mean())
     out["reconstruction_nll"] = float(terms.reconstruction_nll.mean())
+    out["reconstruction_mse"] = reconstruction_mse(model, xt, c, terms.latent_mean)
+    discrete = isinstance(getattr(model, "likelihood", None), BernoulliLikelihood)
+    base = baseline_metrics(
+        xt if train_x is None else model.prepare_x(train_x, "train_x"), xt, model.z_dim, likelihood=not discrete
+    )
+    out["pca_mse"], out["pca_components"] = base.pop("pca_mse"), base.pop("pca_components")
+    notes = dict(skip)
+    if discrete:
+        notes["ppca_nll"] = "a Gaussian density (PPCA) is not comparable to the discrete NLL of a Bernoulli likelihood"
+    out["baselines_fitted_on"] = "train_x" if train_x is not None else "x (in-sample: flatters the baselines)"
+    if c is not None:
+        out["baselines_note"] = "the PCA/PPCA baselines model x without the condition: -log p(x), not -log p(x|c)"
     if terms.kl is not None:
         out["kl"] = float(terms.kl.mean())
     if terms.kl_per_dim is not None and "kl_per_dim" not in skip:
@@ -739,6 +766,7 @@ def evaluate(
         out["iwae_nll_se"] = float(log_p.std(ddof=1) / math.sqrt(n))
         out["iwae_k"] = k
         out["iwae_seconds"] = time.perf_counter() - started
+    out.update(base)  # ppca_nll next to iwae_nll
 
     if model.z_dim == 2 and "quadrature_nll" not in skip:
         distinct = 1 if c is None else int(torch.unique(c, dim=0).shape[0])
@@ -803,9 +831,23 @@ def evaluate(
         half = len(sub) // 2
         if half >= 1:
             out["latent_knn_accuracy"] = knn_accuracy(z[sub[:half]], classes[sub[:half]], z[sub[half:]], classes[sub[half:]])
-    if skip:
-        out["notes"] = skip
+    if notes:
+        out["notes"] = notes
     return out
+
+
+@torch.no_grad()
+def reconstruction_mse(model: Any, xt: torch.Tensor, c: torch.Tensor | None, latent_mean: np.ndarray) -> float:
+    """Mean squared error per element between prepared ``xt`` (N, D) and the decoder mean at ``latent_mean`` (N, Z).
+
+    In the user's units, the units of :meth:`vaekit.baselines.PCA.mse`.
+    """
+    total = 0.0
+    for start in range(0, xt.shape[0], _ROWS):
+        z = torch.as_tensor(latent_mean[start : start + _ROWS], dtype=xt.dtype, device=xt.device)
+        mean = model.decode_batch(z, _rows(c, slice(start, start + _ROWS))).mean  # (B, D)
+        total += float(((xt[start : start + _ROWS].double() - mean.double()) ** 2).sum())
+    return total / xt.numel()
 
 
 def _class_labels(labels: Any, n: int) -> np.ndarray | None:

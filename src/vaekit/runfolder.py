@@ -7,6 +7,7 @@ also reachable as ``vaekit.runs.<name>``.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -61,6 +62,9 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "exclude": (list[str], []),  # files: columns that are not data (ids, names, ...)
         "label": (str, ""),  # files: a column that colours the plots; never trained on or conditioned on
         "header": (bool | Literal["auto"], "auto"),  # CSV files: first row holds names ("auto": unless all numbers)
+        "test_path": (str, ""),  # held-out data: a file with the training data's columns ...
+        "test_fraction": (float, 0.0),  # ... or this share of the training data, held out (0: neither)
+        "split_seed": (int, 0),  # seed of the test_fraction split
     },
     "training": {
         "epochs": (int, 400),
@@ -224,6 +228,13 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
         raise InputError(f"{source}: [training] commitment must be a finite number >= 0. Got {t['commitment']} instead.")
     if not 0.0 <= t["ema"] < 1.0:
         raise InputError(f"{source}: [training] ema must be in [0, 1) (0: off). Got {t['ema']} instead.")
+    if not 0.0 <= d["test_fraction"] < 1.0:
+        raise InputError(f"{source}: [data] test_fraction must be in [0, 1) (0: off). Got {d['test_fraction']} instead.")
+    if d["test_fraction"] and d["test_path"]:
+        raise InputError(
+            f"{source}: [data] needs at most one of test_path (--test-data) and test_fraction (--test-fraction). "
+            f"Got test_path={d['test_path']!r} and test_fraction={d['test_fraction']} instead."
+        )
     if not 0.0 <= t["val_fraction"] < 1.0:
         raise InputError(f"{source}: [training] val_fraction must be in [0, 1). Got {t['val_fraction']} instead.")
     if t["patience"] and not t["val_fraction"]:
@@ -249,8 +260,9 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     validate_config(raw, source=source)
     sections = {section: dict(values) for section, values in raw.items()}
     data = sections.get("data", {})
-    if data.get("path") and not Path(data["path"]).is_absolute():
-        data["path"] = str((Path(path).parent / data["path"]).resolve())
+    for key in ("path", "test_path"):
+        if data.get(key) and not Path(data[key]).is_absolute():
+            data[key] = str((Path(path).parent / data[key]).resolve())
     return sections
 
 
@@ -262,9 +274,10 @@ def complete_config(config: Any, *, source: str = "config") -> dict[str, dict[st
     unless ``[model] likelihood`` is given (that one is :func:`validate_config`'s).
     """
     complete = validate_config(config, source=source)
-    path = complete["data"]["path"]
-    if path and not Path(path).is_absolute():
-        complete["data"]["path"] = str(Path(path).resolve())
+    for key in ("path", "test_path"):
+        path = complete["data"][key]
+        if path and not Path(path).is_absolute():
+            complete["data"][key] = str(Path(path).resolve())
     return complete
 
 
@@ -301,6 +314,7 @@ class RunData:
         ``x`` holds the points flattened, and :func:`build_model` gives the model this shape
     label_classes : names of the codes of a text ``[data] label`` column, or None
     has_header : False when a CSV file's first row was read as data (no header row)
+    held_out : True for test data the model was not trained on (``load_data(test=True)``)
 
     """
 
@@ -313,19 +327,79 @@ class RunData:
     x_shape: tuple[int, ...] | None = None
     label_classes: list[str] | None = None
     has_header: bool = True
+    held_out: bool = False
+
+
+# Held-out data when neither test_path nor test_fraction is set and no fresh sample can be drawn.
+NO_HELD_OUT = "no held-out data: these numbers are on the training data (use --test-data FILE or --test-fraction F)"
 
 
 def load_data(config: dict[str, dict[str, Any]], *, test: bool = False) -> RunData:
-    """Load the data of ``config["data"]``.
+    """Load the training data of ``config["data"]``, or with ``test=True`` its held-out data.
 
-    With ``test=True`` a built-in generator that takes a seed draws a fresh sample with
-    ``seed + 1`` (a held-out test set of the same size); a fixed built-in set with a ``split``
-    (the airfoils) gives its "train" part, or its "test" part with ``test=True`` (they never
-    overlap); other data are returned as is.
+    The held-out data are, in this order: the file ``test_path`` (read with the training data's
+    columns and condition); the ``test_fraction`` share of the rows, drawn with ``split_seed``
+    (the training data are then the other rows, in their order); a fresh sample with
+    ``seed + 1`` from a built-in generator that takes a seed, or the "test" part of a fixed
+    built-in set with a ``split`` (the airfoils; it never overlaps the "train" part). Otherwise ``test=True`` returns the
+    training data themselves with ``held_out`` False, and callers must say so (:data:`NO_HELD_OUT`).
     """
     d = config["data"]
-    if d["path"]:
-        return _load_file(d)
+    if test and d["test_path"]:
+        return _load_test_file(d, load_data(config))
+    data = _load_file(d) if d["path"] else _generate(d, test=test and not d["test_fraction"])
+    if d["test_fraction"]:
+        train, held = split_rows(len(data.x), d["test_fraction"], d["split_seed"])
+        part = held if test else train
+        which = f"test part ({len(held)} rows)" if test else f"training part ({len(train)} rows)"
+        where = f"test_fraction={d['test_fraction']:g}, split_seed={d['split_seed']}"
+        return _rows_of(data, part, f"{data.description}: {which} of the split {where}", held_out=test)
+    return data
+
+
+def split_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint sorted row indices (train, test) covering range(n); the test side has round(fraction * n) rows.
+
+    The same (n, fraction, seed) give the same split on every machine (numpy's PCG64).
+    """
+    n_test = int(round(n * fraction))
+    if n_test < 2 or n - n_test < 2:
+        raise InputError(
+            f"[data] test_fraction={fraction:g} of {n} rows must leave at least 2 rows on each side of the split. "
+            f"Got {n - n_test} training and {n_test} test rows instead."
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _rows_of(data: RunData, rows: np.ndarray, description: str, *, held_out: bool) -> RunData:
+    pick = None if data.condition is None else data.condition[rows]
+    labels = None if data.labels is None else data.labels[rows]
+    return dataclasses.replace(data, x=data.x[rows], condition=pick, labels=labels, description=description, held_out=held_out)
+
+
+def _load_test_file(d: dict[str, Any], train: RunData) -> RunData:
+    """The held-out file ``test_path`` with the training data's columns, condition and label codes."""
+    try:
+        test = _load_file({**d, "path": d["test_path"], "columns": list(train.columns)})
+    except (InputError, FileFormatError) as err:
+        raise type(err)(f"[data] test_path (--test-data) {d['test_path']}: {err}") from None
+    if test.x.shape[1] != train.x.shape[1]:
+        raise InputError(
+            f"[data] test_path (--test-data) {d['test_path']} must have the training data's {train.x.shape[1]} columns "
+            f"{train.columns}. Got {test.x.shape[1]} columns {test.columns} instead."
+        )
+    if test.label_names is not None and train.label_names is not None and test.label_names != train.label_names:
+        raise InputError(
+            f"[data] test_path (--test-data) {d['test_path']} must have the training data's labels {train.label_names} "
+            f"in column {d['condition']!r}. Got {test.label_names} instead."
+        )
+    test.held_out = True
+    return test
+
+
+def _generate(d: dict[str, Any], *, test: bool) -> RunData:
+    """A built-in dataset's sample (with ``seed + 1`` when ``test`` and the generator takes a seed)."""
     fn = vkdata.DATASETS[d["name"]]
     params = inspect.signature(fn).parameters
     kwargs: dict[str, Any] = {}
@@ -358,9 +432,10 @@ def load_data(config: dict[str, dict[str, Any]], *, test: bool = False) -> RunDa
             raise InputError("condition 'radius' must be continuous (radius:continuous). Got onehot instead.")
         condition = vkdata.radius(x)
     shown = ", ".join(f"{k}={v}" for k, v in kwargs.items())
-    which = "test sample" if test and "seed" in params else "data"
+    fresh = test and ("seed" in params or "split" in params)
+    which = "test sample" if fresh else "data"
     columns = [f"x{i}" for i in range(x.shape[1])]
-    return RunData(x, condition, labels, columns, None, f"{d['name']}({shown}) {which}", x_shape)
+    return RunData(x, condition, labels, columns, None, f"{d['name']}({shown}) {which}", x_shape, held_out=fresh)
 
 
 def dataset_options(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -605,11 +680,15 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- evaluation
-def evaluate_run(model, data: RunData, config: dict[str, dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
+def evaluate_run(
+    model, data: RunData, config: dict[str, dict[str, Any]], *, seed: int = 0, train: RunData | None = None
+) -> dict[str, Any]:
     """:func:`vaekit.metrics.evaluate` of ``model`` on ``data`` with the ``[evaluation]`` settings.
 
     Ring data add the ring metrics (exact NLL of the data, mode coverage); dataset labels add
-    the latent k-NN accuracy of an unconditional model.
+    the latent k-NN accuracy of an unconditional model. The PCA/PPCA baselines are fitted on
+    ``train`` (the run's training data; None: on ``data`` itself, and the metrics say so).
+    The result starts with ``evaluated_on`` (``data.description``) and ``held_out``.
     """
     from vaekit.metrics import evaluate
 
@@ -622,4 +701,24 @@ def evaluate_run(model, data: RunData, config: dict[str, dict[str, Any]], *, see
     if d["name"] == "ring":
         defaults = {k: p.default for k, p in inspect.signature(vkdata.ring).parameters.items() if k in RING_KEYS}
         kwargs["ring"] = defaults | {k: v for k, v in d["options"].items() if k in RING_KEYS}
-    return dict(evaluate(model, data.x, data.condition, **kwargs))
+    if train is not None:
+        kwargs["train_x"] = train.x
+    return {"evaluated_on": data.description, "held_out": data.held_out, **evaluate(model, data.x, data.condition, **kwargs)}
+
+
+def metric_columns(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The columns of a metrics.json, side by side: [(heading, metrics)].
+
+    The top level first (headed "held-out", or "training data (no held-out data)" when it is
+    on the training data, or "evaluated data" for data given to ``vaekit evaluate --data``),
+    then ``"train"``, then each column that ``vaekit evaluate --add-to-report`` added.
+    """
+    top = {k: v for k, v in metrics.items() if k not in ("train", "added", "warnings")}  # warnings: shown apart
+    held = top.get("held_out")
+    heading = "held-out" if held is True else "training data (no held-out data)" if held is False else "evaluated data"
+    columns = [(heading, top)]
+    if isinstance(metrics.get("train"), dict):
+        columns.append(("train", metrics["train"]))
+    for label, values in (metrics.get("added") or {}).items():
+        columns.append((label, values))
+    return columns

@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     FIGURES,
     HISTORY,
     METRICS,
+    NO_HELD_OUT,
     PARTIAL_SUFFIX,
     REPORT,
     RING_KEYS,
@@ -58,6 +60,7 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     fit_kwargs,
     is_nonempty,
     load_data,
+    metric_columns,
     partial_path,
     read_config,
     read_config_file,
@@ -157,8 +160,9 @@ def train(
 
     The folder is written into ``<out>.partial`` (with checkpoints while training) and renamed to
     ``out`` only when complete: config.toml, model.safetensors, model.json, history.csv,
-    metrics.json (on a held-out sample of a built-in dataset), run.json, figures/*.png and
-    report.html. On CPU the same config gives the same files bit for bit.
+    metrics.json (held-out numbers next to the training data's: see :func:`run_metrics`),
+    run.json (with the split's sources, sizes and seed), figures/*.png and report.html. On CPU
+    the same config gives the same files bit for bit.
 
     Parameters
     ----------
@@ -309,7 +313,7 @@ def _write_results(staging: Path, out: Path, config, model, history, data: RunDa
         fit_prior(data.x, data.condition)
     save(model, staging)
     write_history(staging / HISTORY, history)
-    metrics = {"evaluated_on": test_data.description, **evaluate_run(model, test_data, config)}
+    metrics = run_metrics(model, data, test_data, config)
     # Said out loud (metrics.json, report, CLI, log): a collapsed run looks like any other in its numbers.
     metrics["warnings"] = run_warnings(metrics, data.x, config)
     write_json(staging / METRICS, metrics)
@@ -323,6 +327,7 @@ def _write_results(staging: Path, out: Path, config, model, history, data: RunDa
         "label": config["data"]["label"] or None,
         "label_classes": data.label_classes,
         "threads": config["training"]["threads"] or torch.get_num_threads(),
+        "split": split_info(config, data, test_data),
         "epochs_trained": len(history),
         "train_seconds": round(history.seconds, 3),
     }
@@ -364,6 +369,37 @@ class TorchThreads:
         import torch
 
         torch.set_num_threads(self.previous)
+
+
+def run_metrics(model, data: RunData, test_data: RunData, config: dict[str, dict[str, Any]], *, seed: int = 0) -> dict[str, Any]:
+    """The contents of metrics.json: held-out numbers at the top level, the training data's under ``"train"``.
+
+    The top level is :func:`evaluate_run` on ``test_data`` (so ``metrics["iwae_nll"]`` is the
+    held-out number); ``"train"`` holds the same metrics on the training data ``data``. Both fit
+    the PCA/PPCA baselines on ``data``. Without held-out data (``test_data.held_out`` False: a
+    file and neither ``test_path`` nor ``test_fraction``) the top level is on the training data,
+    there is no ``"train"`` and ``"warning"`` says so (:data:`vaekit.runfolder.NO_HELD_OUT`).
+    """
+    metrics = evaluate_run(model, test_data, config, seed=seed, train=data)
+    if test_data.held_out:
+        metrics["train"] = evaluate_run(model, data, config, seed=seed, train=data)
+    else:
+        warnings.warn(NO_HELD_OUT, UserWarning, stacklevel=2)  # the command line prints it as one line
+        metrics = {"warning": NO_HELD_OUT, **metrics}
+    return metrics
+
+
+def split_info(config: dict[str, dict[str, Any]], data: RunData, test_data: RunData) -> dict[str, Any]:
+    """What run.json records of the train / held-out split: sources, sizes, fraction and seed."""
+    d = config["data"]
+    return {
+        "held_out": test_data.held_out,
+        "test_data": test_data.description if test_data.held_out else None,
+        "test_fraction": d["test_fraction"] or None,
+        "split_seed": d["split_seed"] if d["test_fraction"] else None,
+        "n_train": len(data.x),
+        "n_test": len(test_data.x) if test_data.held_out else 0,
+    }
 
 
 def _as_read(value: Any) -> Any:

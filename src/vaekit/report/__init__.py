@@ -157,6 +157,15 @@ def explorer_payload(model, data: runs.RunData | None = None, *, label_names: li
 # ---------------------------------------------------------------------------- page
 METRIC_NOTES = {
     "evaluated_on": "the data the metrics are computed on",
+    "held_out": "true: data the model was not trained on; false: its training data; n/a: given to evaluate --data",
+    "baselines_note": "what the baselines model, where it differs from the model",
+    "reconstruction_mse": "mean squared error per element between x and the decoder mean at the posterior mean",
+    "pca_mse": "the same for PCA with pca_components components, fitted on the training data",
+    "pca_components": "components of the PCA/PPCA baselines: min(z_dim, number of columns)",
+    "ppca_nll": "-log p(x) under probabilistic PCA of the same latent size, fitted on the training data",
+    "ppca_sigma2": "PPCA's noise variance (mean of the discarded eigenvalues)",
+    "ppca_sigma2_floored": "true: PPCA's noise variance was raised to its floor (1e-6 x mean eigenvalue)",
+    "baselines_fitted_on": "the data the PCA/PPCA baselines were fitted on",
     "neg_elbo": "negative ELBO, nats per point (an upper bound on -log p(x))",
     "reconstruction_nll": "-E_q[log p(x|z)], nats per point",
     "kl": "KL(q(z|x) || p(z)), nats per point",
@@ -275,14 +284,7 @@ def render_html(
         f"<h3>[{html.escape(section)}]</h3>" + _table(list(values.items()), ("setting", "value"))
         for section, values in config.items()
     )
-    metric_rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(format_value(v, missing='n/a'))}</td>"
-        f"<td class=note>{html.escape(METRIC_NOTES.get(k, ''))}</td></tr>"
-        for k, v in metrics.items()
-    )
-    metric_table = (
-        f"<table><thead><tr><th>metric</th><th>value</th><th>meaning</th></tr></thead><tbody>{metric_rows}</tbody></table>"
-    )
+    metric_table = _metric_table(metrics)
     return _asset("template.html").format(
         title=html.escape(title),
         subtitle=html.escape(subtitle),
@@ -290,7 +292,7 @@ def render_html(
         notes="".join(f"<p class=note>{n}</p>" for n in notes),
         control=control,
         summary=_table(summary, None),
-        metrics=metric_table if metric_rows else "<p>No metrics.</p>",
+        metrics=metric_table or "<p>No metrics.</p>",
         figures=figure_html or "<p>No figures.</p>",
         settings=settings,
         config_text=html.escape(config_text),
@@ -334,12 +336,33 @@ def build_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
         subtitle=f"{type(model).__name__} x_dim={model.x_dim}, z_dim={model.z_dim}, hidden={list(model.hidden)}",
         config=config,
         config_text=config_path.read_text(encoding="utf-8"),
-        metrics=_shown_metrics(metrics),
+        metrics=metrics,
         figures=figures,
         explorer=explorer,
         summary=summary,
         warnings=[w for w in metrics.get("warnings") or () if isinstance(w, str)],
     )
+
+
+def _metric_table(metrics: dict[str, Any]) -> str:
+    """The metrics of metrics.json as one table, a column per evaluated dataset (held-out, train, added).
+
+    A warning of the metrics (no held-out data) stands above the table; "" when there are no metrics.
+    """
+    columns = [(heading, _shown_metrics(values)) for heading, values in runs.metric_columns(metrics)]
+    names = list(dict.fromkeys(k for _, values in columns for k in values if k != "warning"))
+    if not names:
+        return ""
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th>"
+        + "".join(f"<td>{html.escape(format_value(values.get(k), missing='n/a'))}</td>" for _, values in columns)
+        + f"<td class=note>{html.escape(METRIC_NOTES.get(k, ''))}</td></tr>"
+        for k in names
+    )
+    head = "".join(f"<th>{html.escape(heading)}</th>" for heading, _ in columns)
+    warning = metrics.get("warning")
+    loud = f"<p class=warning><strong>Warning: {html.escape(warning)}.</strong></p>" if warning else ""
+    return f"{loud}<table><thead><tr><th>metric</th>{head}<th>meaning</th></tr></thead><tbody>{rows}</tbody></table>"
 
 
 def _shown_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
