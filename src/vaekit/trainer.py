@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from vaekit import distributed
 from vaekit.checkpoint import Checkpointer, fit_settings, nonfinite_message, rescue_note
 from vaekit.errors import InputError, InputTypeError, TrainingError, describe
 from vaekit.history import History
@@ -199,6 +201,9 @@ def fit(
     epoch_begin, epoch_end = getattr(objective, "epoch_begin", None), getattr(objective, "epoch_end", None)
     if device is not None:
         model.to(device)
+    world = distributed.join(model.device)
+    if world.active and model.device.type == "cuda":
+        model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))  # one GPU per rank
     target = model.device
 
     x_all = model.prepare_x(x)
@@ -231,7 +236,11 @@ def fit(
             torch.manual_seed(seed)
         optimizer = _adam(model, lr, weight_decay, target)
         first = 0 if resume is None else checkpointer.resume(resume, model, optimizer, history)
-        engine = proven_accelerator(model, objective, x_all[:batch_size], _rows(c_all, batch_size), first, target)
+        if world.active:  # DDP synchronises autograd's gradients: the generic path
+            engine = None
+            step = _ddp_step(model, objective, x_all[:4], _rows(c_all, 4), first, target)
+        else:
+            engine = proven_accelerator(model, objective, x_all[:batch_size], _rows(c_all, batch_size), first, target)
         history.fast_path = engine is not None
         for cb in callbacks:
             cb.on_train_begin(model, history)
@@ -240,7 +249,10 @@ def fit(
             for epoch in range(first, epochs):
                 if epoch_begin is not None:
                     epoch_begin(model)
-                record = _train_epoch(model, objective, engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
+                if world.active:
+                    record = _train_epoch_distributed(step, model, optimizer, x_all, c_all, batch_size, epoch, grad_clip, world)
+                else:
+                    record = _train_epoch(model, objective, engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
                 if epoch_end is not None:
                     record.update(epoch_end(model, epoch))
                 if not math.isfinite(record["loss"]):
@@ -254,6 +266,9 @@ def fit(
                     every = getattr(monitor, "every", 1)
                     due = (epoch + 1) % every == 0 or epoch == epochs - 1
                     record[name] = monitor(model, x_all, c_all) if due else math.nan
+                # Every rank measured the same (same weights, same RNG state); rank 0's record is kept
+                # everywhere so that callbacks (early stopping) surely decide alike.
+                record = distributed.broadcast_from_writer(record)
                 history.append(record)
                 if checkpointer is not None:  # snapshot of this epoch; written when due
                     checkpointer.epoch_end(epoch + 1, model, optimizer, history, seconds=time.perf_counter() - start)
@@ -379,6 +394,113 @@ def _train_epoch_fast(engine, optimizer, x_all, c_all, batch_size, epoch, grad_c
         optimizer.step()
         sums = batch_sums if sums is None else sums + batch_sums
     return _means(engine.record(sums, n, epoch), n)
+
+
+class _ObjectiveStep(torch.nn.Module):
+    """The objective's forward pass as a module: DDP synchronises the gradients of what its forward runs."""
+
+    def __init__(self, model: torch.nn.Module, objective: Callable[..., Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None, epoch: int):
+        return self.objective(self.model, x, c, epoch=epoch)
+
+
+def _ddp_step(model, objective, x, c, epoch: int, device: torch.device) -> torch.nn.parallel.DistributedDataParallel:
+    """The objective wrapped in DistributedDataParallel, after proving that ranks can share its noise.
+
+    Constructing DDP copies rank 0's weights to all ranks. DDP must also know whether some
+    trainable tensor gets no gradient (it then searches the graph every step); the probe step
+    tells it.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        check_noise_sharing(model, objective, x, c, epoch, device)
+        torch.manual_seed(0)
+        loss = objective(model, x, c, epoch=epoch).loss.mean()
+        unused = any(g is None for g in torch.autograd.grad(loss, trainable, allow_unused=True))
+    ids = [device.index or 0] if device.type == "cuda" else None
+    # Buffers are not synchronised every step: models that keep running statistics (the VQ-VAE's
+    # code counts, EMA codebooks) reduce them over ranks themselves.
+    return torch.nn.parallel.DistributedDataParallel(
+        _ObjectiveStep(model, objective), device_ids=ids, forward_sync_buffers=False, find_unused_parameters=unused
+    )
+
+
+def check_noise_sharing(model, objective, x, c, epoch: int, device: torch.device) -> None:
+    """Prove that a rank running rows [1, 3) of a 4-row batch draws what one process draws for them.
+
+    From the same RNG state, the objective on all 4 rows and on rows 1..2 inside
+    :func:`vaekit.distributed.batch_rows` must give rows 1..2 the same per-row terms (to float
+    rounding) and leave the RNG in the same state. Otherwise some random draw of this model or
+    objective does not go through the shared noise, and ranks would silently use correlated or
+    misaligned noise: that is refused.
+    """
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(0)
+        whole = objective(model, x[:4], _rows(c, 4), epoch=epoch).record()
+        after_whole = distributed.rng_digest(device)
+        torch.manual_seed(0)
+        with distributed.batch_rows(1, 2, 4):
+            part = objective(model, x[1:3], None if c is None else c[1:3], epoch=epoch).record()
+        after_part = distributed.rng_digest(device)
+    n = step_accumulation(model, 4)
+    same = after_whole == after_part and sorted(whole) == sorted(part)
+    for key in sorted(whole) if same else ():
+        ok, _, _ = within_rounding(part[key], whole[key][1:3], n, x.dtype)
+        same = same and ok
+    if not same:
+        raise TrainingError(
+            f"{type(model).__name__} with objective {type(objective).__name__} cannot be trained on several ranks exactly: "
+            "some random draw does not go through the noise the ranks share (reparameterised Normal draws and "
+            "vaekit.distributed.batch_noise), so the ranks' steps would not be one process's steps. Train it in one process, "
+            "or draw its noise with vaekit.distributed.batch_noise."
+        )
+
+
+def _train_epoch_distributed(step, model, optimizer, x_all, c_all, batch_size, epoch, grad_clip, world) -> dict[str, Any]:
+    """One epoch on this rank's share of every global batch (see :mod:`vaekit.distributed`).
+
+    The permutation and the noise are those of one process (every rank draws the same numbers
+    and runs its contiguous share of each global batch of ``batch_size`` rows). A rank's loss
+    is its share's sum times size/B, so that DDP's average over ranks is the gradient of the
+    global batch's mean, as in one process.
+    """
+    model.train()
+    n = x_all.shape[0]
+    order = torch.randperm(n, device=x_all.device)
+    sums: dict[str, torch.Tensor] = {}
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        offset, rows = distributed.shard_bounds(idx.shape[0], world)
+        mine = idx[offset : offset + rows]
+        with distributed.batch_rows(offset, rows, idx.shape[0]):
+            out = step(x_all[mine], None if c_all is None else c_all[mine], epoch)
+        loss = out.loss.sum() * (world.size / idx.shape[0])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        _accumulate(sums, out.record())
+    if not distributed.same_on_all_ranks(distributed.rng_digest(x_all.device), x_all.device):
+        raise TrainingError(
+            f"the ranks' random number streams differ after epoch {epoch + 1}: some random draw depends on a rank's share "
+            "of the data, so the ranks no longer take one process's steps. Train this model in one process."
+        )
+    # Exact epoch means over all n rows: the per-rank sums add up, nothing is padded.
+    keys = list(sums)
+    flat = distributed.all_reduce_sum(torch.cat([sums[k].reshape(-1).double() for k in keys]))
+    i = 0
+    for k in keys:
+        size = sums[k].numel()
+        sums[k] = flat[i : i + size].reshape(sums[k].shape)
+        i += size
+    return _means(sums, n)
 
 
 @torch.no_grad()
