@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit import model_settings, runfolder, runs
+from vaekit import distributed, model_settings, runfolder, runs
 from vaekit._version import __version__
 from vaekit.distributions import posterior_mean
 from vaekit.errors import FileFormatError, InputError, RunInterrupted, TrainingError, VaekitError
@@ -236,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder to write (default: runs/<data name>)")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run that was writing to DIR")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train on N local processes with DDP (the same as 'torchrun --standalone --nproc_per_node N -m vaekit train ...')",
+    )
     _add_schema_flags(p)
 
     p = command("evaluate", "Compute the metrics of a trained run.")
@@ -454,6 +460,11 @@ RESUME_FLAGS = ("epochs", "lr", "grad_clip", "weight_decay")
 
 
 def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
+    if args.nproc is not None:
+        return _launch(args)
+    if distributed.env_rank() != 0:  # under torchrun rank 0 alone speaks (and writes)
+        args.quiet = True
+        out = _Console(True)
     if args.resume:
         extra = [
             f
@@ -482,9 +493,43 @@ def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
     return _train(config, target, args, out, command="vaekit train")
 
 
+def _launch(args: argparse.Namespace) -> int:
+    """``vaekit train --nproc N ...``: the same command under torchrun with N local processes."""
+    if args.nproc < 1:
+        raise UsageError(f"--nproc must be a number of processes >= 1. Got {args.nproc} instead.")
+    rest = _without_nproc(args.argv)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
+    import subprocess
+
+    # "--" ends torchrun's own options: its parser would otherwise take e.g. --n for an abbreviation of --nnodes.
+    code = subprocess.run([*launcher, "-m", "vaekit", "--", *rest], check=False).returncode
+    if code != 0:
+        print(
+            f"error: training on {args.nproc} processes failed (torchrun exit code {code}); torchrun's report above names "
+            "the first rank that failed and why. An interrupted run resumes with 'vaekit train --resume DIR' (any --nproc).",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    """``argv`` without its ``--nproc N`` / ``--nproc=N``."""
+    rest, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            rest.append(item)
+    return rest
+
+
 def _train(config: dict[str, dict[str, Any]], target: Path, args: argparse.Namespace, out: _Console, **kwargs) -> int:
     """``runs.train`` with the progress display; prints the summary."""
-    runs.check_out(target, force=args.force)  # the command line's wording of runs.train's own check
+    if distributed.env_rank() == 0:
+        runs.check_out(target, force=args.force)  # the command line's wording of runs.train's own check
     display = _display(args.quiet, config["training"]["epochs"])
     try:
         run = runs.train(
@@ -763,6 +808,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``vaekit`` command line; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # left by some Python versions' argparse when torchrun passes "-- ARGS" on (see _launch)
+        argv = argv[1:]
     debug = "--debug" in argv
     with warnings.catch_warnings():
         if not debug:
@@ -774,6 +821,7 @@ def _main(argv: list[str], debug: bool) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        args.argv = argv
         if args.command is None:
             parser.print_help()
             return 2

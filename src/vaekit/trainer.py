@@ -234,6 +234,8 @@ def fit(
     with torch.random.fork_rng(devices=forked, enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
+        elif world.active:  # unseeded: rank 0's RNG state everywhere, so all ranks draw alike
+            torch.set_rng_state(distributed.broadcast_from_writer(torch.get_rng_state()))
         optimizer = _adam(model, lr, weight_decay, target)
         first = 0 if resume is None else checkpointer.resume(resume, model, optimizer, history)
         if world.active:  # DDP synchronises autograd's gradients: the generic path

@@ -1,0 +1,60 @@
+"""A vaekit program for tests/test_distributed.py, run under torchrun (or alone, for reference).
+
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py MODE OUT
+
+MODE ``train`` fits three models (the VAE, a one-hot CVAE, a hierarchical VAE) on the ring
+and a VAE for 10 epochs with a checkpoint in OUT/checkpointed; rank 0 (or the lone process)
+writes each History to OUT/<name>.json. MODE ``kill`` trains and kills rank 1 with SIGKILL
+after its third epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import torch
+
+import vaekit as vk
+
+EPOCHS = 20
+BATCH = 250  # 1000 points: 4 global batches per epoch, 125 rows per rank with 2 ranks
+
+
+def models() -> dict[str, tuple[torch.nn.Module, bool]]:
+    """name -> (model, conditional)."""
+    return {
+        "vae": (vk.VAE(x_dim=2, z_dim=2, hidden=(32, 32), seed=0), False),
+        "cvae": (vk.VAE(x_dim=2, z_dim=2, hidden=(32, 32), condition=vk.OneHot(8), seed=0), True),
+        "hierarchical": (vk.HierarchicalVAE(x_dim=2, z_dims=(2, 2), hidden=(32, 32), seed=0), False),
+    }
+
+
+def main(mode: str, out: Path) -> None:
+    torch.set_num_threads(1)
+    x, labels = vk.data.ring(1000, seed=0)
+    rank = int(os.environ.get("RANK", "0"))
+    if mode == "kill":
+
+        def progress(epoch: int, epochs: int, record: dict) -> None:
+            if rank == 1 and epoch == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        vk.fit(vk.VAE(x_dim=2, z_dim=2, hidden=(32, 32), seed=0), x, epochs=1000, batch_size=BATCH, progress=progress)
+        return
+    results = {}
+    for name, (model, conditional) in models().items():
+        history = vk.fit(model, x, labels if conditional else None, epochs=EPOCHS, batch_size=BATCH, seed=0)
+        results[name] = {"columns": history.columns, "fast_path": history.fast_path}
+    model = vk.VAE(x_dim=2, z_dim=2, hidden=(32, 32), seed=0)
+    vk.fit(model, x, epochs=EPOCHS // 2, batch_size=BATCH, seed=0, checkpoint_dir=out / "checkpointed")
+    if rank == 0:
+        for name, result in results.items():
+            (out / f"{name}.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], Path(sys.argv[2]))
