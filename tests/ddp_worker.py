@@ -4,7 +4,7 @@
 
 MODE ``train`` fits three models (the VAE, a one-hot CVAE, a hierarchical VAE) on the ring
 and a VAE for 10 epochs with a checkpoint in OUT/checkpointed; rank 0 (or the lone process)
-writes each History to OUT/<name>.json. MODE ``kill`` trains and kills rank 1 with SIGKILL
+writes each History to OUT/<name>.json. MODE ``one`` fits the VAE only. MODE ``kill`` trains and kills rank 1 with SIGKILL
 after its third epoch.
 """
 
@@ -46,11 +46,13 @@ def main(mode: str, out: Path) -> None:
         vk.fit(vk.VAE(x_dim=2, z_dim=2, hidden=(32, 32), seed=0), x, epochs=1000, batch_size=BATCH, progress=progress)
         return
     results = {}
-    for name, (model, conditional) in models().items():
+    chosen = models() if mode == "train" else {"vae": models()["vae"]}  # "one": the VAE only
+    for name, (model, conditional) in chosen.items():
         history = vk.fit(model, x, labels if conditional else None, epochs=EPOCHS, batch_size=BATCH, seed=0)
         results[name] = {"columns": history.columns, "fast_path": history.fast_path}
-    model = vk.VAE(x_dim=2, z_dim=2, hidden=(32, 32), seed=0)
-    vk.fit(model, x, epochs=EPOCHS // 2, batch_size=BATCH, seed=0, checkpoint_dir=out / "checkpointed")
+    if mode == "train":
+        model = vk.VAE(x_dim=2, z_dim=2, hidden=(32, 32), seed=0)
+        vk.fit(model, x, epochs=EPOCHS // 2, batch_size=BATCH, seed=0, checkpoint_dir=out / "checkpointed")
     if rank == 0:
         for name, result in results.items():
             (out / f"{name}.json").write_text(json.dumps(result))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -88,6 +89,39 @@ def test_checkpoint_of_two_ranks_resumes_in_one_process(two_ranks, tmp_path):
     assert len(resumed) == ddp_worker.EPOCHS
     for column, values in alone.columns.items():
         assert _close(resumed.columns[column], values) < 1e-4, column
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_on_one_machine_take_one_process_steps(one_process, tmp_path):
+    """Two torchrun agents (--nnodes 2, one process each) meeting at a localhost c10d rendezvous."""
+    port = _free_port()
+    agent = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=2",
+        "--nproc_per_node=1",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=localhost:{port}",
+        "--rdzv-id=vaekit-test",
+        str(WORKER),
+        "one",
+        str(tmp_path),
+    ]
+    nodes = [subprocess.Popen(agent, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    try:
+        logs = [node.communicate(timeout=240)[0] for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    ranks = json.loads((tmp_path / "vae.json").read_text())
+    assert _close(ranks["columns"]["loss"], one_process["vae"].columns["loss"]) < 1e-4
 
 
 def test_a_killed_rank_ends_the_job_with_a_clear_error(tmp_path):
