@@ -3,7 +3,7 @@
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py MODE OUT
 
 MODE ``train`` fits three models (the VAE, a one-hot CVAE, a hierarchical VAE) on the ring
-and a VAE for 10 epochs with a checkpoint in OUT/checkpointed; rank 0 (or the lone process)
+the VAE on the ring streamed from a .npy file, and a VAE for 10 epochs with a checkpoint in OUT/checkpointed; rank 0 (or the lone process)
 writes each History to OUT/<name>.json. MODE ``one`` fits the VAE only. MODE ``kill`` trains and kills rank 1 with SIGKILL
 after its third epoch.
 """
@@ -16,6 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import vaekit as vk
@@ -31,6 +32,12 @@ def models() -> dict[str, tuple[torch.nn.Module, bool]]:
         "cvae": (vk.VAE(x_dim=2, z_dim=2, hidden=(32, 32), condition=vk.OneHot(8), seed=0), True),
         "hierarchical": (vk.HierarchicalVAE(x_dim=2, z_dims=(2, 2), hidden=(32, 32), seed=0), False),
     }
+
+
+def streamed(x, path: Path) -> vk.NpyBlocks:
+    """``x`` as a .npy file read in blocks of 300 rows (4 blocks for 1000 rows)."""
+    np.save(path, x)
+    return vk.NpyBlocks(path, block_rows=300)
 
 
 def main(mode: str, out: Path) -> None:
@@ -50,7 +57,10 @@ def main(mode: str, out: Path) -> None:
     for name, (model, conditional) in chosen.items():
         history = vk.fit(model, x, labels if conditional else None, epochs=EPOCHS, batch_size=BATCH, seed=0)
         results[name] = {"columns": history.columns, "fast_path": history.fast_path}
-    if mode == "train":
+    if mode == "train":  # streamed from a file in shuffled blocks (each rank reads its own copy)
+        source = streamed(x, out / f"ring-rank{rank}.npy")
+        history = vk.fit(models()["vae"][0], source, epochs=EPOCHS, batch_size=BATCH, seed=0)
+        results["streamed"] = {"columns": history.columns, "fast_path": history.fast_path}
         model = vk.VAE(x_dim=2, z_dim=2, hidden=(32, 32), seed=0)
         vk.fit(model, x, epochs=EPOCHS // 2, batch_size=BATCH, seed=0, checkpoint_dir=out / "checkpointed")
     if rank == 0:

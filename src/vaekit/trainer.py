@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from vaekit.models.base import not_applicable
 from vaekit.monitors import Diversity
 from vaekit.numerics import step_accumulation, within_rounding
 from vaekit.objectives import default_objective
+from vaekit.streaming import NpyBlocks, column_moments, shuffled_batches
 from vaekit.validate import positive_float, positive_int
 
 logger = logging.getLogger(__name__)
@@ -206,12 +207,26 @@ def fit(
         model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))  # one GPU per rank
     target = model.device
 
-    x_all = model.prepare_x(x)
-    c_all = model.prepare_condition(condition, x_all.shape[0])
-    x_val, c_val = _validation_set(model, val, x_all, c_all, seed)
-    if isinstance(val, float):
-        x_all, c_all = _drop_rows(x_all, c_all, val, seed)
-    model.set_scaling(x_all)
+    if isinstance(x, NpyBlocks):  # larger than memory: streamed in shuffled blocks (vaekit.streaming)
+        if isinstance(val, float):
+            raise InputError(
+                "val must be arrays (x_val, condition_val) when x is streamed from a file (NpyBlocks); "
+                f"a fraction would need the rows in memory. Got val={val} instead."
+            )
+        source = x
+        c_all = model.prepare_condition(condition, source.n)
+        x_all = model.prepare_x(source.read(0, min(source.n, source.block_rows)))  # the first block: probes, monitors
+        x_val, c_val = _validation_set(model, val, x_all, c_all, seed)
+        model.set_scaling_moments(*column_moments(source, model.prepare_x))
+    else:
+        source = None
+        x_all = model.prepare_x(x)
+        c_all = model.prepare_condition(condition, x_all.shape[0])
+        x_val, c_val = _validation_set(model, val, x_all, c_all, seed)
+        if isinstance(val, float):
+            x_all, c_all = _drop_rows(x_all, c_all, val, seed)
+        model.set_scaling(x_all)
+    data = _EpochData(x_all, c_all, source, model.prepare_x)
 
     history = History()
     checkpointer = None
@@ -226,7 +241,7 @@ def fit(
             objective=objective,
             monitors=monitors,
             val=val,
-            data=(x_all, c_all, x_val, c_val),
+            data=(x_all if source is None else source.fingerprint(), c_all, x_val, c_val),
         )
         folder = checkpoint_dir if checkpoint_dir is not None else resume
         checkpointer = Checkpointer(folder, every=checkpoint_every, settings=settings, model=model)
@@ -252,9 +267,9 @@ def fit(
                 if epoch_begin is not None:
                     epoch_begin(model)
                 if world.active:
-                    record = _train_epoch_distributed(step, model, optimizer, x_all, c_all, batch_size, epoch, grad_clip, world)
+                    record = _train_epoch_distributed(step, model, optimizer, data, batch_size, epoch, grad_clip, world)
                 else:
-                    record = _train_epoch(model, objective, engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
+                    record = _train_epoch(model, objective, engine, optimizer, data, batch_size, epoch, grad_clip)
                 if epoch_end is not None:
                     record.update(epoch_end(model, epoch))
                 if not math.isfinite(record["loss"]):
@@ -267,7 +282,7 @@ def fit(
                 for name, monitor in monitors.items():
                     every = getattr(monitor, "every", 1)
                     due = (epoch + 1) % every == 0 or epoch == epochs - 1
-                    record[name] = monitor(model, x_all, c_all) if due else math.nan
+                    record[name] = monitor(model, x_all, _rows(c_all, x_all.shape[0])) if due else math.nan
                 # Every rank measured the same (same weights, same RNG state); rank 0's record is kept
                 # everywhere so that callbacks (early stopping) surely decide alike.
                 record = distributed.broadcast_from_writer(record)
@@ -350,17 +365,44 @@ def proven_accelerator(model, objective, x, c, epoch: int, device: torch.device)
     return engine
 
 
-def _train_epoch(model, objective, engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip) -> dict[str, Any]:
+@dataclass
+class _EpochData:
+    """The training rows: in memory (``x_all`` (N, D), ``c_all``), or streamed from ``source``.
+
+    With a source, ``x_all`` holds its first block only (for probes and monitors); ``c_all``
+    always holds every row's condition.
+    """
+
+    x_all: torch.Tensor
+    c_all: torch.Tensor | None
+    source: NpyBlocks | None
+    prepare: Callable[[Any], torch.Tensor]
+
+    @property
+    def n(self) -> int:
+        return self.x_all.shape[0] if self.source is None else self.source.n
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_all.device
+
+    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """One epoch of (x (B, D), c) batches in a fresh random order (torch's global RNG)."""
+        if self.source is not None:
+            yield from shuffled_batches(self.source, self.prepare, self.c_all, batch_size)
+            return
+        order = torch.randperm(self.n, device=self.device)
+        for start in range(0, self.n, batch_size):
+            idx = order[start : start + batch_size]
+            yield self.x_all[idx], None if self.c_all is None else self.c_all[idx]
+
+
+def _train_epoch(model, objective, engine, optimizer, data: _EpochData, batch_size, epoch, grad_clip) -> dict[str, Any]:
     model.train()
     if engine is not None:
-        return _train_epoch_fast(engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
-    n = x_all.shape[0]
-    order = torch.randperm(n, device=x_all.device)
+        return _train_epoch_fast(engine, optimizer, data, batch_size, epoch, grad_clip)
     sums: dict[str, torch.Tensor] = {}
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        xb = x_all[idx]
-        cb = None if c_all is None else c_all[idx]
+    for xb, cb in data.batches(batch_size):
         out = objective(model, xb, cb, epoch=epoch)
         loss = out.loss.mean()
         optimizer.zero_grad(set_to_none=True)
@@ -369,11 +411,11 @@ def _train_epoch(model, objective, engine, optimizer, x_all, c_all, batch_size, 
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         _accumulate(sums, out.record())
-    return _means(sums, n)
+    return _means(sums, data.n)
 
 
 @torch.no_grad()
-def _train_epoch_fast(engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip) -> dict[str, Any]:
+def _train_epoch_fast(engine, optimizer, data: _EpochData, batch_size, epoch, grad_clip) -> dict[str, Any]:
     """The same epoch as the generic loop with a proven accelerated engine (see vaekit.fastpath).
 
     It draws the same random numbers in the same order (randperm, then the engine's noise, as
@@ -381,13 +423,8 @@ def _train_epoch_fast(engine, optimizer, x_all, c_all, batch_size, epoch, grad_c
     clipping behave as in the generic loop.
     """
     params = engine.params
-    n = x_all.shape[0]
-    order = torch.randperm(n, device=x_all.device)
     sums = None
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        xb = x_all[idx]
-        cb = None if c_all is None else c_all[idx]
+    for xb, cb in data.batches(batch_size):
         grads, batch_sums = engine.gradients(xb, cb, epoch)
         for p, g in zip(params, grads):
             p.grad = g
@@ -395,7 +432,7 @@ def _train_epoch_fast(engine, optimizer, x_all, c_all, batch_size, epoch, grad_c
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
         sums = batch_sums if sums is None else sums + batch_sums
-    return _means(engine.record(sums, n, epoch), n)
+    return _means(engine.record(sums, data.n, epoch), data.n)
 
 
 class _ObjectiveStep(torch.nn.Module):
@@ -464,7 +501,7 @@ def check_noise_sharing(model, objective, x, c, epoch: int, device: torch.device
         )
 
 
-def _train_epoch_distributed(step, model, optimizer, x_all, c_all, batch_size, epoch, grad_clip, world) -> dict[str, Any]:
+def _train_epoch_distributed(step, model, optimizer, data: _EpochData, batch_size, epoch, grad_clip, world) -> dict[str, Any]:
     """One epoch on this rank's share of every global batch (see :mod:`vaekit.distributed`).
 
     The permutation and the noise are those of one process (every rank draws the same numbers
@@ -473,23 +510,20 @@ def _train_epoch_distributed(step, model, optimizer, x_all, c_all, batch_size, e
     global batch's mean, as in one process.
     """
     model.train()
-    n = x_all.shape[0]
-    order = torch.randperm(n, device=x_all.device)
     sums: dict[str, torch.Tensor] = {}
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        offset, rows = distributed.shard_bounds(idx.shape[0], world)
-        mine = idx[offset : offset + rows]
-        with distributed.batch_rows(offset, rows, idx.shape[0]):
-            out = step(x_all[mine], None if c_all is None else c_all[mine], epoch)
-        loss = out.loss.sum() * (world.size / idx.shape[0])
+    for xb, cb in data.batches(batch_size):
+        total = xb.shape[0]
+        offset, rows = distributed.shard_bounds(total, world)
+        with distributed.batch_rows(offset, rows, total):
+            out = step(xb[offset : offset + rows], None if cb is None else cb[offset : offset + rows], epoch)
+        loss = out.loss.sum() * (world.size / total)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         _accumulate(sums, out.record())
-    if not distributed.same_on_all_ranks(distributed.rng_digest(x_all.device), x_all.device):
+    if not distributed.same_on_all_ranks(distributed.rng_digest(data.device), data.device):
         raise TrainingError(
             f"the ranks' random number streams differ after epoch {epoch + 1}: some random draw depends on a rank's share "
             "of the data, so the ranks no longer take one process's steps. Train this model in one process."
@@ -502,7 +536,7 @@ def _train_epoch_distributed(step, model, optimizer, x_all, c_all, batch_size, e
         size = sums[k].numel()
         sums[k] = flat[i : i + size].reshape(sums[k].shape)
         i += size
-    return _means(sums, n)
+    return _means(sums, data.n)
 
 
 @torch.no_grad()
