@@ -2,10 +2,11 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py MODE OUT
 
-MODE ``train`` fits three models (the VAE, a one-hot CVAE, a hierarchical VAE) on the ring
-the VAE on the ring streamed from a .npy file, and a VAE for 10 epochs with a checkpoint in OUT/checkpointed; rank 0 (or the lone process)
-writes each History to OUT/<name>.json. MODE ``one`` fits the VAE only. MODE ``kill`` trains and kills rank 1 with SIGKILL
-after its third epoch.
+MODE ``train`` fits three models (the VAE, a one-hot CVAE, a hierarchical VAE) on the ring,
+the VAE on the ring streamed from a .npy file, and a VAE for 10 epochs with a checkpoint in
+OUT/checkpointed; rank 0 (or the lone process) writes each History to OUT/<name>.json. MODE
+``one`` fits the VAE only. MODE ``kill`` trains and kills rank 1 with SIGKILL after its third
+epoch.
 """
 
 from __future__ import annotations

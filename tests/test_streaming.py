@@ -74,7 +74,8 @@ def test_curves_and_conditions_stream(tmp_path):
 
 
 def test_bad_streamed_input(tmp_path):
-    with pytest.raises(InputError, match=r"NpyBlocks needs an array of rows, \(N, D\) or \(N, \*row_shape\). Got shape \(5,\) instead."):
+    expected = r"NpyBlocks needs an array of rows, \(N, D\) or \(N, \*row_shape\). Got shape \(5,\) instead."
+    with pytest.raises(InputError, match=expected):
         vk.NpyBlocks(write(tmp_path, np.zeros(5, np.float32)))
     with pytest.raises(InputError, match="NpyBlocks needs C order"):
         vk.NpyBlocks(write(tmp_path, np.asfortranarray(np.zeros((5, 3), np.float32))))
