@@ -65,6 +65,7 @@ HELP: dict[str, str] = {
     "grad_clip": "clip the gradient norm to this value (0: off)",
     "weight_decay": "Adam weight decay",
     "device": "torch device (cpu, cuda, cuda:1, ...)",
+    "precision": "float32, or bf16 for autocast of the training forward passes (mostly for GPUs)",
     "checkpoint_every": "write a checkpoint every this many epochs (0: fit's default, 10)",
     "eval_k": "metrics: importance samples of the IWAE estimate",
     "eval_n_samples": "metrics: model samples for the sample-quality metrics",
@@ -105,6 +106,7 @@ EPILOG = {
     "train": """examples:
   vaekit train --data moons --epochs 200 --out runs/moons
   vaekit train --data ring --condition label:onehot --out runs/cvae
+  vaekit train --data ring --nproc 2            # 2 processes with DDP (the same as torchrun)
   vaekit train --data ring --condition radius:continuous --beta 4 --out runs/radius
   vaekit train --data digits --z-dim 8 --out runs/digits
   vaekit train --data points.csv --columns x,y --condition group:onehot --out runs/mine

@@ -11,6 +11,7 @@ Why it is fast: the whole data set lives on the device and batches are index sli
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -112,6 +113,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 10,
     resume: str | Path | None = None,
+    precision: str = "float32",
 ) -> History:
     """Train ``model`` on data ``x`` (and condition) with Adam; return the per-epoch History.
 
@@ -160,6 +162,15 @@ def fit(
         equal those of an uninterrupted run bit for bit. The model's config, the data,
         ``batch_size``, ``seed``, ``objective``, ``monitors`` and ``val`` must match the saved
         run; a changed ``lr``, ``weight_decay`` or ``grad_clip`` is applied with a warning.
+    precision : {"float32", "bf16"}, default "float32"
+        ``"bf16"`` runs the training forward passes under ``torch.autocast`` with bfloat16
+        (weights, optimizer and validation stay float32); mostly worth it on a GPU. The
+        hand-written fast path is float32 only and is not used.
+
+    Distributed training: called inside a ``torchrun`` process (WORLD_SIZE > 1), ``fit`` joins
+    the process group and trains with DistributedDataParallel; see :mod:`vaekit.distributed`.
+    ``x`` may also be a :class:`vaekit.NpyBlocks` (a .npy file larger than memory, streamed
+    in shuffled blocks; see :mod:`vaekit.streaming`).
 
     Raises
     ------
@@ -185,6 +196,8 @@ def fit(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise InputTypeError(f"seed must be an int or None. Got {describe(seed)} instead.")
     checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {list(PRECISIONS)}. Got {precision!r} instead.")
     for name, value in (("checkpoint_dir", checkpoint_dir), ("resume", resume)):
         if value is not None and not isinstance(value, (str, Path)):
             raise InputTypeError(f"{name} must be a folder path (str or Path) or None. Got {describe(value)} instead.")
@@ -253,10 +266,11 @@ def fit(
             torch.set_rng_state(distributed.broadcast_from_writer(torch.get_rng_state()))
         optimizer = _adam(model, lr, weight_decay, target)
         first = 0 if resume is None else checkpointer.resume(resume, model, optimizer, history)
+        train_objective = _autocast(objective, target, PRECISIONS[precision])  # validation stays float32
+        engine = step = None
         if world.active:  # DDP synchronises autograd's gradients: the generic path
-            engine = None
-            step = _ddp_step(model, objective, x_all[:4], _rows(c_all, 4), first, target)
-        else:
+            step = _ddp_step(model, train_objective, x_all[:4], _rows(c_all, 4), first, target)
+        elif precision == "float32":
             engine = proven_accelerator(model, objective, x_all[:batch_size], _rows(c_all, batch_size), first, target)
         history.fast_path = engine is not None
         for cb in callbacks:
@@ -269,7 +283,7 @@ def fit(
                 if world.active:
                     record = _train_epoch_distributed(step, model, optimizer, data, batch_size, epoch, grad_clip, world)
                 else:
-                    record = _train_epoch(model, objective, engine, optimizer, data, batch_size, epoch, grad_clip)
+                    record = _train_epoch(model, train_objective, engine, optimizer, data, batch_size, epoch, grad_clip)
                 if epoch_end is not None:
                     record.update(epoch_end(model, epoch))
                 if not math.isfinite(record["loss"]):
@@ -433,6 +447,26 @@ def _train_epoch_fast(engine, optimizer, data: _EpochData, batch_size, epoch, gr
         optimizer.step()
         sums = batch_sums if sums is None else sums + batch_sums
     return _means(engine.record(sums, data.n, epoch), data.n)
+
+
+PRECISIONS = {"float32": None, "bf16": torch.bfloat16}
+"""fit's ``precision`` -> the autocast dtype of the training forward passes (None: no autocast)."""
+
+
+def _autocast(objective: Callable[..., Any], device: torch.device, dtype: torch.dtype | None) -> Callable[..., Any]:
+    """``objective`` run under ``torch.autocast(dtype)``, its loss terms returned in float32."""
+    if dtype is None:
+        return objective
+
+    def run(model, x, c, epoch=0):
+        with torch.autocast(device_type=device.type, dtype=dtype):
+            out = objective(model, x, c, epoch=epoch)
+        return dataclasses.replace(out, loss=out.loss.float(), terms={k: v.float() for k, v in out.terms.items()})
+
+    for hook in ("epoch_begin", "epoch_end"):  # whole-epoch hooks of the objective stay reachable
+        if hasattr(objective, hook):
+            setattr(run, hook, getattr(objective, hook))
+    return run
 
 
 class _ObjectiveStep(torch.nn.Module):
