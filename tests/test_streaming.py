@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
 import vaekit as vk
 from vaekit.errors import InputError
-from vaekit.streaming import column_moments, shuffled_batches
+from vaekit.streaming import column_moments, convert_command, csv_to_npy, shuffled_batches, too_large_for_memory
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -84,3 +86,49 @@ def test_bad_streamed_input(tmp_path):
     source = vk.NpyBlocks(write(tmp_path, np.zeros((50, 2), np.float32)))
     with pytest.raises(InputError, match=r"val must be arrays \(x_val, condition_val\) when x is streamed"):
         vk.fit(vk.VAE(2, 2, hidden=(8,)), source, val=0.2, epochs=1)
+
+
+def test_csv_converts_to_npy_in_chunks(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1001, 4)).astype(np.float32)
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_text("a,b,c,d\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in x) + "\n")
+    rows, columns = csv_to_npy(csv_path, tmp_path / "t.npy", chunk_rows=100)
+    assert (rows, columns) == (1001, ["a", "b", "c", "d"])
+    np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), x)
+    assert vk.NpyBlocks(tmp_path / "t.npy").n == 1001
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b\n1,2\n3,x\n", "line 3 has a cell that is not a number: 'x'."),
+        ("a,b\n1,2\n3\n", "line 3 has 1 cells, the header names 2."),
+        ("a,b\n1,nan\n", "line 2 has a NaN or infinite value."),
+        ("a,b\n", "the file has a header but no data rows."),
+    ],
+)
+def test_csv_conversion_names_the_bad_line_and_leaves_nothing(tmp_path, text, message):
+    (tmp_path / "t.csv").write_text(text)
+    with pytest.raises(vk.FileFormatError, match=re.escape(message)):
+        csv_to_npy(tmp_path / "t.csv", tmp_path / "t.npy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+def test_vaekit_convert_command(tmp_path, capsys):
+    from vaekit.cli import main
+
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n3,4\n")
+    assert main(["convert", str(tmp_path / "t.csv"), str(tmp_path / "t.npy")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), [[1, 2], [3, 4]])
+    assert main(["convert", str(tmp_path / "t.csv"), str(tmp_path / "t.npy")]) == 2  # exists: needs --force
+    assert "pass --force to replace it" in capsys.readouterr().err
+
+
+def test_large_csv_detection(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a\n1\n")
+    assert not too_large_for_memory(path)
+    assert too_large_for_memory(path, expansion=1e12)  # 4 bytes x 1e12 exceeds any machine's memory
+    assert convert_command(path) == f"vaekit convert {path} {tmp_path / 't.npy'}"

@@ -127,6 +127,9 @@ EPILOG = {
   vaekit decode runs/cvae z.csv --condition 2 -o x.npy""",
     "report": """examples:
   vaekit report runs/demo                            # (re)writes runs/demo/report.html""",
+    "convert": """examples:
+  vaekit convert big.csv big.npy                     # then: vaekit train --data big.npy
+reads the CSV twice (count and check, then write); memory use does not grow with the file.""",
     "sweep": """examples:
   vaekit sweep --data ring --set variance=0.01,0.1,1,5 --set seed=0,1,2       # the lecture's experiment
   vaekit sweep --data moons --set beta=0.5,1,4 --epochs 200 --out runs/beta
@@ -277,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("report", "Write (or rewrite) report.html of a run folder.")
     p.add_argument("run", metavar="DIR", help="run folder")
+
+    p = command("convert", "Convert a numeric CSV (with a header row) to a float32 .npy, in constant memory.")
+    p.add_argument("csv", metavar="CSV", help="the CSV file")
+    p.add_argument("npy", metavar="NPY", help="the .npy file to write")
+    p.add_argument("--force", action="store_true", help="replace an existing NPY")
 
     p = command("sweep", "Train one model per combination of hyperparameter values, all at once, and compare them.")
     p.add_argument(
@@ -786,6 +794,24 @@ def _cmd_sweep(args: argparse.Namespace, out: _Console) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace, out: _Console) -> int:
+    from vaekit.streaming import csv_to_npy
+
+    target = Path(args.npy)
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} exists; pass --force to replace it. Got no --force instead.")
+    rows, columns = csv_to_npy(args.csv, target)
+    out.say(f"wrote {target}: {rows} rows x {len(columns)} columns (float32; columns: {_short_list(columns)})")
+    return 0
+
+
+def _short_list(names: Sequence[str], keep: int = 3) -> str:
+    """'a, b, c' or 'a, b, c, ..., z (N in all)' for long lists."""
+    if len(names) <= 2 * keep:
+        return ", ".join(names)
+    return f"{', '.join(names[:keep])}, ..., {names[-1]} ({len(names)} in all)"
+
+
 COMMANDS = {
     "demo": _cmd_demo,
     "train": _cmd_train,
@@ -795,6 +821,7 @@ COMMANDS = {
     "decode": _cmd_decode,
     "report": _cmd_report,
     "sweep": _cmd_sweep,
+    "convert": _cmd_convert,
 }
 
 

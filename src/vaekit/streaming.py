@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,94 @@ def shuffled_batches(
         carry_x, carry_c = (x[full:], None if c is None else c[full:]) if full < x.shape[0] else (None, None)
     if carry_x is not None:
         yield carry_x, carry_c
+
+
+def csv_to_npy(csv_path: str | Path, npy_path: str | Path, *, chunk_rows: int = 65536) -> tuple[int, list[str]]:
+    """Convert a numeric CSV with a header row to a float32 ``.npy``, in constant memory.
+
+    Two passes: the first counts the rows and checks that every cell is a finite number, the
+    second writes them chunk by chunk after the ``.npy`` header. The output is written to a
+    temporary name and renamed when complete. Returns (rows, column names).
+
+    Raises FileFormatError naming the line and column of the first bad cell.
+    """
+    import csv
+
+    from vaekit.io import fsync_dir
+
+    csv_path, npy_path = Path(csv_path), Path(npy_path)
+    if npy_path.suffix != ".npy":
+        raise InputError(f"the output of a CSV conversion must be a .npy path. Got {npy_path.name!r} instead.")
+
+    def rows() -> Iterator[tuple[int, list[float]]]:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            next(reader, None)
+            for line, cells in enumerate(reader, start=2):
+                if not cells:
+                    continue
+                try:
+                    values = [float(cell) for cell in cells]
+                except ValueError:
+                    bad = next(c for c in cells if not _is_number(c))
+                    raise FileFormatError(f"{csv_path}: line {line} has a cell that is not a number: {bad!r}.") from None
+                if len(values) != width or not all(math.isfinite(v) for v in values):
+                    what = f"{len(values)} cells, the header names {width}" if len(values) != width else "a NaN or infinite value"
+                    raise FileFormatError(f"{csv_path}: line {line} has {what}.")
+                yield line, values
+
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), None)
+    except OSError as err:
+        raise FileFormatError(f"{csv_path}: cannot read ({err.strerror}).") from None
+    if not header:
+        raise FileFormatError(f"{csv_path}: the file is empty; a header row of column names is expected.")
+    width = len(header)
+    n = sum(1 for _ in rows())
+    if n == 0:
+        raise FileFormatError(f"{csv_path}: the file has a header but no data rows.")
+    partial = npy_path.with_name(npy_path.name + ".partial")
+    with open(partial, "wb") as out:
+        np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": (n, width)})
+        chunk: list[list[float]] = []
+        for _, values in rows():
+            chunk.append(values)
+            if len(chunk) == chunk_rows:
+                out.write(np.asarray(chunk, dtype="<f4").tobytes())
+                chunk = []
+        if chunk:
+            out.write(np.asarray(chunk, dtype="<f4").tobytes())
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, npy_path)
+    fsync_dir(npy_path.parent)
+    return n, header
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def too_large_for_memory(path: str | Path, *, expansion: float = 12.0) -> bool:
+    """Whether reading the CSV at ``path`` into Python rows would likely exhaust the memory available.
+
+    Parsed CSV cells take about ``expansion`` times their text size; compared with the
+    ``MemAvailable`` of /proc/meminfo (False where that cannot be read).
+    """
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    return Path(path).stat().st_size * expansion > available
+
+
+def convert_command(csv_path: str | Path) -> str:
+    """The one-line command that converts ``csv_path`` to a .npy next to it."""
+    path = Path(csv_path)
+    return f"vaekit convert {path} {path.with_suffix('.npy')}"
