@@ -7,12 +7,18 @@ Two modes, two interpreters (this file never imports vaekit in ``run``):
   ``digits_train.npy`` / ``digits_test.npy`` (``family.digits_data``).
 * ``run`` (Pythae's venv) trains Pythae's VAE, VAE_IAF, VAMP, IWAE and VQVAE with Pythae's own
   ``BaseTrainer`` on those arrays and prints family.py's markdown tables (mean ± sd over seeds).
+* ``speed`` (Pythae's venv with vaekit importable: ``PYTHONPATH=src`` plus safetensors) times
+  vaekit's IAF (``vk.fit`` as family.py runs it, and without its per-epoch diversity monitor) and
+  Pythae's VAE_IAF on the ring in one process, alternating, in CPU seconds per epoch (process
+  time, one thread): side by side, so other load on the machine disturbs both alike.
 
 Usage::
 
     PYTHONPATH=src .venv/bin/python benchmarks/peer_pythae.py export --data-dir /tmp/peer-data
     /tmp/pythae-venv/bin/python benchmarks/peer_pythae.py run --data-dir /tmp/peer-data \
         [--seeds 3] [--ring-epochs 400] [--digits-epochs 100] [--threads 1] [--json FILE]
+    PYTHONPATH=src:<dir holding safetensors> /tmp/pythae-venv/bin/python benchmarks/peer_pythae.py speed \
+        [--epochs 20] [--repeats 3]
 
 What is matched to family.py
 ----------------------------
@@ -56,12 +62,12 @@ What differs (stated, not corrected)
   (n_hidden_in_made=1, hidden_size=32; ReLU in Pythae's MADE, ELU in vaekit), order reversed between steps.
 * VAMP: Pythae's pseudo-inputs go through ``Hardtanh(0, 1)`` (vamp_model.py:53-57), made for images in
   [0, 1]; on the ring (scaled units) they can only lie in [0, 1]^2, i.e. [0, 0.32]^2 in original units,
-  near the ring's empty centre. vaekit's VampPrior pseudo-inputs are unconstrained. 50 components in both.
-  vaekit's family benchmark has no VampPrior on the digits; Pythae's row there has no vaekit peer.
+  near the ring's empty centre. vaekit's VampPrior pseudo-inputs are unconstrained. 50 components in both
+  (family.py's ``vae-vamp`` on the ring and the digits).
 * IWAE: trained with k=5 samples (vaekit's IWAE objective default; Pythae's default is 10). Pythae's
   training loss is the gradient surrogate -sum_k w~_k log w_k (iwae_model.py:123-133), not the bound, so
   the own bound reported (``iwae5_bound``) is get_nll with 5 samples, i.e. the IWAE-5 estimate on the test
-  set. vaekit's family benchmark has no IWAE-trained model.
+  set. family.py's ``vae-iwae`` is vaekit's VAE trained with ``vk.IWAE(k=5)``.
 * Which weights are evaluated: without an eval set Pythae's trainer keeps the epoch with the lowest
   training loss (base_trainer.py:131 and 466-474, ``keep_best_on_train``) and saves that as final_model; that model is
   evaluated here, as a Pythae user would load it. vaekit evaluates the last epoch.
@@ -101,8 +107,8 @@ RECON_FLOW_DRAWS = 64
 EXPORT_SEEDS = 3
 # Pythae model -> the family.py member it stands next to (None: no counterpart there).
 PEERS = {
-    "ring": {"VAE": "vae", "VAE_IAF": "vae-iaf", "VAMP": "vae-vamp", "IWAE": None, "VQVAE": "vqvae"},
-    "digits": {"VAE": "vae", "VAE_IAF": "vae-iaf", "VAMP": None, "IWAE": None, "VQVAE": "vqvae"},
+    "ring": {"VAE": "vae", "VAE_IAF": "vae-iaf", "VAMP": "vae-vamp", "IWAE": "vae-iwae", "VQVAE": "vqvae"},
+    "digits": {"VAE": "vae", "VAE_IAF": "vae-iaf", "VAMP": "vae-vamp", "IWAE": "vae-iwae", "VQVAE": "vqvae"},
 }
 
 
@@ -240,8 +246,8 @@ def pythae_models(dataset: str):
 
 
 # --------------------------------------------------------------------------- measuring
-def train(model, x: np.ndarray, *, epochs: int, seed: int):
-    """Pythae's BaseTrainer as a user runs it; returns (the model it keeps, seconds per epoch)."""
+def train(model, x: np.ndarray, *, epochs: int, seed: int, clock=time.perf_counter):
+    """Pythae's BaseTrainer as a user runs it; returns (the model it keeps, seconds per epoch of ``clock``)."""
     import torch
     from pythae.data.datasets import BaseDataset
     from pythae.trainers import BaseTrainer, BaseTrainerConfig
@@ -254,9 +260,9 @@ def train(model, x: np.ndarray, *, epochs: int, seed: int):
         logging.disable(logging.INFO)
         try:
             trainer = BaseTrainer(model, train_dataset=BaseDataset(data, torch.zeros(len(data))), training_config=config)
-            start = time.perf_counter()
+            start = clock()
             trainer.train()
-            seconds = (time.perf_counter() - start) / epochs
+            seconds = (clock() - start) / epochs
         finally:
             logging.disable(logging.NOTSET)
     kept = trainer._best_model  # what trainer saves as final_model (lowest training loss without an eval set)
@@ -362,6 +368,45 @@ def run_dataset(dataset: str, args) -> list[dict]:
     return rows
 
 
+def speed(epochs: int, repeats: int) -> None:
+    """vaekit's IAF against Pythae's VAE_IAF on the ring, alternating in one process (CPU time)."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import family  # needs vaekit importable
+
+    import vaekit as vk
+
+    x, _ = family.ring_data(0)
+    build = family.ring_models()["vae-iaf"]
+    pythae_iaf = pythae_models("ring")["VAE_IAF"]
+
+    def vaekit_run(monitors: dict | None) -> float:
+        model = build(0)
+        start = time.process_time()
+        vk.fit(model, x, epochs=epochs, batch_size=BATCH, lr=LR, seed=0, monitors=monitors)
+        return (time.process_time() - start) / epochs
+
+    runs = {
+        "vaekit IAF (fit as family.py: diversity monitor every epoch)": lambda: vaekit_run(None),
+        "vaekit IAF (no monitor)": lambda: vaekit_run({}),
+        "Pythae VAE_IAF (BaseTrainer)": lambda: train(
+            pythae_iaf(0), x * RING_SCALE, epochs=epochs, seed=0, clock=time.process_time
+        )[1],
+    }
+    for run in runs.values():  # warm-up
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(repeats):
+        for name in list(runs)[:: 1 if r % 2 == 0 else -1]:
+            times[name].append(runs[name]())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); ring, {epochs} epochs x {repeats} repeats")
+    pythae = statistics.median(times["Pythae VAE_IAF (BaseTrainer)"])
+    for name, values in times.items():
+        t = statistics.median(values)
+        print(f"  {name}: median {t:.4f} CPU s/epoch ({', '.join(f'{v:.4f}' for v in values)}); x{t / pythae:.2f} of Pythae")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -375,6 +420,9 @@ def main() -> None:
     rn.add_argument("--only", choices=["ring", "digits"])
     rn.add_argument("--threads", type=int, default=1)
     rn.add_argument("--json", help="also write every row to this JSON file")
+    sp = sub.add_parser("speed", help="vaekit's IAF against Pythae's VAE_IAF, side by side (Pythae's venv + vaekit)")
+    sp.add_argument("--epochs", type=int, default=20)
+    sp.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if args.mode == "export":
         export(args.data_dir)
@@ -384,6 +432,10 @@ def main() -> None:
 
     import torch
 
+    if args.mode == "speed":
+        torch.set_num_threads(1)
+        speed(args.epochs, args.repeats)
+        return
     torch.set_num_threads(args.threads)
     err = self_check()
     print(f"pythae {version('pythae')}, torch {torch.__version__}, {platform.machine()}, {args.threads} threads")

@@ -15,6 +15,7 @@ from safetensors.torch import save as safetensors_bytes
 
 import vaekit as vk
 from vaekit.conditions import condition_from_config
+from vaekit.distributions import likelihood_from_config
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
 EXPECTED = {k: v for k, v in json.loads((CORPUS / "expected.json").read_text()).items() if not k.startswith("_")}
@@ -26,7 +27,10 @@ def run_case(case: dict, path: Path) -> None:
     table = vk.data.load_table(path, **case.get("load", {}))
     fit = case.get("fit")
     if fit:
-        model = vk.VAE(fit["x_dim"], 2, hidden=(4,), condition=condition_from_config(fit.get("condition")), seed=0)
+        likelihood = likelihood_from_config(fit["likelihood"]) if "likelihood" in fit else None
+        model = vk.VAE(
+            fit["x_dim"], 2, hidden=(4,), likelihood=likelihood, condition=condition_from_config(fit.get("condition")), seed=0
+        )
         condition = table.condition
         if "condition_file" in fit:
             condition = vk.data.load_table(CORPUS / fit["condition_file"]).x

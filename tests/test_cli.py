@@ -257,6 +257,51 @@ def test_sample_conditional(cvae_run, tmp_path, capsys):
     assert code == 2 and err == "error: --condition must be a class label 0..7. Got 9 instead.\n"
 
 
+def test_sample_pictures_of_images_and_curves(tmp_path, capsys):
+    import matplotlib.image as mpimg
+
+    digits = tmp_path / "digits"
+    assert cli.main(["train", "--data", "digits", "--epochs", "1", "--hidden", "16", *EVAL, "-q", "--out", str(digits)]) == 0
+    rng = np.random.default_rng(0)
+    t = np.linspace(0.0, 2 * np.pi, 12, endpoint=False)
+    a, b = rng.uniform(0.8, 1.2, (200, 1)), rng.uniform(0.1, 0.4, (200, 1))  # ellipses of varying thickness
+    np.save(tmp_path / "curves.npy", np.stack([a * np.cos(t), b * np.sin(t)], -1).reshape(200, 24).astype(np.float32))
+    curves = tmp_path / "curves"
+    train = ["train", "--data", str(tmp_path / "curves.npy"), "--x-shape", "12,2", "--epochs", "1", "--hidden", "16"]
+    assert cli.main([*train, *EVAL, "-q", "--out", str(curves)]) == 0
+    for run in (digits, curves):
+        path = tmp_path / f"{run.name}.png"
+        code, out, _ = run_main(capsys, "sample", str(run), "-n", "12", "-o", str(path))
+        assert code == 0 and out == f"wrote 12 samples to {path}\n"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        pixels = mpimg.imread(path)
+        assert pixels.shape[0] >= 300 and pixels.shape[1] >= 300 and pixels[..., :3].std() > 0.01
+    code, out, _ = run_main(capsys, "sample", str(curves), "-n", "120", "-o", str(tmp_path / "s.svg"))
+    assert code == 0 and out == f"wrote 120 samples to {tmp_path / 's.svg'} (the picture shows the first 100)\n"
+    svg = (tmp_path / "s.svg").read_text()
+    assert svg.startswith("<?xml") and "120 samples (the first 100 of 120)" in svg  # the title says what is left out
+    assert cli.main(["sample", str(digits), "-n", "4", "-o", str(tmp_path / "s.pdf"), "-q"]) == 0
+    assert (tmp_path / "s.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_report_redraws_figures_in_standardized_units(ring_run, tmp_path, capsys):
+    code, _, err = run_main(capsys, "report", str(ring_run), "--units", "standardized")
+    assert code == 2 and err == (
+        "error: units='standardized' needs a model built with standardize=True (it has no data mean and scale). "
+        "Got a model that trains in data units instead.\n"
+    )
+    out = tmp_path / "std"
+    assert cli.main(["train", "--data", "ring", *FAST, "--standardize", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")}
+    code, said, _ = run_main(capsys, "report", str(out), "--units", "standardized")
+    assert code == 0 and said == f"redrew {len(before)} figures in standardized units\nwrote {out / 'report.html'}\n"
+    after = {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")}
+    assert after.keys() == before.keys() and after["reconstruction.png"] != before["reconstruction.png"]
+    assert after["history.png"] == before["history.png"]  # no data-space panel: the same picture
+    assert run_main(capsys, "report", str(out), "--units", "data")[0] == 0
+    assert {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")} == before  # back, bit for bit
+
+
 def test_encode_decode_round_trip(ring_run, tmp_path, capsys):
     x, _ = vk.data.ring(20, seed=5)
     with open(tmp_path / "x.csv", "w", newline="") as handle:
@@ -322,6 +367,12 @@ def test_top_level_help_names_the_main_job(capsys):
         (["frobnicate"], "error: argument COMMAND: invalid choice: 'frobnicate'"),
         (["encode", "RUN", "missing.csv"], "error: file missing.csv does not exist."),
         (["sample", "RUN", "-n", "3", "-o", "s.txt"], "error: -o s.txt: the output file must end in .csv or .npy."),
+        (
+            ["sample", "RUN", "-n", "3", "-o", "s.png"],
+            "error: -o s.png: a picture needs image data (x_shape (H, W) or (1, H, W), or a perfect-square number of "
+            "columns >= 16) or curves (x_shape (P, 2)). Got a table of 2 columns instead; write the samples as numbers "
+            "with -o s.csv (or .npy).\n",
+        ),
     ],
 )
 def test_bad_usage_exits_2_with_one_line(args, message, ring_run, tmp_path, capsys, monkeypatch):

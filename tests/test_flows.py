@@ -153,6 +153,45 @@ def test_planar_constraint_and_invertibility_hold_for_adversarial_parameters():
             assert torch.allclose(back[0], z, atol=1e-8 * (1 + float(y.abs().max())))
 
 
+# ----------------------------------------------------------------------------- steps built at once
+def test_planar_head_constrains_all_steps_at_once_as_each_step_alone():
+    # The head constrains (B, steps, Z) in one call (fewer operations per training step); every
+    # step must equal PlanarTransform built from its own raw u, w, b, a w = 0 step included.
+    spec, width = vk.Planar(steps=5), 2 * Z + 1
+    h = encoder_output(spec.out_features(Z), 4, scale=3.0, seed=21)
+    h[1, 2 * Z + 2 * width + Z : 2 * Z + 2 * width + 2 * Z] = 0.0  # point 1, step 2: w = 0 (the identity)
+    qz = PlanarHead(spec, Z)(h)
+    assert len(qz.steps) == 5
+    for k, step in enumerate(qz.steps):
+        raw = h[:, 2 * Z + k * width : 2 * Z + (k + 1) * width]
+        alone = PlanarTransform(raw[:, :Z], raw[:, Z : 2 * Z], raw[:, 2 * Z])
+        for name in ("u_hat", "one_plus_c", "c", "w", "b"):
+            torch.testing.assert_close(getattr(step, name), getattr(alone, name), rtol=1e-14, atol=0.0, msg=f"{k} {name}")
+    assert torch.equal(qz.steps[2].u_hat[1], torch.zeros(Z, dtype=torch.float64))
+    assert torch.equal(qz.steps[2].c[1], torch.zeros((), dtype=torch.float64))
+
+
+def test_iaf_context_terms_from_one_product_equal_each_steps_own_layer():
+    head = iaf_head(steps=3, context=4)
+    h = encoder_output(2 * Z + 4, 5, seed=22)
+    for step in head(h).steps:
+        torch.testing.assert_close(step.h_term, step.net.h_in(h[:, 2 * Z :]), rtol=1e-14, atol=1e-14)
+
+
+def test_a_float64_value_under_a_float32_flow_gets_its_float32_log_density():
+    # metrics.quadrature_log_likelihood asks the prior for log p of a float64 grid; a VampPrior of a
+    # flow posterior is a mixture of flows whose IAF networks refused the mixed dtypes.
+    for spec, width in (
+        (vk.IAF(steps=2, context=3, hidden=6), 2 * Z + 3),
+        (vk.Planar(steps=2), vk.Planar(steps=2).out_features(Z)),
+    ):
+        head = randomise(spec.build(Z), 0.5, seed=23)  # float32
+        qz = head(encoder_output(width, 4, seed=24).float())
+        z = points(4, seed=25)  # float64
+        assert torch.equal(qz.log_prob(z), qz.log_prob(z.float()))
+        assert qz.log_prob(z).dtype == torch.float32 and bool(torch.isfinite(qz.log_prob(z)).all())
+
+
 # ----------------------------------------------------------------------------- IAF at initialisation
 def test_zero_initialised_iaf_equals_the_diagonal_gaussian_posterior():
     head = IAFHead(vk.IAF(steps=3, context=5), Z)  # as built: every step's last layer is zero

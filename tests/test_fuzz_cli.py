@@ -136,7 +136,8 @@ def trained_run(tmp_path_factory) -> Path:
 USE_OPTIONS = {
     "-n": ["5", "0", "-1", "x", "2.5", "1e9"],
     "--condition": ["3", "0", "8", "-1", "2.5", "x", "nan", ""],
-    "-o": ["OUT.csv", "OUT.npy", "OUT.txt", "OUT", "/no/such/dir/out.csv"],
+    "-o": ["OUT.csv", "OUT.npy", "OUT.txt", "OUT", "/no/such/dir/out.csv", "OUT.png"],
+    "--units": ["data", "standardized", "x"],
     "--seed": ["0", "-1", "x"],
 }
 

@@ -12,6 +12,7 @@ import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.contour import ContourSet  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -122,7 +123,7 @@ def test_samples_scatter_holds_the_data_and_the_model_samples(ring):
     real, generated = offsets(right)
     np.testing.assert_allclose(real, x, rtol=1e-6)
     np.testing.assert_allclose(generated, model.sample(500, seed=3), rtol=1e-6)
-    assert (left.get_xlabel(), left.get_ylabel()) == ("$x_{1}$", "$x_{2}$")
+    assert (left.get_xlabel(), left.get_ylabel()) == ("$x_{0}$", "$x_{1}$")
     assert len(fig.axes) == 3  # two panels and the label colour bar
 
 
@@ -132,7 +133,7 @@ def test_latent_shows_posterior_means(ring):
     render(fig)
     _, right = panels(fig)
     np.testing.assert_allclose(offsets(right)[0], model.encode(x).mean.detach().numpy(), rtol=1e-5, atol=1e-6)
-    assert (right.get_xlabel(), right.get_ylabel()) == ("$z_{1}$", "$z_{2}$")
+    assert (right.get_xlabel(), right.get_ylabel()) == ("$z_{0}$", "$z_{1}$")
 
 
 def test_latent_above_two_dimensions_says_its_projection(digits):
@@ -146,7 +147,7 @@ def test_latent_above_two_dimensions_says_its_projection(digits):
     assert np.var(shown[:, 0]) == pytest.approx(np.linalg.svd(z - z.mean(0), compute_uv=False)[0] ** 2 / len(z), rel=1e-4)
     fig = plot.latent(model, x, y, dims=(0, 2))
     _, latent_ax = panels(fig)
-    assert (latent_ax.get_xlabel(), latent_ax.get_ylabel()) == ("$z_{1}$", "$z_{3}$")
+    assert (latent_ax.get_xlabel(), latent_ax.get_ylabel()) == ("$z_{0}$", "$z_{2}$")
     np.testing.assert_allclose(offsets(latent_ax)[0], z[:, [0, 2]], rtol=1e-5, atol=1e-6)
     with pytest.raises(vk.InputError, match=r"dims must be two different indices in 0..2 \(or 'pca'\). Got \(0, 5\) instead."):
         plot.latent(model, x, dims=(0, 5))
@@ -211,7 +212,7 @@ def test_latent_grid_decodes_the_grid_and_colours_by_z1(ring):
         decoded.get_offsets(), model.decode(grid.astype(np.float32)).mean.detach().numpy(), rtol=1e-5, atol=1e-6
     )
     np.testing.assert_allclose(decoded.get_array(), grid[:, 0])
-    assert fig.axes[-1].get_ylabel() == "$z_{1}$ coordinate"  # the colour bar
+    assert fig.axes[-1].get_ylabel() == "$z_{0}$ coordinate"  # the colour bar
 
 
 def test_latent_grid_of_images_is_a_mosaic_with_z2_up(digits):
@@ -364,7 +365,16 @@ def test_image_grid_places_each_image():
 def test_run_figures_ring(ring):
     model, x, y, history = ring
     figures = plot.run_figures(model, x, labels=y, history=history)
-    assert list(figures) == ["history", "samples", "latent", "posterior", "latent_grid", "interpolation", "kl_per_dim"]
+    assert list(figures) == [
+        "history",
+        "samples",
+        "reconstruction",
+        "latent",
+        "posterior",
+        "latent_grid",
+        "interpolation",
+        "kl_per_dim",
+    ]
     for fig in figures.values():
         render(fig)
     assert "history" not in plot.run_figures(model, x)
@@ -378,7 +388,202 @@ def test_run_figures_conditional_and_images(onehot, digits):
     render(figures["conditional"])
     model, x, y = digits
     figures = plot.run_figures(model, x, labels=y)
-    assert set(figures) == {"samples", "latent", "posterior", "latent_grid", "interpolation", "kl_per_dim"}
-    for key in ("samples", "latent_grid", "interpolation"):
+    assert set(figures) == {"samples", "reconstruction", "latent", "posterior", "latent_grid", "interpolation", "kl_per_dim"}
+    for key in ("samples", "reconstruction", "latent_grid", "interpolation"):
         assert all(ax.images for ax in panels(figures[key])), key  # image grids, not scatter plots
         render(figures[key])
+
+
+# ----------------------------------------------------------------------------- curves, pictures, reconstructions
+def ellipses(n: int, points: int = 24, seed: int = 0) -> np.ndarray:
+    """Closed curves (n, P, 2): ellipses of half-width 0.8..1.2 and varying thickness 0.1..0.4."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 2 * np.pi, points, endpoint=False)
+    a, b = rng.uniform(0.8, 1.2, (n, 1)), rng.uniform(0.1, 0.4, (n, 1))
+    return np.stack([a * np.cos(t), b * np.sin(t)], -1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def curves():
+    x = ellipses(300)
+    model = vk.VAE(x_shape=(24, 2), z_dim=3, hidden=(16,), standardize=True, seed=0)
+    vk.fit(model, x, epochs=3, seed=0, monitors={})
+    return model.eval(), x
+
+
+def cell_curves(ax, rows: np.ndarray, ncols: int, start: int = 0, step: int = 1) -> None:
+    """Each curve of ``rows`` (N, P, 2) is a Line2D of P vertices: the curve on one shared scale, in its cell."""
+    low, high = rows.reshape(-1, 2).min(0), rows.reshape(-1, 2).max(0)
+    centre, span = (low + high) / 2, (high - low).max()
+    lines = ax.lines[start::step]
+    assert len(lines) == len(rows)
+    for i, (line, curve) in enumerate(zip(lines, rows)):
+        r, c = divmod(i, ncols)
+        expected = (curve - centre) / span + np.array([c, -r]) * plot.CURVE_PITCH
+        assert line.get_xydata().shape == (curve.shape[0], 2)
+        np.testing.assert_allclose(line.get_xydata(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_pictures_draws_curves_as_polylines_and_refuses_tables():
+    x = ellipses(5, points=10)
+    fig = plot.pictures(x, x_shape=(10, 2), ncols=3, title="five")
+    render(fig)
+    (ax,) = panels(fig)
+    cell_curves(ax, x.astype(np.float64), 3)
+    assert ax.get_title() == "five" and ax.get_aspect() == 1.0
+    # channels first (2, P): all x then all y in a flat row; the same picture
+    first = plot.pictures(x.transpose(0, 2, 1), x_shape=(2, 10), ncols=3)
+    for a, b in zip(panels(first)[0].lines, ax.lines):
+        np.testing.assert_array_equal(a.get_xydata(), b.get_xydata())
+    many = plot.pictures(ellipses(150, points=10), x_shape=(10, 2), title="samples")
+    assert len(panels(many)[0].lines) == plot.PICTURE_MAX
+    assert panels(many)[0].get_title() == "samples (the first 100 of 150)"
+    message = (
+        "x_shape must be images ((H, W), (1, H, W), or a perfect-square width >= 16) or curves ((P, 2)) to be drawn as a "
+        "picture. Got x_shape (3,) (a table) instead: write such data as numbers (CSV or .npy) or use plots.samples."
+    )
+    with pytest.raises(vk.InputError) as info:
+        plot.pictures(np.zeros((4, 3)), x_shape=3)
+    assert str(info.value) == message
+
+
+def test_pictures_of_images_is_one_mosaic_with_every_image():
+    x, _ = vk.data.digits()
+    fig = plot.pictures(x[:10], x_shape=(64,), ncols=5)
+    render(fig)
+    (ax,) = panels(fig)
+    assert len(ax.images) == 1
+    mosaic = ax.images[0].get_array()
+    assert mosaic.shape == (2 * 9 - 1, 5 * 9 - 1)
+    for i in range(10):
+        r, c = divmod(i, 5)
+        np.testing.assert_allclose(mosaic[9 * r : 9 * r + 8, 9 * c : 9 * c + 8], x[i].reshape(8, 8))
+
+
+def test_reconstruction_of_curves_overlays_each_original_and_its_reconstruction(curves):
+    model, x = curves
+    fig = plot.reconstruction(model, x, n=6)
+    render(fig)
+    (ax,) = panels(fig)
+    rows = np.linspace(0, len(x) - 1, 6).astype(int)
+    original = x[rows].astype(np.float64)
+    recon = model.reconstruct(x[rows]).astype(np.float64)
+    both = np.concatenate([original, recon])
+    low, high = both.reshape(-1, 2).min(0), both.reshape(-1, 2).max(0)
+    centre, span = (low + high) / 2, (high - low).max()
+    assert len(ax.lines) == 12
+    for i in range(6):
+        offset = np.array([i % 4, -(i // 4)]) * plot.CURVE_PITCH
+        black, red = ax.lines[2 * i], ax.lines[2 * i + 1]
+        np.testing.assert_allclose(black.get_xydata(), (original[i] - centre) / span + offset, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(red.get_xydata(), (recon[i] - centre) / span + offset, rtol=1e-5, atol=1e-6)
+        assert red.get_linestyle() == "--"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["original", "reconstruction"]
+
+
+def test_reconstruction_of_images_side_by_side_and_of_tables_per_column(digits, ring):
+    model, x, _ = digits
+    fig = plot.reconstruction(model, x, n=8)
+    render(fig)
+    left, right = panels(fig)
+    rows = np.linspace(0, len(x) - 1, 8).astype(int)
+    recon = model.reconstruct(x[rows]).reshape(8, 64)
+    assert (left.get_title(), right.get_title()) == ("Originals", "Reconstructions")
+    np.testing.assert_allclose(left.images[0].get_array()[9:17, 0:8], x[rows[4]].reshape(8, 8))
+    np.testing.assert_allclose(right.images[0].get_array()[9:17, 0:8], recon[4].reshape(8, 8), rtol=1e-6)
+    model, x, *_ = ring
+    fig = plot.reconstruction(model, x, columns=["u", "v"])
+    render(fig)
+    recon = model.reconstruct(x)
+    for j, ax in enumerate(panels(fig)):
+        np.testing.assert_allclose(offsets(ax)[0], np.stack([x[:, j], recon[:, j]], 1), rtol=1e-6, atol=1e-6)
+        rmse = np.sqrt(np.mean((recon[:, j].astype(np.float64) - x[:, j]) ** 2))
+        assert ax.get_title() == f"{'uv'[j]}: RMSE {rmse:.3g}"
+
+
+def collapse(model, dims) -> None:
+    """Make q(z_d|x) = N(0, 1) for every x in the given dims: zero their rows of the encoder's last layer."""
+    last = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        for d in dims:
+            for row in (d, model.z_dim + d):  # the mean, then the log-variance
+                last.weight[row] = 0.0
+                last.bias[row] = 0.0
+
+
+def test_latent_grid_and_ranking_pick_the_top_two_dims_by_kl():
+    x, _ = vk.data.ring(600, seed=0)
+    model = vk.VAE(2, 4, hidden=(16,), seed=0)
+    vk.fit(model, x, epochs=5, seed=0, monitors={})
+    collapse(model.eval(), [0, 2])
+    kl = metrics.kl_per_dim(model, x)
+    assert kl[0] < 1e-6 and kl[2] < 1e-6 and min(kl[1], kl[3]) > 1e-3
+    ranking = plot.rank_latents(model, x)
+    assert ranking.dims == (1, 3) and ranking.measure == "KL"
+    np.testing.assert_allclose(ranking.scores, kl, rtol=1e-6)
+    fig = plot.latent_grid(model, x, n=5)
+    render(fig)
+    left, _ = panels(fig)
+    assert (left.get_xlabel(), left.get_ylabel()) == ("$z_{1}$ (other dims 0)", "$z_{3}$ (other dims 0)")
+    assert left.get_title() == f"Grid in latent space\nmost informative: z1 (KL {kl[1]:.3g}), z3 (KL {kl[3]:.3g})"
+    np.testing.assert_allclose(offsets(left)[0], model.encode(x).mean.detach().numpy()[:, [1, 3]], rtol=1e-5, atol=1e-6)
+    assert "most informative" not in panels(plot.latent_grid(model, n=3))[0].get_title()  # no data: dims (0, 1)
+
+
+def test_ranking_without_a_per_dim_kl_uses_the_posterior_mean_variance_of_the_decoded_layer():
+    x, _ = vk.data.ring(300, seed=0)
+    model = vk.HierarchicalVAE(2, z_dims=(3, 2), hidden=(8,), seed=0)
+    assert not metrics.kl_splits(model)
+    ranking = plot.rank_latents(model, x)
+    variance = metrics.latent_mean_variance(model, x)
+    assert ranking.measure == "var E[z|x]"
+    np.testing.assert_allclose(ranking.scores, variance)
+    # only z0..z2 reach the decoder: the two largest of those, whatever the top layer does
+    assert ranking.dims == tuple(sorted(np.argsort(-variance[:3], kind="stable")[:2].tolist()))
+
+
+def test_figures_in_standardized_units(curves, ring):
+    model, x = curves
+    fig = plot.reconstruction(model, x, n=4, units="standardized")
+    (ax,) = panels(fig)
+    rows = np.linspace(0, len(x) - 1, 4).astype(int)
+    scaled = (x[rows].reshape(4, -1) - model.x_shift.numpy()) / model.x_scale.numpy()
+    recon = (model.reconstruct(x[rows]).reshape(4, -1) - model.x_shift.numpy()) / model.x_scale.numpy()
+    both = np.concatenate([scaled, recon]).reshape(-1, 2)
+    centre, span = (both.min(0) + both.max(0)) / 2, (both.max(0) - both.min(0)).max()
+    np.testing.assert_allclose(ax.lines[0].get_xydata(), (scaled[0].reshape(24, 2) - centre) / span, rtol=1e-5, atol=1e-5)
+    assert ax.get_title().endswith("(standardised units)")
+    model, x, *_ = ring
+    with pytest.raises(vk.InputError) as info:
+        plot.samples(model, x, units="standardized")
+    assert str(info.value) == (
+        "units='standardized' needs a model built with standardize=True (it has no data mean and scale). "
+        "Got a model that trains in data units instead."
+    )
+    with pytest.raises(vk.InputError, match=r"^units must be one of 'data', 'standardized'. Got 'z' instead.$"):
+        plot.latent(model, x, units="z")
+
+
+def test_run_figures_of_curves_draw_polylines(curves):
+    model, x = curves
+    figures = plot.run_figures(model, x)
+    assert list(figures) == ["samples", "reconstruction", "latent", "posterior", "latent_grid", "interpolation", "kl_per_dim"]
+    left, right = panels(figures["samples"])
+    assert len(left.lines) == len(right.lines) == 36 and all(line.get_xydata().shape == (24, 2) for line in left.lines)
+    # each polyline is its curve moved and scaled by one factor in x and y (the aspect is kept)
+    drawn, curve = left.lines[5].get_xydata(), x[5].astype(np.float64)
+    factor = np.linalg.lstsq((curve - curve.mean(0)).reshape(-1, 1), (drawn - drawn.mean(0)).reshape(-1), rcond=None)[0]
+    np.testing.assert_allclose(drawn - drawn.mean(0), factor * (curve - curve.mean(0)), atol=1e-6)
+    (grid,) = panels(figures["latent_grid"])
+    assert len(grid.lines) == 400 and not grid.images
+    (path,) = panels(figures["interpolation"])
+    assert len(path.lines) == 12
+    for fig in figures.values():
+        render(fig)
+
+
+def test_kl_per_dim_bars_are_numbered_from_zero(digits):
+    model, x, _ = digits
+    (ax,) = panels(plot.kl_per_dim(model, x))
+    assert [bar.get_x() + bar.get_width() / 2 for bar in ax.patches] == [0, 1, 2]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2"]

@@ -132,8 +132,10 @@ def test_wide_latent_is_a_slice_and_the_page_says_so():
     x, y = vk.data.ring(200, seed=0)
     data = runs.RunData(x, None, y, ["x0", "x1"])
     payload = report.explorer_payload(model, data)
-    z_bg = model.encode(x).mean.detach().numpy()
-    assert payload["dims"] == sorted(np.argsort(-z_bg.var(0))[:2].tolist())
+    kl = vk.metrics.kl_per_dim(model, x)
+    assert payload["dims"] == sorted(np.argsort(-kl)[:2].tolist())  # the two most informative by KL
+    assert payload["ranking"]["measure"] == "KL"
+    np.testing.assert_allclose(payload["ranking"]["scores"], kl, rtol=1e-6)
     z = node_z(payload, 3, 9)
     assert np.count_nonzero(z) <= 2
     assert_readout(grid(payload)[9, 3], decoded(model, z), model, z)
@@ -153,6 +155,41 @@ def test_images_and_continuous_conditions():
     z = node_z(payload, 1, 2)
     expected = decoded(model, z, values[4])
     assert_readout(grid(payload, 4)[2, 1], expected, model, z, values[4])
+
+
+def curve_data(n: int = 240, points: int = 16) -> np.ndarray:
+    """Ellipses of varying thickness, flat (n, 2P) in channels-last order."""
+    rng = np.random.default_rng(0)
+    t = np.linspace(0.0, 2 * np.pi, points, endpoint=False)
+    a, b = rng.uniform(0.8, 1.2, (n, 1)), rng.uniform(0.1, 0.4, (n, 1))
+    return np.stack([a * np.cos(t), b * np.sin(t)], -1).reshape(n, -1).astype(np.float32)
+
+
+def test_curve_explorer_and_the_page_name_the_dims_by_kl():
+    x = curve_data()
+    model = vk.VAE(x_shape=(16, 2), z_dim=4, hidden=(16,), seed=0)
+    vk.fit(model, x, epochs=3, seed=0, monitors={})
+    last = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():  # z0 collapsed: q(z0|x) = N(0, 1) for every x, KL exactly 0
+        for row in (0, 4):
+            last.weight[row] = 0.0
+            last.bias[row] = 0.0
+    data = runs.RunData(x, None, None, [f"x{i}" for i in range(32)])
+    payload = report.explorer_payload(model, data)
+    assert payload["view"] == "curve" and payload["curve"] == {"points": 16, "channels_last": True}
+    kl = vk.metrics.kl_per_dim(model, x)
+    assert kl[0] < 1e-6 and 0 not in payload["dims"]
+    assert payload["dims"] == sorted(np.argsort(-kl)[:2].tolist())
+    page = report.render_html(
+        title="t", subtitle="s", config={}, config_text="", metrics={}, figures={}, summary=[], explorer=payload
+    )
+    a, b = payload["dims"]
+    scores = payload["ranking"]["scores"]
+    others = ", z".join(str(d) for d in range(4) if d not in (a, b))
+    assert (
+        f"this plane is the slice through z{a} and z{b} (the two most informative by KL: z{a}: KL {scores[a]:.3g}, "
+        f"z{b}: KL {scores[b]:.3g}), with z{others} fixed at 0." in page
+    )
 
 
 def test_explorer_without_data_still_works():
@@ -203,6 +240,23 @@ def readout(page) -> tuple[np.ndarray, np.ndarray, object]:
         np.array(json.loads(element.get_attribute("data-x")), dtype=np.float32),
         json.loads(element.get_attribute("data-condition")),
     )
+
+
+def open_report(browser, run: Path):
+    """A new page on the run's report.html, and the list its script errors are collected into."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto((run / "report.html").as_uri())
+    return page, errors
+
+
+def hover(page, fx: float, fy: float):
+    """Move the pointer to fraction (fx, fy) of the latent canvas (from its top left); return the readout."""
+    box = page.locator("#latent").bounding_box()
+    page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+    return readout(page)
 
 
 # CI installs chromium (scripts/setup.sh), so there a missing browser is a failure, not a skip.
@@ -282,15 +336,9 @@ def test_image_explorer_in_a_real_browser(tmp_path):
     with sync_api.sync_playwright() as p:
         browser = launch(p)
         try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto((run / "report.html").as_uri())
+            page, errors = open_report(browser, run)
             assert "slice through" in page.text_content("body")
-            box = page.locator("#latent").bounding_box()
-            page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.4 * box["height"])
-            z, x, _ = readout(page)
+            z, x, _ = hover(page, 0.2, 0.4)
             assert z.shape == (3,) and x.shape == (64,)
             assert_readout(x, decoded(model, z), model, z)
             # the 8x8 image is drawn: the output canvas is not blank
@@ -302,6 +350,39 @@ def test_image_explorer_in_a_real_browser(tmp_path):
             assert drawn > 100 * 100
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "report-digits.png"), full_page=False)
+            assert errors == []
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+@needs_browser
+def test_curve_explorer_draws_the_decoded_curve_as_a_polyline(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    np.save(tmp_path / "curves.npy", curve_data())
+    run = make_run(tmp_path, "--data", str(tmp_path / "curves.npy"), "--x-shape", "16,2", "--z-dim", "3")
+    model = vk.load(run)
+    with sync_api.sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page, errors = open_report(browser, run)
+            z, x, _ = hover(page, 0.35, 0.6)
+            assert_readout(x, decoded(model, z), model, z)
+            # the polyline's vertices are the 16 decoded (x, y) points, on one scale in x and y (y up)
+            vertices = np.array(json.loads(page.locator("#output").get_attribute("data-polyline")))
+            curve = x.reshape(16, 2).astype(np.float64)
+            assert vertices.shape == (16, 2)
+            scale = np.polyfit(curve[:, 0], vertices[:, 0], 1)[0]
+            np.testing.assert_allclose(vertices[:, 0] - vertices[0, 0], scale * (curve[:, 0] - curve[0, 0]), atol=1e-3)
+            np.testing.assert_allclose(vertices[:, 1] - vertices[0, 1], -scale * (curve[:, 1] - curve[0, 1]), atol=1e-3)
+            red = page.evaluate(
+                "() => { const c = document.getElementById('output');"
+                " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                " let n = 0; for (let i = 0; i < d.length; i += 4) n += d[i] > 150 && d[i + 1] < 80 && d[i + 3] > 0; return n; }"
+            )
+            assert red > 100  # the red polyline is on the canvas
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "report-curves.png"), full_page=False)
             assert errors == []
         finally:
             browser.close()

@@ -24,6 +24,9 @@ def test_defaults_are_the_lecture_recipe():
         "columns": [],
         "condition": "",
         "condition_type": "onehot",
+        "exclude": [],
+        "label": "",
+        "header": "auto",
     }
     assert (c["model"]["z_dim"], c["model"]["hidden"], c["model"]["variance"]) == (2, [128, 128], 0.1)
     t = c["training"]

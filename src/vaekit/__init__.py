@@ -9,7 +9,7 @@ The public API is re-exported here::
     run = vk.runs.train({"training": {"epochs": 400}}, "runs/demo")   # a whole run folder, as `vaekit train`
 """
 
-from vaekit import data, metrics, runs
+from vaekit import data, diagnostics, metrics, runs, shape_metrics, shapes
 from vaekit import plots as plot
 from vaekit._version import __version__
 from vaekit.conditions import Continuous, OneHot
@@ -61,11 +61,14 @@ __all__ = [
     "VaekitError",
     "__version__",
     "data",
+    "diagnostics",
     "fit",
     "load",
     "metrics",
     "plot",
     "runs",
     "save",
+    "shape_metrics",
+    "shapes",
     "sweep",
 ]

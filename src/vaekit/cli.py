@@ -11,6 +11,7 @@ import argparse
 import csv
 import io
 import json
+import logging
 import math
 import os
 import sys
@@ -24,9 +25,14 @@ import numpy as np
 
 from vaekit import distributed, model_settings, runfolder, runs
 from vaekit._version import __version__
+from vaekit.diagnostics import run_warnings
 from vaekit.distributions import posterior_mean
 from vaekit.errors import FileFormatError, InputError, RunInterrupted, TrainingError, VaekitError
 from vaekit.formatting import format_value
+
+# The run's warnings reach the user as "warning: ..." lines of the summary; without a handler of
+# its own, logging's last-resort handler would print each one a second time.
+logging.getLogger("vaekit.diagnostics").addHandler(logging.NullHandler())
 
 
 class UsageError(Exception):
@@ -48,7 +54,10 @@ class _Help(argparse.RawDescriptionHelpFormatter):
 HELP: dict[str, str] = {
     "n": "number of points drawn from a built-in dataset",
     "data_seed": "seed of a built-in dataset",
-    "columns": "data columns of a CSV/.npy file, comma separated (default: all but the condition)",
+    "columns": "data columns of a CSV/.npy file, comma separated (default: all but the condition, --label and --exclude)",
+    "exclude": "columns of the file that are not data (ids, names, ...), comma separated",
+    "label": "a column that colours the plots, the latent scatter and the explorer; not trained on, not a condition",
+    "threads": "torch CPU threads for the run (0: torch's default)",
     "epochs": "training epochs",
     "batch_size": "minibatch size",
     "lr": "Adam learning rate",
@@ -84,6 +93,8 @@ def flags() -> dict[str, tuple[str, str]]:
         "n": ("data", "n"),
         "data_seed": ("data", "seed"),
         "columns": ("data", "columns"),
+        "exclude": ("data", "exclude"),
+        "label": ("data", "label"),
         **{("model" if key == "type" else key): ("model", key) for key in runs.section_schema("model")},
         **{key: ("training", key) for key in runs.SCHEMA["training"]},
         **{f"eval_{key}": ("evaluation", key) for key in runs.SCHEMA["evaluation"]},
@@ -118,7 +129,8 @@ EPILOG = {
     "sample": """examples:
   vaekit sample runs/demo -n 1000 -o samples.csv
   vaekit sample runs/cvae -n 500 --condition 3 -o mode3.npy
-  vaekit sample runs/radius -n 200 --condition 2.5 --noise""",
+  vaekit sample runs/radius -n 200 --condition 2.5 --noise
+  vaekit sample runs/digits -n 64 -o samples.png    # image or curve data: a picture (.png, .svg, .pdf)""",
     "encode": """examples:
   vaekit encode runs/demo data.csv -o z.csv          # posterior means z0, z1, ...
   vaekit encode runs/demo data.csv -o z.csv --std    # and posterior stds z0_std, ...""",
@@ -126,7 +138,8 @@ EPILOG = {
   vaekit decode runs/demo z.csv -o x.csv             # decoder means for each row of z
   vaekit decode runs/cvae z.csv --condition 2 -o x.npy""",
     "report": """examples:
-  vaekit report runs/demo                            # (re)writes runs/demo/report.html""",
+  vaekit report runs/demo                            # (re)writes runs/demo/report.html
+  vaekit report runs/wing --units standardized       # figures redrawn in standardised units""",
     "convert": """examples:
   vaekit convert big.csv big.npy                     # then: vaekit train --data big.npy
 reads the CSV twice (count and check, then write); memory use does not grow with the file.""",
@@ -227,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("train", "Train a VAE on a built-in dataset or your CSV/.npy file and write a run folder.")
     p.add_argument(
-        "--data", metavar="NAME|PATH", help="built-in dataset (ring, moons, circles, swiss_roll, pinwheel, digits) or a file"
+        "--data",
+        metavar="NAME|PATH",
+        help="built-in dataset (ring, moons, circles, swiss_roll, pinwheel, digits, airfoils) or a file",
     )
     p.add_argument("--config", metavar="TOML", help="settings file (e.g. a run's config.toml); flags override it")
     p.add_argument(
@@ -247,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="train on N local processes with DDP (the same as 'torchrun --standalone --nproc_per_node N -m vaekit train ...')",
     )
+    _header_flags(p)
     _add_schema_flags(p)
 
     p = command("evaluate", "Compute the metrics of a trained run.")
@@ -263,7 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--condition", metavar="VALUE", help="class label or name (onehot), number(s) a,b (continuous)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--noise", action="store_true", help="draw x ~ p(x|z) instead of the decoder mean")
-    p.add_argument("-o", "--output", metavar="FILE", help="write .csv or .npy (default: CSV on stdout)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write .csv or .npy (default: CSV on stdout); .png, .svg or .pdf: a picture (image and curve data)",
+    )
 
     p = command("encode", "Encode data to latent codes (posterior means).")
     p.add_argument("run", metavar="DIR", help="run folder")
@@ -280,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("report", "Write (or rewrite) report.html of a run folder.")
     p.add_argument("run", metavar="DIR", help="run folder")
+    p.add_argument(
+        "--units",
+        choices=("data", "standardized"),
+        help="redraw the figures first, in data units or (models trained with --standardize) standardised units",
+    )
 
     p = command("convert", "Convert a numeric CSV (with a header row) to a float32 .npy, in constant memory.")
     p.add_argument("csv", metavar="CSV", help="the CSV file")
@@ -300,8 +326,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="built-in dataset option")
     p.add_argument("--out", default="runs/sweep", help="folder to write (default: runs/sweep)")
     p.add_argument("--force", action="store_true", help="replace an existing folder")
+    _header_flags(p)
     _add_schema_flags(p)
     return parser
+
+
+def _header_flags(parser: argparse.ArgumentParser) -> None:
+    """--header / --no-header: [data] header of a CSV file (default auto: no header when the first row is all numbers)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--header", dest="header", action="store_true", default=None, help="the CSV's first row holds column names"
+    )
+    group.add_argument(
+        "--no-header",
+        dest="header",
+        action="store_false",
+        help="the CSV has no header row: its first row is data; columns are col0, col1, ... "
+        "(default: auto, no header when every cell of the first row is a number)",
+    )
 
 
 # ---------------------------------------------------------------------------- output
@@ -443,6 +485,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         data.update(_condition_override(args.condition))
     if getattr(args, "option", None):
         data["options"] = {**data.get("options", {}), **_option_override(args.option)}
+    if getattr(args, "header", None) is not None:
+        data["header"] = args.header
     for flag, (section, key) in flags().items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -481,8 +525,8 @@ def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
             for f, (section, _) in flags().items()
             if getattr(args, f) is not None and f not in RESUME_FLAGS and section != "evaluation"
         ]
-        if args.config or args.data or args.condition or args.option or extra:
-            given = ["--" + f.replace("_", "-") for f in extra] or ["--config/--data/--condition/--option"]
+        if args.config or args.data or args.condition or args.option or args.header is not None or extra:
+            given = ["--" + f.replace("_", "-") for f in extra] or ["--config/--data/--condition/--option/--header"]
             raise UsageError(
                 f"--resume takes the settings of the interrupted run; only --epochs, --lr, --grad-clip, --weight-decay "
                 f"and --eval-* may change. Got {', '.join(given)} instead."
@@ -555,10 +599,21 @@ def _train(config: dict[str, dict[str, Any]], target: Path, args: argparse.Names
             display.close()
     history = run.history
     last = history.last()
+    active = run.metrics.get("active_units")
+    # Never a bare "KL 0.0000": the active units say whether the latent code is used at all.
+    used = f", active units {active} of {run.metrics['z_dim']}" if isinstance(active, int) else ""
     out.say(
-        f"trained {len(history)} epochs in {history.seconds:.1f} s: loss {last['loss']:.4f}, KL {_term(last, 'kl')}\n"
+        f"trained {len(history)} epochs in {history.seconds:.1f} s: loss {last['loss']:.4f}, KL {_term(last, 'kl')}{used}\n"
         f"wrote {target}/ (open {target / runs.REPORT})"
     )
+    d = run.config["data"]
+    if config["data"]["header"] == "auto" and d["header"] is False:
+        out.say(
+            f"note: {d['path']} has no header row (every cell of its first row is a number): its columns are named "
+            "col0, col1, ... and no row is lost; use --header if the first row holds names"
+        )
+    for text in run.metrics.get("warnings") or []:
+        print(f"warning: {text}", file=sys.stderr)  # also with --quiet: a warning is not progress
     return 0
 
 
@@ -592,6 +647,7 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
     else:
         data = runs.load_data(config, test=True)
     metrics = {"evaluated_on": data.description, **runs.evaluate_run(model, data, config, seed=args.seed)}
+    metrics["warnings"] = run_warnings(metrics, data.x, config)  # as in the run's metrics.json
     if args.output:
         if Path(args.output).suffix.lower() != ".json":
             raise UsageError(f"-o {args.output}: the metrics file must end in .json.")
@@ -601,7 +657,10 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
     elif not args.quiet:
         width = max(len(k) for k in metrics)
         for key, value in metrics.items():
-            print(f"{key:<{width}}  {format_value(value)}")
+            if key != "warnings":
+                print(f"{key:<{width}}  {format_value(value)}")
+    for text in metrics["warnings"]:
+        print(f"warning: {text}", file=sys.stderr)
     return 0
 
 
@@ -648,11 +707,50 @@ def _cmd_sample(args: argparse.Namespace, out: _Console) -> int:
     condition = _parse_condition(model, args.condition, info, args.n)
     if model.condition is not None and condition is None:
         raise _need_condition(model, "")
+    picture = args.output is not None and Path(args.output).suffix.lower() in PICTURE_SUFFIXES
+    if picture:
+        _check_picture(model, args.output)
     samples = model.sample(args.n, condition, seed=args.seed, noise=args.noise).reshape(args.n, -1)  # CSV rows: (n, D)
+    if picture:
+        drawn = _write_picture(args.output, model, samples)
+        shown = "" if drawn == args.n else f" (the picture shows the first {drawn})"
+        out.say(f"wrote {args.n} samples to {args.output}{shown}")
+        return 0
     _write_array(args.output, samples, info.get("columns") or [f"x{i}" for i in range(model.x_dim)])
     if args.output:
         out.say(f"wrote {args.n} samples to {args.output}")
     return 0
+
+
+PICTURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _check_picture(model, path: str) -> None:
+    """Refuse a picture of data that has none (a table), before any sampling."""
+    from vaekit.plots import data_view
+
+    shape = tuple(model.x_shape)
+    if data_view(shape).kind == "table":
+        raise UsageError(
+            f"-o {path}: a picture needs image data (x_shape (H, W) or (1, H, W), or a perfect-square number of "
+            f"columns >= 16) or curves (x_shape (P, 2)). Got a table of {model.x_dim} columns instead; "
+            f"write the samples as numbers with -o {Path(path).with_suffix('.csv').name} (or .npy)."
+        )
+
+
+def _write_picture(path: str, model, samples: np.ndarray) -> int:
+    """Draw samples (n, D) as :func:`vaekit.plots.pictures` into ``path`` (atomically); return the count drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vaekit.io import atomic_write_bytes
+    from vaekit.plots import PICTURE_MAX, pictures
+
+    fig = pictures(samples, x_shape=model.x_shape, title=f"{len(samples)} samples")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lower()[1:], dpi=110)
+    atomic_write_bytes(path, buffer.getvalue())
+    return min(len(samples), PICTURE_MAX)
 
 
 def _file_header(path: Path) -> list[str]:
@@ -676,9 +774,15 @@ def _file_header(path: Path) -> list[str]:
 
 def _read_rows(path: Path, wanted: list[str], width: int, what: str, condition_column: str | None):
     """Read ``wanted`` columns (or, failing that, exactly ``width`` columns by position)."""
-    from vaekit.data import load_table
+    from vaekit.data import load_table, looks_like_header
 
     header = _file_header(path)
+    csv_header: bool | str = "auto"
+    if path.suffix.lower() != ".npy" and header:
+        # The run's own column names (even numbers, "0", "1" of a .npy run) make the first row a header.
+        csv_header = all(c in header for c in wanted) or looks_like_header(header)
+        if not csv_header:  # a first row of numbers is data: the columns are named as a headerless run names them
+            header = [f"col{i}" for i in range(len(header))]
     if all(c in header for c in wanted):
         columns = wanted
     elif len([h for h in header if h != condition_column]) == width:
@@ -688,7 +792,7 @@ def _read_rows(path: Path, wanted: list[str], width: int, what: str, condition_c
             f"{path} must have the {what} columns {wanted} (or exactly {width} columns). Got columns {header} instead."
         )
     cond = condition_column if condition_column and condition_column in header else None
-    return load_table(path, columns, cond)
+    return load_table(path, columns, cond, header=csv_header)
 
 
 def _table_condition(model, table, info, condition_column, text, path) -> Any:
@@ -751,8 +855,11 @@ def _cmd_decode(args: argparse.Namespace, out: _Console) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, out: _Console) -> int:
-    from vaekit.report import write_report
+    from vaekit.report import redraw_figures, write_report
 
+    if args.units is not None:
+        figures = redraw_figures(args.run, units=args.units)
+        out.say(f"redrew {len(figures)} figures in {args.units} units")
     path = write_report(runs.require_run(args.run))
     out.say(f"wrote {path}")
     return 0

@@ -167,6 +167,9 @@ class Gaussian:
         """Module mapping decoder output (B, out_features) to a Distribution over (B, x_dim)."""
         return _GaussianHead(self, x_dim)
 
+    def check_data(self, x: torch.Tensor, name: str = "x") -> None:
+        """Every finite real number is in a Gaussian's support: nothing to refuse."""
+
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description (inverse of :func:`likelihood_from_config`)."""
         return {"type": self.kind, **asdict(self)}
@@ -215,6 +218,19 @@ class Bernoulli:
     def head(self, x_dim: int) -> nn.Module:
         """Module mapping logits (B, x_dim) to a Distribution over (B, x_dim)."""
         return _BernoulliHead()
+
+    def check_data(self, x: torch.Tensor, name: str = "x") -> None:
+        """Refuse data (N, D) outside [0, 1], where the Bernoulli log-probability means nothing.
+
+        Binary cross-entropy of a value outside [0, 1] is unbounded below, so a fit would drive
+        the "likelihood" to any number it likes (a -ELBO of -14623 nats) instead of failing.
+        """
+        low, high = float(x.min()), float(x.max())
+        if low < 0.0 or high > 1.0:
+            raise InputError(
+                f"{name} must lie in [0, 1] for likelihood=Bernoulli() (binary or grey-level data); rescale it "
+                f"(e.g. divide by its maximum) or use a Gaussian likelihood. Got min {low:g}, max {high:g} instead."
+            )
 
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description (inverse of :func:`likelihood_from_config`)."""

@@ -59,3 +59,19 @@ def describe(value: object) -> str:
         return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+class AirfoilFileError(FileFormatError):
+    """An airfoil coordinate file that cannot be read as one shape.
+
+    Attributes
+    ----------
+    reason : str
+        A short stable key (e.g. ``"non_numeric"``, ``"crossed_surfaces"``) that
+        :func:`vaekit.data.load_airfoils` counts skipped files by.
+
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

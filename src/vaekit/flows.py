@@ -118,8 +118,12 @@ class FlowPosterior(Distribution):
         return self.log_prob_by_inverse(value)
 
     def log_prob_by_inverse(self, value: torch.Tensor) -> torch.Tensor:
-        """Log-density of ``value`` (..., B, Z) through the inverse of every step: (..., B)."""
-        z, log_det = value, 0.0
+        """Log-density of ``value`` (..., B, Z) through the inverse of every step: (..., B).
+
+        A value of another floating dtype than the flow's (a float64 quadrature grid against a
+        float32 model) is evaluated in the flow's dtype, the precision its networks have anyway.
+        """
+        z, log_det = value.to(self.base.base_dist.loc.dtype), 0.0
         for step in reversed(self.steps):
             z, step_log_det = step.inverse(z)
             log_det = log_det + step_log_det
@@ -208,15 +212,15 @@ class MaskedStep(nn.Module):
 
 
 class IAFTransform:
-    """One IAF step for a batch of points: ``net`` with its context term fixed."""
+    """One IAF step for a batch of points: ``net`` with its context term ``h_term`` = net.h_in(h) fixed."""
 
-    def __init__(self, net: MaskedStep, h: torch.Tensor) -> None:
+    def __init__(self, net: MaskedStep, h_term: torch.Tensor) -> None:
         self.net = net
-        self.h_term = net.h_in(h)  # (B, hidden): computed once, broadcast over sample dims
+        self.h_term = h_term  # (B, hidden): computed once, broadcast over sample dims
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shift, log_scale = self.net(z, self.h_term)
-        return shift + log_scale.exp() * z, log_scale.sum(-1)
+        return torch.addcmul(shift, log_scale.exp(), z), log_scale.sum(-1)  # shift + exp(a) z in one operation
 
     def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Pass t fixes the variable of rank t (its shift and scale depend on lower ranks only,
@@ -233,14 +237,18 @@ class IAFHead(nn.Module):
 
     def __init__(self, spec: IAF, z_dim: int) -> None:
         super().__init__()
-        self.z_dim = z_dim
+        self.z_dim, self.hidden = z_dim, spec.hidden
         self.base = DiagonalGaussianHead()
         self.nets = nn.ModuleList(MaskedStep(z_dim, spec.context, spec.hidden, reverse=k % 2 == 1) for k in range(spec.steps))
 
     def forward(self, h: torch.Tensor) -> FlowPosterior:
         base = self.base(h[:, : 2 * self.z_dim])
         context = h[:, 2 * self.z_dim :]  # (B, context)
-        return FlowPosterior(base, [IAFTransform(net, context) for net in self.nets])
+        # Every step's context term net.h_in(context) from one product with the stacked weights:
+        # one operation (and one backward node) where there were ``steps``.
+        weight = torch.cat([net.h_in.weight for net in self.nets])  # (steps * hidden, context)
+        h_terms = F.linear(context, weight).split(self.hidden, dim=-1)  # steps x (B, hidden)
+        return FlowPosterior(base, [IAFTransform(net, h_term) for net, h_term in zip(self.nets, h_terms)])
 
 
 # ----------------------------------------------------------------------------- planar
@@ -283,43 +291,69 @@ class Planar:
         return {"type": self.kind, **asdict(self)}
 
 
+def planar_constraint(u: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """u_hat (..., Z) and 1 + w.u_hat (...,) of planar steps with raw u, w (..., Z): any leading shape.
+
+    PlanarHead constrains all its steps in one call on (B, steps, Z): the same elementwise
+    operations on a larger tensor, where a call per step would repeat every operation and its
+    backward node ``steps`` times.
+    """
+    wu, norm2 = (w * u).sum(-1), (w * w).sum(-1)  # (...)
+    eps = torch.finfo(w.dtype).tiny ** 0.5
+    degenerate = norm2 <= eps
+    one_plus_m = PLANAR_MIN_SLOPE + F.softplus(wu)  # 1 + w.u_hat, >= PLANAR_MIN_SLOPE
+    coef = torch.where(degenerate, 0.0, (one_plus_m - 1.0 - wu) / norm2.clamp_min(eps))
+    u_hat = torch.where(degenerate[..., None], 0.0, u + coef[..., None] * w)  # (..., Z)
+    # 1 + w.u_hat taken from the reparametrisation rather than recomputed from u_hat: the
+    # recomputation would lose the small positive slope to rounding when w.u_hat ~ -1.
+    return u_hat, torch.where(degenerate, 1.0, one_plus_m)
+
+
 class PlanarTransform:
     """One planar step for a batch of points, from raw u (B, Z), w (B, Z), b (B,).
 
     Attributes ``u_hat`` (B, Z) and ``c`` = w.u_hat (B,) hold the constrained parameters.
+    :meth:`constrained` builds a step from parameters :func:`planar_constraint` already gave.
     """
 
     def __init__(self, u: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> None:
-        wu, norm2 = (w * u).sum(-1), (w * w).sum(-1)  # (B,)
-        eps = torch.finfo(w.dtype).tiny ** 0.5
-        degenerate = norm2 <= eps
-        one_plus_m = PLANAR_MIN_SLOPE + F.softplus(wu)  # 1 + w.u_hat, >= PLANAR_MIN_SLOPE
-        coef = torch.where(degenerate, 0.0, (one_plus_m - 1.0 - wu) / norm2.clamp_min(eps))
-        self.u_hat = torch.where(degenerate[..., None], 0.0, u + coef[..., None] * w)  # (B, Z)
-        # 1 + w.u_hat taken from the reparametrisation rather than recomputed from u_hat: the
-        # recomputation would lose the small positive slope to rounding when w.u_hat ~ -1.
-        self.one_plus_c = torch.where(degenerate, 1.0, one_plus_m)  # (B,)
-        self.c = self.one_plus_c - 1.0
-        self.w, self.b = w, b
+        u_hat, one_plus_c = planar_constraint(u, w)
+        self._set(u_hat, one_plus_c, w, b)
 
-    def _log_det(self, pre: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def constrained(cls, u_hat: torch.Tensor, one_plus_c: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> PlanarTransform:
+        """The step with u_hat (B, Z), 1 + w.u_hat (B,) from :func:`planar_constraint`, w (B, Z), b (B,)."""
+        step = cls.__new__(cls)
+        step._set(u_hat, one_plus_c, w, b)
+        return step
+
+    def _set(self, u_hat: torch.Tensor, one_plus_c: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> None:
+        self.u_hat, self.one_plus_c, self.w, self.b = u_hat, one_plus_c, w, b
+
+    @property
+    def c(self) -> torch.Tensor:
+        """w.u_hat (B,), >= -1 + PLANAR_MIN_SLOPE."""
+        return self.one_plus_c - 1.0
+
+    def _log_det(self, t: torch.Tensor) -> torch.Tensor:
+        # From t = tanh(w.z + b), which the map itself uses (one tanh, not two).
         # 1 + (1 - t^2) c = t^2 + (1 - t^2)(1 + c): a sum of non-negative terms, never rounded to <= 0.
-        t2 = torch.tanh(pre) ** 2
+        t2 = t**2
         det = t2 + (1.0 - t2) * self.one_plus_c
         return det.clamp_min(torch.finfo(det.dtype).tiny).log()
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pre = (z * self.w).sum(-1) + self.b  # (..., B)
-        return z + self.u_hat * torch.tanh(pre)[..., None], self._log_det(pre)
+        t = torch.tanh((z * self.w).sum(-1) + self.b)  # (..., B)
+        return z + self.u_hat * t[..., None], self._log_det(t)
 
     def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # With p = w.z + b: w.y + b = p + c tanh(p), strictly increasing in p (slope
         # 1 + (1 - t^2) c >= PLANAR_MIN_SLOPE) and within |c| of p, so p lies in [r - |c|, r + |c|].
         # Newton's method kept inside that shrinking bracket (a bisection step whenever Newton
         # would leave it) finds p in float64; then z = y - u_hat tanh(p).
-        r = (y * self.w).sum(-1) + self.b  # (..., B)
+        r, c = (y * self.w).sum(-1) + self.b, self.c  # (..., B), (B,)
         with torch.no_grad():
-            r64, c64 = r.double(), self.c.double().expand_as(r)
+            r64, c64 = r.double(), c.double().expand_as(r)
             slope_floor = self.one_plus_c.double().expand_as(r)
             low, high, p = r64 - c64.abs(), r64 + c64.abs(), r64
             for _ in range(_MAX_ITERATIONS):
@@ -337,8 +371,9 @@ class PlanarTransform:
         # One Newton step from the (detached) root: same value, and the implicit-function gradient
         # dp = (dr - tanh(p) dc) / (1 + (1 - t^2) c) with respect to y and the parameters.
         t = torch.tanh(root)
-        pre = root - (root + self.c * t - r) / (t * t + (1.0 - t * t) * self.one_plus_c)
-        return y - self.u_hat * torch.tanh(pre)[..., None], self._log_det(pre)
+        pre = root - (root + c * t - r) / (t * t + (1.0 - t * t) * self.one_plus_c)
+        t = torch.tanh(pre)
+        return y - self.u_hat * t[..., None], self._log_det(t)
 
 
 class PlanarHead(nn.Module):
@@ -353,8 +388,8 @@ class PlanarHead(nn.Module):
         z_dim = self.z_dim
         base = self.base(h[:, : 2 * z_dim])
         params = h[:, 2 * z_dim :].reshape(h.shape[0], self.steps, 2 * z_dim + 1)  # (B, steps, 2Z + 1)
-        steps = [
-            PlanarTransform(params[:, k, :z_dim], params[:, k, z_dim : 2 * z_dim], params[:, k, 2 * z_dim])
-            for k in range(self.steps)
-        ]
-        return FlowPosterior(base, steps)
+        u, w, b = params.split((z_dim, z_dim, 1), dim=-1)  # (B, steps, Z), (B, steps, Z), (B, steps, 1)
+        u_hat, one_plus_c = planar_constraint(u, w)  # every step at once: (B, steps, Z), (B, steps)
+        # unbind: one backward node per tensor, where slicing each step would add one per step.
+        parts = zip(u_hat.unbind(1), one_plus_c.unbind(1), w.unbind(1), b.squeeze(-1).unbind(1))
+        return FlowPosterior(base, [PlanarTransform.constrained(*p) for p in parts])

@@ -192,16 +192,19 @@ class ConvEncoder(_ConvNet):
         channels_last: bool = False,
     ) -> None:
         super().__init__(data_channels, spatial, condition, activation, channels_last)
-        sizes, strides = stride_plan(spatial, len(channels))
-        widths = (data_channels, *channels)
+        self._down_blocks(channels, kernel)
+        self.dense = mlp(math.prod(self.feature_shape) + self.embedding_dim, hidden, out_features, activation)
+
+    def _down_blocks(self, channels: Sequence[int], kernel: int) -> None:
+        """The stride-2 conv blocks (``convs``, ``films``) and the shape of their last maps (``feature_shape``)."""
+        sizes, strides = stride_plan(self.spatial, len(channels))
+        widths = (self.data_channels, *channels)
         conv = _CONV[len(self.spatial)]
         self.convs = nn.ModuleList(
             conv(widths[i], widths[i + 1], kernel, stride=strides[i], padding=kernel // 2) for i in range(len(channels))
         )
         self.films = self._films(channels)
         self.feature_shape = (channels[-1], *sizes[-1])
-        flat = channels[-1] * math.prod(sizes[-1])
-        self.dense = mlp(flat + self.embedding_dim, hidden, out_features, activation)
 
     def features(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """The last conv block's maps (B, *feature_shape), before flattening."""
@@ -256,10 +259,15 @@ class ConvDecoder(_ConvNet):
         channels_last: bool = False,
     ) -> None:
         super().__init__(data_channels, spatial, condition, activation, channels_last)
-        sizes, strides = stride_plan(spatial, len(channels))
         self.k = outputs_per_value
+        start = (channels[-1], *stride_plan(spatial, len(channels))[0][-1])
+        self.dense = mlp(z_dim + self.embedding_dim, hidden, math.prod(start), activation)  # first: seeded weights as before
+        self._up_blocks(channels, kernel, outputs_per_value)
+
+    def _up_blocks(self, channels: Sequence[int], kernel: int, outputs_per_value: int) -> None:
+        """The transposed conv blocks (``convs``, ``films``), the output conv and the shape they start from."""
+        sizes, strides = stride_plan(self.spatial, len(channels))
         self.start_shape = (channels[-1], *sizes[-1])
-        self.dense = mlp(z_dim + self.embedding_dim, hidden, math.prod(self.start_shape), activation)
         conv_t, n = _CONV_T[len(self.spatial)], len(channels)
         blocks = []
         for i in reversed(range(n)):  # block i maps sizes[i + 1] back to sizes[i]
@@ -270,13 +278,16 @@ class ConvDecoder(_ConvNet):
             )
         self.convs = nn.ModuleList(blocks)
         self.films = self._films([channels[max(i - 1, 0)] for i in reversed(range(n))])
-        self.out = _CONV[len(self.spatial)](channels[0], outputs_per_value * data_channels, kernel, padding=kernel // 2)
+        self.out = _CONV[len(self.spatial)](channels[0], outputs_per_value * self.data_channels, kernel, padding=kernel // 2)
 
     def features(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """The output maps (B, k * C, *spatial), channels first, before they are laid out flat."""
         e = self._embed(c)
         h = z if e is None else torch.cat([z, e], dim=-1)
-        h = self.act(self.dense(h)).reshape(z.shape[0], *self.start_shape)  # (B, ch, *sizes[-1])
+        return self._up(self.act(self.dense(h)).reshape(z.shape[0], *self.start_shape), e)  # (B, ch, *sizes[-1])
+
+    def _up(self, h: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+        """Start maps (B, *start_shape) -> output maps (B, k * C, *spatial)."""
         for i, conv in enumerate(self.convs):
             h = self._block(conv(h), i, e)
         return self.out(h)
@@ -284,3 +295,69 @@ class ConvDecoder(_ConvNet):
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """(B, Z) and prepared condition (B, C) -> (B, k * D)."""
         return self.from_maps(self.features(z, c), self.k)
+
+
+# ---------------------------------------------------------------------------- grids of codes
+class ConvGridEncoder(ConvEncoder):
+    """The conv blocks of :class:`ConvEncoder`, then a 1x1 conv to ``code_dim`` values per position.
+
+    Flat data (B, D) and the condition (FiLM in every block) -> (B, G * code_dim): one vector per
+    position of the last feature map (G = its number of positions), positions in raster order
+    (row-major over ``grid_shape``), each vector's ``code_dim`` values contiguous. There are no
+    dense layers.
+    """
+
+    def __init__(
+        self,
+        data_channels: int,
+        spatial: Sequence[int],
+        channels: Sequence[int],
+        kernel: int,
+        code_dim: int,
+        *,
+        condition: Condition | None = None,
+        activation: str = "relu",
+        channels_last: bool = False,
+    ) -> None:
+        _ConvNet.__init__(self, data_channels, spatial, condition, activation, channels_last)
+        self._down_blocks(channels, kernel)
+        self.grid_shape = tuple(self.feature_shape[1:])
+        self.proj = _CONV[len(self.spatial)](channels[-1], code_dim, 1)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D) and prepared condition (B, C) -> (B, G * code_dim)."""
+        h = self.proj(self._features(x, self._embed(c)))  # (B, code_dim, *grid_shape)
+        return h.flatten(2).transpose(1, 2).reshape(x.shape[0], -1)  # (B, G, code_dim) flat
+
+
+class ConvGridDecoder(ConvDecoder):
+    """The mirror of :class:`ConvGridEncoder`: a 1x1 conv from the grid of code vectors, then the transposed blocks.
+
+    z (B, G * code_dim) laid out as the encoder's output and the condition (FiLM in every
+    transposed block) -> (B, k * D) as :class:`ConvDecoder`. There are no dense layers.
+    """
+
+    def __init__(
+        self,
+        code_dim: int,
+        data_channels: int,
+        spatial: Sequence[int],
+        channels: Sequence[int],
+        kernel: int,
+        outputs_per_value: int,
+        *,
+        condition: Condition | None = None,
+        activation: str = "relu",
+        channels_last: bool = False,
+    ) -> None:
+        _ConvNet.__init__(self, data_channels, spatial, condition, activation, channels_last)
+        self.k = outputs_per_value
+        self._up_blocks(channels, kernel, outputs_per_value)
+        self.code_dim = code_dim
+        self.proj = _CONV[len(self.spatial)](code_dim, channels[-1], 1)
+
+    def features(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """The output maps (B, k * C, *spatial), channels first, before they are laid out flat."""
+        grid = self.start_shape[1:]
+        h = z.reshape(z.shape[0], *grid, self.code_dim).movedim(-1, 1)  # (B, code_dim, *grid)
+        return self._up(self.act(self.proj(h)), self._embed(c))

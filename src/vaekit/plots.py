@@ -76,6 +76,83 @@ def image_shape_for(x_dim: int | tuple[int, ...], image_shape: Sequence[int] | N
     return (side, side) if x_dim >= 16 and side * side == x_dim else None
 
 
+def curve_layout_for(x_shape: int | tuple[int, ...]) -> tuple[int, bool] | None:
+    """(P, channels_last) for curve data, or None: a data shape (P, 2) is P points of (x, y), P >= 3.
+
+    A shape (2, P) (channels first, as ``Conv1d(channels_last=False)`` reads it) is a curve too,
+    with the flat row holding all x then all y.
+    """
+    if not isinstance(x_shape, tuple) or len(x_shape) != 2:
+        return None
+    if x_shape[1] == 2 and x_shape[0] >= 3:
+        return (x_shape[0], True)
+    if x_shape[0] == 2 and x_shape[1] >= 3:
+        return (x_shape[1], False)
+    return None
+
+
+@dataclass(frozen=True)
+class View:
+    """How one data point is drawn: an image, a curve, or no picture (a table).
+
+    ``kind`` is ``"image"`` (``image`` = (h, w)), ``"curve"`` (a polyline of ``points`` (x, y)
+    pairs, stored channels last or first) or ``"table"`` (scatter plots and projections).
+    """
+
+    kind: str
+    image: tuple[int, int] | None = None
+    points: int = 0
+    channels_last: bool = True
+
+    def curves(self, rows: np.ndarray) -> np.ndarray:
+        """Flat rows (N, 2P) -> curves (N, P, 2)."""
+        rows = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+        if self.channels_last:
+            return rows.reshape(len(rows), self.points, 2)
+        return rows.reshape(len(rows), 2, self.points).transpose(0, 2, 1)
+
+
+def data_view(x_shape: int | tuple[int, ...], image_shape: Sequence[int] | None = None) -> View:
+    """The :class:`View` of data of shape ``x_shape`` (a model's ``x_shape``, or a flat width).
+
+    ``image_shape`` forces images; else curves (see :func:`curve_layout_for`), then images
+    (see :func:`image_shape_for`), else a table.
+    """
+    curve = curve_layout_for(x_shape) if image_shape is None else None
+    if curve is not None:
+        return View("curve", points=curve[0], channels_last=curve[1])
+    shape = image_shape_for(x_shape, image_shape)
+    return View("table") if shape is None else View("image", image=shape)
+
+
+def _view(model: Any, image_shape: Sequence[int] | None = None) -> View:
+    return data_view(_data_shape(model), image_shape)
+
+
+UNITS = ("data", "standardized")
+
+
+def _in_units(model: Any, units: str) -> Any:
+    """A function mapping flat rows (N, D) in data units to the figure's ``units``."""
+    if units not in UNITS:
+        raise InputError(f"units must be one of {', '.join(map(repr, UNITS))}. Got {units!r} instead.")
+    if units == "data":
+        return lambda rows: rows
+    if not getattr(model, "standardize", False):
+        raise InputError(
+            "units='standardized' needs a model built with standardize=True (it has no data mean and scale). "
+            "Got a model that trains in data units instead."
+        )
+    shift = model.x_shift.detach().cpu().double().numpy()
+    scale = model.x_scale.detach().cpu().double().numpy()
+    return lambda rows: (np.asarray(rows, dtype=np.float64) - shift) / scale
+
+
+def _units_note(units: str) -> str:
+    """Title suffix of a figure drawn in standardised units."""
+    return " (standardised units)" if units == "standardized" else ""
+
+
 @dataclass
 class Projection:
     """A linear view of points onto two axes: ``(points - centre) @ weight``, with axis labels."""
@@ -110,13 +187,13 @@ class Projection:
             weight = vt[:2].T if vt.shape[0] >= 2 else np.pad(vt.T, ((0, 0), (0, 1)))
             return cls(weight, centre, (f"PC1 of ${symbol}$ (PCA)", f"PC2 of ${symbol}$ (PCA)"))
         if dims is None and d == 1:
-            return cls(np.array([[1.0, 0.0]]), np.zeros(1), (f"${symbol}_1$", "(1-D: no second axis)"), (0, 0))
+            return cls(np.array([[1.0, 0.0]]), np.zeros(1), (f"${symbol}_0$", "(1-D: no second axis)"), (0, 0))
         pair = (0, 1) if dims is None else tuple(int(i) for i in dims)
         if len(pair) != 2 or not all(0 <= i < d for i in pair) or pair[0] == pair[1]:
             raise InputError(f"dims must be two different indices in 0..{d - 1} (or 'pca'). Got {dims!r} instead.")
         weight = np.zeros((d, 2))
         weight[pair[0], 0] = weight[pair[1], 1] = 1.0
-        return cls(weight, np.zeros(d), (f"${symbol}_{{{pair[0] + 1}}}$", f"${symbol}_{{{pair[1] + 1}}}$"), pair)
+        return cls(weight, np.zeros(d), (f"${symbol}_{{{pair[0]}}}$", f"${symbol}_{{{pair[1]}}}$"), pair)
 
     def label(self, ax: Axes) -> None:
         """Write the axis labels."""
@@ -196,6 +273,73 @@ def _image_range(*arrays: np.ndarray) -> tuple[float, float]:
     low = min(float(np.nanmin(a)) for a in arrays)
     high = max(float(np.nanmax(a)) for a in arrays)
     return (0.0, 1.0) if low >= 0.0 and high <= 1.0 else (low, high)
+
+
+CURVE_PITCH = 1.15  # distance between the centres of neighbouring curve cells (a curve spans at most 1)
+
+
+def _limits(view: View, *arrays: np.ndarray) -> tuple[Any, Any]:
+    """One scale for every row drawn together: (vmin, vmax) of images, (centre (2,), span) of curves."""
+    if view.kind != "curve":
+        return _image_range(*arrays)
+    points = np.concatenate([view.curves(a).reshape(-1, 2) for a in arrays])
+    low, high = points.min(0), points.max(0)
+    span = float((high - low).max())
+    return (low + high) / 2, span if span > 0 else 1.0
+
+
+def _cell(view: View, index: int, ncols: int) -> np.ndarray:
+    """Where cell ``index`` of a curve mosaic sits: its centre (x, y), row 0 at the top."""
+    r, c = divmod(index, ncols)
+    return np.array([c * CURVE_PITCH, -r * CURVE_PITCH])
+
+
+def _row_centres(view: View, nrows: int) -> list[float]:
+    """The y of each mosaic row's centre, in the axes' data coordinates."""
+    if view.kind == "curve":
+        return [-r * CURVE_PITCH for r in range(nrows)]
+    return [(r + 0.5) * (view.image[0] + 1) for r in range(nrows)]
+
+
+def _draw_rows(
+    ax: Axes,
+    rows: np.ndarray,
+    view: View,
+    ncols: int,
+    title: str,
+    limits: tuple[Any, Any],
+    *,
+    overlay: np.ndarray | None = None,
+    labels: tuple[str, str] = ("original", "reconstruction"),
+) -> None:
+    """Rows (N, D) as a mosaic of ``ncols`` per row: images, or curves drawn as polylines.
+
+    Curves share one scale (``limits``) and keep their aspect ratio; ``overlay`` (N, D) draws a
+    second curve in each cell (dashed, red), e.g. a reconstruction over its original.
+    """
+    if view.kind == "image":
+        _draw_images(ax, rows, view.image, ncols, title, vmin=limits[0], vmax=limits[1])
+        return
+    centre, span = limits
+    curves = view.curves(rows)
+    extra = None if overlay is None else view.curves(overlay)
+    for i, curve in enumerate(curves):
+        offset = _cell(view, i, ncols)
+        xy = (curve - centre) / span + offset
+        ax.plot(xy[:, 0], xy[:, 1], color="black", linewidth=1, label=labels[0] if i == 0 and extra is not None else None)
+        if extra is not None:
+            xy = (extra[i] - centre) / span + offset
+            ax.plot(xy[:, 0], xy[:, 1], "--", color=SAMPLE_COLOUR, linewidth=1, label=labels[1] if i == 0 else None)
+    nrows = max(1, math.ceil(len(curves) / ncols))
+    half = 0.5 * CURVE_PITCH
+    ax.set_xlim(-half, (ncols - 1) * CURVE_PITCH + half)
+    ax.set_ylim(-(nrows - 1) * CURVE_PITCH - half, half)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if extra is not None:
+        ax.legend(loc="lower right", fontsize="small")
 
 
 # ----------------------------------------------------------------------------- figures
@@ -308,33 +452,142 @@ def samples(
     seed: int = 0,
     image_shape: Sequence[int] | None = None,
     dims: Sequence[int] | str | None = None,
+    units: str = "data",
 ) -> Figure:
     """Data next to model samples (decoder means of z ~ p(z)).
 
     Scatter data: left the data (coloured by ``labels``), right the samples over the data in grey.
-    Images: left a grid of data images, right a grid of samples. A conditional model is sampled
-    under conditions drawn from ``condition`` (the data's own).
+    Images: left a grid of data images, right a grid of samples; curves ((P, 2) data) likewise,
+    as polylines on one scale. A conditional model is sampled under conditions drawn from
+    ``condition`` (the data's own). ``units="standardized"`` draws a standardising model's data
+    and samples in its standardised units ((x - mean) / std of the training data).
     """
-    data = model.prepare_x(x).cpu().numpy()
+    to_units = _in_units(model, units)
+    data = to_units(model.prepare_x(x).cpu().numpy())
     n = positive_int(n, "n")
     c_rows = _draw_conditions(model, condition, data.shape[0], n, seed)
-    generated = model.sample(n, condition=c_rows, seed=seed).reshape(n, -1)  # (n, D)
-    shape = image_shape_for(_data_shape(model), image_shape)
+    generated = to_units(model.sample(n, condition=c_rows, seed=seed).reshape(n, -1))  # (n, D)
+    view = _view(model, image_shape)
     fig, axes = _figure(1, 2)
-    if shape is not None:
-        count = min(64, n, data.shape[0])
-        vmin, vmax = _image_range(data[:count], generated[:count])
-        _draw_images(axes[0, 0], data[:count], shape, 8, "Data", vmin=vmin, vmax=vmax)
-        _draw_images(axes[0, 1], generated[:count], shape, 8, "Generated samples", vmin=vmin, vmax=vmax)
+    if view.kind != "table":
+        count = min(64 if view.kind == "image" else 36, n, data.shape[0])
+        ncols = 8 if view.kind == "image" else 6
+        limits = _limits(view, data[:count], generated[:count])
+        _draw_rows(axes[0, 0], data[:count], view, ncols, "Data" + _units_note(units), limits)
+        _draw_rows(axes[0, 1], generated[:count], view, ncols, "Generated samples", limits)
         return fig
     proj = Projection.fit(data, "x", dims)
     _scatter_labels(fig, axes[0, 0], proj(data), _labels(labels, data.shape[0]))
-    _style(axes[0, 0], "Data", proj)
+    _style(axes[0, 0], "Data" + _units_note(units), proj)
     pd, pg = proj(data), proj(generated)
     axes[0, 1].scatter(pd[:, 0], pd[:, 1], c=DATA_COLOUR, s=8, alpha=0.3, label="Real")
     axes[0, 1].scatter(pg[:, 0], pg[:, 1], c=SAMPLE_COLOUR, s=12, alpha=0.5, label="Generated")
     _style(axes[0, 1], "Generated samples", proj)
     axes[0, 1].legend()
+    return fig
+
+
+PICTURE_MAX = 100  # rows drawn by pictures(); more are counted in the title, not drawn
+
+
+def pictures(
+    rows: Any,
+    *,
+    x_shape: int | Sequence[int],
+    image_shape: Sequence[int] | None = None,
+    ncols: int | None = None,
+    title: str = "",
+) -> Figure:
+    """Data rows (N, D) or (N, *x_shape) as a picture: a grid of images, or of curves as polylines.
+
+    The picture of ``vaekit sample -o samples.png``: ``pictures(model.sample(n), x_shape=model.x_shape)``.
+    Curves (``x_shape`` (P, 2)) share one scale and keep their aspect ratio. At most
+    :data:`PICTURE_MAX` rows are drawn; the title then says how many of how many. Tables (data
+    without a natural picture) are refused: write them as numbers (CSV, .npy) or plot them with
+    :func:`samples`.
+    """
+    shape = (int(x_shape),) if isinstance(x_shape, (int, np.integer)) else tuple(int(s) for s in x_shape)
+    array = _numpy(
+        np.asarray(rows).reshape(len(rows), -1) if not isinstance(rows, torch.Tensor) else rows.reshape(len(rows), -1),
+        "rows",
+        math.prod(shape),
+    )
+    view = data_view(shape, image_shape)
+    if view.kind == "table":
+        raise InputError(
+            "x_shape must be images ((H, W), (1, H, W), or a perfect-square width >= 16) or curves ((P, 2)) to be drawn as "
+            f"a picture. Got x_shape {shape} (a table) instead: write such data as numbers (CSV or .npy) or use plots.samples."
+        )
+    count = min(len(array), PICTURE_MAX)
+    ncols = positive_int(ncols, "ncols") if ncols is not None else max(1, math.ceil(math.sqrt(count)))
+    nrows = math.ceil(count / ncols)
+    if count < len(array):
+        title = f"{title} (the first {count} of {len(array)})".strip()
+    cell = 0.6 if view.kind == "image" else 1.0
+    fig, axes = _figure(1, 1, size=(max(3.0, cell * ncols), max(3.0, cell * nrows + 0.4)))
+    _draw_rows(axes[0, 0], array[:count], view, ncols, title, _limits(view, array[:count]))
+    return fig
+
+
+def reconstruction(
+    model: Any,
+    x: Any,
+    condition: Any = None,
+    *,
+    n: int = 8,
+    columns: Sequence[str] | None = None,
+    image_shape: Sequence[int] | None = None,
+    units: str = "data",
+) -> Figure:
+    """Originals next to their reconstructions (decoder means at the posterior mean, :meth:`reconstruct`).
+
+    Images: ``n`` originals (left) and their reconstructions (right) at the same places and on
+    one grey scale. Curves: ``n`` cells, each the original (black) with its reconstruction
+    over it (red, dashed). Tables: reconstructed against true value for the first four columns
+    over every point (at most 2000, evenly spaced), with the line y = x; the title of each
+    panel gives the column's RMSE. The ``n`` points are evenly spaced rows of ``x``.
+    ``units`` as for :func:`samples`.
+    """
+    to_units = _in_units(model, units)
+    n = positive_int(n, "n")
+    data = model.prepare_x(x).cpu().numpy()
+    view = _view(model, image_shape)
+    count = min(n, len(data)) if view.kind != "table" else min(len(data), RANKING_ROWS)
+    rows = np.linspace(0, len(data) - 1, count).astype(int) if count < len(data) else np.arange(len(data))
+    c = None if condition is None else model.prepare_condition(condition, len(data))[torch.from_numpy(rows)]
+    with torch.no_grad():
+        recon = model.decode_batch(posterior_mean(model.encode_batch(model.prepare_x(data[rows]), c)), c).mean
+    original, recon = to_units(data[rows]), to_units(recon.cpu().numpy().astype(np.float64))
+    note = _units_note(units)
+    if view.kind == "image":
+        fig, axes = _figure(1, 2, size=(3.6, 2.2 + 0.4 * math.ceil(count / 4)))
+        limits = _limits(view, original, recon)
+        ncols = min(count, 4)
+        _draw_rows(axes[0, 0], original, view, ncols, "Originals" + note, limits)
+        _draw_rows(axes[0, 1], recon, view, ncols, "Reconstructions", limits)
+        return fig
+    if view.kind == "curve":
+        ncols = min(count, 4)
+        fig, axes = _figure(1, 1, size=(1.8 * ncols, 1.8 * math.ceil(count / ncols) + 0.6))
+        title = "Originals (black) and reconstructions (red, dashed)" + note
+        _draw_rows(axes[0, 0], original, view, ncols, title, _limits(view, original, recon), overlay=recon)
+        return fig
+    names = list(columns) if columns is not None else [f"x{i}" for i in range(model.x_dim)]
+    shown = min(4, model.x_dim)
+    fig, axes = _figure(1, shown, size=(3.4, 3.4))
+    for j, ax in enumerate(axes[0]):
+        truth, got = original[:, j], recon[:, j]
+        ax.scatter(truth, got, s=6, alpha=0.4, c="tab:blue")
+        low, high = float(min(truth.min(), got.min())), float(max(truth.max(), got.max()))
+        ax.plot([low, high], [low, high], "--", color="black", linewidth=1, label="y = x")
+        rmse = float(np.sqrt(np.mean((got - truth) ** 2)))
+        ax.set_title(f"{names[j]}: RMSE {format_value(rmse, 3)}")
+        ax.set_xlabel(f"data{note}")
+        ax.set_ylabel("reconstruction")
+        ax.grid(True, alpha=0.2)
+        ax.legend(loc="upper left", fontsize="small")
+    if shown < model.x_dim:
+        fig.suptitle(f"Reconstruction of the first {shown} of {model.x_dim} columns")
     return fig
 
 
@@ -349,19 +602,28 @@ def _draw_conditions(model: Any, condition: Any, n_data: int, n: int, seed: int)
     return rows.argmax(1).cpu().numpy() if isinstance(model.condition, OneHot) else rows.cpu().numpy()
 
 
-def latent(model: Any, x: Any, labels: Any = None, condition: Any = None, *, dims: Sequence[int] | str | None = None) -> Figure:
+def latent(
+    model: Any,
+    x: Any,
+    labels: Any = None,
+    condition: Any = None,
+    *,
+    dims: Sequence[int] | str | None = None,
+    units: str = "data",
+) -> Figure:
     """Data space and the encoded latent space (posterior means), both coloured by ``labels``.
 
     Latents with more than two dimensions are shown by PCA (default) or the pair ``dims``.
+    ``units="standardized"``: the data panel in a standardising model's standardised units.
     """
-    data = model.prepare_x(x).cpu().numpy()
+    data = _in_units(model, units)(model.prepare_x(x).cpu().numpy())
     y = _labels(labels, data.shape[0])
     z = _latent_means(model, x, condition)
     fig, axes = _figure(1, 2)
     px = Projection.fit(data, "x")
     pz = Projection.fit(z, "z", dims)
     _scatter_labels(fig, axes[0, 0], px(data), y)
-    _style(axes[0, 0], "Data space", px)
+    _style(axes[0, 0], "Data space" + _units_note(units), px)
     _scatter_labels(fig, axes[0, 1], pz(z), y)
     _style(axes[0, 1], "Latent space (posterior means)", pz)
     return fig
@@ -377,14 +639,16 @@ def posterior(
     dims: Sequence[int] | str | None = None,
     grid: int = 200,
     image_shape: Sequence[int] | None = None,
+    units: str = "data",
 ) -> Figure:
     """q(z|x) for chosen points: the points in data space (left), their posterior densities (right).
 
     Each posterior is drawn as density contours on the right-hand latent axes over the encoded
-    data, every one in the same orientation (z_1 across, z_2 up). Higher-dimensional latents are
-    projected (PCA or ``dims``); the projected Gaussian's density is exact. For images the
-    left panel shows the chosen images.
+    data, every one in the same orientation (the first latent axis across, the second up). Higher-dimensional latents are
+    projected (PCA or ``dims``); the projected Gaussian's density is exact. For images (curves)
+    the left panel shows the chosen images (curves). ``units`` as for :func:`samples`.
     """
+    to_units = _in_units(model, units)
     data = model.prepare_x(x).cpu().numpy()
     n = data.shape[0]
     if isinstance(indices, (int, np.integer)) or len(indices) == 0:
@@ -403,18 +667,19 @@ def posterior(
             )
         means, stds = qz.mean.cpu().numpy().astype(np.float64), qz.stddev.cpu().numpy().astype(np.float64)
     pz = Projection.fit(means, "z", dims)
+    data = to_units(data)
     px = Projection.fit(data, "x")
-    shape = image_shape_for(_data_shape(model), image_shape)
+    view = _view(model, image_shape)
+    shape = None if view.kind == "table" else view
     fig, axes = _figure(1, 2)
     left, right = axes[0]
     pdx = px(data)
     if shape is None:
         left.scatter(pdx[:, 0], pdx[:, 1], c=DATA_COLOUR, s=10, alpha=0.5, label="Dataset")
     else:
-        vmin, vmax = _image_range(data[idx])
-        _draw_images(
-            left, data[idx], shape, len(idx), "Selected images: " + ", ".join(f"idx {i}" for i in idx), vmin=vmin, vmax=vmax
-        )
+        what = "images" if view.kind == "image" else "curves"
+        title = f"Selected {what}: " + ", ".join(f"idx {i}" for i in idx)
+        _draw_rows(left, data[idx], view, len(idx), title, _limits(view, data[idx]))
     z_all = pz(means)
     colour_by = {"c": y, "cmap": "tab10"} if y is not None else {"c": DATA_COLOUR}
     right.scatter(z_all[:, 0], z_all[:, 1], s=5, alpha=0.2, **colour_by)
@@ -423,7 +688,7 @@ def posterior(
         centres.append(pz(means[i : i + 1])[0])
         covs.append(pz.weight.T @ np.diag(stds[i] ** 2) @ pz.weight)
     for k, (i, centre, cov) in enumerate(zip(idx, centres, covs)):
-        # Each density gets its own grid, centre +- 4 std in both axes (z_1 across, z_2 up), so
+        # Each density gets its own grid, centre +- 4 std in both axes (first axis across, second up), so
         # sharp posteriors are resolved as well as broad ones.
         spread = 4 * np.sqrt(np.diag(cov))
         g1, g2 = np.meshgrid(
@@ -439,7 +704,7 @@ def posterior(
         right.contour(g1, g2, density, colors=colour, linewidths=2)
         right.plot([], [], color=colour, label=f"q(z|x) of point {k + 1}")
     if shape is None:
-        _style(left, "Selected points in data space", px)
+        _style(left, "Selected points in data space" + _units_note(units), px)
         left.legend()
     _style(right, "Learned $q(z|x)$ for selected points", pz)
     right.legend()
@@ -454,6 +719,53 @@ def _gaussian_density(points: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> 
     return np.exp(-0.5 * (diff * solved).sum(1)) / (2 * np.pi * np.sqrt(np.linalg.det(cov)))
 
 
+RANKING_ROWS = 2000  # data rows the latent ranking is computed on (evenly spaced)
+
+
+@dataclass(frozen=True)
+class LatentRanking:
+    """How much each latent dimension is used, and the two shown in 2-D latent figures.
+
+    ``measure`` is ``"KL"`` (mean KL(q(z_d|x) || p(z_d)) in nats, where the model's KL splits
+    over dimensions) or ``"var E[z|x]"`` (the variance over the data of the posterior means, for
+    models without a per-dimension KL: VQ-VAE, hierarchical, flow posteriors). ``dims`` are the
+    two highest-scoring dimensions in increasing index order (ties: the lower index); dims
+    are numbered from 0, as everywhere in vaekit.
+    """
+
+    dims: tuple[int, ...]
+    scores: np.ndarray  # (Z,)
+    measure: str
+
+    def label(self, d: int) -> str:
+        """``"z3 (KL 1.23)"``: dimension ``d`` and its score."""
+        return f"z{d} ({self.measure} {format_value(float(self.scores[d]), 3)})"
+
+
+def rank_latents(model: Any, x: Any, condition: Any = None) -> LatentRanking:
+    """The most informative latent dimensions of ``model`` on data ``x``: see :class:`LatentRanking`.
+
+    For a hierarchical model only the dimensions its decoder reads (the bottom layer, when it
+    has two or more) compete, so that a grid over them changes the decoded output. At most
+    :data:`RANKING_ROWS` evenly spaced rows of ``x`` are used.
+    """
+    xs = model.prepare_x(x).cpu().numpy()
+    c = condition
+    if len(xs) > RANKING_ROWS:
+        rows = np.linspace(0, len(xs) - 1, RANKING_ROWS).astype(int)
+        xs = xs[rows]
+        if c is not None and np.ndim(c) > 0 and len(c) == len(x):  # one condition per row (else one for all)
+            c = c[rows] if isinstance(c, (np.ndarray, torch.Tensor)) else np.asarray(c)[rows]
+    if kl_splits(model):
+        scores, measure = np.asarray(_kl_per_dim_values(model, xs, c), dtype=np.float64), "KL"
+    else:
+        scores, measure = np.asarray(latent_mean_variance(model, xs, c), dtype=np.float64), "var E[z|x]"
+    layers = getattr(model, "latent_layers", None)
+    read = layers[0] if layers is not None and layers[0] >= 2 else model.z_dim
+    order = np.argsort(-scores[:read], kind="stable")
+    return LatentRanking(tuple(sorted(int(d) for d in order[:2])), scores, measure)
+
+
 def latent_grid(
     model: Any,
     x: Any = None,
@@ -461,21 +773,30 @@ def latent_grid(
     *,
     n: int = 20,
     bound: float = 2.0,
-    dims: Sequence[int] = (0, 1),
+    dims: Sequence[int] | None = None,
     image_shape: Sequence[int] | None = None,
+    units: str = "data",
 ) -> Figure:
     """The decoded latent manifold: an n x n grid on [-bound, bound]² in latent dims ``dims``.
 
-    Scatter data: left the grid over the encoded data, right the decoded grid over the data,
-    coloured by z_1. Images: one mosaic of the n x n decoded images (z_1 across, z_2 up).
+    ``dims`` default: the two most informative dimensions on ``x`` (:func:`rank_latents`: the
+    highest mean KL, or posterior-mean variance where the KL does not split), else (0, 1)
+    without data; the title names them with their scores. Scatter data: left the grid over
+    the encoded data, right the decoded grid over the data, coloured by the first dim. Images
+    (curves): one mosaic of the n x n decoded images (polylines), first dim across, second up.
     Other latent dimensions are held at 0 (the prior mean). A conditional model needs one
-    ``condition`` (a label or a value) for the whole grid.
+    ``condition`` (a label or a value) for the whole grid. ``units`` as for :func:`samples`.
     """
     n = positive_int(n, "n", minimum=2)
     bound = positive_float(bound, "bound")
+    to_units = _in_units(model, units)
     if model.z_dim < 2:
         raise InputError(f"model.z_dim must be >= 2 for a latent grid. Got z_dim={model.z_dim} instead.")
-    pair = tuple(int(d) for d in dims)
+    ranking = None
+    if dims is None and x is not None:
+        ranking = rank_latents(model, x, _single_condition(model, condition, len(model.prepare_x(x))))
+        dims = ranking.dims
+    pair = tuple(int(d) for d in ((0, 1) if dims is None else dims))
     if len(pair) != 2 or pair[0] == pair[1] or not all(0 <= d < model.z_dim for d in pair):
         raise InputError(f"dims must be two different latent indices in 0..{model.z_dim - 1}. Got {dims!r} instead.")
     axis = np.linspace(-bound, bound, n)
@@ -484,16 +805,20 @@ def latent_grid(
     z[:, pair[0]] = g1.ravel()
     z[:, pair[1]] = g2.ravel()
     c = _single_condition(model, condition, n * n)
-    decoded = _decode_means(model, z, c)
+    decoded = to_units(_decode_means(model, z, c))
     rest = " (other dims 0)" if model.z_dim > 2 else ""
-    zlabels = (f"$z_{{{pair[0] + 1}}}$" + rest, f"$z_{{{pair[1] + 1}}}$" + rest)
-    shape = image_shape_for(_data_shape(model), image_shape)
-    if shape is not None:
+    zlabels = (f"$z_{{{pair[0]}}}$" + rest, f"$z_{{{pair[1]}}}$" + rest)
+    if ranking is not None:
+        chosen = f"most informative: {ranking.label(pair[0])}, {ranking.label(pair[1])}"
+    else:
+        chosen = f"z{pair[0]} and z{pair[1]}"
+    view = _view(model, image_shape)
+    if view.kind != "table":
         fig, axes = _figure(1, 1, size=(7.0, 7.0))
-        # Row 0 of the mosaic is the top of the picture: put the largest z_2 there.
+        # Row 0 of the mosaic is the top of the picture: put the largest second coordinate there.
         order = np.arange(n * n).reshape(n, n)[::-1].ravel()
-        vmin, vmax = _image_range(decoded)
-        _draw_images(axes[0, 0], decoded[order], shape, n, "Decoded latent grid" + _given(model, condition), vmin=vmin, vmax=vmax)
+        title = f"Decoded latent grid{_given(model, condition)}\n{chosen}"
+        _draw_rows(axes[0, 0], decoded[order], view, n, title, _limits(view, decoded))
         axes[0, 0].set_xlabel(f"{zlabels[0]}: {-bound:g} to {bound:g}")
         axes[0, 0].set_ylabel(f"{zlabels[1]}: {-bound:g} to {bound:g}")
         return fig
@@ -504,10 +829,11 @@ def latent_grid(
         # Background: the data encoded under the grid's condition.
         zx = _latent_means(model, data, _single_condition(model, condition, len(data)))
         left.scatter(zx[:, pair[0]], zx[:, pair[1]], c=DATA_COLOUR, s=3, alpha=0.3)
+        data = to_units(data)
     left.scatter(g1.ravel(), g2.ravel(), c="tab:blue", s=20, alpha=0.5)
     left.set_xlabel(zlabels[0])
     left.set_ylabel(zlabels[1])
-    _style(left, "Grid in latent space" + _given(model, condition))
+    _style(left, f"Grid in latent space{_given(model, condition)}\n{chosen}")
     proj = Projection.fit(decoded if data is None else data, "x")
     if data is not None:
         pdx = proj(data)
@@ -525,7 +851,7 @@ def latent_grid(
         label="Decoded grid",
     )
     fig.colorbar(sc, ax=right, label=f"{zlabels[0]} coordinate")
-    _style(right, "Decoded grid in data space" + _given(model, condition), proj)
+    _style(right, "Decoded grid in data space" + _given(model, condition) + _units_note(units), proj)
     right.legend()
     return fig
 
@@ -563,34 +889,29 @@ def interpolation(
     x: Any = None,
     image_shape: Sequence[int] | None = None,
     dims: Sequence[int] | str | None = None,
+    units: str = "data",
 ) -> Figure:
     """Straight line between the posterior means of x_a and x_b, in latent and in data space.
 
     Scatter data: left the path in latent space (over the encoded ``x`` when given), right the
-    decoded path over the data, both coloured by the position t in [0, 1]. Images: one row
-    x_a, decoded path, x_b. A conditional model takes one ``condition`` for the whole path.
+    decoded path over the data, both coloured by the position t in [0, 1]. Images (curves): one
+    row x_a, decoded path, x_b. A conditional model takes one ``condition`` for the whole path.
+    ``units`` as for :func:`samples`.
     """
     steps = positive_int(steps, "steps", minimum=2)
+    to_units = _in_units(model, units)
     ends = np.concatenate([_one_point(x_a, "x_a", model.x_dim), _one_point(x_b, "x_b", model.x_dim)])  # (2, D)
     c2 = _single_condition(model, condition, 2)
     z_ends = _latent_means(model, ends, c2)
     t = np.linspace(0.0, 1.0, steps)
     path = (1 - t)[:, None] * z_ends[0] + t[:, None] * z_ends[1]  # (steps, Z)
-    decoded = _decode_means(model, path, _single_condition(model, condition, steps))
-    shape = image_shape_for(_data_shape(model), image_shape)
-    if shape is not None:
+    decoded = to_units(_decode_means(model, path, _single_condition(model, condition, steps)))
+    view = _view(model, image_shape)
+    if view.kind != "table":
         fig, axes = _figure(1, 1, size=(1.0 * (steps + 2), 1.6))
-        row = np.concatenate([ends[:1], decoded, ends[1:]])
-        vmin, vmax = _image_range(row)
-        _draw_images(
-            axes[0, 0],
-            row,
-            shape,
-            steps + 2,
-            "Interpolation: x_a | decoded path | x_b" + _given(model, condition),
-            vmin=vmin,
-            vmax=vmax,
-        )
+        row = np.concatenate([to_units(ends[:1]), decoded, to_units(ends[1:])])
+        title = "Interpolation: x_a | decoded path | x_b" + _given(model, condition)
+        _draw_rows(axes[0, 0], row, view, steps + 2, title, _limits(view, row))
         return fig
     fig, axes = _figure(1, 2)
     left, right = axes[0]
@@ -604,15 +925,16 @@ def interpolation(
     left.plot(pp[:, 0], pp[:, 1], color="black", linewidth=1)
     sc = left.scatter(pp[:, 0], pp[:, 1], c=t, cmap="plasma", s=40, zorder=3)
     _style(left, "Path in latent space" + _given(model, condition), pz)
+    data = None if data is None else to_units(data)
     px = Projection.fit(data if data is not None else decoded, "x")
     if data is not None:
         pdx = px(data)
         right.scatter(pdx[:, 0], pdx[:, 1], c=DATA_COLOUR, s=6, alpha=0.3)
-    pdec, pend = px(decoded), px(ends)
+    pdec, pend = px(decoded), px(to_units(ends))
     right.plot(pdec[:, 0], pdec[:, 1], color="black", linewidth=1)
     right.scatter(pdec[:, 0], pdec[:, 1], c=t, cmap="plasma", s=40, zorder=3)
     right.scatter(pend[:, 0], pend[:, 1], marker="*", s=200, c=["tab:blue", "tab:green"], ec="black", zorder=4, label="x_a, x_b")
-    _style(right, "Decoded path in data space" + _given(model, condition), px)
+    _style(right, "Decoded path in data space" + _given(model, condition) + _units_note(units), px)
     right.legend()
     fig.colorbar(sc, ax=right, label="t")
     return fig
@@ -639,12 +961,15 @@ def conditional_samples(
     value_name: str | None = None,
     image_shape: Sequence[int] | None = None,
     dims: Sequence[int] | str | None = None,
+    units: str = "data",
 ) -> Figure:
     """Samples of a conditional model for each requested label or value, one panel per value.
 
     Scatter data: each panel shows ``n`` samples over the data in grey (a circle marks the
-    requested radius when ``value_name == "radius"``). Images: one row of samples per value.
+    requested radius when ``value_name == "radius"``). Images (curves): one row of samples per
+    value. ``units`` as for :func:`samples`.
     """
+    to_units = _in_units(model, units)
     if model.condition is None:
         raise InputError(
             "model must be conditional (built with condition=OneHot(..) or Continuous(..)). Got an unconditional model instead."
@@ -654,21 +979,21 @@ def conditional_samples(
     n = positive_int(n, "n")
     name = value_name or ("label" if isinstance(model.condition, OneHot) else "condition")
     drawn = [
-        model.sample(n, condition=_single_condition(model, v, n), seed=seed + i).reshape(n, -1) for i, v in enumerate(values)
+        to_units(model.sample(n, condition=_single_condition(model, v, n), seed=seed + i).reshape(n, -1))
+        for i, v in enumerate(values)
     ]
-    shape = image_shape_for(_data_shape(model), image_shape)
-    if shape is not None:
+    view = _view(model, image_shape)
+    if view.kind != "table":
         per_row = min(n, 10)
         fig, axes = _figure(1, 1, size=(0.8 * per_row, 0.8 * len(values) + 0.6))
         rows = np.concatenate([d[:per_row] for d in drawn])
-        vmin, vmax = _image_range(rows)
-        _draw_images(axes[0, 0], rows, shape, per_row, f"Samples per {name} (one row each)", vmin=vmin, vmax=vmax)
-        axes[0, 0].set_yticks([(i + 0.5) * (shape[0] + 1) for i in range(len(values))], [f"{name}={_fmt(v)}" for v in values])
+        _draw_rows(axes[0, 0], rows, view, per_row, f"Samples per {name} (one row each)", _limits(view, rows))
+        axes[0, 0].set_yticks(_row_centres(view, len(values)), [f"{name}={_fmt(v)}" for v in values])
         return fig
     ncols = min(4, len(values))
     nrows = math.ceil(len(values) / ncols)
     fig, axes = _figure(nrows, ncols, size=(4.0, 4.0))
-    data = None if x is None else model.prepare_x(x).cpu().numpy()
+    data = None if x is None else to_units(model.prepare_x(x).cpu().numpy())
     proj = Projection.fit(data if data is not None else np.concatenate(drawn), "x", dims)
     everything = np.concatenate([proj(d) for d in drawn] + ([proj(data)] if data is not None else []))
     low, high = everything.min(0), everything.max(0)
@@ -733,7 +1058,8 @@ def comparison(
     data = None if x is None else models[0].prepare_x(x).cpu().numpy()
     rows = 2 if data is not None and reconstructions else 1
     fig, axes = _figure(rows, len(items), size=(3.6, 3.6))
-    shape = image_shape_for(x_dim, image_shape)
+    view = _view(models[0], image_shape)
+    shape = None if view.kind == "table" else view
     proj = None if shape is not None else Projection.fit(data if data is not None else models[0].sample(n, seed=seed), "x")
     shown: list[np.ndarray] = []
     for j, (label, model) in enumerate(items):
@@ -748,8 +1074,7 @@ def comparison(
             ax = axes[i, j]
             if shape is not None:
                 count = min(16, len(points))
-                vmin, vmax = _image_range(points[:count])
-                _draw_images(ax, points[:count], shape, 4, f"{label}: {what}", vmin=vmin, vmax=vmax)
+                _draw_rows(ax, points[:count], view, 4, f"{label}: {what}", _limits(view, points[:count]))
                 continue
             if data is not None:
                 pdx = proj(data)
@@ -798,10 +1123,10 @@ def kl_per_dim(model_or_values: Any, x: Any = None, condition: Any = None) -> Fi
     fig, axes = _figure(1, 1, size=(max(4.0, 0.5 * len(values) + 2), 3.6))
     ax = axes[0, 0]
     colours = ["tab:blue" if active is None or a else "tab:gray" for a in (active if active is not None else values)]
-    dims = np.arange(1, len(values) + 1)
+    dims = np.arange(len(values))
     ax.bar(dims, values, color=colours)
     ax.set_xticks(dims)
-    ax.set_xlabel("Latent dimension")
+    ax.set_xlabel("Latent dimension (z0, z1, ...)")
     ax.set_ylabel("KL (nats)")
     title = "KL per latent dimension"
     if active is not None:
@@ -823,13 +1148,15 @@ def run_figures(
     image_shape: Sequence[int] | None = None,
     n_samples: int = 2000,
     condition_name: str | None = None,
+    columns: Sequence[str] | None = None,
+    units: str = "data",
 ) -> dict[str, Figure]:
     """The standard figures of a run, keyed by file stem; only those that apply.
 
-    Keys: ``history`` (when given), ``samples``, ``latent``, ``posterior``, ``latent_grid``,
-    ``interpolation``, ``conditional`` (conditional models), ``kl_per_dim``. A model that declares
+    Keys: ``history`` (when given), ``samples``, ``reconstruction``, ``latent``, ``posterior``,
+    ``latent_grid``, ``interpolation``, ``conditional`` (conditional models), ``kl_per_dim``. A model that declares
     ``diversity`` not applicable (it cannot sample yet) gets no ``samples`` and ``conditional``. Image data gets
-    image grids (see :func:`image_shape_for`). Save with ``fig.savefig(f"figures/{key}.png")``.
+    image grids (see :func:`image_shape_for`), curve data ((P, 2)) polylines. Save with ``fig.savefig(f"figures/{key}.png")``.
 
     Parameters
     ----------
@@ -849,33 +1176,41 @@ def run_figures(
         Model samples in the samples figure.
     condition_name : str, optional
         Name of the condition in titles (``"radius"`` also draws the requested circle).
+    columns : list of str, optional
+        Column names for the reconstruction figure of table data (default x0, x1, ...).
+    units : {"data", "standardized"}, default "data"
+        "standardized" draws a standardising model's data-space panels in its standardised
+        units; a model built without ``standardize=True`` is refused.
 
     """
+    _in_units(model, units)  # checked before any figure is made
     data = model.prepare_x(x).cpu().numpy()
     n = data.shape[0]
     y = _labels(labels, n)
     figures: dict[str, Figure] = {}
+    shared = {"image_shape": image_shape, "units": units}
     if history is not None:
         figures["history"] = history_figure(history)
     can_sample = "diversity" not in not_applicable(model)
     if can_sample:
-        figures["samples"] = samples(model, data, condition, labels=y, n=min(n_samples, 4096), seed=seed, image_shape=image_shape)
-    figures["latent"] = latent(model, data, y, condition)
+        figures["samples"] = samples(model, data, condition, labels=y, n=min(n_samples, 4096), seed=seed, **shared)
+    figures["reconstruction"] = reconstruction(model, data, condition, columns=columns, **shared)
+    figures["latent"] = latent(model, data, y, condition, units=units)
     indices = (150, 1050) if n > 1050 else (0, n // 2)
     if _gaussian_posterior(model):
-        figures["posterior"] = posterior(model, data, indices, condition, labels=y, image_shape=image_shape)
+        figures["posterior"] = posterior(model, data, indices, condition, labels=y, **shared)
     single = _typical_condition(model, condition, n)
     if model.z_dim >= 2:
-        figures["latent_grid"] = latent_grid(model, data, single, image_shape=image_shape)
+        figures["latent_grid"] = latent_grid(model, data, single, **shared)
     rows = np.arange(n)
     if isinstance(model.condition, OneHot):  # interpolate between points that have the path's label
         rows = np.flatnonzero(model.prepare_condition(condition, n).argmax(1).cpu().numpy() == single)
     a, b = rows[list(_interpolation_ends(data[rows], None if y is None else y[rows]))]
-    figures["interpolation"] = interpolation(model, data[a], data[b], single, x=data, image_shape=image_shape)
+    figures["interpolation"] = interpolation(model, data[a], data[b], single, x=data, **shared)
     values = _condition_values(model, condition, n)
     if values is not None and can_sample:
         name = condition_name or ("label" if isinstance(model.condition, OneHot) else "condition")
-        figures["conditional"] = conditional_samples(model, values, x=data, value_name=name, seed=seed, image_shape=image_shape)
+        figures["conditional"] = conditional_samples(model, values, x=data, value_name=name, seed=seed, **shared)
     if kl_splits(model):
         figures["kl_per_dim"] = kl_per_dim(model, data, condition)
     return figures

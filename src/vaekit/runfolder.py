@@ -55,9 +55,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "n": (int, 2000),  # built-in generators: number of points
         "seed": (int, 0),  # built-in generators: data seed
         "options": (dict, {}),  # built-in generators: extra keyword arguments (modes, radius, ...)
-        "columns": (list[str], []),  # files: data columns (empty: all but the condition)
+        "columns": (list[str], []),  # files: data columns (empty: all but the condition, label and excluded ones)
         "condition": (str, ""),  # "label" / "radius" for built-ins, a column name for files
         "condition_type": (Literal["onehot", "continuous"], "onehot"),
+        "exclude": (list[str], []),  # files: columns that are not data (ids, names, ...)
+        "label": (str, ""),  # files: a column that colours the plots; never trained on or conditioned on
+        "header": (bool | Literal["auto"], "auto"),  # CSV files: first row holds names ("auto": unless all numbers)
     },
     "training": {
         "epochs": (int, 400),
@@ -78,6 +81,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "device": (str, "cpu"),
         "precision": (Literal["float32", "bf16"], "float32"),  # bf16: autocast of the training forward passes
         "checkpoint_every": (int, 0),  # 0: fit's default
+        "threads": (int, 0),  # torch CPU threads during the run; 0: torch's default
     },
     "evaluation": {  # settings of vaekit.metrics.evaluate (metrics.json)
         "k": (int, 100),  # importance samples of the IWAE estimate
@@ -156,6 +160,8 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
     d = out["data"]
     if d["name"] == "digits" and "likelihood" not in out["model"]:
         out["model"]["likelihood"] = "bernoulli"  # the digits are grey levels in [0, 1]
+    if d["name"] == "airfoils" and "standardize" not in out["model"]:
+        out["model"]["standardize"] = True  # y spans about 0.1 chord: a variance of 0.1 would drown it
     out["model"] = model_settings.complete(out["model"], d["condition_type"] if d["condition"] else None, source)
     if "objective" not in config.get("training", {}):  # the model's own objective (vq for a VQ-VAE)
         cls = model_settings.model_kinds()[out["model"][model_settings.MODEL_KEY]]
@@ -164,7 +170,7 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
 
 
 _EXPECTED = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
-_EXPECTED |= {list[int]: "a list of integers", list[str]: "a list of strings"}
+_EXPECTED |= {list[int]: "a list of integers", list[str]: "a list of strings", bool | Literal["auto"]: "true, false or 'auto'"}
 
 
 def _expected(annotation: Any) -> str:
@@ -185,6 +191,19 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
         )
     if d["name"] and d["name"] not in vkdata.DATASETS:
         raise InputError(f"{source}: [data] name must be one of {sorted(vkdata.DATASETS)}. Got {d['name']!r} instead.")
+    if d["name"]:
+        given = [f"{key}={d[key]!r}" for key in ("exclude", "label") if d[key]] + (
+            [f"header={d['header']!r}"] * (d["header"] != "auto")
+        )
+        if given:
+            raise InputError(
+                f"{source}: [data] exclude, label and header apply to files (path), not to the built-in dataset "
+                f"{d['name']!r}. Got {', '.join(given)} instead."
+            )
+    if t["threads"] < 0:
+        raise InputError(
+            f"{source}: [training] threads must be an integer >= 1 (0: torch's default). Got {t['threads']} instead."
+        )
     if d["name"] and d["condition"] and d["condition"] not in BUILTIN_CONDITIONS:
         raise InputError(
             f"{source}: [data] condition for a built-in dataset must be one of {list(BUILTIN_CONDITIONS)}. "
@@ -279,6 +298,10 @@ class RunData:
     columns : names of the D data columns
     label_names : names of the one-hot classes (text labels of a file), or None
     description : one line saying where the data came from
+    x_shape : the shape of one point when it is not flat (curves (P, 2), images), else None;
+        ``x`` holds the points flattened, and :func:`build_model` gives the model this shape
+    label_classes : names of the codes of a text ``[data] label`` column, or None
+    has_header : False when a CSV file's first row was read as data (no header row)
 
     """
 
@@ -288,13 +311,18 @@ class RunData:
     columns: list[str]
     label_names: list[str] | None = None
     description: str = ""
+    x_shape: tuple[int, ...] | None = None
+    label_classes: list[str] | None = None
+    has_header: bool = True
 
 
 def load_data(config: dict[str, dict[str, Any]], *, test: bool = False) -> RunData:
     """Load the data of ``config["data"]``.
 
     With ``test=True`` a built-in generator that takes a seed draws a fresh sample with
-    ``seed + 1`` (a held-out test set of the same size); other data are returned as is.
+    ``seed + 1`` (a held-out test set of the same size); a fixed built-in set with a ``split``
+    (the airfoils) gives its "train" part, or its "test" part with ``test=True`` (they never
+    overlap); other data are returned as is.
     """
     d = config["data"]
     if d["path"]:
@@ -312,7 +340,11 @@ def load_data(config: dict[str, dict[str, Any]], *, test: bool = False) -> RunDa
     seed = d["seed"] + (1 if test else 0)
     if "seed" in params:
         kwargs["seed"] = seed
+    if "split" in params:
+        kwargs["split"] = "test" if test else "train"
     x, y = fn(**kwargs)
+    x_shape = tuple(x.shape[1:]) if x.ndim > 2 else None
+    x = x.reshape(len(x), -1)
     labels = y if np.issubdtype(y.dtype, np.integer) else None
     condition = None
     if d["condition"] == "label":
@@ -328,7 +360,8 @@ def load_data(config: dict[str, dict[str, Any]], *, test: bool = False) -> RunDa
         condition = vkdata.radius(x)
     shown = ", ".join(f"{k}={v}" for k, v in kwargs.items())
     which = "test sample" if test and "seed" in params else "data"
-    return RunData(x, condition, labels, [f"x{i}" for i in range(x.shape[1])], None, f"{d['name']}({shown}) {which}")
+    columns = [f"x{i}" for i in range(x.shape[1])]
+    return RunData(x, condition, labels, columns, None, f"{d['name']}({shown}) {which}", x_shape)
 
 
 def dataset_options(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -342,7 +375,14 @@ def dataset_options(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _load_file(d: dict[str, Any]) -> RunData:
-    table = vkdata.load_table(d["path"], d["columns"] or None, d["condition"] or None)
+    table = vkdata.load_table(
+        d["path"],
+        d["columns"] or None,
+        d["condition"] or None,
+        exclude=d["exclude"],
+        label=d["label"] or None,
+        header=d["header"],
+    )
     condition, labels = table.condition, None
     if condition is not None and d["condition_type"] == "onehot":
         if condition.shape[1] != 1 or not np.all(condition == np.round(condition)) or condition.min() < 0:
@@ -352,7 +392,21 @@ def _load_file(d: dict[str, Any]) -> RunData:
             )
         labels = condition[:, 0].astype(np.int64)
         condition = labels
-    return RunData(table.x, condition, labels, table.columns, table.label_names, f"{d['path']} ({len(table.x)} rows)")
+    if table.label is not None:
+        labels = table.label  # the label column colours the plots instead of the condition
+    headerless = "" if table.has_header else ", no header row"
+    description = f"{d['path']} ({len(table.x)} rows{headerless})"
+    return RunData(
+        table.x,
+        condition,
+        labels,
+        table.columns,
+        table.label_names,
+        description,
+        table.x_shape,
+        table.label_classes,
+        table.has_header,
+    )
 
 
 def condition_spec(config: dict[str, dict[str, Any]], data: RunData):
@@ -372,6 +426,8 @@ def condition_spec(config: dict[str, dict[str, Any]], data: RunData):
 def build_model(config: dict[str, dict[str, Any]], data: RunData):
     """An untrained model for ``config`` and ``data`` (initial weights seeded with [training] seed)."""
     m = config["model"]
+    if data.x_shape is not None and not m.get("x_shape"):
+        m = m | {"x_shape": list(data.x_shape)}  # curves and images keep their shape
     arch = model_settings.architecture(m, x_dim=data.x.shape[1], condition=condition_spec(config, data))
     cls = model_settings.model_kinds()[m[model_settings.MODEL_KEY]]
     return cls.from_architecture(arch, seed=config["training"]["seed"])

@@ -228,7 +228,7 @@ def train(
     config["data"]["options"] = dataset_options(config)
     data = load_data(config)
     if data.columns and config["data"]["path"]:
-        config["data"]["columns"] = list(data.columns)  # make the file's column choice explicit
+        _make_explicit(config["data"], data)
     test_data = load_data(config, test=True)
     model = build_model(config, data)
     kwargs = fit_kwargs(config)
@@ -252,6 +252,8 @@ def train(
         if not resume and writer:
             shutil.rmtree(staging, ignore_errors=True)
 
+    threads = TorchThreads(config["training"]["threads"])  # for training and the results
+    history = None
     try:
         if status is not None:
             status(STAGE_TRAINING)
@@ -273,7 +275,11 @@ def train(
             atomic_write_text(staging / CONFIG, previous)
         discard()
         raise
+    finally:
+        if history is None:
+            threads.close()
     if not writer:  # the other ranks are done: rank 0 evaluates and writes the run folder
+        threads.close()
         return Run(path=out, config=config, model=model, history=history, metrics={}, info={})
     try:
         if status is not None:
@@ -291,14 +297,19 @@ def train(
     except BaseException:
         discard()
         raise
+    finally:
+        threads.close()
     logger.info("wrote run folder %s (%d epochs in %.1f s)", out, len(history), history.seconds)
     return Run(path=out, config=config, model=model, history=history, metrics=metrics, info=info)
 
 
 def _write_results(staging: Path, out: Path, config, model, history, data: RunData, test_data: RunData, command: str):
     """Everything after training: model, history, metrics, run info, figures, report; returns (metrics, info)."""
+    import torch
+
     from vaekit import report
     from vaekit._version import __version__
+    from vaekit.diagnostics import run_warnings
     from vaekit.io import save
 
     fit_prior = getattr(model, "fit_prior", None)
@@ -307,6 +318,8 @@ def _write_results(staging: Path, out: Path, config, model, history, data: RunDa
     save(model, staging)
     write_history(staging / HISTORY, history)
     metrics = {"evaluated_on": test_data.description, **evaluate_run(model, test_data, config)}
+    # Said out loud (metrics.json, report, CLI, log): a collapsed run looks like any other in its numbers.
+    metrics["warnings"] = run_warnings(metrics, data.x, config)
     write_json(staging / METRICS, metrics)
     info = {
         "vaekit_version": __version__,
@@ -315,6 +328,9 @@ def _write_results(staging: Path, out: Path, config, model, history, data: RunDa
         "columns": data.columns,
         "condition": config["data"]["condition"] or None,
         "label_names": data.label_names,
+        "label": config["data"]["label"] or None,
+        "label_classes": data.label_classes,
+        "threads": config["training"]["threads"] or torch.get_num_threads(),
         "epochs_trained": len(history),
         "train_seconds": round(history.seconds, 3),
         "processes": distributed.current().size,
@@ -323,6 +339,40 @@ def _write_results(staging: Path, out: Path, config, model, history, data: RunDa
     save_figures(staging / FIGURES, report.run_figures(model, data, history))
     report.write_report(staging, data=data, model=model, name=out.name)
     return _as_read(metrics), _as_read(info)
+
+
+# A file's column list up to this long is written out in config.toml; a longer one (784 pixels)
+# is written as "all columns" (columns = []) with the excluded ones, which selects the same columns.
+LONG_COLUMN_LIST = 20
+
+
+def _make_explicit(d: dict[str, Any], data: RunData) -> None:
+    """Record in ``[data]`` what the file turned out to be, so config.toml redoes the run from it alone.
+
+    A CSV's header choice becomes true or false, and a short column list is written out; a long
+    one chosen as "all but the excluded" stays ``columns = []`` with its ``exclude`` list.
+    """
+    if Path(d["path"]).suffix.lower() not in (".npy", ".parquet"):
+        d["header"] = data.has_header
+    if d["columns"] or len(data.columns) <= LONG_COLUMN_LIST:
+        d["columns"] = list(data.columns)
+
+
+class TorchThreads:
+    """Run with ``n`` torch CPU threads (0: leave torch's setting) and put the old setting back on ``close``."""
+
+    def __init__(self, n: int) -> None:
+        import torch
+
+        self.previous = torch.get_num_threads()
+        if n:
+            torch.set_num_threads(n)
+            logger.info("training with %d torch thread(s)", n)
+
+    def close(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.previous)
 
 
 def _as_read(value: Any) -> Any:
@@ -387,9 +437,13 @@ def sweep(
     template = build_model(config, data)
     training = config["training"]
     kwargs = {k: training[k] for k in ("epochs", "batch_size", "lr", "seed", "weight_decay")}
-    result = sweep_models(
-        template, data.x, data.condition, over=over, objective=build_objective(config), progress=progress, **kwargs
-    )
+    threads = TorchThreads(training["threads"])
+    try:
+        result = sweep_models(
+            template, data.x, data.condition, over=over, objective=build_objective(config), progress=progress, **kwargs
+        )
+    finally:
+        threads.close()
     staging = start_partial(out)
     try:
         write_config(staging / CONFIG, config)

@@ -29,7 +29,7 @@ from torch import nn
 from vaekit.conditions import Condition
 from vaekit.configs import register_spec, spec_from_config
 from vaekit.errors import InputError, InputTypeError, describe
-from vaekit.nn import ConditionedMLP, ConvDecoder, ConvEncoder
+from vaekit.nn import ConditionedMLP, ConvDecoder, ConvEncoder, ConvGridDecoder, ConvGridEncoder, stride_plan
 from vaekit.validate import positive_int
 
 
@@ -145,6 +145,42 @@ class _Conv:
             self.channels,
             self.kernel,
             tuple(hidden)[::-1],
+            outputs_per_value,
+            condition=condition,
+            activation=activation,
+            channels_last=last,
+        )
+
+    def grid_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Spatial sizes of the encoder's last feature map on data of shape ``x_shape``: (L',) or (H', W')."""
+        self.check_shape(x_shape, "encoder")
+        return tuple(stride_plan(self._grid(x_shape)[1], len(self.channels))[0][-1])
+
+    def grid_encoder(self, x_shape: tuple[int, ...], code_dim: int, condition: Condition | None, activation: str) -> nn.Module:
+        """(B, D), (B, C) -> (B, G * code_dim): conv blocks, then one code vector per position of the last map."""
+        data_channels, spatial, last = self._grid(x_shape)
+        return ConvGridEncoder(
+            data_channels,
+            spatial,
+            self.channels,
+            self.kernel,
+            code_dim,
+            condition=condition,
+            activation=activation,
+            channels_last=last,
+        )
+
+    def grid_decoder(
+        self, code_dim: int, x_shape: tuple[int, ...], outputs_per_value: int, condition: Condition | None, activation: str
+    ) -> nn.Module:
+        """(B, G * code_dim), (B, C) -> (B, k * D): the mirror of :meth:`grid_encoder`."""
+        data_channels, spatial, last = self._grid(x_shape)
+        return ConvGridDecoder(
+            code_dim,
+            data_channels,
+            spatial,
+            self.channels,
+            self.kernel,
             outputs_per_value,
             condition=condition,
             activation=activation,

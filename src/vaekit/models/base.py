@@ -108,8 +108,8 @@ class LatentVariableModel(Protocol):
     per point, one codebook vector of width code_dim each); ``encode_batch`` returns a point mass
     at the quantised code z_q whose ``rsample`` is the straight-through estimate (value z_q,
     gradient into the encoder output) and whose ``log_prob`` is the log-mass under counting
-    measure (0 at z_q, -inf elsewhere: not a density); ``prior()`` is the fitted categorical
-    over codebook vectors, a mixture of point masses with the same kind of ``log_prob``. No KL
+    measure (0 at z_q, -inf elsewhere: not a density); ``prior()`` is the fitted code prior
+    (autoregressive over the G codes), a mixture of point masses with the same kind of ``log_prob``. No KL
     between the two is a density ratio, so KL, ELBO and IWAE are declared not applicable.
 
     """

@@ -39,6 +39,13 @@ def check_spec(value: Any, role: str, *, name: str | None = None, none_ok: bool 
     raise InputTypeError(f"{name or role} must be {names}. Got {describe(value)} instead.")
 
 
+def layer_widths(value: Any, name: str) -> tuple[int, ...]:
+    """A sequence of positive layer widths as a tuple; raises naming ``name``."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InputTypeError(f"{name} must be a sequence of layer widths. Got {describe(value)} instead.")
+    return tuple(positive_int(h, f"{name}[i]") for h in value)
+
+
 def check_data_fields(config: Any) -> None:
     """Check the fields the model configs share, in the config's ``__post_init__``.
 
@@ -54,9 +61,7 @@ def check_data_fields(config: Any) -> None:
             raise InputError(f"x_dim must be the product of x_shape {list(shape)}. Got {config.x_dim} instead.")
         object.__setattr__(config, "x_shape", None if shape == (config.x_dim,) else shape)
     positive_int(config.x_dim, "x_dim")
-    if isinstance(config.hidden, (str, bytes)) or not isinstance(config.hidden, Sequence):
-        raise InputTypeError(f"hidden must be a sequence of layer widths. Got {describe(config.hidden)} instead.")
-    object.__setattr__(config, "hidden", tuple(positive_int(h, "hidden[i]") for h in config.hidden))
+    object.__setattr__(config, "hidden", layer_widths(config.hidden, "hidden"))
     check_spec(config.likelihood, "likelihood")
     if config.condition is not None:
         check_spec(config.condition, "condition", none_ok=True)
@@ -136,8 +141,17 @@ class ModelBase(nn.Module):
 
     # ------------------------------------------------------------------ input checking
     def prepare_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        """Validate data (N, D) or (N, *x_shape): finite float (N, D) on the model's device, in its dtype."""
-        return float_matrix(flat_rows(x, self.x_shape), name, width=self.x_dim).to(self.device, self.dtype)
+        """Validate data (N, D) or (N, *x_shape): finite float (N, D) on the model's device, in its dtype.
+
+        The likelihood spec's ``check_data`` hook then refuses values outside its support (a
+        Bernoulli's [0, 1]), so every model and every entry point (fit, evaluate, encode,
+        reconstruct, the metrics) checks the same way.
+        """
+        xt = float_matrix(flat_rows(x, self.x_shape), name, width=self.x_dim)
+        check = getattr(self.likelihood, "check_data", None)
+        if check is not None:
+            check(xt, name)
+        return xt.to(self.device, self.dtype)
 
     def prepare_z(self, z: Any, name: str = "z") -> torch.Tensor:
         """Validate latent codes: finite float (N, z_dim); returned on the model's device, in its dtype."""
@@ -190,8 +204,11 @@ class ModelBase(nn.Module):
         c = self.prepare_condition(condition, zt.shape[0])
         return self.decode_batch(zt, c)
 
-    def prior_draws(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """Z ~ p(z): (n, Z), following from ``generator`` alone (see :func:`vaekit.distributions.draw`)."""
+    def prior_draws(self, n: int, generator: torch.Generator, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Z ~ p(z): (n, Z), following from ``generator`` alone (see :func:`vaekit.distributions.draw`).
+
+        ``c`` (the prepared condition of the n draws) is for a prior that depends on it (the VQ-VAE's).
+        """
         return draw(self.prior(), (n,), generator)
 
     @torch.no_grad()
@@ -208,7 +225,7 @@ class ModelBase(nn.Module):
         else:
             generator.seed()
         c = self.prepare_condition(condition, n)
-        px = self.decode_batch(self.prior_draws(n, generator), c)
+        px = self.decode_batch(self.prior_draws(n, generator, c), c)
         if not noise:
             return self.shaped(px.mean.cpu().numpy())
         return self.shaped(sample_with(px, generator).cpu().numpy())

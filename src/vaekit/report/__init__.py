@@ -4,7 +4,10 @@ The page needs no network: styles, script, figures (PNG data URIs) and data are 
 The explorer embeds decoder means precomputed on a regular grid over a 2-D latent plane and
 snaps the pointer to the nearest grid node, so the value it shows is exactly
 ``model.decode(z).mean`` at the z it shows (stored as float32). For ``z_dim > 2`` the plane is a
-slice through the two most used latent dimensions with the others at 0; the page says so.
+slice through the two most informative latent dimensions (highest mean KL, or posterior-mean
+variance where the KL does not split: :func:`vaekit.plots.rank_latents`) with the others at 0;
+the page says which, with their scores. Latent dimensions are numbered from 0 (z0, z1, ...).
+Images are drawn as images, curves (data of shape (P, 2)) as polylines with equal aspect.
 
 The page's skeleton, styles and script are package data next to this file: ``template.html``
 (filled with :meth:`str.format`, so it holds no other braces), ``style.css`` and ``explorer.js``.
@@ -27,7 +30,7 @@ import torch
 from vaekit import runfolder as runs
 from vaekit.distributions import posterior_mean
 from vaekit.formatting import format_value
-from vaekit.plots import image_shape_for
+from vaekit.plots import data_view, rank_latents
 
 GRID_MAX = 64
 GRID_MIN = 16
@@ -79,8 +82,9 @@ def explorer_payload(model, data: runs.RunData | None = None, *, label_names: li
 
     Keys: ``dims`` (the two latent dimensions shown), ``z_dim``, ``lo``/``hi`` (plane range),
     ``nx``/``ny`` (grid nodes), ``axes`` (node coordinates), ``conditions`` (one base64 float32
-    grid of decoder means, (ny, nx, D) row-major, per condition), ``view`` ("points", "image" or
-    "bars"), background points in latent and data space.
+    grid of decoder means, (ny, nx, D) row-major, per condition), ``view`` ("points", "image",
+    "curve" or "bars"), ``ranking`` (how the dims were chosen: measure and per-dim scores, or
+    None), background points in latent and data space.
     """
     model = model.eval()
     z_dim, x_dim = model.z_dim, model.x_dim
@@ -91,8 +95,10 @@ def explorer_payload(model, data: runs.RunData | None = None, *, label_names: li
         x_bg = data.x[idx]
         c_bg = None if data.condition is None else data.condition[idx]
         z_bg = posterior_mean(model.encode(x_bg, c_bg)).cpu().numpy().astype(np.float64)  # (M, Z)
-    if z_dim > 2 and z_bg is not None:
-        dims = sorted(np.argsort(-z_bg.var(0))[:2].tolist())  # the two most used dimensions
+    ranking = None
+    if z_dim > 2 and data is not None:
+        ranking = rank_latents(model, x_bg, c_bg)  # the two most informative dimensions
+        dims = list(ranking.dims)
     else:
         dims = list(range(min(z_dim, 2)))
     lo, hi = [], []
@@ -116,8 +122,8 @@ def explorer_payload(model, data: runs.RunData | None = None, *, label_names: li
             c = np.tile(np.asarray(c, dtype=np.float32), (len(z), 1))
         mean = model.decode(z, c).mean.cpu().numpy().astype(np.float32)  # (ny * nx, D)
         grids.append({"label": cond["label"], "value": cond["value"], "grid": _b64(mean)})
-    image = image_shape_for(tuple(getattr(model, "x_shape", (x_dim,))))
-    view = "points" if x_dim == 2 else "image" if image is not None and image[0] == image[1] else "bars"
+    shape = data_view(tuple(getattr(model, "x_shape", (x_dim,))))
+    view = "points" if x_dim == 2 else shape.kind if shape.kind != "table" else "bars"
     payload: dict[str, Any] = {
         "z_dim": z_dim,
         "x_dim": x_dim,
@@ -130,14 +136,19 @@ def explorer_payload(model, data: runs.RunData | None = None, *, label_names: li
         "conditions": grids,
         "condition_kind": None if model.condition is None else model.condition.kind,
         "view": view,
-        "image_side": image[0] if view == "image" else None,
+        "image_side": shape.image[0] if view == "image" and shape.image[0] == shape.image[1] else None,
+        "image_shape": list(shape.image) if view == "image" else None,
+        "curve": {"points": shape.points, "channels_last": shape.channels_last} if view == "curve" else None,
+        "ranking": None if ranking is None else {"measure": ranking.measure, "scores": [float(v) for v in ranking.scores]},
         "columns": data.columns if data is not None else [f"x{i}" for i in range(x_dim)],
     }
     if len(dims) == 1:
         payload["lo"] = lo + [0.0]
     if z_bg is not None:
         payload["z_points"] = _b64(z_bg[:, dims])
-        payload["z_labels"] = None if data.labels is None else data.labels[idx].astype(int).tolist()
+        # The explorer colours classes; a continuous label (a float column) has no classes to colour.
+        classes = data.labels is not None and np.issubdtype(np.asarray(data.labels).dtype, np.integer)
+        payload["z_labels"] = data.labels[idx].astype(int).tolist() if classes else None
         if view == "points":
             payload["x_points"] = _b64(x_bg)
     return payload
@@ -172,11 +183,31 @@ METRIC_NOTES = {
     "perplexity": "exp(entropy) of the code frequencies over all points (K: every code equally used)",
     "codes_used": "codebook vectors assigned to at least one point",
     "codebook_size": "K, the number of codebook vectors",
+    "code_grid": "G, the codes per point (grid positions of a conv trunk; 1 for the MLP)",
+    "prior_nll_codes": "-log p(codes) of the data's code grids under the fitted code prior, nats per point",
 }
 
 
+# A list of names longer than this is shown as "784 columns: pixel0, pixel1, pixel2, …, pixel783".
+LONG_LIST = 12
+
+
+def names_summary(names: list[Any], what: str = "columns") -> str:
+    """A list of names for people: all of them when short, else the count, the first three and the last."""
+    shown = [str(n) for n in names]
+    if len(shown) <= LONG_LIST:
+        return ", ".join(shown) if shown else "none"
+    return f"{len(shown)} {what}: {', '.join(shown[:3])}, …, {shown[-1]}"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list) and len(value) > LONG_LIST and all(isinstance(v, str) for v in value):
+        return names_summary(value)
+    return format_value(value, missing="n/a")
+
+
 def _table(rows: list[tuple[str, Any]], head: tuple[str, str] | None) -> str:
-    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(format_value(v, missing='n/a'))}</td></tr>" for k, v in rows)
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_cell(v))}</td></tr>" for k, v in rows)
     thead = f"<thead><tr><th>{head[0]}</th><th>{head[1]}</th></tr></thead>" if head else ""
     return f"<table>{thead}<tbody>{body}</tbody></table>"
 
@@ -202,15 +233,22 @@ def render_html(
     figures: dict[str, bytes],
     explorer: dict[str, Any],
     summary: list[tuple[str, Any]],
+    warnings: list[str] | None = None,
 ) -> str:
-    """The report page as one string (no external resources)."""
+    """The report page as one string (no external resources); ``warnings`` go in a box at the top."""
     dims = explorer["dims"]
     notes = []
     if explorer["z_dim"] > 2:
         others = [i for i in range(explorer["z_dim"]) if i not in dims]
+        ranking = explorer.get("ranking")
+        if ranking is None:
+            why = "no data to rank the dimensions by"
+        else:
+            scores = ", ".join(f"z{d}: {ranking['measure']} {format_value(ranking['scores'][d], 3)}" for d in dims)
+            why = f"the two most informative by {html.escape(ranking['measure'])}: {html.escape(scores)}"
         notes.append(
-            f"The latent space has {explorer['z_dim']} dimensions: this plane is the slice through "
-            f"z{dims[0]} and z{dims[1]} (the two most used), with z{', z'.join(map(str, others))} fixed at 0."
+            f"The latent space has {explorer['z_dim']} dimensions (numbered from 0): this plane is the slice through "
+            f"z{dims[0]} and z{dims[1]} ({why}), with z{', z'.join(map(str, others))} fixed at 0."
         )
     if explorer["z_dim"] == 1:
         notes.append("The latent space has 1 dimension: only the horizontal position matters.")
@@ -248,6 +286,7 @@ def render_html(
     return _asset("template.html").format(
         title=html.escape(title),
         subtitle=html.escape(subtitle),
+        warnings="".join(f'<div class="warning" role="alert"><b>Warning.</b> {html.escape(w)}</div>' for w in warnings or ()),
         notes="".join(f"<p class=note>{n}</p>" for n in notes),
         control=control,
         summary=_table(summary, None),
@@ -283,6 +322,10 @@ def build_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
     figures = {p.stem: p.read_bytes() for p in sorted((run_dir / runs.FIGURES).glob("*.png"))}
     explorer = explorer_payload(model, data, label_names=info.get("label_names"))
     summary: list[tuple[str, Any]] = [("data", info.get("data", data.description if data else "?"))]
+    if info.get("columns"):
+        summary.append(("columns", names_summary(info["columns"])))
+    if info.get("label"):
+        summary.append(("label (colours the plots)", info["label"]))
     for key in ("epochs_trained", "train_seconds", "vaekit_version", "command"):
         if key in info:
             summary.append((key.replace("_", " "), info[key]))
@@ -295,6 +338,7 @@ def build_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
         figures=figures,
         explorer=explorer,
         summary=summary,
+        warnings=[w for w in metrics.get("warnings") or () if isinstance(w, str)],
     )
 
 
@@ -318,11 +362,28 @@ def write_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
 
 
 # ---------------------------------------------------------------------------- figures
-def run_figures(model, data: runs.RunData, history=None, *, seed: int = 0) -> dict[str, Any]:
-    """The run's figures (:func:`vaekit.plots.run_figures`) on its training data, keyed by file stem."""
+def run_figures(model, data: runs.RunData, history=None, *, seed: int = 0, units: str = "data") -> dict[str, Any]:
+    """The run's figures (:func:`vaekit.plots.run_figures`) on its training data, keyed by file stem.
+
+    ``units="standardized"`` draws a standardising model's data-space panels in its standardised units.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed, also on a desktop
     from vaekit.plots import run_figures as figures
 
-    return dict(figures(model, data.x, data.condition, labels=data.labels, history=history, seed=seed))
+    return dict(
+        figures(model, data.x, data.condition, labels=data.labels, history=history, seed=seed, columns=data.columns, units=units)
+    )
+
+
+def redraw_figures(run_dir: str | Path, *, units: str = "data") -> list[Path]:
+    """Redraw ``run_dir/figures/*.png`` from the saved model, history and training data (e.g. in other ``units``)."""
+    from vaekit.history import History
+    from vaekit.io import load
+
+    run_dir = runs.require_run(run_dir)
+    model = load(run_dir)
+    data = runs.load_data(runs.read_config(run_dir / runs.CONFIG))
+    history = History.from_csv(run_dir / runs.HISTORY) if (run_dir / runs.HISTORY).is_file() else None
+    return runs.save_figures(run_dir / runs.FIGURES, run_figures(model, data, history, units=units))

@@ -68,6 +68,17 @@
     const half = 0.55 * Math.max(xhi[0] - xlo[0], xhi[1] - xlo[1], 1e-6);
     for (let d = 0; d < 2; d++) { const mid = (xhi[d] + xlo[d]) / 2; xlo[d] = mid - half; xhi[d] = mid + half; }
   }
+  // Curves ((P, 2) data): point k of a flat row is (x, y) = (r[2k], r[2k+1]) channels last,
+  // (r[k], r[P+k]) channels first. One fixed, equal-aspect range over every decoded node.
+  const CP = P.curve ? P.curve.points : 0;
+  const curveXY = (r, k) => (P.curve.channels_last ? [r[2 * k], r[2 * k + 1]] : [r[k], r[CP + k]]);
+  if (P.view === "curve") {
+    grids.forEach((g) => { for (let m = 0; m < g.length; m += D) for (let k = 0; k < CP; k++) {
+      const xy = curveXY(g.subarray(m, m + D), k);
+      for (let d = 0; d < 2; d++) if (isFinite(xy[d])) { xlo[d] = Math.min(xlo[d], xy[d]); xhi[d] = Math.max(xhi[d], xy[d]); } } });
+    const half = 0.55 * Math.max(xhi[0] - xlo[0], xhi[1] - xlo[1], 1e-6);
+    for (let d = 0; d < 2; d++) { const mid = (xhi[d] + xlo[d]) / 2; xlo[d] = mid - half; xhi[d] = mid + half; }
+  }
   const ox = (v) => PAD + (v - xlo[0]) / (xhi[0] - xlo[0]) * (output.width - 2 * PAD);
   const oy = (v) => output.height - PAD - (v - xlo[1]) / (xhi[1] - xlo[1]) * (output.height - 2 * PAD);
 
@@ -86,14 +97,22 @@
         for (let m = 0; m < xPoints.length; m += 2) octx.fillRect(ox(xPoints[m]) - 1.5, oy(xPoints[m + 1]) - 1.5, 3, 3);
       }
       octx.fillStyle = "#d00"; octx.beginPath(); octx.arc(ox(x[0]), oy(x[1]), 6, 0, 2 * Math.PI); octx.fill();
+    } else if (P.view === "curve") {
+      frame(octx, xlo, xhi, ["x", "y"]);
+      const pixels = [];
+      for (let k = 0; k < CP; k++) { const xy = curveXY(x, k); pixels.push([ox(xy[0]), oy(xy[1])]); }
+      octx.strokeStyle = "#d00"; octx.lineWidth = 2; octx.beginPath();
+      pixels.forEach(([px, py], k) => (k === 0 ? octx.moveTo(px, py) : octx.lineTo(px, py)));
+      octx.stroke(); octx.lineWidth = 1;
+      output.dataset.polyline = JSON.stringify(pixels);  // the drawn vertices, in canvas pixels
     } else if (P.view === "image") {
-      const s = P.image_side, cell = Math.floor((w - 2 * PAD) / s);
+      const [ih, iw] = P.image_shape, cell = Math.floor(Math.min((w - 2 * PAD) / iw, (h - 2 * PAD) / ih));
       let lo = Math.min(0, ...x), hi = Math.max(1, ...x);
-      for (let r = 0; r < s; r++) for (let c = 0; c < s; c++) {
-        const v = Math.round(255 * (1 - (x[r * s + c] - lo) / (hi - lo)));
+      for (let r = 0; r < ih; r++) for (let c = 0; c < iw; c++) {
+        const v = Math.round(255 * (1 - (x[r * iw + c] - lo) / (hi - lo)));
         octx.fillStyle = `rgb(${v},${v},${v})`; octx.fillRect(PAD + c * cell, PAD + r * cell, cell, cell);
       }
-      octx.strokeStyle = "#999"; octx.strokeRect(PAD, PAD, s * cell, s * cell);
+      octx.strokeStyle = "#999"; octx.strokeRect(PAD, PAD, iw * cell, ih * cell);
     } else {
       const lo = Math.min(0, ...x), hi = Math.max(0, ...x), bw = (w - 2 * PAD) / D;
       const y0 = (v) => h - PAD - (v - lo) / ((hi - lo) || 1) * (h - 2 * PAD);

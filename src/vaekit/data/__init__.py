@@ -1,12 +1,14 @@
-"""Data: toy 2-D datasets, the digits images, the user's own tables, and splits.
+"""Data: toy 2-D datasets, the digits images, airfoil shapes, the user's own tables, and splits.
 
 Every generator takes ``n`` and ``seed`` and returns numpy ``(x, y)``: points float32 (N, 2)
 and a per-point label (int64 mode/class index, or float32 position for the swiss roll).
+The airfoils (:mod:`vaekit.data.airfoil_files`) are a fixed set: shapes float32 (N, 64, 2).
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -16,8 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from vaekit.data.airfoil_files import Airfoils, airfoils, bundled_airfoils, load_airfoils, read_airfoil  # noqa: F401 (re-exported)
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
 from vaekit.validate import PICKLE_SUFFIXES, positive_float, positive_int
+
+logger = logging.getLogger(__name__)
 
 
 def ring(
@@ -128,6 +133,7 @@ DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "swiss_roll": swiss_roll,
     "pinwheel": pinwheel,
     "digits": digits,
+    "airfoils": airfoils,
 }
 
 
@@ -157,7 +163,7 @@ class Table:
 
     Attributes
     ----------
-    x : float32 (N, D) the selected data columns.
+    x : float32 (N, D) the selected data columns (an (N, *shape) .npy array flattened).
     condition : float32 (N, C) or None; text labels become integer codes 0..K-1.
     columns, condition_columns : the column names used.
     label_names : for a text label column, the original label of each code.
@@ -169,16 +175,44 @@ class Table:
     columns: list[str]
     condition_columns: list[str] = field(default_factory=list)
     label_names: list[str] | None = None
+    x_shape: tuple[int, ...] | None = None  # the shape of one point of an (N, *shape) .npy array
+    label: np.ndarray | None = None
+    label_column: str = ""
+    label_classes: list[str] | None = None
+    has_header: bool = True
 
 
-def load_table(path: str | Path, columns: Sequence[str] | None = None, condition: str | Sequence[str] | None = None) -> Table:
-    """Read a CSV (with a header row), ``.npy`` or ``.parquet`` file into a :class:`Table`.
+HEADER_CHOICES = ("auto", True, False)
+
+
+def load_table(
+    path: str | Path,
+    columns: Sequence[str] | None = None,
+    condition: str | Sequence[str] | None = None,
+    *,
+    exclude: Sequence[str] | None = None,
+    label: str | None = None,
+    header: bool | str = "auto",
+) -> Table:
+    """Read a CSV, ``.npy`` or ``.parquet`` file into a :class:`Table`.
 
     Parameters
     ----------
     path : CSV, ``.npy`` (2-D numeric, columns named "0", "1", ...) or ``.parquet`` (needs pyarrow).
-    columns : names of the data columns; default all columns that are not condition columns.
+        A ``.npy`` array of more dimensions, (N, *shape) such as curves (N, P, 2), is
+        flattened to (N, D) and its point shape kept in ``x_shape`` (no column selection then:
+        ``columns`` must be None or all D names, "0" to "D-1").
+    columns : names of the data columns; default all columns that are not condition, label or
+        excluded columns.
     condition : name(s) of the condition column(s). A single text column is read as labels.
+    exclude : names of columns that are not data (ids, file names, ...); removed from ``columns``.
+    label : name of a column that only describes the points (it colours plots): read into
+        ``Table.label`` (N,) (text becomes codes 0..K-1 named by ``label_classes``, numbers stay
+        numbers), never part of the data or the condition.
+    header : "auto", True or False, default "auto"
+        Whether a CSV's first row holds the column names. "auto": a first row whose every cell is
+        a number is data, not names (the columns are then named col0, col1, ..., and the choice is
+        logged); a header of numbers needs ``header=True``. Ignored for ``.npy``/``.parquet``.
 
     Raises
     ------
@@ -188,6 +222,8 @@ def load_table(path: str | Path, columns: Sequence[str] | None = None, condition
         Unknown column names, non-numeric or non-finite data values.
 
     """
+    if header not in HEADER_CHOICES or not isinstance(header, (bool, str)):
+        raise InputError(f"header must be 'auto', True or False. Got {describe(header)} instead.")
     if not isinstance(path, (str, Path)):
         raise InputTypeError(f"path must be a file path (str or Path). Got {describe(path)} instead.")
     path = Path(path)
@@ -206,15 +242,41 @@ def load_table(path: str | Path, columns: Sequence[str] | None = None, condition
     elif suffix == ".parquet":
         header, cells = _read_parquet(path)
     else:
-        header, cells = _read_csv(path)
+        header, cells, has_header = _read_csv(path, header)
     if len(cells) == 0:
         raise FileFormatError(f"{path} has a header but no data rows.")
+    x_shape = None
+    if isinstance(cells, np.ndarray) and cells.ndim > 2:
+        if (columns is not None and list(columns) != header) or cond_names:
+            shown = columns if columns is None or len(columns) <= 8 else f"a list of {len(columns)} names"
+            raise InputError(
+                f"columns must be None or all {len(header)} columns, and condition None, for the {cells.ndim}-D array "
+                f"of {path} (whole points are used). Got columns={shown} and condition={condition!r} instead."
+            )
+        x_shape, cells = tuple(cells.shape[1:]), cells.reshape(len(cells), -1)
     _check_names(cond_names, header, "condition", path)
+    excluded = _names(exclude, "exclude", allow_single=False)
+    _check_names(excluded, header, "exclude", path)
+    label_names_ = _names(label, "label", allow_single=True)
+    if len(label_names_) > 1:
+        raise InputTypeError(f"label must be one column name. Got {describe(label)} instead.")
+    _check_names(label_names_, header, "label", path)
+    if label_names_ and label_names_[0] in cond_names:
+        raise InputError(
+            f"label must not be a condition column (a label only colours the plots). Got the condition column {label!r} instead."
+        )
     if columns is None:
-        data_names = [h for h in header if h not in cond_names]
+        data_names = [h for h in header if h not in cond_names and h not in excluded and h not in label_names_]
     else:
         data_names = _names(columns, "columns", allow_single=False)
         _check_names(data_names, header, "columns", path)
+        used = [n for n in label_names_ if n in data_names]
+        if used:
+            raise InputError(
+                f"label must not be one of the data columns (a label is never trained on). Got {used[0]!r}, "
+                "which columns also names, instead."
+            )
+        data_names = [n for n in data_names if n not in excluded]
     if not data_names:
         raise InputError(f"columns must name at least one data column of {path}. Got none instead.")
     index = {h: i for i, h in enumerate(header)}
@@ -228,7 +290,29 @@ def load_table(path: str | Path, columns: Sequence[str] | None = None, condition
             cond = np.array([[codes[str(r[0])]] for r in raw], dtype=np.float32)
         else:
             cond = _numeric(raw, cond_names, path)
-    return Table(x, cond, data_names, cond_names, label_names)
+    point_label, label_classes = None, None
+    if label_names_:
+        raw = _select(cells, [index[label_names_[0]]])
+        if not isinstance(raw, np.ndarray) and not _all_numeric(r[0] for r in raw):
+            label_classes = sorted({str(r[0]) for r in raw})
+            codes = {name: i for i, name in enumerate(label_classes)}
+            point_label = np.array([codes[str(r[0])] for r in raw], dtype=np.int64)
+        else:
+            point_label = _numeric(raw, label_names_, path)[:, 0]
+            if np.all(point_label == np.round(point_label)):
+                point_label = point_label.astype(np.int64)
+    return Table(
+        x,
+        cond,
+        data_names,
+        cond_names,
+        label_names,
+        x_shape,
+        label=point_label,
+        label_column=label_names_[0] if label_names_ else "",
+        label_classes=label_classes,
+        has_header=has_header if suffix not in (".npy", ".parquet") else True,
+    )
 
 
 def _names(value: Any, name: str, *, allow_single: bool) -> list[str]:
@@ -251,7 +335,13 @@ def _select(cells: Any, idx: list[int]) -> Any:
     return [[row[i] for i in idx] for row in cells]
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+def looks_like_header(first_row: Sequence[str]) -> bool:
+    """The rule of ``header="auto"``: a CSV's first row is a header unless every cell is a number."""
+    return not all(cell.strip() and _all_numeric([cell]) for cell in first_row)
+
+
+def _read_csv(path: Path, header: bool | str = "auto") -> tuple[list[str], list[list[str]], bool]:
+    """(column names, rows of cells, whether the first row was a header); see ``load_table``'s ``header``."""
     try:
         # utf-8-sig: spreadsheet exports often start with a byte-order mark.
         with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -260,13 +350,22 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
         raise FileFormatError(f"{path} is not a readable UTF-8 CSV file ({err}).") from None
     if not rows:
         raise FileFormatError(f"{path} is empty: expected a header row and data rows.")
-    header = [h.strip() for h in rows[0]]
-    if len(set(header)) != len(header):
-        raise FileFormatError(f"{path}: the header repeats a column name: {header}.")
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise FileFormatError(f"{path}, line {line}: expected {len(header)} values (as in the header) but found {len(row)}.")
-    return header, [[c.strip() for c in row] for row in rows[1:]]
+    first = [h.strip() for h in rows[0]]
+    has_header = header is True or (header == "auto" and looks_like_header(first))
+    if has_header:
+        names, body, what = first, rows[1:], "as in the header"
+    else:
+        names, body, what = [f"col{i}" for i in range(len(first))], rows, "as in the first row"
+        if header == "auto":
+            logger.info(
+                "%s: the first row is all numbers, so it is read as data (no header): columns col0..col%d", path, len(first) - 1
+            )
+    if len(set(names)) != len(names):
+        raise FileFormatError(f"{path}: the header repeats a column name: {names}.")
+    for line, row in enumerate(body, start=2 if has_header else 1):
+        if len(row) != len(names):
+            raise FileFormatError(f"{path}, line {line}: expected {len(names)} values ({what}) but found {len(row)}.")
+    return names, [[c.strip() for c in row] for row in body], has_header
 
 
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -289,11 +388,13 @@ def _read_npy(path: Path) -> tuple[list[str], Any]:
         array = np.load(path, allow_pickle=False)
     except Exception as err:  # numpy's header parser raises many types (ValueError, SyntaxError, TokenError, ...)
         raise FileFormatError(f"{path} is not a readable .npy array file ({err}).") from None
-    if array.ndim != 2:
-        raise FileFormatError(f"{path} must hold a 2-D array (rows x columns). Got shape {array.shape} instead.")
+    if array.ndim < 2:
+        raise FileFormatError(
+            f"{path} must hold a 2-D array (rows x columns) or (N, *shape) points. Got shape {array.shape} instead."
+        )
     if array.dtype.kind not in "biuf":
         raise InputError(f"{path} must hold a numeric (int or float) array. Got dtype {array.dtype} instead.")
-    return [str(i) for i in range(array.shape[1])], array
+    return [str(i) for i in range(math.prod(array.shape[1:]))], array
 
 
 def _read_parquet(path: Path) -> tuple[list[str], list[list[Any]]]:
@@ -313,7 +414,8 @@ def _read_parquet(path: Path) -> tuple[list[str], list[list[Any]]]:
 def _check_names(names: list[str], header: list[str], what: str, path: Path) -> None:
     missing = [n for n in names if n not in header]
     if missing:
-        raise InputError(f"{what} names unknown column(s) {missing} of {path}; its columns are {header}.")
+        shown = header if len(header) <= 20 else f"{len(header)} columns: {', '.join(header[:3])}, …, {header[-1]}"
+        raise InputError(f"{what} names unknown column(s) {missing} of {path}; its columns are {shown}.")
 
 
 def _all_numeric(values) -> bool:

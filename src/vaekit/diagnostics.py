@@ -1,0 +1,130 @@
+"""Warnings about a trained run that numbers alone would hide (issue 11: no silent failures).
+
+Posterior collapse is the one that matters most: a VAE whose latent code carries nothing
+decodes every point to the same mean, yet its loss and a "KL 0.0000" look like any other run.
+:func:`collapse_warning` says it out loud, with the likely cause and the flags that fix it;
+:func:`vaekit.runs.train` puts its message in metrics.json (``warnings``), the report, the
+command line's summary and the library log.
+
+The criterion
+-------------
+A latent dimension is *active* when the variance over the data of its posterior mean exceeds
+0.01 (Burda et al., 2016; ``metrics.ACTIVE_THRESHOLD``). The data *need* ``k90`` dimensions:
+the number of principal components of the standardised data (each column scaled to unit
+variance, constant columns left out) that explain 90% of its variance. A run is collapsed when
+it has fewer than ``min(z_dim, k90)`` active units (0 active units among them, unless the data
+are constant): it leaves unused latent
+dimensions that the data's linear structure alone would fill (a PCA with that many components
+would keep 90% of the variance that the VAE throws away). Standardising first makes the count
+independent of the columns' units, which are exactly what makes a fixed-variance model collapse.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from vaekit.validate import float_matrix
+
+logger = logging.getLogger(__name__)
+
+# Share of the standardised data's variance that the needed latent dimensions must explain.
+EXPLAINED_SHARE = 0.9
+
+
+def needed_units(x: Any, *, share: float = EXPLAINED_SHARE) -> int:
+    """Principal components of the standardised data (N, D) that explain ``share`` of its variance.
+
+    Each column is centred and scaled to unit variance; constant columns carry no variance and
+    are left out (a table of constant columns needs 0). Returns an int in 0..D.
+    """
+    data = float_matrix(x, "x").double().numpy()
+    std = data.std(axis=0)
+    kept = std > 1e-12 * np.maximum(1.0, np.abs(data).max(axis=0))
+    if not kept.any() or data.shape[0] < 2:
+        return 0
+    z = (data[:, kept] - data[:, kept].mean(0)) / std[kept]
+    # Eigenvalues of the correlation matrix, largest first; their sum is the number of kept columns.
+    eigen = np.clip(np.linalg.eigvalsh(z.T @ z / z.shape[0])[::-1], 0.0, None)
+    explained = np.cumsum(eigen) / eigen.sum()
+    return int(np.searchsorted(explained, share - 1e-9) + 1)
+
+
+def collapse_warning(
+    active_units: int, z_dim: int, needed: int, *, config: dict[str, dict[str, Any]] | None = None, x: Any = None
+) -> str | None:
+    """The collapse warning of a run, or None when its latent code is in use (see the module docstring).
+
+    Parameters
+    ----------
+    active_units : int
+        Latent dimensions whose posterior mean varies over the data (> 0.01).
+    z_dim : int
+        Latent dimensions of the model.
+    needed : int
+        :func:`needed_units` of the training data.
+    config : dict, optional
+        The run's settings (as in config.toml); they name the likely cause and its fix.
+    x : array (N, D), optional
+        The training data; its column variances tell an unstandardised fixed-variance model's cause.
+
+    """
+    if active_units >= min(z_dim, needed):  # data with no variance (needed 0) need no code
+        return None
+    what = (
+        f"posterior collapse: {active_units} of {z_dim} latent dimensions are active (their posterior mean varies "
+        f"by more than 0.01 over the data) while the standardised data need {needed} principal component(s) for "
+        f"{EXPLAINED_SHARE:.0%} of their variance"
+    )
+    what += ": every point decodes to nearly the same output (the mean shape)." if active_units == 0 else "."
+    return f"{what} {_causes(config, x)}"
+
+
+def _causes(config: dict[str, dict[str, Any]] | None, x: Any) -> str:
+    """Likely causes, most likely first, each with the flags (and config keys) that fix it."""
+    if config is None:
+        return "Likely causes: unstandardised data with a fixed variance (standardize=True), a large beta, no KL warm-up."
+    m, t = config["model"], config["training"]
+    causes = []
+    variance = m.get("variance")
+    fixed = not m.get("standardize") and m.get("likelihood", "gaussian") == "gaussian" and isinstance(variance, (int, float))
+    col = None if x is None else np.asarray(x, dtype=np.float64).var(axis=0)
+    # The decoder can call noise whatever spread is smaller than the fixed variance: the typical
+    # column's variance below it is the airfoils' case (1e-4 against 0.1).
+    if fixed and (col is None or float(np.median(col)) < variance):
+        spread = "" if col is None else f" (column variances {_g(col.min())} to {_g(col.max())})"
+        causes.append(
+            f"the data are not standardised{spread} and the Gaussian variance is fixed at {_g(variance)}, so the "
+            "decoder can explain the data's spread as noise: use --standardize ([model] standardize = true) or "
+            "--variance learned"
+        )
+    if t.get("objective", "elbo") == "elbo" and t.get("beta", 1.0) > 1.0:
+        causes.append(f"beta = {_g(t['beta'])} weighs the KL term heavily: lower --beta")
+    if t.get("objective", "elbo") == "elbo" and not t.get("warmup_epochs") and not t.get("free_bits"):
+        causes.append("the KL term wins early in training: try --warmup-epochs 50 (KL warm-up) or --free-bits 0.5")
+    if not causes:
+        causes.append("the latent code is not worth its KL cost here: try more --epochs, a larger --z-dim, or a smaller --beta")
+    return "Likely cause" + ("s: " if len(causes) > 1 else ": ") + "; ".join(causes) + "."
+
+
+def _g(value: float) -> str:
+    return f"{value:.3g}" if math.isfinite(value) else str(value)
+
+
+def run_warnings(metrics: dict[str, Any], x: Any, config: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Every warning about a finished run: its metrics, training data (N, D) and settings.
+
+    Each warning is also logged (``logging.WARNING``, logger ``vaekit.diagnostics``). A model
+    without ``active_units`` (a VQ-VAE's code is discrete) gets no collapse check.
+    """
+    out = []
+    if isinstance(metrics.get("active_units"), int) and isinstance(metrics.get("z_dim"), int):
+        warning = collapse_warning(metrics["active_units"], metrics["z_dim"], needed_units(x), config=config, x=x)
+        if warning is not None:
+            out.append(warning)
+    for text in out:
+        logger.warning(text)
+    return out

@@ -1,0 +1,323 @@
+"""Issue 11, "no silent failures": Bernoulli data outside [0, 1], posterior collapse said out
+loud, headerless CSV files, and the train flags --exclude, --label, --threads."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import numpy as np
+import pytest
+
+import vaekit as vk
+from vaekit import cli
+from vaekit.diagnostics import collapse_warning, needed_units
+
+EVAL = ["--eval-k", "5", "--eval-n-samples", "200", "--eval-quadrature-grid", "20", "--eval-permutations", "10"]
+
+BERNOULLI_MESSAGE = (
+    "{name} must lie in [0, 1] for likelihood=Bernoulli() (binary or grey-level data); rescale it "
+    "(e.g. divide by its maximum) or use a Gaussian likelihood. Got min {low}, max {high} instead."
+)
+
+
+def bernoulli_error(name: str, low: str, high: str) -> str:
+    return "^" + re.escape(BERNOULLI_MESSAGE.format(name=name, low=low, high=high)) + "$"
+
+
+# ---------------------------------------------------------------------------- Bernoulli range
+@pytest.fixture
+def grey() -> np.ndarray:
+    return np.random.default_rng(0).uniform(size=(40, 4)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["vae", "vqvae", "hierarchical"])
+def test_every_model_refuses_bernoulli_data_outside_0_1_in_fit(kind, grey):
+    kwargs = {"vae": {"z_dim": 2}, "vqvae": {"codebook_size": 4, "code_dim": 2}, "hierarchical": {"z_dims": (2, 2)}}[kind]
+    cls = {"vae": vk.VAE, "vqvae": vk.VQVAE, "hierarchical": vk.HierarchicalVAE}[kind]
+    model = cls(x_dim=4, hidden=(8,), likelihood=vk.Bernoulli(), seed=0, **kwargs)
+    bad = grey.copy()
+    bad[3, 1], bad[7, 2] = -0.25, 255.0
+    with pytest.raises(vk.InputError, match=bernoulli_error("x", "-0.25", "255")):
+        vk.fit(model, bad, epochs=1)
+    vk.fit(model, grey, epochs=1)  # [0, 1] itself, both ends included, is accepted
+    vk.fit(model, np.round(grey), epochs=1)
+
+
+def test_bernoulli_range_is_checked_by_evaluate_encode_reconstruct_and_val(grey):
+    model = vk.VAE(x_dim=4, z_dim=2, hidden=(8,), likelihood=vk.Bernoulli(), seed=0)
+    bad = grey * 2.0
+    high = f"{float(bad.max()):g}"
+    low = f"{float(bad.min()):g}"
+    for call in (
+        lambda: vk.metrics.evaluate(model, bad, k=2, n_samples=10, permutations=0),
+        lambda: model.encode(bad),
+        lambda: model.reconstruct(bad),
+        lambda: vk.metrics.log_likelihood(model, bad, k=2),
+    ):
+        with pytest.raises(vk.InputError, match=bernoulli_error("x", low, high)):
+            call()
+    with pytest.raises(vk.InputError, match=bernoulli_error("val", low, high)):
+        vk.fit(model, grey, epochs=1, val=bad)
+
+
+def test_gaussian_accepts_any_finite_data(grey):
+    model = vk.VAE(x_dim=4, z_dim=2, hidden=(8,), seed=0)
+    vk.fit(model, grey * 1000 - 500, epochs=1)
+
+
+def test_cli_train_and_evaluate_refuse_bernoulli_data_outside_0_1(tmp_path, capsys):
+    path = tmp_path / "pixels.csv"
+    rows = np.random.default_rng(1).integers(0, 256, size=(30, 3))
+    path.write_text("a,b,c\n" + "\n".join(",".join(str(v) for v in r) for r in rows) + "\n")
+    code = cli.main(["train", "--data", str(path), "--likelihood", "bernoulli", "--epochs", "1", "--out", str(tmp_path / "r")])
+    captured = capsys.readouterr()
+    assert code == 2
+    low, high = rows.min(), rows.max()
+    assert captured.err.strip() == "error: " + BERNOULLI_MESSAGE.format(name="x", low=low, high=high)
+    assert not (tmp_path / "r").exists()
+    # A run trained on [0, 1] data, evaluated on the raw 0..255 file.
+    (tmp_path / "scaled.csv").write_text("a,b,c\n" + "\n".join(",".join(str(v / 255) for v in r) for r in rows) + "\n")
+    out = tmp_path / "ok"
+    args = ["train", "--data", str(tmp_path / "scaled.csv"), "--likelihood", "bernoulli", "--epochs", "1", *EVAL]
+    assert cli.main([*args, "--out", str(out), "-q"]) == 0
+    capsys.readouterr()  # one epoch: the collapse warning, not under test here
+    assert cli.main(["evaluate", str(out), "--data", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == "error: " + BERNOULLI_MESSAGE.format(name="x", low=low, high=high)
+
+
+# ---------------------------------------------------------------------------- posterior collapse
+def test_needed_units_counts_principal_components_of_the_standardised_data():
+    rng = np.random.default_rng(0)
+    a, b, c = rng.standard_normal((3, 5000))
+    # Rank 3 after standardising: duplicated and rescaled columns add no direction, whatever their units.
+    x = np.stack([a, 1000 * a, b, -0.001 * b, c, np.full(5000, 7.0)], axis=1)
+    assert needed_units(x) == 3  # three equal eigenvalues (2, 2, 1 of 5 columns): 2 explain 80% < 90%
+    assert needed_units(x, share=0.8) == 2
+    assert needed_units(np.ones((10, 4))) == 0
+    # One dominant direction with 95% of the (standardised) variance: one component is enough.
+    noisy = np.stack([a, a + 0.1 * b, a + 0.1 * c], axis=1)
+    assert needed_units(noisy) == 1
+
+
+@pytest.mark.parametrize(
+    ("active", "z_dim", "needed", "warns"),
+    [(0, 2, 1, True), (0, 8, 31, True), (1, 2, 2, True), (3, 8, 5, True), (2, 2, 31, False), (5, 8, 5, False), (0, 2, 0, False)],
+)
+def test_collapse_criterion(active, z_dim, needed, warns):
+    text = collapse_warning(active, z_dim, needed)
+    assert (text is not None) == warns
+    if warns:
+        assert text.startswith(f"posterior collapse: {active} of {z_dim} latent dimensions are active")
+        assert f"need {needed} principal component(s) for 90% of their variance" in text
+
+
+def small_curves(n: int = 300, seed: int = 0) -> np.ndarray:
+    """Curves of 16 points with 3 degrees of freedom, on the tiny scale of airfoil ordinates."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, 16)
+    a = rng.normal(size=(n, 3)) * np.array([0.02, 0.01, 0.005])
+    return 0.1 * np.sin(np.pi * t) + a[:, :1] * np.sin(2 * np.pi * t) + a[:, 1:2] * np.cos(np.pi * t) + a[:, 2:3] * t
+
+
+SMALL_EVAL = {"k": 5, "n_samples": 100, "quadrature_grid": 10, "permutations": 10}
+
+
+def curves_config(path, **model) -> dict:
+    training = {"epochs": 10, "batch_size": 64, "seed": 0}
+    return {
+        "data": {"path": str(path)},
+        "model": {"z_dim": 2, "hidden": [16], **model},
+        "training": training,
+        "evaluation": SMALL_EVAL,
+    }
+
+
+def test_collapse_is_said_in_metrics_report_log_and_cli(tmp_path, caplog, capsys):
+    path = tmp_path / "curves.csv"
+    np.savetxt(path, small_curves(), delimiter=",", header=",".join(f"y{i}" for i in range(16)), comments="")
+    with caplog.at_level("WARNING", logger="vaekit.diagnostics"):
+        run = vk.runs.train(curves_config(path), tmp_path / "raw")
+    assert run.metrics["active_units"] == 0
+    (warning,) = run.metrics["warnings"]
+    assert warning.startswith("posterior collapse: 0 of 2 latent dimensions are active")
+    assert "the data are not standardised" in warning and "--standardize" in warning and "--warmup-epochs" in warning
+    assert json.loads((tmp_path / "raw" / "metrics.json").read_text())["warnings"] == [warning]
+    assert [r.getMessage() for r in caplog.records] == [warning]
+    page = (tmp_path / "raw" / "report.html").read_text()
+    assert page.count('<div class="warning" role="alert">') == 1 and html.escape(warning) in page
+    # The same data standardised: the latent code is used and nothing is said.
+    healthy = vk.runs.train(curves_config(path, standardize=True), tmp_path / "std")
+    assert healthy.metrics["active_units"] == 2 and healthy.metrics["warnings"] == []
+    assert 'class="warning"' not in (tmp_path / "std" / "report.html").read_text()
+    # The command line: the summary counts active units and the warning follows, also with -q.
+    capsys.readouterr()
+    args = ["train", "--config", str(tmp_path / "raw" / "config.toml"), "--out", str(tmp_path / "cli")]
+    assert cli.main(args) == 0
+    captured = capsys.readouterr()
+    assert ", active units 0 of 2\n" in captured.out
+    assert captured.err == f"warning: {warning}\n"
+    # vaekit evaluate says it too (the same data, the same settings).
+    assert cli.main(["evaluate", str(tmp_path / "cli")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == f"warning: {warning}\n" and "warnings" not in captured.out
+
+
+@pytest.mark.parametrize(
+    ("flags", "active"),
+    [(["--data", "ring", "--n", "500", "--epochs", "15"], 2), (["--data", "digits", "--z-dim", "2", "--epochs", "10"], 2)],
+)
+def test_healthy_runs_give_no_warning(flags, active, tmp_path, capsys):
+    assert cli.main(["train", *flags, "--hidden", "32", *EVAL, "--out", str(tmp_path / "r")]) == 0
+    captured = capsys.readouterr()
+    assert f", active units {active} of {active}\n" in captured.out and captured.err == ""
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["warnings"] == []
+
+
+# ---------------------------------------------------------------------------- CSV headers
+def write_rows(path, rows, header=None) -> None:
+    lines = [",".join(header)] if header else []
+    path.write_text("\n".join(lines + [",".join(str(v) for v in r) for r in rows]) + "\n")
+
+
+ROWS = [[0.5, 1, -2], [1.5, 2, 3e-3], [2.5, 3, 4]]
+
+
+def test_headerless_csv_keeps_its_first_row(tmp_path, caplog):
+    path = tmp_path / "plain.csv"
+    write_rows(path, ROWS)
+    with caplog.at_level("INFO", logger="vaekit.data"):
+        table = vk.data.load_table(path)
+    assert table.columns == ["col0", "col1", "col2"] and not table.has_header
+    np.testing.assert_array_equal(table.x, np.array(ROWS, dtype=np.float32))  # all 3 rows, none lost
+    assert "the first row is all numbers, so it is read as data (no header)" in caplog.text
+    # header=True: the numbers are names (the old reading); header=False on a file with names: refused.
+    forced = vk.data.load_table(path, header=True)
+    assert forced.columns == ["0.5", "1", "-2"] and forced.x.shape == (2, 3) and forced.has_header
+    named = tmp_path / "named.csv"
+    write_rows(named, ROWS, header=["a", "b", "c"])
+    assert vk.data.load_table(named).columns == ["a", "b", "c"]
+    with pytest.raises(vk.InputError, match=r"^column 'col0' of .* must be numeric\. Got 'a' in data row 1 instead\.$"):
+        vk.data.load_table(named, header=False)
+    with pytest.raises(vk.InputError, match=r"^header must be 'auto', True or False\. Got 'yes' instead\.$"):
+        vk.data.load_table(named, header="yes")
+
+
+def test_a_first_row_with_one_name_is_a_header(tmp_path):
+    path = tmp_path / "mixed.csv"
+    write_rows(path, ROWS, header=["x", "2", "3"])
+    table = vk.data.load_table(path)
+    assert table.columns == ["x", "2", "3"] and table.x.shape == (3, 3)
+
+
+def test_cli_headerless_csv_note_flags_and_config(tmp_path, capsys):
+    path = tmp_path / "plain.csv"
+    rng = np.random.default_rng(0)
+    write_rows(path, rng.normal(size=(40, 3)).round(4).tolist())
+    out = tmp_path / "run"
+    base = ["train", "--data", str(path), "--epochs", "1", "--hidden", "8", *EVAL]
+    assert cli.main([*base, "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "has no header row (every cell of its first row is a number)" in said and "use --header" in said
+    config = vk.runs.read_config(out)
+    assert config["data"]["header"] is False and config["data"]["columns"] == ["col0", "col1", "col2"]
+    assert vk.runs.open_run(out).metrics["n_points"] == 40  # no row lost
+    assert cli.main(["encode", str(out), str(path), "-o", str(tmp_path / "z.npy")]) == 0  # encode reads it the same way
+    assert np.load(tmp_path / "z.npy").shape == (40, 2)
+    assert cli.main([*base, "--header", "--out", str(tmp_path / "named"), "-q"]) == 0
+    assert vk.runs.open_run(tmp_path / "named").metrics["n_points"] == 39
+    assert vk.runs.read_config(tmp_path / "named")["data"]["header"] is True
+    assert cli.main([*base, "--header", "--no-header"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- --exclude, --label, --threads
+def wide_file(path, n=60, width=30, seed=0) -> None:
+    rng = np.random.default_rng(seed)
+    header = ["id", *[f"pixel{i}" for i in range(width)], "kind"]
+    rows = [[i, *rng.uniform(size=width).round(3), ["a", "b", "c"][i % 3]] for i in range(n)]
+    write_rows(path, rows, header=header)
+
+
+def test_exclude_and_label_select_columns(tmp_path):
+    path = tmp_path / "wide.csv"
+    wide_file(path, width=3)
+    table = vk.data.load_table(path, exclude=["id"], label="kind")
+    assert table.columns == ["pixel0", "pixel1", "pixel2"]
+    assert table.label_classes == ["a", "b", "c"] and table.label.tolist() == [i % 3 for i in range(60)]
+    with pytest.raises(vk.InputError, match=r"^exclude names unknown column\(s\) \['ID'\] of .*; its columns are \['id', "):
+        vk.data.load_table(path, exclude=["ID"], label="kind")
+    with pytest.raises(vk.InputError, match=r"^label names unknown column\(s\) \['colour'\]"):
+        vk.data.load_table(path, label="colour")
+    with pytest.raises(vk.InputError, match=r"^label must not be one of the data columns .* Got 'pixel1', which columns"):
+        vk.data.load_table(path, columns=["pixel0", "pixel1"], label="pixel1")
+    with pytest.raises(vk.InputError, match=r"^label must not be a condition column"):
+        vk.data.load_table(path, condition="kind", label="kind")
+    # A long header is summarised in the message.
+    wide_file(path, width=40)
+    with pytest.raises(vk.InputError, match=r"its columns are 42 columns: id, pixel0, pixel1, …, kind\.$"):
+        vk.data.load_table(path, exclude=["nope"])
+
+
+def test_label_exclude_threads_round_trip_through_config_toml(tmp_path, capsys):
+    import torch
+
+    path = tmp_path / "wide.csv"
+    wide_file(path, width=30)
+    before = torch.get_num_threads()
+    out = tmp_path / "run"
+    args = ["train", "--data", str(path), "--exclude", "id", "--label", "kind", "--threads", "1"]
+    assert cli.main([*args, "--epochs", "1", "--hidden", "8", *EVAL, "--out", str(out), "-q"]) == 0
+    assert torch.get_num_threads() == before  # put back after the run
+    text = (out / "config.toml").read_text()
+    assert "columns = []" in text and "pixel0" not in text  # 30 columns: "all but" instead of a list
+    config = vk.runs.read_config(out)
+    assert config["data"]["exclude"] == ["id"] and config["data"]["label"] == "kind"
+    assert config["training"]["threads"] == 1 and config["data"]["header"] is True
+    info = json.loads((out / "run.json").read_text())
+    assert info["columns"] == [f"pixel{i}" for i in range(30)] and info["label"] == "kind"
+    assert info["label_classes"] == ["a", "b", "c"] and info["threads"] == 1
+    page = (out / "report.html").read_text()
+    assert "30 columns: pixel0, pixel1, pixel2, …, pixel29" in page
+    payload = json.loads(re.search(r'id="explorer-data">(.*?)</script>', page).group(1))
+    assert sorted(set(payload["z_labels"])) == [0, 1, 2]
+    # The model never saw the label or the excluded column; config.toml alone redoes the run.
+    run = vk.runs.open_run(out)
+    assert run.model.x_dim == 30 and run.model.condition is None
+    again = vk.runs.train(out / "config.toml", tmp_path / "again")
+    assert again.info["columns"] == info["columns"]
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+    # The same through the Python config dict of vk.runs.train.
+    settings = {"data": {"path": str(path), "exclude": ["id"], "label": "kind"}, "training": {"epochs": 1, "threads": 1}}
+    settings["model"] = {"hidden": [8]}
+    settings["evaluation"] = {"k": 5, "n_samples": 200, "quadrature_grid": 20, "permutations": 10}
+    python = vk.runs.train(settings, tmp_path / "python")
+    assert python.info["columns"] == info["columns"] and python.info["threads"] == 1
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"training": {"threads": -1}},
+            "config: [training] threads must be an integer >= 1 (0: torch's default). Got -1 instead.",
+        ),
+        (
+            {"data": {"name": "ring", "label": "x"}},
+            "config: [data] exclude, label and header apply to files (path), not to the built-in dataset 'ring'. "
+            "Got label='x' instead.",
+        ),
+        ({"data": {"header": "maybe"}}, "config: [data] header must be true, false or 'auto'. Got 'maybe' instead."),
+        ({"data": {"exclude": "id"}}, "config: [data] exclude must be a list of strings. Got 'id' instead."),
+    ],
+)
+def test_bad_settings_name_the_key(settings, message):
+    with pytest.raises((vk.InputError, vk.InputTypeError)) as info:
+        vk.runs.validate_config(settings)
+    assert str(info.value) == message
+
+
+def test_cli_threads_must_be_an_integer(capsys):
+    assert cli.main(["train", "--threads", "two"]) == 2
+    assert "--threads: invalid int value: 'two'" in capsys.readouterr().err
