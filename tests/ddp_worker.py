@@ -2,7 +2,7 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py MODE OUT
 
-MODE ``train`` fits three models (the VAE, a one-hot CVAE, a hierarchical VAE) on the ring,
+MODE ``train`` fits four models (the VAE, a one-hot CVAE, a hierarchical VAE, an EMA VQ-VAE) on the ring,
 the VAE on the ring streamed from a .npy file, and a VAE for 10 epochs with a checkpoint in
 OUT/checkpointed; rank 0 (or the lone process) writes each History to OUT/<name>.json. MODE
 ``one`` fits the VAE only. MODE ``kill`` trains and kills rank 1 with SIGKILL after its third
@@ -26,12 +26,19 @@ EPOCHS = 20
 BATCH = 250  # 1000 points: 4 global batches per epoch, 125 rows per rank with 2 ranks
 
 
-def models() -> dict[str, tuple[torch.nn.Module, bool]]:
-    """name -> (model, conditional)."""
+def models() -> dict[str, tuple[torch.nn.Module, bool, object]]:
+    """name -> (model, conditional, objective or None for the model's default)."""
     return {
-        "vae": (vk.VAE(x_dim=2, z_dim=2, hidden=(32, 32), seed=0), False),
-        "cvae": (vk.VAE(x_dim=2, z_dim=2, hidden=(32, 32), condition=vk.OneHot(8), seed=0), True),
-        "hierarchical": (vk.HierarchicalVAE(x_dim=2, z_dims=(2, 2), hidden=(32, 32), seed=0), False),
+        "vae": (vk.VAE(x_dim=2, z_dim=2, hidden=(32, 32), seed=0), False, None),
+        "cvae": (vk.VAE(x_dim=2, z_dim=2, hidden=(32, 32), condition=vk.OneHot(8), seed=0), True, None),
+        "hierarchical": (vk.HierarchicalVAE(x_dim=2, z_dims=(2, 2), hidden=(32, 32), seed=0), False, None),
+        # EMA codebook statistics are reduced over ranks; dead-code restarts come from rank 0's
+        # share of the data (not one process's), so they are left out of this exact comparison.
+        "vqvae-ema": (
+            vk.VQVAE(x_dim=2, codebook_size=16, code_dim=2, hidden=(32, 32), seed=0),
+            False,
+            vk.VQ(ema=0.9, restart_dead=False),
+        ),
     }
 
 
@@ -55,8 +62,9 @@ def main(mode: str, out: Path) -> None:
         return
     results = {}
     chosen = models() if mode == "train" else {"vae": models()["vae"]}  # "one": the VAE only
-    for name, (model, conditional) in chosen.items():
-        history = vk.fit(model, x, labels if conditional else None, epochs=EPOCHS, batch_size=BATCH, seed=0)
+    for name, (model, conditional, objective) in chosen.items():
+        condition = labels if conditional else None
+        history = vk.fit(model, x, condition, objective=objective, epochs=EPOCHS, batch_size=BATCH, seed=0)
         results[name] = {"columns": history.columns, "fast_path": history.fast_path}
     if mode == "train":  # streamed from a file in shuffled blocks (each rank reads its own copy)
         source = streamed(x, out / f"ring-rank{rank}.npy")

@@ -59,14 +59,14 @@ def one_process(tmp_path_factory) -> dict[str, vk.History]:
     x, labels = vk.data.ring(1000, seed=0)
     kw = {"epochs": ddp_worker.EPOCHS, "batch_size": ddp_worker.BATCH, "seed": 0}
     out = {}
-    for name, (model, conditional) in ddp_worker.models().items():
-        out[name] = vk.fit(model, x, labels if conditional else None, **kw)
+    for name, (model, conditional, objective) in ddp_worker.models().items():
+        out[name] = vk.fit(model, x, labels if conditional else None, objective=objective, **kw)
     source = ddp_worker.streamed(x, tmp_path_factory.mktemp("stream") / "ring.npy")
     out["streamed"] = vk.fit(ddp_worker.models()["vae"][0], source, **kw)
     return out
 
 
-@pytest.mark.parametrize("name", ["vae", "cvae", "hierarchical", "streamed"])
+@pytest.mark.parametrize("name", ["vae", "cvae", "hierarchical", "vqvae-ema", "streamed"])
 def test_two_ranks_take_one_process_steps(two_ranks, one_process, name):
     """Same History columns, every epoch's terms equal to float rounding (the issue asks 0.5% of the final loss)."""
     ranks = json.loads((two_ranks / f"{name}.json").read_text())

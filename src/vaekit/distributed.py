@@ -128,6 +128,13 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def broadcast_tensors_from_writer(tensors: Sequence[torch.Tensor]) -> None:
+    """Overwrite every rank's ``tensors`` in place with rank 0's (no-op with one process)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for t in tensors:
+            dist.broadcast(t, src=0)
+
+
 def broadcast_from_writer(value: Any) -> Any:
     """Rank 0's ``value`` on every rank (a picklable Python object; no-op with one process)."""
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):

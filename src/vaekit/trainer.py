@@ -478,7 +478,11 @@ class _ObjectiveStep(torch.nn.Module):
         self.objective = objective
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None, epoch: int):
-        return self.objective(self.model, x, c, epoch=epoch)
+        out = self.objective(self.model, x, c, epoch=epoch)
+        # Only the loss is differentiated: logged terms leave the graph, so DDP's search for
+        # unused parameters does not wait for a gradient that a logged term (the VQ-VAE's
+        # codebook term under EMA updates) will never send.
+        return dataclasses.replace(out, terms={k: v.detach() for k, v in out.terms.items()})
 
 
 def _ddp_step(model, objective, x, c, epoch: int, device: torch.device) -> torch.nn.parallel.DistributedDataParallel:
@@ -490,11 +494,13 @@ def _ddp_step(model, objective, x, c, epoch: int, device: torch.device) -> torch
     """
     trainable = [p for p in model.parameters() if p.requires_grad]
     model.train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}  # a training pass may move buffers (EMA codebooks)
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         check_noise_sharing(model, objective, x, c, epoch, device)
         torch.manual_seed(0)
         loss = objective(model, x, c, epoch=epoch).loss.mean()
         unused = any(g is None for g in torch.autograd.grad(loss, trainable, allow_unused=True))
+    model.load_state_dict(state)
     ids = [device.index or 0] if device.type == "cuda" else None
     # Buffers are not synchronised every step: models that keep running statistics (the VQ-VAE's
     # code counts, EMA codebooks) reduce them over ranks themselves.
