@@ -22,6 +22,7 @@ from vaekit.models import VAE, VQVAE, HierarchicalVAE
 from vaekit.monitors import Diversity
 from vaekit.objectives import ELBO, IWAE, VQ, LossOutput
 from vaekit.posteriors import DiagonalGaussian
+from vaekit.streaming import NpyBlocks
 from vaekit.sweep import sweep
 from vaekit.trainer import Callback, EarlyStopping, fit
 from vaekit.trunks import MLP, Conv1d, Conv2d
@@ -50,6 +51,7 @@ __all__ = [
     "LossOutput",
     "MLP",
     "MixturePrior",
+    "NpyBlocks",
     "OneHot",
     "Planar",
     "StandardNormal",

@@ -73,12 +73,15 @@ def describe_callable(obj: Any) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def data_fingerprint(*tensors: torch.Tensor | None) -> str:
-    """SHA-256 over the bytes of the prepared training tensors (None entries count too)."""
+def data_fingerprint(*tensors: torch.Tensor | str | None) -> str:
+    """SHA-256 over the bytes of the prepared training tensors (None entries count too).
+
+    A string stands for data that is not in memory: a streamed file's own fingerprint.
+    """
     digest = hashlib.sha256()
     for t in tensors:
-        if t is None:
-            digest.update(b"none;")
+        if t is None or isinstance(t, str):
+            digest.update(b"none;" if t is None else f"{t};".encode())
             continue
         array = t.detach().cpu().contiguous()
         digest.update(f"{tuple(array.shape)}{array.dtype};".encode())

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit import model_settings, runfolder, runs
+from vaekit import distributed, model_settings, runfolder, runs
 from vaekit._version import __version__
 from vaekit.diagnostics import run_warnings
 from vaekit.distributions import posterior_mean
@@ -76,6 +76,7 @@ HELP: dict[str, str] = {
     "grad_clip": "clip the gradient norm to this value (0: off)",
     "weight_decay": "Adam weight decay",
     "device": "torch device (cpu, cuda, cuda:1, ...)",
+    "precision": "float32, or bf16 for autocast of the training forward passes (mostly for GPUs)",
     "checkpoint_every": "write a checkpoint every this many epochs (0: fit's default, 10)",
     "eval_k": "metrics: importance samples of the IWAE estimate",
     "eval_n_samples": "metrics: model samples for the sample-quality metrics",
@@ -120,6 +121,7 @@ EPILOG = {
     "train": """examples:
   vaekit train --data moons --epochs 200 --out runs/moons
   vaekit train --data ring --condition label:onehot --out runs/cvae
+  vaekit train --data ring --nproc 2            # 2 processes with DDP (the same as torchrun)
   vaekit train --data ring --condition radius:continuous --beta 4 --out runs/radius
   vaekit train --data digits --z-dim 8 --out runs/digits
   vaekit train --data points.csv --columns x,y --condition group:onehot --out runs/mine
@@ -145,6 +147,9 @@ EPILOG = {
     "report": """examples:
   vaekit report runs/demo                            # (re)writes runs/demo/report.html
   vaekit report runs/wing --units standardized       # figures redrawn in standardised units""",
+    "convert": """examples:
+  vaekit convert big.csv big.npy                     # then: vaekit train --data big.npy
+reads the CSV twice (count and check, then write); memory use does not grow with the file.""",
     "sweep": """examples:
   vaekit sweep --data ring --set variance=0.01,0.1,1,5 --set seed=0,1,2       # the lecture's experiment
   vaekit sweep --data moons --set beta=0.5,1,4 --epochs 200 --out runs/beta
@@ -274,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder to write (default: runs/<data name>)")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run that was writing to DIR")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train on N local processes with DDP (the same as 'torchrun --standalone --nproc_per_node N -m vaekit train ...')",
+    )
     _header_flags(p)
     _add_schema_flags(p)
 
@@ -323,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("data", "standardized"),
         help="redraw the figures first, in data units or (models trained with --standardize) standardised units",
     )
+
+    p = command("convert", "Convert a numeric CSV (with a header row) to a float32 .npy, in constant memory.")
+    p.add_argument("csv", metavar="CSV", help="the CSV file")
+    p.add_argument("npy", metavar="NPY", help="the .npy file to write")
+    p.add_argument("--force", action="store_true", help="replace an existing NPY")
 
     p = command("sweep", "Train one model per combination of hyperparameter values, all at once, and compare them.")
     p.add_argument(
@@ -530,6 +546,11 @@ RESUME_FLAGS = ("epochs", "lr", "grad_clip", "weight_decay")
 
 
 def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
+    if args.nproc is not None:
+        return _launch(args)
+    if distributed.env_rank() != 0:  # under torchrun rank 0 alone speaks (and writes)
+        args.quiet = True
+        out = _Console(True)
     if args.resume:
         extra = [
             f
@@ -558,9 +579,43 @@ def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
     return _train(config, target, args, out, command="vaekit train")
 
 
+def _launch(args: argparse.Namespace) -> int:
+    """``vaekit train --nproc N ...``: the same command under torchrun with N local processes."""
+    if args.nproc < 1:
+        raise UsageError(f"--nproc must be a number of processes >= 1. Got {args.nproc} instead.")
+    rest = _without_nproc(args.argv)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
+    import subprocess
+
+    # "--" ends torchrun's own options: its parser would otherwise take e.g. --n for an abbreviation of --nnodes.
+    code = subprocess.run([*launcher, "-m", "vaekit", "--", *rest], check=False).returncode
+    if code != 0:
+        print(
+            f"error: training on {args.nproc} processes failed (torchrun exit code {code}); torchrun's report above names "
+            "the first rank that failed and why. An interrupted run resumes with 'vaekit train --resume DIR' (any --nproc).",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    """``argv`` without its ``--nproc N`` / ``--nproc=N``."""
+    rest, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            rest.append(item)
+    return rest
+
+
 def _train(config: dict[str, dict[str, Any]], target: Path, args: argparse.Namespace, out: _Console, **kwargs) -> int:
     """``runs.train`` with the progress display; prints the summary."""
-    runs.check_out(target, force=args.force)  # the command line's wording of runs.train's own check
+    if distributed.env_rank() == 0:
+        runs.check_out(target, force=args.force)  # the command line's wording of runs.train's own check
     display = _display(args.quiet, config["training"]["epochs"])
     try:
         run = runs.train(
@@ -917,6 +972,24 @@ def _cmd_sweep(args: argparse.Namespace, out: _Console) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace, out: _Console) -> int:
+    from vaekit.streaming import csv_to_npy
+
+    target = Path(args.npy)
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} exists; pass --force to replace it. Got no --force instead.")
+    rows, columns = csv_to_npy(args.csv, target)
+    out.say(f"wrote {target}: {rows} rows x {len(columns)} columns (float32; columns: {_short_list(columns)})")
+    return 0
+
+
+def _short_list(names: Sequence[str], keep: int = 3) -> str:
+    """'a, b, c' or 'a, b, c, ..., z (N in all)' for long lists."""
+    if len(names) <= 2 * keep:
+        return ", ".join(names)
+    return f"{', '.join(names[:keep])}, ..., {names[-1]} ({len(names)} in all)"
+
+
 COMMANDS = {
     "demo": _cmd_demo,
     "train": _cmd_train,
@@ -926,6 +999,7 @@ COMMANDS = {
     "decode": _cmd_decode,
     "report": _cmd_report,
     "sweep": _cmd_sweep,
+    "convert": _cmd_convert,
 }
 
 
@@ -941,6 +1015,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``vaekit`` command line; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # left by some Python versions' argparse when torchrun passes "-- ARGS" on (see _launch)
+        argv = argv[1:]
     debug = "--debug" in argv
     with warnings.catch_warnings():
         if not debug:
@@ -952,6 +1028,7 @@ def _main(argv: list[str], debug: bool) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        args.argv = argv
         if args.command is None:
             parser.print_help()
             return 2

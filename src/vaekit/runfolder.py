@@ -83,6 +83,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "grad_clip": (float, 0.0),  # 0: off
         "weight_decay": (float, 0.0),
         "device": (str, "cpu"),
+        "precision": (Literal["float32", "bf16"], "float32"),  # bf16: autocast of the training forward passes
         "checkpoint_every": (int, 0),  # 0: fit's default
         "threads": (int, 0),  # torch CPU threads during the run; 0: torch's default
     },
@@ -529,6 +530,7 @@ def fit_kwargs(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "lr": t["lr"],
         "seed": t["seed"],
         "device": t["device"],
+        "precision": t["precision"],
         "weight_decay": t["weight_decay"],
         "grad_clip": t["grad_clip"] or None,
         "val": t["val_fraction"] or None,

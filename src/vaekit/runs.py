@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaekit import distributed
 from vaekit.errors import FileFormatError, InputError, RunInterrupted, TrainingError
 from vaekit.io import atomic_write_text
 from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is the public face)
@@ -221,7 +222,10 @@ def train(
             f"resume=True needs {staging}, the folder that an interrupted run to {out} leaves behind. Got no such folder instead."
         )
     config = read_config(staging / CONFIG) if resume and config is None else _settings(config)
-    check_out(out, force=force, names=_PY_NAMES)
+    # Under torchrun every rank trains; only rank 0 touches the run folder (see vaekit.distributed).
+    writer = distributed.env_rank() == 0
+    if writer:
+        check_out(out, force=force, names=_PY_NAMES)
     # Imported here so that monkeypatched or reloaded trainers are the ones used.
     from vaekit.trainer import EarlyStopping, fit
 
@@ -234,7 +238,7 @@ def train(
     kwargs = fit_kwargs(config)
     if config["training"]["patience"]:
         kwargs["callbacks"] = [EarlyStopping(patience=config["training"]["patience"])]
-    if not resume:
+    if not resume and writer:
         start_partial(out)
     kwargs["checkpoint_dir"] = staging
     if config["training"]["checkpoint_every"]:
@@ -242,13 +246,14 @@ def train(
     if resume:
         kwargs["resume"] = staging
     previous = (staging / CONFIG).read_text(encoding="utf-8") if resume else ""
-    write_config(staging / CONFIG, config)
+    if writer:
+        write_config(staging / CONFIG, config)
     checkpoint = staging / "checkpoint"
 
     def discard() -> None:
         # A fresh run leaves nothing behind; an interrupted run being resumed was there before
         # this call and stays, so a refused or failed resume can be tried again.
-        if not resume:
+        if not resume and writer:
             shutil.rmtree(staging, ignore_errors=True)
 
     threads = TorchThreads(config["training"]["threads"])  # for training and the results
@@ -270,13 +275,16 @@ def train(
         discard()
         raise
     except BaseException:
-        if resume:  # e.g. settings the checkpoint refuses: the staged run keeps the settings it resumes with
+        if resume and writer:  # e.g. settings the checkpoint refuses: the staged run keeps the settings it resumes with
             atomic_write_text(staging / CONFIG, previous)
         discard()
         raise
     finally:
         if history is None:
             threads.close()
+    if not writer:  # the other ranks are done: rank 0 evaluates and writes the run folder
+        threads.close()
+        return Run(path=out, config=config, model=model, history=history, metrics={}, info={})
     try:
         if status is not None:
             status(STAGE_RESULTS)
@@ -330,6 +338,7 @@ def _write_results(staging: Path, out: Path, config, model, history, data: RunDa
         "split": split_info(config, data, test_data),
         "epochs_trained": len(history),
         "train_seconds": round(history.seconds, 3),
+        "processes": distributed.current().size,
     }
     write_json(staging / RUN_INFO, info)
     save_figures(staging / FIGURES, report.run_figures(model, data, history))

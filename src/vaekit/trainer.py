@@ -11,16 +11,19 @@ Why it is fast: the whole data set lives on the device and batches are index sli
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vaekit import distributed
 from vaekit.checkpoint import Checkpointer, fit_settings, nonfinite_message, rescue_note
 from vaekit.errors import InputError, InputTypeError, TrainingError, describe
 from vaekit.history import History
@@ -28,6 +31,7 @@ from vaekit.models.base import not_applicable
 from vaekit.monitors import Diversity
 from vaekit.numerics import step_accumulation, within_rounding
 from vaekit.objectives import default_objective
+from vaekit.streaming import NpyBlocks, column_moments, shuffled_batches
 from vaekit.validate import positive_float, positive_int
 
 logger = logging.getLogger(__name__)
@@ -109,6 +113,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 10,
     resume: str | Path | None = None,
+    precision: str = "float32",
 ) -> History:
     """Train ``model`` on data ``x`` (and condition) with Adam; return the per-epoch History.
 
@@ -157,6 +162,15 @@ def fit(
         equal those of an uninterrupted run bit for bit. The model's config, the data,
         ``batch_size``, ``seed``, ``objective``, ``monitors`` and ``val`` must match the saved
         run; a changed ``lr``, ``weight_decay`` or ``grad_clip`` is applied with a warning.
+    precision : {"float32", "bf16"}, default "float32"
+        ``"bf16"`` runs the training forward passes under ``torch.autocast`` with bfloat16
+        (weights, optimizer and validation stay float32); mostly worth it on a GPU. The
+        hand-written fast path is float32 only and is not used.
+
+    Distributed training: called inside a ``torchrun`` process (WORLD_SIZE > 1), ``fit`` joins
+    the process group and trains with DistributedDataParallel; see :mod:`vaekit.distributed`.
+    ``x`` may also be a :class:`vaekit.NpyBlocks` (a .npy file larger than memory, streamed
+    in shuffled blocks; see :mod:`vaekit.streaming`).
 
     Raises
     ------
@@ -182,6 +196,8 @@ def fit(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise InputTypeError(f"seed must be an int or None. Got {describe(seed)} instead.")
     checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {list(PRECISIONS)}. Got {precision!r} instead.")
     for name, value in (("checkpoint_dir", checkpoint_dir), ("resume", resume)):
         if value is not None and not isinstance(value, (str, Path)):
             raise InputTypeError(f"{name} must be a folder path (str or Path) or None. Got {describe(value)} instead.")
@@ -199,14 +215,31 @@ def fit(
     epoch_begin, epoch_end = getattr(objective, "epoch_begin", None), getattr(objective, "epoch_end", None)
     if device is not None:
         model.to(device)
+    world = distributed.join(model.device)
+    if world.active and model.device.type == "cuda":
+        model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))  # one GPU per rank
     target = model.device
 
-    x_all = model.prepare_x(x)
-    c_all = model.prepare_condition(condition, x_all.shape[0])
-    x_val, c_val = _validation_set(model, val, x_all, c_all, seed)
-    if isinstance(val, float):
-        x_all, c_all = _drop_rows(x_all, c_all, val, seed)
-    model.set_scaling(x_all)
+    if isinstance(x, NpyBlocks):  # larger than memory: streamed in shuffled blocks (vaekit.streaming)
+        if isinstance(val, float):
+            raise InputError(
+                "val must be arrays (x_val, condition_val) when x is streamed from a file (NpyBlocks); "
+                f"a fraction would need the rows in memory. Got val={val} instead."
+            )
+        source = x
+        c_all = model.prepare_condition(condition, source.n)
+        x_all = model.prepare_x(source.read(0, min(source.n, source.block_rows)))  # the first block: probes, monitors
+        x_val, c_val = _validation_set(model, val, x_all, c_all, seed)
+        model.set_scaling_moments(*column_moments(source, model.prepare_x))
+    else:
+        source = None
+        x_all = model.prepare_x(x)
+        c_all = model.prepare_condition(condition, x_all.shape[0])
+        x_val, c_val = _validation_set(model, val, x_all, c_all, seed)
+        if isinstance(val, float):
+            x_all, c_all = _drop_rows(x_all, c_all, val, seed)
+        model.set_scaling(x_all)
+    data = _EpochData(x_all, c_all, source, model.prepare_x)
 
     history = History()
     checkpointer = None
@@ -221,7 +254,7 @@ def fit(
             objective=objective,
             monitors=monitors,
             val=val,
-            data=(x_all, c_all, x_val, c_val),
+            data=(x_all if source is None else source.fingerprint(), c_all, x_val, c_val),
         )
         folder = checkpoint_dir if checkpoint_dir is not None else resume
         checkpointer = Checkpointer(folder, every=checkpoint_every, settings=settings, model=model)
@@ -229,9 +262,16 @@ def fit(
     with torch.random.fork_rng(devices=forked, enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
+        elif world.active:  # unseeded: rank 0's RNG state everywhere, so all ranks draw alike
+            torch.set_rng_state(distributed.broadcast_from_writer(torch.get_rng_state()))
         optimizer = _adam(model, lr, weight_decay, target)
         first = 0 if resume is None else checkpointer.resume(resume, model, optimizer, history)
-        engine = proven_accelerator(model, objective, x_all[:batch_size], _rows(c_all, batch_size), first, target)
+        train_objective = _autocast(objective, target, PRECISIONS[precision])  # validation stays float32
+        engine = step = None
+        if world.active:  # DDP synchronises autograd's gradients: the generic path
+            step = _ddp_step(model, train_objective, x_all[:4], _rows(c_all, 4), first, target)
+        elif precision == "float32":
+            engine = proven_accelerator(model, objective, x_all[:batch_size], _rows(c_all, batch_size), first, target)
         history.fast_path = engine is not None
         for cb in callbacks:
             cb.on_train_begin(model, history)
@@ -240,7 +280,10 @@ def fit(
             for epoch in range(first, epochs):
                 if epoch_begin is not None:
                     epoch_begin(model)
-                record = _train_epoch(model, objective, engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
+                if world.active:
+                    record = _train_epoch_distributed(step, model, optimizer, data, batch_size, epoch, grad_clip, world)
+                else:
+                    record = _train_epoch(model, train_objective, engine, optimizer, data, batch_size, epoch, grad_clip)
                 if epoch_end is not None:
                     record.update(epoch_end(model, epoch))
                 if not math.isfinite(record["loss"]):
@@ -253,7 +296,10 @@ def fit(
                 for name, monitor in monitors.items():
                     every = getattr(monitor, "every", 1)
                     due = (epoch + 1) % every == 0 or epoch == epochs - 1
-                    record[name] = monitor(model, x_all, c_all) if due else math.nan
+                    record[name] = monitor(model, x_all, _rows(c_all, x_all.shape[0])) if due else math.nan
+                # Every rank measured the same (same weights, same RNG state); rank 0's record is kept
+                # everywhere so that callbacks (early stopping) surely decide alike.
+                record = distributed.broadcast_from_writer(record)
                 history.append(record)
                 if checkpointer is not None:  # snapshot of this epoch; written when due
                     checkpointer.epoch_end(epoch + 1, model, optimizer, history, seconds=time.perf_counter() - start)
@@ -333,17 +379,44 @@ def proven_accelerator(model, objective, x, c, epoch: int, device: torch.device)
     return engine
 
 
-def _train_epoch(model, objective, engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip) -> dict[str, Any]:
+@dataclass
+class _EpochData:
+    """The training rows: in memory (``x_all`` (N, D), ``c_all``), or streamed from ``source``.
+
+    With a source, ``x_all`` holds its first block only (for probes and monitors); ``c_all``
+    always holds every row's condition.
+    """
+
+    x_all: torch.Tensor
+    c_all: torch.Tensor | None
+    source: NpyBlocks | None
+    prepare: Callable[[Any], torch.Tensor]
+
+    @property
+    def n(self) -> int:
+        return self.x_all.shape[0] if self.source is None else self.source.n
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_all.device
+
+    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """One epoch of (x (B, D), c) batches in a fresh random order (torch's global RNG)."""
+        if self.source is not None:
+            yield from shuffled_batches(self.source, self.prepare, self.c_all, batch_size)
+            return
+        order = torch.randperm(self.n, device=self.device)
+        for start in range(0, self.n, batch_size):
+            idx = order[start : start + batch_size]
+            yield self.x_all[idx], None if self.c_all is None else self.c_all[idx]
+
+
+def _train_epoch(model, objective, engine, optimizer, data: _EpochData, batch_size, epoch, grad_clip) -> dict[str, Any]:
     model.train()
     if engine is not None:
-        return _train_epoch_fast(engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip)
-    n = x_all.shape[0]
-    order = torch.randperm(n, device=x_all.device)
+        return _train_epoch_fast(engine, optimizer, data, batch_size, epoch, grad_clip)
     sums: dict[str, torch.Tensor] = {}
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        xb = x_all[idx]
-        cb = None if c_all is None else c_all[idx]
+    for xb, cb in data.batches(batch_size):
         out = objective(model, xb, cb, epoch=epoch)
         loss = out.loss.mean()
         optimizer.zero_grad(set_to_none=True)
@@ -352,11 +425,11 @@ def _train_epoch(model, objective, engine, optimizer, x_all, c_all, batch_size, 
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         _accumulate(sums, out.record())
-    return _means(sums, n)
+    return _means(sums, data.n)
 
 
 @torch.no_grad()
-def _train_epoch_fast(engine, optimizer, x_all, c_all, batch_size, epoch, grad_clip) -> dict[str, Any]:
+def _train_epoch_fast(engine, optimizer, data: _EpochData, batch_size, epoch, grad_clip) -> dict[str, Any]:
     """The same epoch as the generic loop with a proven accelerated engine (see vaekit.fastpath).
 
     It draws the same random numbers in the same order (randperm, then the engine's noise, as
@@ -364,13 +437,8 @@ def _train_epoch_fast(engine, optimizer, x_all, c_all, batch_size, epoch, grad_c
     clipping behave as in the generic loop.
     """
     params = engine.params
-    n = x_all.shape[0]
-    order = torch.randperm(n, device=x_all.device)
     sums = None
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        xb = x_all[idx]
-        cb = None if c_all is None else c_all[idx]
+    for xb, cb in data.batches(batch_size):
         grads, batch_sums = engine.gradients(xb, cb, epoch)
         for p, g in zip(params, grads):
             p.grad = g
@@ -378,7 +446,137 @@ def _train_epoch_fast(engine, optimizer, x_all, c_all, batch_size, epoch, grad_c
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
         sums = batch_sums if sums is None else sums + batch_sums
-    return _means(engine.record(sums, n, epoch), n)
+    return _means(engine.record(sums, data.n, epoch), data.n)
+
+
+PRECISIONS = {"float32": None, "bf16": torch.bfloat16}
+"""fit's ``precision`` -> the autocast dtype of the training forward passes (None: no autocast)."""
+
+
+def _autocast(objective: Callable[..., Any], device: torch.device, dtype: torch.dtype | None) -> Callable[..., Any]:
+    """``objective`` run under ``torch.autocast(dtype)``, its loss terms returned in float32."""
+    if dtype is None:
+        return objective
+
+    def run(model, x, c, epoch=0):
+        with torch.autocast(device_type=device.type, dtype=dtype):
+            out = objective(model, x, c, epoch=epoch)
+        return dataclasses.replace(out, loss=out.loss.float(), terms={k: v.float() for k, v in out.terms.items()})
+
+    for hook in ("epoch_begin", "epoch_end"):  # whole-epoch hooks of the objective stay reachable
+        if hasattr(objective, hook):
+            setattr(run, hook, getattr(objective, hook))
+    return run
+
+
+class _ObjectiveStep(torch.nn.Module):
+    """The objective's forward pass as a module: DDP synchronises the gradients of what its forward runs."""
+
+    def __init__(self, model: torch.nn.Module, objective: Callable[..., Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None, epoch: int):
+        out = self.objective(self.model, x, c, epoch=epoch)
+        # Only the loss is differentiated: logged terms leave the graph, so DDP's search for
+        # unused parameters does not wait for a gradient that a logged term (the VQ-VAE's
+        # codebook term under EMA updates) will never send.
+        return dataclasses.replace(out, terms={k: v.detach() for k, v in out.terms.items()})
+
+
+def _ddp_step(model, objective, x, c, epoch: int, device: torch.device) -> torch.nn.parallel.DistributedDataParallel:
+    """The objective wrapped in DistributedDataParallel, after proving that ranks can share its noise.
+
+    Constructing DDP copies rank 0's weights to all ranks. DDP must also know whether some
+    trainable tensor gets no gradient (it then searches the graph every step); the probe step
+    tells it.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}  # a training pass may move buffers (EMA codebooks)
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        check_noise_sharing(model, objective, x, c, epoch, device)
+        torch.manual_seed(0)
+        loss = objective(model, x, c, epoch=epoch).loss.mean()
+        unused = any(g is None for g in torch.autograd.grad(loss, trainable, allow_unused=True))
+    model.load_state_dict(state)
+    ids = [device.index or 0] if device.type == "cuda" else None
+    # Buffers are not synchronised every step: models that keep running statistics (the VQ-VAE's
+    # code counts, EMA codebooks) reduce them over ranks themselves.
+    return torch.nn.parallel.DistributedDataParallel(
+        _ObjectiveStep(model, objective), device_ids=ids, forward_sync_buffers=False, find_unused_parameters=unused
+    )
+
+
+def check_noise_sharing(model, objective, x, c, epoch: int, device: torch.device) -> None:
+    """Prove that a rank running rows [1, 3) of a 4-row batch draws what one process draws for them.
+
+    From the same RNG state, the objective on all 4 rows and on rows 1..2 inside
+    :func:`vaekit.distributed.batch_rows` must give rows 1..2 the same per-row terms (to float
+    rounding) and leave the RNG in the same state. Otherwise some random draw of this model or
+    objective does not go through the shared noise, and ranks would silently use correlated or
+    misaligned noise: that is refused.
+    """
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(0)
+        whole = objective(model, x[:4], _rows(c, 4), epoch=epoch).record()
+        after_whole = distributed.rng_digest(device)
+        torch.manual_seed(0)
+        with distributed.batch_rows(1, 2, 4):
+            part = objective(model, x[1:3], None if c is None else c[1:3], epoch=epoch).record()
+        after_part = distributed.rng_digest(device)
+    n = step_accumulation(model, 4)
+    same = after_whole == after_part and sorted(whole) == sorted(part)
+    for key in sorted(whole) if same else ():
+        ok, _, _ = within_rounding(part[key], whole[key][1:3], n, x.dtype)
+        same = same and ok
+    if not same:
+        raise TrainingError(
+            f"{type(model).__name__} with objective {type(objective).__name__} cannot be trained on several ranks exactly: "
+            "some random draw does not go through the noise the ranks share (reparameterised Normal draws and "
+            "vaekit.distributed.batch_noise), so the ranks' steps would not be one process's steps. Train it in one process, "
+            "or draw its noise with vaekit.distributed.batch_noise."
+        )
+
+
+def _train_epoch_distributed(step, model, optimizer, data: _EpochData, batch_size, epoch, grad_clip, world) -> dict[str, Any]:
+    """One epoch on this rank's share of every global batch (see :mod:`vaekit.distributed`).
+
+    The permutation and the noise are those of one process (every rank draws the same numbers
+    and runs its contiguous share of each global batch of ``batch_size`` rows). A rank's loss
+    is its share's sum times size/B, so that DDP's average over ranks is the gradient of the
+    global batch's mean, as in one process.
+    """
+    model.train()
+    sums: dict[str, torch.Tensor] = {}
+    for xb, cb in data.batches(batch_size):
+        total = xb.shape[0]
+        offset, rows = distributed.shard_bounds(total, world)
+        with distributed.batch_rows(offset, rows, total):
+            out = step(xb[offset : offset + rows], None if cb is None else cb[offset : offset + rows], epoch)
+        loss = out.loss.sum() * (world.size / total)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        _accumulate(sums, out.record())
+    if not distributed.same_on_all_ranks(distributed.rng_digest(data.device), data.device):
+        raise TrainingError(
+            f"the ranks' random number streams differ after epoch {epoch + 1}: some random draw depends on a rank's share "
+            "of the data, so the ranks no longer take one process's steps. Train this model in one process."
+        )
+    # Exact epoch means over all n rows: the per-rank sums add up, nothing is padded.
+    keys = list(sums)
+    flat = distributed.all_reduce_sum(torch.cat([sums[k].reshape(-1).double() for k in keys]))
+    i = 0
+    for k in keys:
+        size = sums[k].numel()
+        sums[k] = flat[i : i + size].reshape(sums[k].shape)
+        i += size
+    return _means(sums, data.n)
 
 
 @torch.no_grad()

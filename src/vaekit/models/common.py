@@ -127,12 +127,16 @@ class ModelBase(nn.Module):
 
     def set_scaling(self, x: torch.Tensor) -> None:
         """Store mean and std of training data ``x`` (N, D) when the model standardises."""
+        if self.standardize:
+            self.set_scaling_moments(x.mean(dim=0), x.std(dim=0, correction=0))
+
+    def set_scaling_moments(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the training data's column mean and population std, each (D,), when the model standardises."""
         if not self.standardize:
             return
-        std = x.std(dim=0, correction=0)
         # A constant column would divide by zero; leave it unscaled.
         std = torch.where(std > 1e-8, std, torch.ones_like(std))
-        self.x_shift.copy_(x.mean(dim=0))
+        self.x_shift.copy_(mean)
         self.x_scale.copy_(std)
 
     # ------------------------------------------------------------------ input checking

@@ -32,6 +32,7 @@ from torch import nn
 from torch.distributions import Distribution, Normal, constraints
 
 from vaekit.conditions import Condition
+from vaekit.distributed import batch_noise
 from vaekit.distributions import LOGVAR_MAX, LOGVAR_MIN, Gaussian, Likelihood, diagonal_normal, kl_per_dimension
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.models.base import ModelConfig, flat_dim, register
@@ -160,11 +161,11 @@ class TopDownGaussian(Distribution):
     def _top_down(self, sample_shape: torch.Size, *, noise: bool) -> torch.Tensor:
         loc, scale = self.top
         shape = sample_shape + loc.shape
-        z = loc + scale * torch.randn(shape, dtype=loc.dtype, device=loc.device) if noise else loc.expand(shape)
+        z = loc + scale * batch_noise(shape, loc.dtype, loc.device) if noise else loc.expand(shape)
         layers = [z]
         for i in reversed(range(len(self.sizes) - 1)):
             loc, scale = self.combined(i, self.conditional(i, z))  # (*sample, *batch, d_i)
-            z = loc + scale * torch.randn_like(loc) if noise else loc
+            z = loc + scale * batch_noise(loc.shape, loc.dtype, loc.device) if noise else loc
             layers.append(z)
         return torch.cat(layers[::-1], dim=-1)
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, constraints
 
+from vaekit import distributed
 from vaekit.conditions import Condition, condition_from_config
 from vaekit.distributions import Bernoulli, Gaussian, Likelihood, likelihood_from_config
 from vaekit.errors import InputError, describe
@@ -424,9 +425,13 @@ class VQVAE(ModelBase):
         while self._pooled - self._pool[0].shape[0] >= self.RESTART_POOL:
             self._pooled -= self._pool.pop(0).shape[0]
 
+    def epoch_usage(self) -> torch.Tensor:
+        """Assignments per code (K,) since :meth:`reset_usage`, summed over all ranks under torch.distributed."""
+        return distributed.all_reduce_sum(self._usage.clone())
+
     def code_usage(self) -> dict[str, float]:
-        """``perplexity`` and ``codes_used`` of the assignments counted since :meth:`reset_usage`."""
-        return usage_numbers(self._usage)
+        """``perplexity`` and ``codes_used`` of the assignments counted since :meth:`reset_usage` (all ranks)."""
+        return usage_numbers(self.epoch_usage())
 
     @torch.no_grad()
     def restart_dead_codes(self) -> int:
@@ -435,16 +440,20 @@ class VQVAE(ModelBase):
         The outputs are drawn uniformly, with replacement, from the last :attr:`RESTART_POOL`
         encoder outputs of the epoch, with torch's global RNG. A restarted code's EMA state
         becomes one point at its new position. Nothing happens before any assignment was counted.
+        Under torch.distributed a code is dead when no rank used it, and rank 0's restart (from
+        the encoder outputs of its share of the data) is copied to every rank.
         """
-        dead = (self._usage == 0).nonzero().flatten()
-        if dead.numel() == 0 or not self._pool:
+        dead = (self.epoch_usage() == 0).nonzero().flatten()
+        if dead.numel() == 0 or (not self._pool and not distributed.current().active):
             return 0
-        pool = torch.cat(self._pool)
-        chosen = pool[torch.randint(pool.shape[0], (dead.numel(),), device=pool.device)]
-        dead = dead.to(self.codebook.device)
-        self.codebook[dead] = chosen
-        self.ema_sum[dead] = chosen
-        self.ema_count[dead] = 1.0
+        if self._pool:
+            pool = torch.cat(self._pool)
+            chosen = pool[torch.randint(pool.shape[0], (dead.numel(),), device=pool.device)]
+            dead = dead.to(self.codebook.device)
+            self.codebook[dead] = chosen
+            self.ema_sum[dead] = chosen
+            self.ema_count[dead] = 1.0
+        distributed.broadcast_tensors_from_writer([self.codebook, self.ema_sum, self.ema_count])
         return int(dead.numel())
 
     @torch.no_grad()
@@ -458,6 +467,10 @@ class VQVAE(ModelBase):
         flat, idx = z_e.reshape(-1, self.code_dim), codes.flatten()
         counts = torch.bincount(idx, minlength=self.codebook_size).to(flat.dtype)  # (K,)
         sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat)  # (K, code_dim)
+        # Under torch.distributed each rank holds a share of the global batch: the moving average
+        # takes the whole batch's statistics, as one process would.
+        both = distributed.all_reduce_sum(torch.cat([counts[:, None], sums], dim=1))  # (K, 1 + code_dim)
+        counts, sums = both[:, 0], both[:, 1:]
         self.ema_count.mul_(decay).add_(counts, alpha=1 - decay)
         self.ema_sum.mul_(decay).add_(sums, alpha=1 - decay)
         total = self.ema_count.sum()
