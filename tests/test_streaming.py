@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -132,3 +133,57 @@ def test_large_csv_detection(tmp_path):
     assert not too_large_for_memory(path)
     assert too_large_for_memory(path, expansion=1e12)  # 4 bytes x 1e12 exceeds any machine's memory
     assert convert_command(path) == f"vaekit convert {path} {tmp_path / 't.npy'}"
+
+
+def _low_rank(n: int = 600, d: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(4)
+    return (rng.standard_normal((n, 2)) @ rng.standard_normal((2, d)) + 0.1 * rng.standard_normal((n, d))).astype(np.float32)
+
+
+def test_vaekit_train_streams_a_npy_file(tmp_path):
+    from vaekit import runfolder
+    from vaekit.cli import main
+
+    np.save(tmp_path / "x.npy", _low_rank())
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "x.npy"), "--stream", "--epochs", "2", "--out", str(out), "--quiet"]) == 0
+    config = runfolder.read_config(out)
+    assert config["data"]["stream"] is True
+    info = json.loads((out / "run.json").read_text())
+    assert info["split"]["n_train"] == 600 and "streamed in blocks" in info["data"]
+    again = vk.runs.train(config, tmp_path / "again")  # config.toml redoes the run
+    assert again.history.columns == vk.runs.open_run(out).history.columns
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"stream": True, "test_fraction": 0.2}, "[data] test_fraction needs the rows of"),
+        ({"stream": True, "condition": "0"}, "[data] stream reads whole rows of"),
+    ],
+)
+def test_streamed_runs_refuse_what_needs_the_rows_in_memory(tmp_path, data, message):
+    np.save(tmp_path / "x.npy", _low_rank())
+    config = {"data": {"path": str(tmp_path / "x.npy"), **data}, "training": {"epochs": 1}}
+    with pytest.raises(InputError, match=re.escape(message)):
+        vk.runs.train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+
+
+def test_stream_applies_to_npy_files_only(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n3,4\n")
+    with pytest.raises(InputError, match=re.escape("[data] stream = true reads a .npy file in blocks")):
+        vk.runs.train({"data": {"path": str(tmp_path / "x.csv"), "stream": True}}, tmp_path / "run")
+
+
+def test_a_csv_too_large_for_memory_names_the_conversion(tmp_path, monkeypatch):
+    from vaekit import streaming
+
+    path = tmp_path / "big.csv"
+    path.write_text("a,b\n" + "1,2\n" * 1000)
+    monkeypatch.setattr(streaming, "available_memory", lambda: 4096)  # 4 KiB left: 8 KB of CSV is too much
+    with pytest.raises(InputError) as caught:
+        vk.data.load_table(path)
+    message = str(caught.value)
+    assert "is too large to read into memory here" in message
+    assert message.endswith(f"vaekit convert {path} {tmp_path / 'big.npy'}")

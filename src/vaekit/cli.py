@@ -286,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on N local processes with DDP (the same as 'torchrun --standalone --nproc_per_node N -m vaekit train ...')",
     )
     _header_flags(p)
+    _stream_flags(p)
     _add_schema_flags(p)
 
     p = command("evaluate", "Compute the metrics of a trained run.")
@@ -357,6 +358,24 @@ def build_parser() -> argparse.ArgumentParser:
     _header_flags(p)
     _add_schema_flags(p)
     return parser
+
+
+def _stream_flags(parser: argparse.ArgumentParser) -> None:
+    """--stream / --no-stream: [data] stream of a .npy file (default auto: stream when it is large)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--stream",
+        dest="stream",
+        action="store_true",
+        default=None,
+        help="train from the .npy file in shuffled blocks without loading it (data larger than memory)",
+    )
+    group.add_argument(
+        "--no-stream",
+        dest="stream",
+        action="store_false",
+        help="load the .npy file whole (default: auto, stream when the file exceeds a quarter of the available memory)",
+    )
 
 
 def _header_flags(parser: argparse.ArgumentParser) -> None:
@@ -519,6 +538,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         data["options"] = {**data.get("options", {}), **_option_override(args.option)}
     if getattr(args, "header", None) is not None:
         data["header"] = args.header
+    if getattr(args, "stream", None) is not None:
+        data["stream"] = args.stream
     for flag, (section, key) in flags().items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -557,8 +578,10 @@ def _cmd_train(args: argparse.Namespace, out: _Console) -> int:
             for f, (section, _) in flags().items()
             if getattr(args, f) is not None and f not in RESUME_FLAGS and section != "evaluation"
         ]
-        if args.config or args.data or args.condition or args.option or args.header is not None or args.test_data or extra:
-            given = ["--" + f.replace("_", "-") for f in extra] or ["--config/--data/--condition/--option/--header/--test-data"]
+        fixed = args.header is not None or args.stream is not None or args.test_data
+        if args.config or args.data or args.condition or args.option or fixed or extra:
+            data_flags = "--config/--data/--condition/--option/--header/--stream/--test-data"
+            given = ["--" + f.replace("_", "-") for f in extra] or [data_flags]
             raise UsageError(
                 f"--resume takes the settings of the interrupted run; only --epochs, --lr, --grad-clip, --weight-decay "
                 f"and --eval-* may change. Got {', '.join(given)} instead."

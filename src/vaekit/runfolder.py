@@ -26,6 +26,7 @@ from vaekit import model_settings
 from vaekit.configs import check_type
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
 from vaekit.io import atomic_write_bytes, atomic_write_text, fsync_dir
+from vaekit.streaming import NpyBlocks, should_stream
 
 try:
     import tomllib
@@ -62,6 +63,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "exclude": (list[str], []),  # files: columns that are not data (ids, names, ...)
         "label": (str, ""),  # files: a column that colours the plots; never trained on or conditioned on
         "header": (bool | Literal["auto"], "auto"),  # CSV files: first row holds names ("auto": unless all numbers)
+        "stream": (bool | Literal["auto"], "auto"),  # .npy files: train from disk in blocks ("auto": when large)
         "test_path": (str, ""),  # held-out data: a file with the training data's columns ...
         "test_fraction": (float, 0.0),  # ... or this share of the training data, held out (0: neither)
         "split_seed": (int, 0),  # seed of the test_fraction split
@@ -204,6 +206,11 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
                 f"{source}: [data] exclude, label and header apply to files (path), not to the built-in dataset "
                 f"{d['name']!r}. Got {', '.join(given)} instead."
             )
+    if d["stream"] is True and Path(d["path"]).suffix.lower() != ".npy":
+        raise InputError(
+            f"{source}: [data] stream = true reads a .npy file in blocks (convert a CSV with 'vaekit convert'). "
+            f"Got {'the built-in dataset ' + repr(d['name']) if d['name'] else d['path']} instead."
+        )
     if t["threads"] < 0:
         raise InputError(
             f"{source}: [training] threads must be an integer >= 1 (0: torch's default). Got {t['threads']} instead."
@@ -316,6 +323,8 @@ class RunData:
     label_classes : names of the codes of a text ``[data] label`` column, or None
     has_header : False when a CSV file's first row was read as data (no header row)
     held_out : True for test data the model was not trained on (``load_data(test=True)``)
+    stream : a :class:`vaekit.NpyBlocks` that training reads instead of ``x`` (a .npy too large for
+        memory, ``[data] stream``); ``x`` then holds a sample of its rows for metrics and figures
 
     """
 
@@ -329,6 +338,7 @@ class RunData:
     label_classes: list[str] | None = None
     has_header: bool = True
     held_out: bool = False
+    stream: Any = None
 
 
 # Held-out data when neither test_path nor test_fraction is set and no fresh sample can be drawn.
@@ -349,6 +359,11 @@ def load_data(config: dict[str, dict[str, Any]], *, test: bool = False) -> RunDa
     if test and d["test_path"]:
         return _load_test_file(d, load_data(config))
     data = _load_file(d) if d["path"] else _generate(d, test=test and not d["test_fraction"])
+    if d["test_fraction"] and data.stream is not None:
+        raise InputError(
+            f"[data] test_fraction needs the rows of {d['path']} in memory, but the file is streamed ([data] stream). "
+            "Got test_fraction > 0 instead: hold out a separate file with --test-data (test_path)."
+        )
     if d["test_fraction"]:
         train, held = split_rows(len(data.x), d["test_fraction"], d["split_seed"])
         part = held if test else train
@@ -397,6 +412,32 @@ def _load_test_file(d: dict[str, Any], train: RunData) -> RunData:
         )
     test.held_out = True
     return test
+
+
+def _stream_file(d: dict[str, Any]) -> RunData:
+    """A .npy file trained on in blocks (``stream``), with a seeded sample of its rows in ``x``."""
+    source = NpyBlocks(d["path"])
+    every = [str(i) for i in range(source.row_items)]  # a .npy's column names, as load_table gives them
+    given = [f"{key}={d[key]!r}" for key in ("condition", "exclude", "label") if d[key]]
+    given += [f"columns={d['columns']!r}"] * (bool(d["columns"]) and list(d["columns"]) != every)
+    if given:
+        raise InputError(
+            f"[data] stream reads whole rows of {d['path']} from disk: a choice of columns, a condition, exclude and "
+            f"label need the file in memory (use [data] stream = false, or save only the data columns). "
+            f"Got {', '.join(given)} instead."
+        )
+    rows = np.sort(np.random.default_rng(0).choice(source.n, min(source.n, STREAM_SAMPLE_ROWS), replace=False))
+    x = _finite_float32(source.rows(rows).reshape(len(rows), -1), d["path"])
+    description = f"{d['path']} ({source.n} rows, streamed in blocks; metrics and figures on {len(rows)} of them)"
+    x_shape = source.row_shape if len(source.row_shape) > 1 else None
+    return RunData(x, None, None, every, None, description, x_shape, stream=source)
+
+
+def _finite_float32(x: np.ndarray, path: str) -> np.ndarray:
+    out = x.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise FileFormatError(f"{path} holds NaN or infinite values (or values beyond float32).")
+    return out
 
 
 def _generate(d: dict[str, Any], *, test: bool) -> RunData:
@@ -449,7 +490,13 @@ def dataset_options(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return defaults | dict(d["options"])
 
 
+# Rows of a streamed file read into memory for the metrics, figures and report of its run.
+STREAM_SAMPLE_ROWS = 10000
+
+
 def _load_file(d: dict[str, Any]) -> RunData:
+    if Path(d["path"]).suffix.lower() == ".npy" and Path(d["path"]).is_file() and should_stream(d["path"], d["stream"]):
+        return _stream_file(d)
     table = vkdata.load_table(
         d["path"],
         d["columns"] or None,

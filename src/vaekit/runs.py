@@ -261,7 +261,7 @@ def train(
     try:
         if status is not None:
             status(STAGE_TRAINING)
-        history = fit(model, data.x, data.condition, progress=progress, **kwargs)
+        history = fit(model, data.x if data.stream is None else data.stream, data.condition, progress=progress, **kwargs)
     except KeyboardInterrupt:
         if checkpoint.is_dir():
             raise RunInterrupted(f"interrupted: resume with 'vaekit train --resume {out}'", out=out, resumable=True) from None
@@ -406,7 +406,7 @@ def split_info(config: dict[str, dict[str, Any]], data: RunData, test_data: RunD
         "test_data": test_data.description if test_data.held_out else None,
         "test_fraction": d["test_fraction"] or None,
         "split_seed": d["split_seed"] if d["test_fraction"] else None,
-        "n_train": len(data.x),
+        "n_train": len(data.x) if data.stream is None else data.stream.n,
         "n_test": len(test_data.x) if test_data.held_out else 0,
     }
 

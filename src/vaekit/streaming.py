@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,16 @@ class NpyBlocks:
         if rows.size != count:
             raise FileFormatError(f"{self.path}: the file ends before row {stop} (truncated?).")
         return rows.reshape((stop - start, *self.row_shape))
+
+    def rows(self, indices: Sequence[int]) -> np.ndarray:
+        """The rows at ``indices`` (in that order), read one by one: (len(indices), *row_shape)."""
+        size = self.row_items * self.dtype.itemsize
+        out = np.empty((len(indices), *self.row_shape), dtype=self.dtype)
+        with open(self.path, "rb") as f:
+            for i, row in enumerate(indices):
+                f.seek(self.offset + int(row) * size)
+                out[i] = np.frombuffer(f.read(size), dtype=self.dtype).reshape(self.row_shape)
+        return out
 
     def blocks(self) -> Iterator[tuple[int, int]]:
         """(start, stop) of every block, in file order."""
@@ -219,18 +229,45 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def too_large_for_memory(path: str | Path, *, expansion: float = 12.0) -> bool:
-    """Whether reading the CSV at ``path`` into Python rows would likely exhaust the memory available.
-
-    Parsed CSV cells take about ``expansion`` times their text size; compared with the
-    ``MemAvailable`` of /proc/meminfo (False where that cannot be read).
-    """
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (``MemAvailable`` of /proc/meminfo), or None where unknown."""
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
-            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
     except (OSError, StopIteration, ValueError):
-        return False
-    return Path(path).stat().st_size * expansion > available
+        return None
+
+
+CSV_EXPANSION = 12.0
+"""Bytes of memory a parsed CSV cell takes per byte of its text (Python lists of str, then float32)."""
+
+
+def too_large_for_memory(path: str | Path, *, expansion: float = CSV_EXPANSION) -> bool:
+    """Whether reading the CSV at ``path`` into memory would likely exhaust the memory available."""
+    available = available_memory()
+    return available is not None and Path(path).stat().st_size * expansion > available
+
+
+def too_large_message(path: str | Path) -> str:
+    """The error for a CSV too large to read: its size, the memory available, and the one-line conversion."""
+    size, available = Path(path).stat().st_size, available_memory() or 0
+    return (
+        f"{path} ({size / 2**30:.2f} GiB) is too large to read into memory here: parsed, a CSV takes about "
+        f"{CSV_EXPANSION:g} times its size, and {available / 2**30:.2f} GiB are available. Convert it once to a .npy, "
+        f"which vaekit trains on in blocks without loading it: {convert_command(path)}"
+    )
+
+
+def should_stream(path: str | Path, stream: bool | str) -> bool:
+    """Whether ``[data] stream`` (True, False or "auto") streams the .npy at ``path``.
+
+    "auto" streams a file larger than a quarter of the memory available: loading it would take
+    its size again in float32 copies on the way to the model.
+    """
+    if stream != "auto":
+        return bool(stream)
+    available = available_memory()
+    return available is not None and Path(path).stat().st_size * 4 > available
 
 
 def convert_command(csv_path: str | Path) -> str:

@@ -342,6 +342,10 @@ def looks_like_header(first_row: Sequence[str]) -> bool:
 
 def _read_csv(path: Path, header: bool | str = "auto") -> tuple[list[str], list[list[str]], bool]:
     """(column names, rows of cells, whether the first row was a header); see ``load_table``'s ``header``."""
+    from vaekit.streaming import too_large_for_memory, too_large_message
+
+    if too_large_for_memory(path):
+        raise InputError(too_large_message(path))
     try:
         # utf-8-sig: spreadsheet exports often start with a byte-order mark.
         with open(path, newline="", encoding="utf-8-sig") as handle:
