@@ -27,6 +27,7 @@ def test_defaults_are_the_lecture_recipe():
         "exclude": [],
         "label": "",
         "header": "auto",
+        "stream": "auto",
         "test_path": "",
         "test_fraction": 0.0,
         "split_seed": 0,
