@@ -26,6 +26,9 @@ from vaekit.distributions import Bernoulli
 from vaekit.models import MODELS
 from vaekit.models.base import not_applicable
 
+# Many small conv and flow models: one torch thread each is faster on a shared 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 

@@ -18,12 +18,7 @@ X, _ = vk.data.ring(600, seed=0)
 X_TEST, _ = vk.data.ring(600, seed=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def trained(device: str, epochs: int = 15, **kw) -> tuple[vk.VAE, vk.History]:

@@ -13,13 +13,7 @@ import vaekit as vk
 from vaekit.errors import InputError
 from vaekit.streaming import column_moments, convert_command, csv_to_npy, shuffled_batches, too_large_for_memory
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def write(tmp_path, array, name="data.npy"):

@@ -418,14 +418,18 @@ def _train_epoch(model, objective, engine, optimizer, data: _EpochData, batch_si
     sums: dict[str, torch.Tensor] = {}
     for xb, cb in data.batches(batch_size):
         out = objective(model, xb, cb, epoch=epoch)
-        loss = out.loss.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        _step(model, optimizer, out.loss.mean(), grad_clip)
         _accumulate(sums, out.record())
     return _means(sums, data.n)
+
+
+def _step(model, optimizer, loss: torch.Tensor, grad_clip: float | None) -> None:
+    """One optimizer step on ``loss`` (gradients clipped to ``grad_clip`` when given)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
 
 
 @torch.no_grad()
@@ -556,12 +560,7 @@ def _train_epoch_distributed(step, model, optimizer, data: _EpochData, batch_siz
         offset, rows = distributed.shard_bounds(total, world)
         with distributed.batch_rows(offset, rows, total):
             out = step(xb[offset : offset + rows], None if cb is None else cb[offset : offset + rows], epoch)
-        loss = out.loss.sum() * (world.size / total)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        _step(model, optimizer, out.loss.sum() * (world.size / total), grad_clip)
         _accumulate(sums, out.record())
     if not distributed.same_on_all_ranks(distributed.rng_digest(data.device), data.device):
         raise TrainingError(
