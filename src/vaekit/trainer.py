@@ -239,7 +239,7 @@ def fit(
         if isinstance(val, float):
             x_all, c_all = _drop_rows(x_all, c_all, val, seed)
         model.set_scaling(x_all)
-    data = _EpochData(x_all, c_all, source, model.prepare_x)
+    data = _EpochData(x_all, c_all, source, _block_reader(model))
 
     history = History()
     checkpointer = None
@@ -409,6 +409,18 @@ class _EpochData:
         for start in range(0, self.n, batch_size):
             idx = order[start : start + batch_size]
             yield self.x_all[idx], None if self.c_all is None else self.c_all[idx]
+
+
+def _block_reader(model) -> Callable[[Any], torch.Tensor]:
+    """How a streamed block (numpy) becomes the model's tensor: through pinned memory when it goes to a GPU."""
+    if model.device.type != "cuda":
+        return model.prepare_x
+
+    def prepare(block: Any) -> torch.Tensor:
+        # Page-locked host memory: the copy to the GPU runs at full bus speed (pageable memory is staged).
+        return model.prepare_x(torch.from_numpy(block).pin_memory())
+
+    return prepare
 
 
 def _train_epoch(model, objective, engine, optimizer, data: _EpochData, batch_size, epoch, grad_clip) -> dict[str, Any]:
