@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -198,3 +199,34 @@ def test_timeout_setting_is_checked(monkeypatch):
         distributed.timeout_seconds()
     monkeypatch.setenv("VAEKIT_DIST_TIMEOUT", "30")
     assert distributed.timeout_seconds() == 30.0
+
+
+@pytest.mark.parametrize(
+    ("n", "batch", "ranks", "message"),
+    [
+        (1001, 250, 2, "the last batch has 1 row, fewer than the 2 ranks. batch_size=249 would do."),
+        (1000, 1, 2, "each batch has 1 row, fewer than the 2 ranks. batch_size=2 would do."),
+    ],
+)
+def test_schedules_that_leave_a_rank_without_rows_are_refused(n, batch, ranks, message):
+    from vaekit.trainer import _check_shards
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        _check_shards(n, batch, ranks)
+    _check_shards(1000, 250, 2)  # even batches, and a last batch with a row per rank, pass
+    _check_shards(1001, 250, 1)
+
+
+@pytest.mark.parametrize("flag", [["--nproc", "2"], ["--nproc=2"], ["--np", "2"], ["--npro=2"]])
+def test_nproc_is_removed_from_the_workers_command_line_in_every_spelling(flag):
+    from vaekit.cli import _without_nproc
+
+    assert _without_nproc(["train", *flag, "--n", "400", "--epochs", "3"]) == ["train", "--n", "400", "--epochs", "3"]
+
+
+def test_nproc_inside_torchrun_is_refused(monkeypatch, capsys):
+    from vaekit.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--nproc", "2", "--epochs", "1"]) == 2
+    assert "--nproc starts torchrun, and this process is already one of a torchrun job's 2 ranks" in capsys.readouterr().err

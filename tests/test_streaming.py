@@ -99,7 +99,7 @@ def test_csv_converts_to_npy_in_chunks(tmp_path):
     [
         ("a,b\n1,2\n3,x\n", "line 3 has a cell that is not a number: 'x'."),
         ("a,b\n1,2\n3\n", "line 3 has 1 cells, the header names 2."),
-        ("a,b\n1,nan\n", "line 2 has a NaN or infinite value."),
+        ("a,b\n1,nan\n", "line 2 has a NaN, an infinite value or a value beyond float32's range."),
         ("a,b\n", "the file has a header but no data rows."),
     ],
 )
@@ -181,3 +181,13 @@ def test_a_csv_too_large_for_memory_names_the_conversion(tmp_path, monkeypatch):
     message = str(caught.value)
     assert "is too large to read into memory here" in message
     assert message.endswith(f"vaekit convert {path} {tmp_path / 'big.npy'}")
+
+
+def test_csv_conversion_refuses_a_headerless_file_and_float32_overflow(tmp_path):
+    (tmp_path / "t.csv").write_text("1,2\n3,4\n")
+    with pytest.raises(vk.FileFormatError, match="the first row is all numbers, so it is not a header"):
+        csv_to_npy(tmp_path / "t.csv", tmp_path / "t.npy")
+    (tmp_path / "t.csv").write_text("a,b\n1,1e39\n")
+    with pytest.raises(vk.FileFormatError, match="line 2 has a NaN, an infinite value or a value beyond float32's range"):
+        csv_to_npy(tmp_path / "t.csv", tmp_path / "t.npy")
+    assert not (tmp_path / "t.npy").exists()

@@ -606,6 +606,11 @@ def _launch(args: argparse.Namespace) -> int:
     """``vaekit train --nproc N ...``: the same command under torchrun with N local processes."""
     if args.nproc < 1:
         raise UsageError(f"--nproc must be a number of processes >= 1. Got {args.nproc} instead.")
+    if distributed.launched_size() > 1:
+        raise UsageError(
+            "--nproc starts torchrun, and this process is already one of a torchrun job's "
+            f"{distributed.launched_size()} ranks. Got --nproc {args.nproc} inside torchrun instead: drop --nproc."
+        )
     rest = _without_nproc(args.argv)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
     import subprocess
@@ -623,14 +628,16 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _without_nproc(argv: Sequence[str]) -> list[str]:
-    """``argv`` without its ``--nproc N`` / ``--nproc=N``."""
+    """``argv`` without its ``--nproc N`` / ``--nproc=N``, also abbreviated as argparse allows (``--np 2``)."""
     rest, skip = [], False
     for item in argv:
+        flag = item.split("=", 1)[0]
+        is_nproc = len(flag) > 3 and "--nproc".startswith(flag)  # "--n" alone is ambiguous: argparse refuses it
         if skip:
             skip = False
-        elif item == "--nproc":
-            skip = True
-        elif not item.startswith("--nproc="):
+        elif is_nproc:
+            skip = "=" not in item
+        else:
             rest.append(item)
     return rest
 

@@ -26,6 +26,8 @@ import torch
 from vaekit.errors import FileFormatError, InputError
 from vaekit.validate import positive_int
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 BLOCK_ROWS = 65536
 """Default rows per block: 32 MiB of float32 at 128 columns."""
 
@@ -90,7 +92,10 @@ class NpyBlocks:
         with open(self.path, "rb") as f:
             for i, row in enumerate(indices):
                 f.seek(self.offset + int(row) * size)
-                out[i] = np.frombuffer(f.read(size), dtype=self.dtype).reshape(self.row_shape)
+                raw = f.read(size)
+                if len(raw) != size:
+                    raise FileFormatError(f"{self.path}: the file ends before row {int(row)} (truncated?).")
+                out[i] = np.frombuffer(raw, dtype=self.dtype).reshape(self.row_shape)
         return out
 
     def blocks(self) -> Iterator[tuple[int, int]]:
@@ -187,8 +192,12 @@ def csv_to_npy(csv_path: str | Path, npy_path: str | Path, *, chunk_rows: int = 
                 except ValueError:
                     bad = next(c for c in cells if not _is_number(c))
                     raise FileFormatError(f"{csv_path}: line {line} has a cell that is not a number: {bad!r}.") from None
-                if len(values) != width or not all(math.isfinite(v) for v in values):
-                    what = f"{len(values)} cells, the header names {width}" if len(values) != width else "a NaN or infinite value"
+                if len(values) != width or not all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in values):
+                    what = (
+                        f"{len(values)} cells, the header names {width}"
+                        if len(values) != width
+                        else "a NaN, an infinite value or a value beyond float32's range"
+                    )
                     raise FileFormatError(f"{csv_path}: line {line} has {what}.")
                 yield line, values
 
@@ -199,7 +208,13 @@ def csv_to_npy(csv_path: str | Path, npy_path: str | Path, *, chunk_rows: int = 
         raise FileFormatError(f"{csv_path}: cannot read ({err.strerror}).") from None
     if not header:
         raise FileFormatError(f"{csv_path}: the file is empty; a header row of column names is expected.")
+    if all(_is_number(cell) for cell in header):
+        raise FileFormatError(
+            f"{csv_path}: the first row is all numbers, so it is not a header; vaekit convert needs a header row of column "
+            "names (add one, e.g. c0,c1,...)."
+        )
     width = len(header)
+    chunk_rows = max(1, min(chunk_rows, (1 << 20) // width))  # about a million cells per chunk, whatever the width
     n = sum(1 for _ in rows())
     if n == 0:
         raise FileFormatError(f"{csv_path}: the file has a header but no data rows.")
@@ -261,13 +276,16 @@ def too_large_message(path: str | Path) -> str:
 def should_stream(path: str | Path, stream: bool | str) -> bool:
     """Whether ``[data] stream`` (True, False or "auto") streams the .npy at ``path``.
 
-    "auto" streams a file larger than a quarter of the memory available: loading it would take
-    its size again in float32 copies on the way to the model.
+    "auto" streams a file larger than a quarter of the memory available (per local rank under
+    torchrun): loading it would take its size again in float32 copies on the way to the model.
+    Each rank decides for itself; on machines with different memory, say ``stream`` explicitly.
     """
     if stream != "auto":
         return bool(stream)
     available = available_memory()
-    return available is not None and Path(path).stat().st_size * 4 > available
+    # Under torchrun every local rank would load its own copy: each gets its share of the memory.
+    local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return available is not None and Path(path).stat().st_size * 4 * local_ranks > available
 
 
 def convert_command(csv_path: str | Path) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vaekit import distributed
@@ -213,11 +214,12 @@ def fit(
         monitors = {} if "diversity" in not_applicable(model) else {"diversity": Diversity()}
     monitors = dict(monitors)
     epoch_begin, epoch_end = getattr(objective, "epoch_begin", None), getattr(objective, "epoch_end", None)
-    if device is not None:
-        model.to(device)
-    world = distributed.join(model.device)
-    if world.active and model.device.type == "cuda":
-        model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))  # one GPU per rank
+    requested = torch.device(device) if device is not None else model.device
+    world = distributed.join(requested)
+    if world.active and requested.type == "cuda":
+        requested = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per rank
+    if requested != model.device:
+        model.to(requested)
     target = model.device
 
     if isinstance(x, NpyBlocks):  # larger than memory: streamed in shuffled blocks (vaekit.streaming)
@@ -240,6 +242,8 @@ def fit(
             x_all, c_all = _drop_rows(x_all, c_all, val, seed)
         model.set_scaling(x_all)
     data = _EpochData(x_all, c_all, source, _block_reader(model))
+    if world.active:
+        _check_shards(data.n, batch_size, world.size)
 
     history = History()
     checkpointer = None
@@ -264,6 +268,9 @@ def fit(
             torch.manual_seed(seed)
         elif world.active:  # unseeded: rank 0's RNG state everywhere, so all ranks draw alike
             torch.set_rng_state(distributed.broadcast_from_writer(torch.get_rng_state()))
+            if target.type == "cuda":
+                cuda_state = torch.cuda.get_rng_state(target)
+                torch.cuda.set_rng_state(distributed.broadcast_from_writer(cuda_state), target)
         optimizer = _adam(model, lr, weight_decay, target)
         first = 0 if resume is None else checkpointer.resume(resume, model, optimizer, history)
         train_objective = _autocast(objective, target, PRECISIONS[precision])  # validation stays float32
@@ -411,6 +418,24 @@ class _EpochData:
             yield self.x_all[idx], None if self.c_all is None else self.c_all[idx]
 
 
+def _check_shards(n: int, batch_size: int, ranks: int) -> None:
+    """Refuse a schedule where some global batch has fewer rows than there are ranks (a rank would get none).
+
+    Every rank computes the same and raises alike, so none is left waiting in a collective.
+    """
+    last = n % batch_size
+    if batch_size >= ranks and (last == 0 or last >= ranks):
+        return
+    fits = [b for b in range(max(ranks, batch_size - 64), batch_size + 65) if n % b == 0 or n % b >= ranks]
+    hint = f" batch_size={min(fits, key=lambda b: abs(b - batch_size))} would do." if fits else ""
+    rows = batch_size if batch_size < ranks else last
+    short = f"{'each' if batch_size < ranks else 'the last'} batch has {rows} row{'s' * (rows != 1)},"
+    raise InputError(
+        f"batch_size must give every one of the {ranks} ranks at least one row of every global batch. "
+        f"Got batch_size={batch_size} for {n} rows instead: {short} fewer than the {ranks} ranks.{hint}"
+    )
+
+
 def _block_reader(model) -> Callable[[Any], torch.Tensor]:
     """How a streamed block (numpy) becomes the model's tensor: through pinned memory when it goes to a GPU."""
     if model.device.type != "cuda":
@@ -418,7 +443,9 @@ def _block_reader(model) -> Callable[[Any], torch.Tensor]:
 
     def prepare(block: Any) -> torch.Tensor:
         # Page-locked host memory: the copy to the GPU runs at full bus speed (pageable memory is staged).
-        return model.prepare_x(torch.from_numpy(block).pin_memory())
+        # float32 in numpy first: torch has no uint16/uint32 or big-endian tensors.
+        rows = np.ascontiguousarray(block, dtype=np.float32)
+        return model.prepare_x(torch.from_numpy(rows).pin_memory())
 
     return prepare
 

@@ -464,7 +464,8 @@ class VQVAE(ModelBase):
         to k; then e_k = S_k / N~_k with Laplace smoothing N~_k = (N_k + eps) / (N + K eps) * N,
         N = sum_k N_k, so that a code with no recent points does not divide by zero.
         """
-        flat, idx = z_e.reshape(-1, self.code_dim), codes.flatten()
+        # In the codebook's dtype: under bf16 autocast z_e is bfloat16, which would also round counts above 256.
+        flat, idx = z_e.reshape(-1, self.code_dim).to(self.ema_sum.dtype), codes.flatten()
         counts = torch.bincount(idx, minlength=self.codebook_size).to(flat.dtype)  # (K,)
         sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat)  # (K, code_dim)
         # Under torch.distributed each rank holds a share of the global batch: the moving average
