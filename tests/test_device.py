@@ -66,3 +66,12 @@ def test_bf16_autocast_keeps_the_likelihood(device):
 def test_unknown_precision_is_refused():
     with pytest.raises(InputError, match=r"precision must be one of \['float32', 'bf16'\]. Got 'fp8' instead."):
         vk.fit(vk.VAE(2, 2, hidden=(8,)), X, epochs=1, precision="fp8")
+
+
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_bf16_trains_the_vqvae(ema):
+    """Under autocast the encoder outputs are bfloat16: EMA statistics and restarts stay in the codebook's float32."""
+    model = vk.VQVAE(x_dim=2, codebook_size=16, code_dim=2, hidden=(16,), seed=0)
+    history = vk.fit(model, X, objective=vk.VQ(ema=ema), epochs=3, batch_size=100, precision="bf16")
+    assert np.isfinite(history.columns["loss"]).all() and history.last()["codes_used"] >= 2
+    assert model.codebook.dtype == torch.float32 and model.ema_sum.dtype == torch.float32

@@ -420,7 +420,7 @@ class VQVAE(ModelBase):
 
     def _count(self, codes: torch.Tensor, z_e: torch.Tensor) -> None:
         self._usage = self._usage.to(codes.device) + torch.bincount(codes.flatten(), minlength=self.codebook_size)
-        self._pool.append(z_e.reshape(-1, self.code_dim))
+        self._pool.append(z_e.reshape(-1, self.code_dim).to(self.codebook.dtype))  # float32 also under bf16 autocast
         self._pooled += self._pool[-1].shape[0]
         while self._pooled - self._pool[0].shape[0] >= self.RESTART_POOL:
             self._pooled -= self._pool.pop(0).shape[0]
