@@ -719,7 +719,8 @@ def test_train_with_test_fraction_writes_both_columns(split_run, capsys):
     info = json.loads((split_run / "run.json").read_text())
     assert (info["split"]["test_fraction"], info["split"]["split_seed"], info["split"]["n_test"]) == (0.25, 3, 50)
     code, out, err = run_main(capsys, "evaluate", str(split_run))
-    assert code == 0 and err == ""
+    # One epoch: the collapse warning may rightly speak; nothing else may (held-out data exist).
+    assert code == 0 and not [line for line in err.splitlines() if not line.startswith("warning: posterior collapse")]
     lines = out.splitlines()
     assert re.match(r"^metric\s+held-out\s+train$", lines[0])
     row = next(line for line in lines if line.startswith("ppca_nll "))
@@ -778,7 +779,10 @@ def test_test_data_with_other_columns_names_the_flag(tmp_path, capsys):
 def test_train_on_a_file_without_held_out_data_warns(tmp_path, capsys):
     (tmp_path / "train.csv").write_text("a,b\n" + "1,2\n3,4\n5,7\n" * 4)
     code, _, err = run_main(capsys, "train", "--data", str(tmp_path / "train.csv"), *FAST, "--out", str(tmp_path / "o"))
-    assert code == 0 and err == f"warning: {runs.NO_HELD_OUT}\n"
+    said = err.splitlines()
+    # The no-held-out warning first; after one epoch a collapse warning may rightly follow.
+    assert code == 0 and said[0] == f"warning: {runs.NO_HELD_OUT}"
+    assert all(line.startswith("warning: posterior collapse") for line in said[1:])
 
 
 def test_evaluate_n_draws_a_held_out_sample_of_that_size(ring_run, capsys):
