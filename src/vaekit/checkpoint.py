@@ -33,6 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
+from vaekit import distributed
 from vaekit._version import __version__
 from vaekit.errors import FileFormatError, InputError, TrainingError
 from vaekit.history import History
@@ -484,7 +485,8 @@ class Checkpointer:
 
     def write(self) -> None:
         """Write the latest snapshot unless it is already on disk."""
-        if self.snapshot is None or self.snapshot.epoch == self.written_epoch or not _is_writer():
+        # Under torch.distributed rank 0 alone writes (every rank holds the same weights).
+        if self.snapshot is None or self.snapshot.epoch == self.written_epoch or distributed.current().rank != 0:
             return
         write_checkpoint(self.folder, self.snapshot, self.settings, self.model_config)
         self.written_epoch = self.snapshot.epoch
@@ -508,12 +510,6 @@ class Checkpointer:
             logger.error("could not save the last good checkpoint to %s: %s", self.folder, err)
         state = {k[len("model.") :]: v for k, v in self.snapshot.tensors.items() if k.startswith("model.")}
         unwrap(model).load_state_dict(state)
-
-
-def _is_writer() -> bool:
-    """Only one process writes: rank 0 under torch.distributed (every rank holds the same weights)."""
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _check_optimizer_state(saved: Any, optimizer: torch.optim.Optimizer, where: Path) -> None:

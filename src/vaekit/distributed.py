@@ -58,10 +58,6 @@ class World:
     def active(self) -> bool:
         return self.size > 1
 
-    @property
-    def is_writer(self) -> bool:
-        return self.rank == 0
-
 
 def launched_size() -> int:
     """WORLD_SIZE as torchrun sets it (1 outside torchrun)."""
@@ -76,7 +72,7 @@ def current() -> World:
     """The process group this process belongs to now (World() when there is none)."""
     if dist.is_available() and dist.is_initialized():
         return World(dist.get_rank(), dist.get_world_size())
-    return World(int(os.environ.get("RANK", "0") or 0) if launched_size() > 1 else 0, 1)
+    return World()
 
 
 def env_rank() -> int:
