@@ -25,7 +25,7 @@ from vaekit.posteriors import DiagonalGaussian
 from vaekit.streaming import NpyBlocks
 from vaekit.sweep import sweep
 from vaekit.trainer import Callback, EarlyStopping, fit
-from vaekit.trunks import MLP, Conv1d, Conv2d
+from vaekit.trunks import MLP, Conv1d, Conv2d, PCAResidual
 
 __all__ = [
     "VAE",
@@ -53,6 +53,7 @@ __all__ = [
     "MixturePrior",
     "NpyBlocks",
     "OneHot",
+    "PCAResidual",
     "Planar",
     "StandardNormal",
     "RunInterrupted",

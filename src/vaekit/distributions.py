@@ -18,6 +18,8 @@ from torch.distributions import Categorical, Distribution, Independent, MixtureS
 
 from vaekit.conditions import OneHot
 from vaekit.configs import register_spec, spec_from_config
+from vaekit.constraints import CONSTRAINTS
+from vaekit.constraints import airfoil as airfoil_mean
 from vaekit.errors import InputError
 from vaekit.validate import positive_float
 
@@ -140,6 +142,10 @@ class Gaussian:
         per data dimension; ``"per_point"`` lets the decoder output a variance for each point.
     min_variance : float
         Floor for learned variances, so the likelihood cannot diverge on exact data.
+    constraint : {"none", "airfoil"}
+        ``"airfoil"`` (data of shape (P, 2) in the layout of :mod:`vaekit.shapes`) passes the
+        mean through :func:`vaekit.constraints.airfoil`, so every decoded mean is a valid
+        airfoil (x increasing along each surface, surfaces not crossing, trailing edge closed).
 
     """
 
@@ -147,6 +153,9 @@ class Gaussian:
         default=0.1, metadata={"help": "Gaussian variance: a number, 'learned' or 'per_point'"}
     )
     min_variance: float = field(default=1e-4, metadata={"help": "floor of a learned variance"})
+    constraint: Literal["none", "airfoil"] = field(
+        default="none", metadata={"help": "constraint on the mean: 'airfoil' makes every decoded shape a valid airfoil"}
+    )
     kind: ClassVar[str] = "gaussian"
 
     def __post_init__(self) -> None:
@@ -158,6 +167,8 @@ class Gaussian:
         else:
             positive_float(self.variance, "Gaussian.variance")
         positive_float(self.min_variance, "Gaussian.min_variance")
+        if self.constraint not in CONSTRAINTS:
+            raise InputError(f"Gaussian.constraint must be one of {list(CONSTRAINTS)}. Got {self.constraint!r} instead.")
 
     def out_features(self, x_dim: int) -> int:
         """Width of the decoder output this likelihood reads."""
@@ -179,6 +190,7 @@ class _GaussianHead(nn.Module):
     def __init__(self, spec: Gaussian, x_dim: int) -> None:
         super().__init__()
         self.mode = spec.variance if isinstance(spec.variance, str) else "fixed"
+        self.constraint = spec.constraint
         self.min_variance = spec.min_variance
         if self.mode == "fixed":
             self.register_buffer("fixed_std", torch.full((x_dim,), math.sqrt(spec.variance)))
@@ -197,6 +209,8 @@ class _GaussianHead(nn.Module):
             std = (self.min_variance + nn.functional.softplus(raw)).sqrt()
         if scale is not None:
             mean, std = mean * scale + shift, std * scale
+        if self.constraint == "airfoil":
+            mean = airfoil_mean(mean)  # in the user's units: chord lengths
         return diagonal_normal(mean, std)
 
 

@@ -77,6 +77,8 @@ def supports(model: nn.Module, objective: object) -> bool:
     if not _ENABLED or getattr(objective, "kind", None) != "elbo" or not isinstance(model, VAE):
         return False
     # The head the model decodes with, not the spec it was built from (either may be swapped).
+    if getattr(model.likelihood_head, "constraint", "none") != "none":
+        return False  # the closed-form gradients know nothing of a constrained mean
     if not isinstance(model.likelihood, Gaussian) or getattr(model.likelihood_head, "mode", None) != "fixed":
         return False
     # The diagonal Gaussian posterior's head and MLP trunks: anything else (a flow, a conv net) is autograd's.

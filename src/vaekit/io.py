@@ -25,7 +25,9 @@ from vaekit.validate import PICKLE_SUFFIXES
 FORMAT = "vaekit-model"
 FORMAT_VERSION = 1
 WEIGHTS, METADATA = "model.safetensors", "model.json"
-_DATA_BUFFERS = {"x_shift", "x_scale"}  # statistics of the training data, set by fit()
+# Buffers set from the training data by fit(): its statistics, and whether a data-dependent
+# start (vaekit.nn.PCAResidual) has run. Matched on the last part of the buffer's name.
+_DATA_BUFFERS = {"x_shift", "x_scale", "initialised"}
 
 
 # The model classes load() can build, keyed by the "class" field of model.json. model.py fills it
@@ -241,7 +243,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Mo
     # A model lists the buffers it fits from data (a code prior, moving averages) in FITTED_BUFFERS.
     params = {name for name, _ in model.named_parameters()} | set(getattr(model, "FITTED_BUFFERS", ()))
     for name, fresh in model.state_dict().items():
-        if name not in params and name not in _DATA_BUFFERS and not torch.equal(fresh, state[name]):
+        if name not in params and name.rsplit(".", 1)[-1] not in _DATA_BUFFERS and not torch.equal(fresh, state[name]):
             raise FileFormatError(f"{folder / METADATA} does not match {WEIGHTS}: {name} differs from what the config implies.")
     model.load_state_dict(state)
     return model.to(device).eval()

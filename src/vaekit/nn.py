@@ -71,6 +71,112 @@ class ConditionedMLP(nn.Module):
         return self.net(inputs)
 
 
+# ---------------------------------------------------------------------------- PCA plus a residual
+# Principal directions of at most this many rows initialise a PCAResidual (the first rows seen).
+PCA_INIT_ROWS = 10_000
+
+
+def principal_directions(xs: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean (D,), top-``q`` eigenvalues (q,), eigenvectors (D, q) and the mean discarded eigenvalue of rows ``xs`` (N, D).
+
+    float64 eigendecomposition of the (1/N) covariance of at most :data:`PCA_INIT_ROWS` rows.
+    Each eigenvector's sign is fixed (its largest entry positive), so the result does not depend
+    on the LAPACK build. Eigenvalues are raised to 1e-6 of their mean (and 1e-12), so whitening
+    by them never divides by zero.
+    """
+    rows = xs[:PCA_INIT_ROWS].double()
+    mean = rows.mean(0)
+    centred = rows - mean
+    values, vectors = torch.linalg.eigh(centred.T @ centred / rows.shape[0])
+    values, vectors = values.flip(0).clamp_min(0.0), vectors.flip(1)
+    signs = torch.sign(vectors.gather(0, vectors.abs().argmax(0, keepdim=True)))
+    vectors = vectors * torch.where(signs == 0, torch.ones_like(signs), signs)
+    floor = max(float(values.mean()) * 1e-6, 1e-12)
+    q = min(q, rows.shape[1])
+    rest = values[q:]
+    discarded = float(rest.mean()) if len(rest) else floor
+    return mean, values[:q].clamp_min(floor), vectors[:, :q], max(discarded, floor)
+
+
+class PCAResidual(nn.Module):
+    """A linear map initialised from the training data's principal components, plus an MLP residual.
+
+    ``forward(inputs, c) = linear(inputs) + residual(inputs, c)``, where the residual is a
+    :class:`ConditionedMLP` whose last layer starts at zero. Before :meth:`initialise` the linear
+    map has PyTorch's default initial weights; :meth:`initialise` (called once by the model when
+    training first sees data, see :meth:`vaekit.models.common.ModelBase.initialise_from_data`)
+    sets it so that the network starts as probabilistic PCA of the data it is given:
+
+    * ``role="encoder"`` (inputs x (B, D), outputs (B, out_features)): the first Z outputs are the
+      whitened principal-component scores u_j^T (x - mean) / sqrt(lambda_j) (about PPCA's
+      posterior means when the noise is small against lambda_j); when there are at least 2Z
+      outputs, the next Z (a posterior's log-variances) start at log(sigma^2 / lambda_j), PPCA's
+      posterior variance, with sigma^2 the mean discarded eigenvalue.
+    * ``role="decoder"`` (inputs z (B, Z), outputs (B, k * D)): the first block (the means) is
+      mean + sum_j sqrt(lambda_j) z_j u_j, PCA's reconstruction from whitened scores; any further
+      block (per-point variances) starts at zero weight.
+
+    So training starts where PCA ends and the residual only has to learn what a linear map
+    cannot. The ``initialised`` buffer (saved with the weights) makes later ``fit`` calls and
+    resumed runs keep the trained weights.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden: Sequence[int],
+        out_features: int,
+        *,
+        role: str,
+        data_dim: int,
+        condition: Condition | None = None,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        if role not in ("encoder", "decoder"):
+            raise ValueError(f"role must be 'encoder' or 'decoder'. Got {role!r} instead.")
+        self.role, self.data_dim = role, data_dim
+        self.linear = nn.Linear(in_features, out_features)
+        self.residual = ConditionedMLP(in_features, hidden, out_features, condition=condition, activation=activation)
+        last = self.residual.net[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, inputs: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, in_features) and prepared condition (B, C) -> (B, out_features)."""
+        return self.linear(inputs) + self.residual(inputs, c)
+
+    @torch.no_grad()
+    def initialise(self, xs: torch.Tensor, latent_dim: int) -> bool:
+        """Set the linear map from the principal components of ``xs`` (N, D), the data as the network sees it.
+
+        ``latent_dim`` is the model's Z: an encoder's outputs start with Z means and, when there
+        are at least 2Z outputs, Z log-variances (every posterior of :class:`vaekit.VAE`); a
+        decoder's inputs are the Z latent values. Does nothing (and returns False) when already
+        initialised.
+        """
+        if bool(self.initialised):
+            return False
+        weight, bias = self.linear.weight, self.linear.bias
+        q = min(latent_dim, self.data_dim)
+        mean, values, vectors, noise = principal_directions(xs, q)
+        weight.zero_()
+        bias.zero_()
+        if self.role == "encoder":
+            projection = (vectors / values.sqrt()).T  # (q, D)
+            weight[:q] = projection.to(weight.dtype)
+            bias[:q] = -(projection @ mean).to(bias.dtype)
+            if weight.shape[0] >= 2 * latent_dim:
+                bias[latent_dim : latent_dim + q] = torch.log(noise / values).to(bias.dtype)
+        else:
+            weight[: self.data_dim, :q] = (vectors * values.sqrt()).to(weight.dtype)
+            bias[: self.data_dim] = mean.to(bias.dtype)
+        self.initialised.fill_(True)
+        return True
+
+
 # ---------------------------------------------------------------------------- convolutional trunks
 # Convolutions of one or two spatial axes share every line below; only the layer classes differ.
 _CONV: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d}

@@ -30,6 +30,7 @@ from vaekit.conditions import Condition
 from vaekit.configs import register_spec, spec_from_config
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.nn import ConditionedMLP, ConvDecoder, ConvEncoder, ConvGridDecoder, ConvGridEncoder, stride_plan
+from vaekit.nn import PCAResidual as PCAResidualNet
 from vaekit.validate import positive_int
 
 
@@ -69,6 +70,71 @@ class MLP:
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description (inverse of :func:`trunk_from_config`)."""
         return {"type": self.kind, **asdict(self)}
+
+
+@register_spec("trunk")
+@dataclass(frozen=True)
+class PCAResidual:
+    """PCA plus a learned nonlinear residual: a linear map that starts at the data's PCA, plus an MLP.
+
+    Each network is ``linear(input) + mlp(input, c)`` (:class:`vaekit.nn.PCAResidual`). When
+    ``fit`` first sees the training data, the encoder's linear map is set to the whitened
+    projection on the top Z principal components and the decoder's to PCA's reconstruction; the
+    MLP residuals (widths ``hidden``, reversed for the decoder) start at zero. Training therefore
+    starts from (about) probabilistic PCA, the baseline a design engineer trusts, and can only
+    add what a linear map cannot do. Works on any data shape (it reads flat rows); the principal
+    directions come from at most 10,000 rows, so D up to a few thousand columns is cheap.
+    """
+
+    kind: ClassVar[str] = "pca"
+
+    def encoder(
+        self, x_shape: tuple[int, ...], out_features: int, condition: Condition | None, hidden: Sequence[int], activation: str
+    ) -> nn.Module:
+        """(B, D), (B, C) -> (B, out_features)."""
+        d = math.prod(x_shape)
+        return PCAResidualNet(
+            d, tuple(hidden), out_features, role="encoder", data_dim=d, condition=condition, activation=activation
+        )
+
+    def decoder(
+        self,
+        z_dim: int,
+        x_shape: tuple[int, ...],
+        outputs_per_value: int,
+        condition: Condition | None,
+        hidden: Sequence[int],
+        activation: str,
+    ) -> nn.Module:
+        """(B, Z), (B, C) -> (B, k * D), k = ``outputs_per_value``."""
+        d = math.prod(x_shape)
+        return PCAResidualNet(
+            z_dim,
+            tuple(hidden)[::-1],
+            outputs_per_value * d,
+            role="decoder",
+            data_dim=d,
+            condition=condition,
+            activation=activation,
+        )
+
+    def check_shape(self, x_shape: tuple[int, ...], name: str) -> None:
+        """Any shape up to :data:`MAX_PCA_COLUMNS` columns (a D x D eigendecomposition initialises it)."""
+        d = math.prod(x_shape)
+        if d > MAX_PCA_COLUMNS:
+            raise InputError(
+                f"{name}=PCAResidual() needs data of at most {MAX_PCA_COLUMNS} values per row "
+                f"(it starts from a {d} x {d} eigendecomposition). Got x_shape {tuple(x_shape)} ({d} values) instead; "
+                "use the MLP or a conv trunk."
+            )
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-ready description (inverse of :func:`trunk_from_config`)."""
+        return {"type": self.kind}
+
+
+# The largest row a PCAResidual accepts: its D x D float64 eigendecomposition is then about a second.
+MAX_PCA_COLUMNS = 4096
 
 
 class _Conv:

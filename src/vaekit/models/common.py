@@ -11,6 +11,7 @@ It must set ``self._architecture`` (its config dataclass) and call :meth:`_regis
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,18 @@ from torch.distributions import Distribution
 
 from vaekit.conditions import broadcast_condition
 from vaekit.configs import spec_types
+from vaekit.constraints import check_shape as check_constraint_shape
 from vaekit.distributions import Bernoulli, draw, posterior_mean
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.io import save
 from vaekit.models.base import flat_dim
 from vaekit.nn import ACTIVATIONS
 from vaekit.validate import float_matrix, positive_int
+
+logger = logging.getLogger(__name__)
+
+# How standardize=True scales the columns (ModelBase.set_scaling_moments).
+STANDARDIZE_SCALES = ("column", "global")
 
 
 def check_spec(value: Any, role: str, *, name: str | None = None, none_ok: bool = False) -> None:
@@ -76,6 +83,10 @@ def check_data_fields(config: Any) -> None:
         raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}. Got {config.activation!r} instead.")
     if not isinstance(config.standardize, bool):
         raise InputTypeError(f"standardize must be True or False. Got {describe(config.standardize)} instead.")
+    check_constraint_shape(getattr(config.likelihood, "constraint", "none"), shape)
+    scale = getattr(config, "standardize_scale", "column")
+    if scale not in STANDARDIZE_SCALES:
+        raise InputError(f"standardize_scale must be one of {list(STANDARDIZE_SCALES)}. Got {scale!r} instead.")
     if config.standardize and isinstance(config.likelihood, Bernoulli):
         raise InputError("standardize must be False with a Bernoulli likelihood (data must stay in [0, 1]). Got True instead.")
 
@@ -126,18 +137,42 @@ class ModelBase(nn.Module):
         return self.x_shift.dtype
 
     def set_scaling(self, x: torch.Tensor) -> None:
-        """Store mean and std of training data ``x`` (N, D) when the model standardises."""
+        """Store mean and std of training data ``x`` (N, D) when the model standardises, then :meth:`initialise_from_data`."""
         if self.standardize:
             self.set_scaling_moments(x.mean(dim=0), x.std(dim=0, correction=0))
+        self.initialise_from_data(x)
 
     def set_scaling_moments(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Store the training data's column mean and population std, each (D,), when the model standardises."""
+        """Store the training data's column mean and population std, each (D,), when the model standardises.
+
+        With ``standardize_scale="global"`` every column is divided by one scale, the root mean
+        square of the column stds, so distances between points keep their geometry (curves,
+        images); ``"column"`` (the default) gives each column unit variance.
+        """
         if not self.standardize:
             return
+        if getattr(self, "standardize_scale", "column") == "global":
+            std = std.pow(2).mean().sqrt().expand_as(std)
         # A constant column would divide by zero; leave it unscaled.
         std = torch.where(std > 1e-8, std, torch.ones_like(std))
         self.x_shift.copy_(mean)
         self.x_scale.copy_(std)
+
+    def initialise_from_data(self, x: torch.Tensor) -> None:
+        """Data-dependent initial weights: every submodule with ``initialise(xs, latent_dim)`` gets the standardised rows.
+
+        ``x`` (N, D) is prepared training data (``fit`` passes all of it, or a stream's first
+        block). Only :class:`vaekit.nn.PCAResidual` has such a method; it acts once (its
+        ``initialised`` buffer is saved with the weights), so a second ``fit`` or a resumed run
+        keeps the trained weights.
+        """
+        targets = [m for m in self.modules() if m is not self and callable(getattr(m, "initialise", None))]
+        if not targets:
+            return
+        xs = (x - self.x_shift) / self.x_scale if self.standardize else x
+        for module in targets:
+            if module.initialise(xs, self.z_dim):
+                logger.info("%s initialised from the principal components of %d rows", type(module).__name__, len(xs))
 
     # ------------------------------------------------------------------ input checking
     def prepare_x(self, x: Any, name: str = "x") -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch.distributions import Distribution, Independent
@@ -53,6 +53,10 @@ class VAEConfig(ModelConfig):
     standardize: bool = dataclasses.field(
         default=False, metadata={"help": "train on standardised data (outputs stay in data units)"}
     )
+    standardize_scale: Literal["column", "global"] = dataclasses.field(
+        default="column",
+        metadata={"help": "standardise each column to unit variance, or all columns by one scale (global: keeps curve geometry)"},
+    )
     prior: Any = dataclasses.field(default_factory=StandardNormal, metadata={"help": "p(z)"})
     x_shape: tuple[int, ...] | None = dataclasses.field(
         default=None, metadata={"help": "shape of one data point, e.g. 64,2 for curves (default: flat columns)"}
@@ -72,7 +76,7 @@ class VAEConfig(ModelConfig):
         "decoder": trunk_from_config,
     }
     # vaekit 0.1 files have none of these.
-    ADDED: ClassVar[frozenset[str]] = frozenset({"prior", "x_shape", "posterior", "encoder", "decoder"})
+    ADDED: ClassVar[frozenset[str]] = frozenset({"prior", "x_shape", "posterior", "encoder", "decoder", "standardize_scale"})
     FROM_DATA: ClassVar[tuple[str, ...]] = ("x_dim", "condition")
 
     def __post_init__(self) -> None:
@@ -113,6 +117,10 @@ class VAE(ModelBase):
         Learn on (x - mean) / std of the training data. The statistics are stored with the
         model and undone by :meth:`decode`, :meth:`sample` and :meth:`reconstruct`, so every
         output and every likelihood is in the user's units.
+    standardize_scale : {"column", "global"}, default "column"
+        With ``standardize``: "column" divides each column by its own std; "global" divides
+        every column by one scale (the root mean square of the column stds), which keeps the
+        Euclidean geometry of curves and images (a column of small spread is not magnified).
     prior : a prior spec, default ``StandardNormal()``
         p(z). ``MixturePrior(k)`` is a learned mixture of k Gaussians, trained with the model;
         ``VampPrior(k)`` the encoder's mixture over k learned pseudo-inputs.
@@ -121,7 +129,8 @@ class VAE(ModelBase):
     encoder : a trunk spec, default ``MLP()``
         The encoder network; its dense layers have the widths ``hidden``.
     decoder : a trunk spec or None
-        The decoder network; None mirrors the encoder.
+        The decoder network; None mirrors the encoder. ``PCAResidual()`` (encoder, decoder or
+        both) starts from the training data's PCA and learns a nonlinear residual.
     seed : int or None
         Seed for the initial weights; ``None`` draws from torch's global generator.
 
@@ -141,6 +150,7 @@ class VAE(ModelBase):
         condition: Condition | None = None,
         activation: str = "relu",
         standardize: bool = False,
+        standardize_scale: str = "column",
         prior: Prior | None = None,
         posterior: Any = None,
         encoder: Any = None,
@@ -156,6 +166,7 @@ class VAE(ModelBase):
             likelihood=Gaussian() if likelihood is None else likelihood,
             condition=condition,
             standardize=standardize,
+            standardize_scale=standardize_scale,
             prior=StandardNormal() if prior is None else prior,
             x_shape=shape,
             posterior=DiagonalGaussian() if posterior is None else posterior,
@@ -168,6 +179,7 @@ class VAE(ModelBase):
         self.x_dim, self.z_dim, self.hidden = arch.x_dim, arch.z_dim, arch.hidden
         self.likelihood, self.condition, self.activation = arch.likelihood, arch.condition, arch.activation
         self.standardize, self.prior_spec, self.posterior_spec = arch.standardize, arch.prior, arch.posterior
+        self.standardize_scale = arch.standardize_scale
         self.seed = seed
 
         encoder_trunk = arch.encoder
@@ -197,7 +209,7 @@ class VAE(ModelBase):
         from vaekit.conditions import Continuous, OneHot
         from vaekit.distributions import MixturePrior, VampPrior
         from vaekit.flows import IAF, Planar
-        from vaekit.trunks import Conv1d, Conv2d
+        from vaekit.trunks import Conv1d, Conv2d, PCAResidual
 
         small = {"z_dim": 2, "hidden": (16,)}
         return {
@@ -230,6 +242,18 @@ class VAE(ModelBase):
                 **small,
             ),
             "iaf": VAEConfig(x_dim=2, posterior=IAF(steps=2, context=4), **small),
+            "pca-residual-curve-global": VAEConfig(
+                x_dim=24,
+                x_shape=(12, 2),
+                encoder=PCAResidual(),
+                likelihood=Gaussian("learned"),
+                standardize=True,
+                standardize_scale="global",
+                **small,
+            ),
+            "pca-residual-iaf-onehot": VAEConfig(
+                x_dim=3, encoder=PCAResidual(), posterior=IAF(steps=1, context=2), condition=OneHot(2), **small
+            ),
             "planar-onehot": VAEConfig(x_dim=2, posterior=Planar(steps=2), condition=OneHot(3), **small),
         }
 

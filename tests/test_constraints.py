@@ -1,0 +1,100 @@
+"""The airfoil constraint on a decoder's mean: valid shapes from any input, data left (almost) alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import vaekit as vk
+from vaekit import constraints, fastpath, shapes
+from vaekit.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def airfoil_rows() -> torch.Tensor:
+    x, _ = vk.data.airfoils("all")
+    return torch.as_tensor(x.reshape(len(x), -1))
+
+
+def test_interpolate_matches_numpy_interp_inside_and_beyond_the_ends() -> None:
+    rng = np.random.default_rng(0)
+    xp = np.sort(rng.uniform(0, 1, (5, 9)), axis=1)
+    fp = rng.normal(size=(5, 9))
+    xq = rng.uniform(-0.2, 1.2, (5, 40))
+    got = constraints.interpolate(*(torch.as_tensor(a) for a in (xq, xp, fp))).numpy()
+    want = np.stack([np.interp(q, p, f) for q, p, f in zip(xq, xp, fp)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_every_uiuc_airfoil_moves_only_by_epsilon_or_its_trailing_edge_x(airfoil_rows: torch.Tensor) -> None:
+    out = constraints.airfoil(airfoil_rows)
+    moved = (out - airfoil_rows).abs().reshape(len(out), 64, 2)
+    te_points = [0, 63]  # the upper and lower trailing-edge points
+    others = np.delete(moved.numpy(), te_points, axis=1)
+    assert others.max() <= constraints.EPSILON + 1e-6
+    upper, lower = shapes.surfaces(airfoil_rows.reshape(-1, 64, 2).double().numpy())
+    te_dx = np.abs(upper[:, -1, 0] - lower[:, -1, 0])
+    assert moved[:, te_points, 0].max(1).values.numpy() == pytest.approx(te_dx, abs=1e-6)
+    assert moved[:, te_points, 1].max() <= constraints.EPSILON + 1e-6
+
+
+@pytest.mark.parametrize("noise", [0.001, 0.01, 0.1, 1.0])
+def test_noisy_airfoils_come_out_valid(airfoil_rows: torch.Tensor, noise: float) -> None:
+    g = torch.Generator().manual_seed(1)
+    noisy = airfoil_rows + noise * torch.randn(airfoil_rows.shape, generator=g)
+    assert shapes.validity(noisy.reshape(-1, 64, 2).numpy()).valid.mean() < 1.0 or noise < 0.01
+    fixed = constraints.airfoil(noisy).reshape(-1, 64, 2).numpy()
+    verdict = shapes.validity(fixed)
+    assert verdict.valid.all(), verdict.counts
+
+
+def test_random_outputs_far_from_any_airfoil_come_out_valid() -> None:
+    g = torch.Generator().manual_seed(2)
+    for points in (4, 12, 64):
+        garbage = 3.0 * torch.randn(2000, 2 * points, generator=g)
+        verdict = shapes.validity(constraints.airfoil(garbage).reshape(-1, points, 2).numpy())
+        assert verdict.valid.all(), (points, verdict.counts)
+
+
+def test_the_constraint_is_the_identity_with_identity_gradients_on_a_shape_that_needs_nothing() -> None:
+    # A thick symmetric profile with a blunt nose and a trailing-edge gap: no step is active.
+    x = 0.5 * (1 - np.cos(np.linspace(0, np.pi, 16)))
+    y = 0.06 * np.sqrt(x) * (1 - x) + 0.002 + 0.003 * x
+    upper, lower = np.stack([x, y], 1)[::-1], np.stack([x, -y], 1)
+    row = torch.as_tensor(np.concatenate([upper, lower]).reshape(1, -1)).requires_grad_(True)
+    assert shapes.validity(row.detach().reshape(1, 32, 2).numpy()).valid.all()
+    out = constraints.airfoil(row)
+    assert torch.equal(out.detach(), row.detach())
+    jacobian = torch.autograd.functional.jacobian(constraints.airfoil, row.detach()).reshape(64, 64)
+    te_x = [0, 62]  # both trailing-edge x values are the larger of the two: at a tie torch splits the gradient
+    want = torch.eye(64, dtype=jacobian.dtype)
+    want[np.ix_(te_x, te_x)] = 0.5
+    assert torch.equal(jacobian, want)
+
+
+def test_a_model_with_the_constraint_decodes_only_valid_airfoils() -> None:
+    x, _ = vk.data.airfoils("train")
+    model = vk.VAE(x_shape=(64, 2), z_dim=3, hidden=(32,), likelihood=vk.Gaussian("learned", constraint="airfoil"), seed=0)
+    vk.fit(model, x[:300], epochs=2, batch_size=100, seed=0)
+    samples = model.sample(500, seed=0)
+    assert shapes.validity(samples).valid.all()
+    assert shapes.validity(model.decode(10 * torch.randn(200, 3)).mean.reshape(-1, 64, 2).detach().numpy()).valid.all()
+    # The closed-form fast path knows nothing of the constraint; it must not be used.
+    fixed = vk.VAE(x_shape=(64, 2), z_dim=3, hidden=(32,), likelihood=vk.Gaussian(0.1, constraint="airfoil"), seed=0)
+    assert fastpath.supports(fixed, vk.ELBO()) is False
+    assert fastpath.supports(vk.VAE(x_shape=(64, 2), z_dim=3, hidden=(32,), seed=0), vk.ELBO()) is True
+
+
+def test_bad_constraints_are_refused_with_the_parameter_named() -> None:
+    with pytest.raises(InputError) as err:
+        vk.Gaussian("learned", constraint="wing")
+    assert str(err.value) == "Gaussian.constraint must be one of ['none', 'airfoil']. Got 'wing' instead."
+    with pytest.raises(InputError) as err:
+        vk.VAE(x_dim=10, likelihood=vk.Gaussian(constraint="airfoil"))
+    assert str(err.value) == (
+        "constraint='airfoil' needs x_shape (P, 2) with an even number of points P >= 4 (the airfoil layout of "
+        "vaekit.shapes: upper surface trailing edge -> leading edge, then lower). Got x_shape (10,) instead."
+    )
+    with pytest.raises(InputError, match=r"Got x_shape \(5, 2\) instead"):
+        vk.VAE(x_shape=(5, 2), likelihood=vk.Gaussian(constraint="airfoil"))
