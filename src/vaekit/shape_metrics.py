@@ -219,11 +219,15 @@ class CurveRow:
 
 
 CURVE_ROWS = (
-    CurveRow("mean_point_error", "mean point error", "lower", "distance of a point from its reconstruction, mean over points and shapes"),
+    CurveRow(
+        "mean_point_error", "mean point error", "lower", "a point's distance from its reconstruction, mean over points and shapes"
+    ),
     CurveRow("mean_max_point_error", "mean worst-point error", "lower", "each shape's largest point error, mean over shapes"),
-    CurveRow("valid_fraction", "valid samples", "higher", "share of samples passing every check of vaekit.shapes.validity", "valid_fraction"),
+    CurveRow("valid_fraction", "valid samples", "higher", "share of samples passing every validity check", "valid_fraction"),
     CurveRow("invalid", "invalid samples by reason", "", "failed checks (a sample may fail several)"),
-    CurveRow("roughness_ratio", "roughness ratio", "near_one", "mean curvature roughness of the samples over the data's (1: as smooth)"),
+    CurveRow(
+        "roughness_ratio", "roughness ratio", "near_one", "samples' mean curvature roughness over the data's (1: as smooth)"
+    ),
     CurveRow("thickness", "mean max thickness", "near_data", "of the samples; data column: of the data", "thickness"),
     CurveRow("camber", "mean max camber", "near_data", "of the samples; data column: of the data", "camber"),
     CurveRow("mmd2", "MMD² thickness/camber", "lower", "between samples and data (0: indistinguishable)"),
