@@ -88,6 +88,17 @@ class PCA:
         rows = _rows(x, "x", self.mean.shape[0])
         return float(((rows - self.reconstruct(rows)) ** 2).mean())
 
+    def sample(self, n: int, *, seed: int = 0) -> np.ndarray:
+        """PCA's "samples": mean + sum_k sqrt(lambda_k) eps_k u_k, eps ~ N(0, I_q) seeded: (n, D) float64.
+
+        The Gaussian of the kept components (no noise off them), the PCA counterpart of a VAE's
+        decoder means at z ~ p(z). ``eps`` is ``numpy.random.default_rng(seed).standard_normal((n, q))``.
+        """
+        n = positive_int(n, "n")
+        q = self.components.shape[0]
+        eps = np.random.default_rng(seed).standard_normal((n, q))  # (n, q)
+        return self.mean + (eps * np.sqrt(self.eigenvalues[:q])) @ self.components
+
 
 class PPCA:
     """Probabilistic PCA (Tipping & Bishop, 1999) with latent size ``n_components``, fitted in closed form.

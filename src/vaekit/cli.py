@@ -730,6 +730,8 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
         print(json.dumps(runs._jsonable(metrics), indent=2))
     elif not args.quiet:
         print(_metric_table(runs.metric_columns(metrics)))
+        for text in _curve_tables(runs.metric_columns(metrics)):
+            print(f"\n{text}")
     for text in metrics["warnings"]:
         print(f"warning: {text}", file=sys.stderr)
     return 0
@@ -737,11 +739,38 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
 
 def _metric_table(columns: list[tuple[str, dict[str, Any]]]) -> str:
     """Metrics as text: one row per metric, one column per evaluated dataset (n/a where it has none)."""
-    names = list(dict.fromkeys(k for _, values in columns for k in values))
+    names = list(dict.fromkeys(k for _, values in columns for k in values if k != "curves"))  # curves: _curve_tables
     head = ["metric", *(heading for heading, _ in columns)]
     rows = [[name, *(format_value(values[name]) if name in values else "n/a" for _, values in columns)] for name in names]
     widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [head, *rows])
+
+
+def _curve_tables(columns: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """A "model vs PCA (k components)" text table for each column whose metrics have ``curves``."""
+    from vaekit.shape_metrics import comparison_rows
+
+    tables = []
+    for heading, values in columns:
+        curves = values.get("curves")
+        if not isinstance(curves, dict):
+            continue
+        head = ["metric", "model", "PCA", "data", "better"]
+        rows = [
+            [
+                label,
+                format_value(a, 4, missing="n/a"),
+                format_value(b, 4, missing="n/a"),
+                "" if ref is None else format_value(ref, 4),
+            ]
+            + [verdict if verdict != "pca" else "PCA"]
+            for label, a, b, ref, verdict, _ in comparison_rows(curves)
+        ]
+        widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [head, *rows]]
+        title = f"model vs PCA ({curves.get('components')} components), {heading}; {curves.get('n_samples')} samples each:"
+        tables.append("\n".join([title, *lines]))
+    return tables
 
 
 def _add_to_report(folder: Path, label: str, metrics: dict[str, Any], out: _Console) -> None:

@@ -42,6 +42,7 @@ from vaekit.distributions import kl as kl_terms
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.models.base import not_applicable
 from vaekit.monitors import diversity as _diversity
+from vaekit.shapes import is_curve_shape
 from vaekit.validate import float_matrix, positive_float, positive_int
 
 logger = logging.getLogger(__name__)
@@ -702,6 +703,13 @@ def evaluate(
           for unconditional samples.
         - ``mode_adherence`` (OneHot models): fraction of label-conditioned samples within 3 std of the requested mode.
 
+        Curve data (a model's ``x_shape`` is (P, 2), P even: the airfoil layout of :mod:`vaekit.shapes`):
+
+        - ``curves``: a dict, :func:`vaekit.shape_metrics.compare_with_pca` of the model's reconstructions of
+          ``x`` and its ``n_samples`` samples next to PCA with ``pca_components`` components fitted on the same
+          data as the baselines: mean and worst-point reconstruction errors, validity rate of samples with
+          counts per failed check, roughness ratio, mean thickness and camber, their MMD against ``x``.
+
         Conditional models: ``condition_accuracy`` (OneHot): fraction of samples generated for label y whose
         5-nearest-neighbour label among the test points is y; ``condition_mae``, ``condition_rmse`` (Continuous
         with ``condition_fn`` or ring): error between requested and realised condition.
@@ -733,9 +741,8 @@ def evaluate(
     out["reconstruction_nll"] = float(terms.reconstruction_nll.mean())
     out["reconstruction_mse"] = reconstruction_mse(model, xt, c, terms.latent_mean)
     discrete = isinstance(getattr(model, "likelihood", None), BernoulliLikelihood)
-    base = baseline_metrics(
-        xt if train_x is None else model.prepare_x(train_x, "train_x"), xt, model.z_dim, likelihood=not discrete
-    )
+    train_rows = xt if train_x is None else model.prepare_x(train_x, "train_x")
+    base = baseline_metrics(train_rows, xt, model.z_dim, likelihood=not discrete)
     out["pca_mse"], out["pca_components"] = base.pop("pca_mse"), base.pop("pca_components")
     notes = dict(skip)
     if discrete:
@@ -796,6 +803,9 @@ def evaluate(
             out["mmd_p_value"] = p_value
         out["energy_distance"] = energy_distance(compared, reference)
 
+    if is_curve_shape(getattr(model, "x_shape", None)):
+        out["curves"] = _curve_comparison(model, xt, condition, train_rows, generated, permutations=permutations, seed=seed)
+
     if spec is not None and model.x_dim == 2:
         if model.condition is None:
             out["true_nll"] = float(-ring_log_density(x_np, spec["modes"], spec["radius"], spec["std"]).mean())
@@ -834,6 +844,24 @@ def evaluate(
     if notes:
         out["notes"] = notes
     return out
+
+
+def _curve_comparison(
+    model: Any, xt: torch.Tensor, condition: Any, train_rows: torch.Tensor, generated: np.ndarray | None, **kwargs: Any
+) -> dict[str, Any]:
+    """``evaluate()``'s ``"curves"``: :func:`vaekit.shape_metrics.compare_with_pca` of prepared curves ``xt`` (N, 2P).
+
+    The model's reconstructions are ``model.reconstruct`` (decoder means at the posterior means),
+    its samples ``generated`` (S, 2P) (None: no sample metrics); PCA is fitted on ``train_rows``
+    with ``model.z_dim`` components.
+    """
+    from vaekit.shape_metrics import compare_with_pca  # it builds on this module
+
+    shape = (-1, *model.x_shape)
+    recon = model.reconstruct(xt, condition).reshape(shape)
+    data, train = xt.cpu().numpy().reshape(shape), train_rows.cpu().numpy().reshape(shape)
+    samples = None if generated is None else generated.reshape(shape)
+    return compare_with_pca(data, train, recon, samples, model.z_dim, **kwargs)
 
 
 @torch.no_grad()

@@ -763,7 +763,8 @@ def evaluate_run(
 
     Ring data add the ring metrics (exact NLL of the data, mode coverage); dataset labels add
     the latent k-NN accuracy of an unconditional model. The PCA/PPCA baselines are fitted on
-    ``train`` (the run's training data; None: on ``data`` itself, and the metrics say so).
+    ``train`` (the run's training data; None: on ``data`` itself, and the metrics say so), and so
+    is the PCA beside the curve metrics of (P, 2) data (``curves``: see :func:`vaekit.metrics.evaluate`).
     The result starts with ``evaluated_on`` (``data.description``) and ``held_out``.
     """
     from vaekit.metrics import evaluate

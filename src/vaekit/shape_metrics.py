@@ -1,19 +1,24 @@
-"""Curve metrics of a model of shapes: MMD of thickness/camber distributions, and ``curve_metrics``.
+"""Curve metrics of a model of shapes: MMD of thickness/camber distributions, ``curve_metrics``, and PCA beside them.
 
 Built on :mod:`vaekit.shapes` (pure geometry) and :func:`vaekit.metrics.mmd_test`; see
-:mod:`vaekit.shapes` for the (N, P, 2) layout.
+:mod:`vaekit.shapes` for the (N, P, 2) layout. :func:`compare_with_pca` is what
+:func:`vaekit.metrics.evaluate` reports under ``"curves"`` for data of shape (P, 2): the model's
+numbers next to those of PCA with as many components as the model has latent dimensions;
+:func:`comparison_rows` turns them into the "model vs PCA" table of the report and the CLI.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from vaekit.errors import InputError
 from vaekit.metrics import mmd_test
-from vaekit.shapes import airfoil_properties, as_shapes, reconstruction_errors, roughness, validity
+from vaekit.shapes import REASONS, airfoil_properties, as_shapes, reconstruction_errors, roughness, validity
 
 logger = logging.getLogger(__name__)
 
@@ -88,3 +93,189 @@ def curve_metrics(data: Any, reconstructions: Any, samples: Any, *, permutations
     out |= {"thickness_samples": float(props.thickness.mean()), "camber_samples": float(props.camber.mean())}
     out["mmd2"], out["mmd_p_value"] = mmd(data, finite, permutations=permutations, seed=seed)
     return out
+
+
+# ---------------------------------------------------------------------------- model vs PCA
+# At most this many shapes a side enter the thickness/camber MMD (its kernel matrix is (n + m)^2).
+MMD_MAX_SHAPES = 2000
+
+
+def _subset(shapes: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """At most ``k`` of ``shapes``, drawn without replacement (all of them, in order, when there are few)."""
+    if len(shapes) <= k:
+        return shapes
+    return shapes[np.sort(np.random.default_rng(seed).choice(len(shapes), size=k, replace=False))]
+
+
+def _sample_side(data: np.ndarray, samples: np.ndarray, *, permutations: int, seed: int) -> dict[str, Any]:
+    """The sample metrics of one generator (model or PCA) against ``data``: validity, roughness, properties, MMD."""
+    check = validity(samples)
+    out: dict[str, Any] = {"valid_fraction": float(check.valid.mean())}
+    out["invalid"] = {reason: int(check.failures[reason].sum()) for reason in REASONS}
+    finite = samples[np.isfinite(samples).all(axis=(1, 2))]
+    nan = float("nan")
+    if len(finite) < 2:
+        logger.warning("curve metrics: %d of %d samples are finite; their sample metrics are NaN", len(finite), len(samples))
+        return out | dict.fromkeys(("roughness", "roughness_ratio", "thickness", "camber", "mmd2", "mmd_p_value"), nan)
+    rough, rough_data = float(roughness(finite).mean()), float(roughness(data).mean())
+    props = airfoil_properties(finite)
+    out |= {"roughness": rough, "roughness_ratio": rough / rough_data if rough_data > 0 else nan}
+    out |= {"thickness": float(props.thickness.mean()), "camber": float(props.camber.mean())}
+    try:
+        out["mmd2"], out["mmd_p_value"] = mmd(
+            _subset(data, MMD_MAX_SHAPES, seed), _subset(finite, MMD_MAX_SHAPES, seed + 1), permutations=permutations, seed=seed
+        )
+    except InputError as err:  # e.g. every shape with the same thickness and camber: no kernel bandwidth
+        logger.warning("curve metrics: the thickness/camber MMD cannot be computed (%s); it is NaN", err)
+        out["mmd2"], out["mmd_p_value"] = nan, nan
+    return out
+
+
+def compare_with_pca(
+    data: Any,
+    train: Any,
+    reconstructions: Any,
+    samples: Any | None,
+    n_components: int,
+    *,
+    permutations: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Curve metrics of a model next to those of PCA with ``n_components`` components (``evaluate()``'s ``"curves"``).
+
+    PCA (:class:`vaekit.baselines.PCA`) is fitted on ``train`` flattened to (M, 2P); its
+    reconstructions of ``data`` are projections onto the kept components and its samples are
+    :meth:`vaekit.baselines.PCA.sample` (as many as ``samples``, or 2000 without model samples,
+    with ``seed``). All lengths are in the data's units (chord units for airfoils).
+
+    Parameters
+    ----------
+    data : array (N, P, 2)
+        The evaluated shapes.
+    train : array (M, P, 2)
+        The shapes PCA is fitted on (the model's training data).
+    reconstructions : array (N, P, 2)
+        The model's reconstructions of ``data`` (decoder means at the posterior means).
+    samples : array (S, P, 2) or None
+        The model's samples (decoder means at z ~ p(z)); None: the model side has no sample metrics.
+    n_components : int
+        PCA's components (the model's latent size; at most 2P are kept).
+    permutations, seed : of the MMD permutation tests and PCA's samples.
+
+    Returns
+    -------
+    dict, JSON-ready:
+
+    - ``components``: PCA's components kept, min(n_components, 2P); ``n_samples``: S per side.
+    - ``data``: ``n``, ``valid_fraction``, ``roughness``, ``thickness``, ``camber`` of ``data``.
+    - ``model`` and ``pca``, each: ``mean_point_error`` and ``mean_max_point_error``
+      (:func:`vaekit.shapes.reconstruction_errors` on ``data``); from the samples,
+      ``valid_fraction``, ``invalid`` (reason -> count, every reason of :func:`vaekit.shapes.validity`),
+      ``roughness`` (mean :func:`vaekit.shapes.roughness`) and ``roughness_ratio`` (over the
+      data's), ``thickness`` and ``camber`` (means of :func:`vaekit.shapes.airfoil_properties`),
+      ``mmd2`` and ``mmd_p_value`` (:func:`mmd` against ``data``, at most 2000 shapes a side).
+    - ``better``: row -> "model", "pca", "tie" or "n/a" (see :data:`CURVE_ROWS`).
+
+    """
+    from vaekit.baselines import PCA
+
+    data, train = as_shapes(data, "data"), as_shapes(train, "train")
+    if train.shape[1:] != data.shape[1:]:
+        raise InputError(f"train must have the point shape of data {data.shape[1:]}. Got shape {train.shape} instead.")
+    pca = PCA(n_components).fit(train.reshape(len(train), -1))
+    n_samples = 2000 if samples is None else len(as_shapes(samples, "samples"))
+    pca_recon = pca.reconstruct(data.reshape(len(data), -1)).reshape(data.shape)
+    pca_samples = pca.sample(n_samples, seed=seed).reshape(n_samples, *data.shape[1:])
+    props = airfoil_properties(data)
+    out: dict[str, Any] = {"components": int(pca.components.shape[0]), "n_samples": n_samples}
+    out["data"] = {
+        "n": len(data),
+        "valid_fraction": float(validity(data).valid.mean()),
+        "roughness": float(roughness(data).mean()),
+        "thickness": float(props.thickness.mean()),
+        "camber": float(props.camber.mean()),
+    }
+    out["model"] = reconstruction_errors(data, reconstructions)
+    if samples is not None:
+        out["model"] |= _sample_side(data, as_shapes(samples, "samples"), permutations=permutations, seed=seed)
+    out["pca"] = reconstruction_errors(data, pca_recon) | _sample_side(data, pca_samples, permutations=permutations, seed=seed)
+    out["better"] = {row.key: better(row, out) for row in CURVE_ROWS if row.rule}
+    return out
+
+
+@dataclass(frozen=True)
+class CurveRow:
+    """One row of the "model vs PCA" table: ``key`` in ``curves["model"]``/``["pca"]``, how to judge it.
+
+    ``rule``: "lower" or "higher" (the better value), "near_data" (nearer the data's value, ``data_key``
+    in ``curves["data"]``), "near_one" (nearer 1 on a log scale), or "" (no verdict).
+    """
+
+    key: str
+    label: str
+    rule: str
+    meaning: str
+    data_key: str = ""
+
+
+CURVE_ROWS = (
+    CurveRow(
+        "mean_point_error", "mean point error", "lower", "a point's distance from its reconstruction, mean over points and shapes"
+    ),
+    CurveRow("mean_max_point_error", "mean worst-point error", "lower", "each shape's largest point error, mean over shapes"),
+    CurveRow("valid_fraction", "valid samples", "higher", "share of samples passing every validity check", "valid_fraction"),
+    CurveRow("invalid", "invalid samples by reason", "", "failed checks (a sample may fail several)"),
+    CurveRow(
+        "roughness_ratio", "roughness ratio", "near_one", "samples' mean curvature roughness over the data's (1: as smooth)"
+    ),
+    CurveRow("thickness", "mean max thickness", "near_data", "of the samples; data column: of the data", "thickness"),
+    CurveRow("camber", "mean max camber", "near_data", "of the samples; data column: of the data", "camber"),
+    CurveRow("mmd2", "MMD² thickness/camber", "lower", "between samples and data (0: indistinguishable)"),
+    CurveRow("mmd_p_value", "MMD p-value", "higher", "permutation p-value (small: samples distinguishable from data)"),
+)
+
+
+def better(row: CurveRow, curves: dict[str, Any]) -> str:
+    """Which side of ``curves`` (:func:`compare_with_pca`) does better on ``row``: "model", "pca", "tie" or "n/a"."""
+    a, b = curves.get("model", {}).get(row.key), curves.get("pca", {}).get(row.key)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (a, b)):
+        return "n/a"
+    if row.rule in ("near_data", "near_one"):
+        target = curves.get("data", {}).get(row.data_key) if row.rule == "near_data" else 1.0
+        if not isinstance(target, (int, float)) or not math.isfinite(target):
+            return "n/a"
+        if row.rule == "near_one":
+            if a <= 0 or b <= 0:
+                return "n/a"
+            a, b = abs(math.log(a)), abs(math.log(b))
+        else:
+            a, b = abs(a - target), abs(b - target)
+        a, b = -a, -b  # nearer is higher
+    elif row.rule == "lower":
+        a, b = -a, -b
+    return "tie" if a == b else "model" if a > b else "pca"
+
+
+def comparison_rows(curves: dict[str, Any]) -> list[tuple[str, Any, Any, Any, str, str]]:
+    """The "model vs PCA" table of ``curves``: (label, model, PCA, data, better, meaning) per :data:`CURVE_ROWS` row.
+
+    Values are as stored (numbers, None for NaN); ``invalid`` becomes text such as
+    "crossed_surfaces 3, open_trailing_edge 1" (or "none"); the data column holds the data's own
+    value where the row has one (1.0 for the roughness ratio).
+    """
+    rows = []
+    model, pca, data = curves.get("model", {}), curves.get("pca", {}), curves.get("data", {})
+    for row in CURVE_ROWS:
+        a, b = model.get(row.key), pca.get(row.key)
+        if row.key == "invalid":
+            a, b = (_reasons(v) for v in (a, b))
+        reference = 1.0 if row.rule == "near_one" else data.get(row.data_key) if row.data_key else None
+        rows.append((row.label, a, b, reference, better(row, curves) if row.rule else "", row.meaning))
+    return rows
+
+
+def _reasons(counts: Any) -> str | None:
+    if not isinstance(counts, dict):
+        return None
+    text = ", ".join(f"{reason} {count}" for reason, count in counts.items() if count)
+    return text or "none"

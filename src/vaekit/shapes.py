@@ -53,6 +53,12 @@ def as_shapes(shapes: Any, name: str = "shapes") -> np.ndarray:
     return array
 
 
+def is_curve_shape(x_shape: Any) -> bool:
+    """True for a point shape (P, 2) with P even and >= 4: curves in the layout of this module."""
+    shape = tuple(x_shape or ())
+    return len(shape) == 2 and shape[1] == 2 and shape[0] >= 4 and shape[0] % 2 == 0
+
+
 def surfaces(shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Upper and lower surfaces, each (N, P/2, 2) ordered from the leading edge to the trailing edge."""
     half = shapes.shape[1] // 2

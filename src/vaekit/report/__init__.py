@@ -284,7 +284,7 @@ def render_html(
         f"<h3>[{html.escape(section)}]</h3>" + _table(list(values.items()), ("setting", "value"))
         for section, values in config.items()
     )
-    metric_table = _metric_table(metrics)
+    metric_table = _curve_tables(metrics) + _metric_table(metrics)
     return _asset("template.html").format(
         title=html.escape(title),
         subtitle=html.escape(subtitle),
@@ -363,6 +363,40 @@ def _metric_table(metrics: dict[str, Any]) -> str:
     warning = metrics.get("warning")
     loud = f"<p class=warning><strong>Warning: {html.escape(warning)}.</strong></p>" if warning else ""
     return f"{loud}<table><thead><tr><th>metric</th>{head}<th>meaning</th></tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _curve_tables(metrics: dict[str, Any]) -> str:
+    """One "model vs PCA (k components)" table per evaluated dataset whose metrics have ``curves``; "" when none has.
+
+    Rows are :func:`vaekit.shape_metrics.comparison_rows`: the model, PCA, the data's own value
+    and which of model and PCA does better.
+    """
+    from vaekit.shape_metrics import comparison_rows
+
+    out = []
+    for heading, values in runs.metric_columns(metrics):
+        curves = values.get("curves")
+        if not isinstance(curves, dict):
+            continue
+        rows = "".join(
+            f"<tr><th>{html.escape(label)}</th>"
+            + "".join(f"<td>{html.escape(format_value(v, 4, missing='n/a'))}</td>" for v in (a, b))
+            + f"<td>{'' if ref is None else html.escape(format_value(ref, 4))}</td>"
+            + f"<td>{html.escape(verdict if verdict != 'pca' else 'PCA')}</td><td class=note>{html.escape(meaning)}</td></tr>"
+            for label, a, b, ref, verdict, meaning in comparison_rows(curves)
+        )
+        k, n = curves.get("components"), curves.get("n_samples")
+        fitted = "the training data" if values.get("baselines_fitted_on") == "train_x" else "these data (in-sample)"
+        out.append(
+            f"<h3>model vs PCA ({k} components): {html.escape(heading)}</h3>"
+            f"<p class=note>Curves of shape (P, 2). Errors and geometry in the data's units (chord for airfoils); "
+            f"samples: {n} of the model (decoder means at z ~ p(z)) and {n} of PCA (mean + sum of sqrt(eigenvalue) "
+            f"x N(0, 1) x component); PCA is fitted on {fitted}. <em>better</em>: which of the two does better on "
+            "the row.</p>"
+            "<table class=curves><thead><tr><th>metric</th><th>model</th><th>PCA</th><th>data</th><th>better</th>"
+            f"<th>meaning</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    return "".join(out)
 
 
 def _shown_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
