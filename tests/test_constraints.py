@@ -98,3 +98,27 @@ def test_bad_constraints_are_refused_with_the_parameter_named() -> None:
     )
     with pytest.raises(InputError, match=r"Got x_shape \(5, 2\) instead"):
         vk.VAE(x_shape=(5, 2), likelihood=vk.Gaussian(constraint="airfoil"))
+
+
+def test_evaluate_says_how_much_a_constrained_model_leans_on_its_constraint() -> None:
+    from vaekit.metrics import CONSTRAINT_MOVED, constraint_effect
+
+    x, _ = vk.data.airfoils("train")
+    xt, _ = vk.data.airfoils("test")
+    model = vk.VAE(x_shape=(64, 2), z_dim=3, hidden=(32,), likelihood=vk.Gaussian("learned", constraint="airfoil"), seed=0)
+    vk.fit(model, x[:300], epochs=2, batch_size=100, seed=0)
+    curves = vk.metrics.evaluate(model, xt[:50], k=2, n_samples=200, permutations=0, train_x=x[:300])["curves"]["model"]
+    assert curves["valid_fraction"] == 1.0
+    with constraints.unconstrained(model):
+        raw = model.sample(200, seed=0).reshape(200, -1)
+    fixed = model.sample(200, seed=0).reshape(200, -1)
+    assert curves["valid_fraction_unconstrained"] == shapes.validity(raw.reshape(-1, 64, 2)).valid.mean()
+    moved = (np.abs(fixed - raw).max(1) > CONSTRAINT_MOVED).mean()
+    assert curves["constraint_changed_fraction"] == moved
+    # By hand: one sample moved by 0.01, one by 0.001 (below the tolerance), one untouched.
+    base = xt[:3].reshape(3, -1).astype(np.float64)
+    shifted = base.copy()
+    shifted[0, 10] += 0.01
+    shifted[1, 10] += 0.001
+    effect = constraint_effect(base, shifted, (64, 2))
+    assert effect == {"valid_fraction_unconstrained": 1.0, "constraint_changed_fraction": 1 / 3}

@@ -33,6 +33,10 @@ learns with the constraint in place: the likelihood is Gaussian around the const
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import torch
 
 from vaekit.errors import InputError
@@ -92,6 +96,18 @@ def airfoil(mean: torch.Tensor) -> torch.Tensor:
     upper = torch.stack([xu, yu], dim=-1).flip(1)
     lower = torch.stack([xl, yl], dim=-1)
     return torch.cat([upper, lower], dim=1).reshape(b, d)
+
+
+@contextlib.contextmanager
+def unconstrained(model: Any) -> Iterator[None]:
+    """Decode without ``model``'s mean constraint inside the block (to measure what the constraint does)."""
+    head = model.likelihood_head
+    saved = head.constraint
+    head.constraint = "none"
+    try:
+        yield
+    finally:
+        head.constraint = saved
 
 
 def check_shape(constraint: str, shape: tuple[int, ...]) -> None:

@@ -34,6 +34,7 @@ from torch.distributions import Bernoulli, Independent, Normal
 
 from vaekit.baselines import baseline_metrics
 from vaekit.conditions import Continuous, OneHot
+from vaekit.constraints import unconstrained
 from vaekit.data import radius as ring_radius
 from vaekit.data import ring_centres, ring_log_density
 from vaekit.distributions import LOG_2PI, draw, posterior_mean
@@ -805,6 +806,10 @@ def evaluate(
 
     if is_curve_shape(getattr(model, "x_shape", None)):
         out["curves"] = _curve_comparison(model, xt, condition, train_rows, generated, permutations=permutations, seed=seed)
+        if generated is not None and getattr(model.likelihood_head, "constraint", "none") != "none":
+            with unconstrained(model):
+                raw = model.sample(n_samples, condition=cond_rows, seed=seed).reshape(n_samples, -1)
+            out["curves"]["model"] |= constraint_effect(generated, raw, model.x_shape)
 
     if spec is not None and model.x_dim == 2:
         if model.condition is None:
@@ -862,6 +867,29 @@ def _curve_comparison(
     data, train = xt.cpu().numpy().reshape(shape), train_rows.cpu().numpy().reshape(shape)
     samples = None if generated is None else generated.reshape(shape)
     return compare_with_pca(data, train, recon, samples, model.z_dim, **kwargs)
+
+
+def constraint_effect(samples: np.ndarray, raw: np.ndarray, x_shape: tuple[int, ...]) -> dict[str, float]:
+    """What a constrained mean (:mod:`vaekit.constraints`) did to a model's samples, so that a model leaning on it shows.
+
+    ``samples`` (S, D) are the decoder means with the constraint, ``raw`` (S, D) the same draws
+    without it. Returns ``valid_fraction_unconstrained`` (:func:`vaekit.shapes.validity` of the raw
+    means) and ``constraint_changed_fraction``: the share of samples with a point moved by more
+    than :data:`CONSTRAINT_MOVED`, the validity checks' own tolerance (0.002 chord). Smaller moves
+    are common and harmless: the two trailing-edge points are given one x, typically 0.001 apart.
+    """
+    from vaekit.shapes import validity
+
+    moved = np.abs(samples - raw).reshape(len(raw), -1).max(1) > CONSTRAINT_MOVED
+    return {
+        "valid_fraction_unconstrained": float(validity(raw.reshape(-1, *x_shape)).valid.mean()),
+        "constraint_changed_fraction": float(moved.mean()),
+    }
+
+
+# A sample counts as changed by the constraint when a coordinate moved by more than this (data
+# units): vaekit.shapes.X_BACKSTEP, the tolerance of the validity checks.
+CONSTRAINT_MOVED = 2e-3
 
 
 @torch.no_grad()

@@ -226,6 +226,18 @@ CURVE_ROWS = (
     CurveRow("valid_fraction", "valid samples", "higher", "share of samples passing every validity check", "valid_fraction"),
     CurveRow("invalid", "invalid samples by reason", "", "failed checks (a sample may fail several)"),
     CurveRow(
+        "valid_fraction_unconstrained",
+        "valid without the constraint",
+        "",
+        "a constrained model (constraint='airfoil'): its samples' validity before the constraint",
+    ),
+    CurveRow(
+        "constraint_changed_fraction",
+        "changed by the constraint",
+        "",
+        "a constrained model: share of samples the constraint moved by more than 0.002",
+    ),
+    CurveRow(
         "roughness_ratio", "roughness ratio", "near_one", "samples' mean curvature roughness over the data's (1: as smooth)"
     ),
     CurveRow("thickness", "mean max thickness", "near_data", "of the samples; data column: of the data", "thickness"),
@@ -267,6 +279,8 @@ def comparison_rows(curves: dict[str, Any]) -> list[tuple[str, Any, Any, Any, st
     model, pca, data = curves.get("model", {}), curves.get("pca", {}), curves.get("data", {})
     for row in CURVE_ROWS:
         a, b = model.get(row.key), pca.get(row.key)
+        if row.key not in model and row.key not in pca:
+            continue  # a row only some models have (the constraint's)
         if row.key == "invalid":
             a, b = (_reasons(v) for v in (a, b))
         reference = 1.0 if row.rule == "near_one" else data.get(row.data_key) if row.data_key else None
