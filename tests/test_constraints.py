@@ -122,3 +122,22 @@ def test_evaluate_says_how_much_a_constrained_model_leans_on_its_constraint() ->
     shifted[1, 10] += 0.001
     effect = constraint_effect(base, shifted, (64, 2))
     assert effect == {"valid_fraction_unconstrained": 1.0, "constraint_changed_fraction": 1 / 3}
+
+
+def test_a_users_npy_of_curves_takes_the_constraint_without_x_shape_and_a_table_is_refused(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    xt, _ = vk.data.airfoils("test")
+    np.save(tmp_path / "shapes.npy", xt[:120])
+    base = [sys.executable, "-m", "vaekit", "train", "--epochs", "2", "--constraint", "airfoil", "-q"]
+    done = subprocess.run(
+        [*base, "--data", str(tmp_path / "shapes.npy"), "--out", str(tmp_path / "run")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["curves"]["model"]["valid_fraction"] == 1.0
+    refused = subprocess.run([*base, "--data", "ring", "--out", str(tmp_path / "ring")], capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "constraint='airfoil' needs x_shape (P, 2)" in refused.stderr and "Got x_shape (2,) instead." in refused.stderr
+    assert not (tmp_path / "ring").exists()

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from vaekit.errors import InputError
+from vaekit.errors import ShapeError
 from vaekit.shapes import TE_GAP
 
 DELTA = 1e-6  # the smallest x step along a surface, chord units
@@ -113,7 +113,7 @@ def unconstrained(model: Any) -> Iterator[None]:
 def check_shape(constraint: str, shape: tuple[int, ...]) -> None:
     """Refuse a data shape the constraint cannot read (``airfoil`` needs (P, 2), P even, >= 4)."""
     if constraint == "airfoil" and (len(shape) != 2 or shape[1] != 2 or shape[0] < 4 or shape[0] % 2):
-        raise InputError(
+        raise ShapeError(
             "constraint='airfoil' needs x_shape (P, 2) with an even number of points P >= 4 (the airfoil layout of "
             f"vaekit.shapes: upper surface trailing edge -> leading edge, then lower). Got x_shape {tuple(shape)} instead."
         )

@@ -17,6 +17,13 @@ class InputError(VaekitError, ValueError):
     """A value has the right type but is not acceptable (shape, range, NaN, ...)."""
 
 
+class ShapeError(InputError):
+    """A setting that does not fit the data's shape (x_shape).
+
+    A run config without ``x_shape`` is checked for it only once the data, and so its shape, is known.
+    """
+
+
 class InputTypeError(VaekitError, TypeError):
     """A value has the wrong type."""
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from vaekit.configs import SPECS
-from vaekit.errors import InputError, InputTypeError
+from vaekit.errors import InputError, InputTypeError, ShapeError
 
 MODEL_KEY = "type"
 DEFAULT_MODEL = "vae"
@@ -134,6 +134,10 @@ def complete(config: dict[str, Any], condition_kind: str | None, source: str) ->
     out = {key: config.get(key, s.default) for key, s in settings.items()}
     try:
         architecture(out, x_dim=None, condition=condition(out, condition_kind, size=2))
+    except ShapeError as err:
+        if out.get("x_shape"):
+            raise ShapeError(f"{source}: [model] {err}") from None
+        # No x_shape given: the data's own shape (a (N, P, 2) .npy) decides, checked when the model is built.
     except (InputError, InputTypeError) as err:
         raise type(err)(f"{source}: [model] {err}") from None
     return out

@@ -28,7 +28,7 @@ from torch import nn
 
 from vaekit.conditions import Condition
 from vaekit.configs import register_spec, spec_from_config
-from vaekit.errors import InputError, InputTypeError, describe
+from vaekit.errors import InputError, InputTypeError, ShapeError, describe
 from vaekit.nn import ConditionedMLP, ConvDecoder, ConvEncoder, ConvGridDecoder, ConvGridEncoder, stride_plan
 from vaekit.nn import PCAResidual as PCAResidualNet
 from vaekit.validate import positive_int
@@ -122,7 +122,7 @@ class PCAResidual:
         """Any shape up to :data:`MAX_PCA_COLUMNS` columns (a D x D eigendecomposition initialises it)."""
         d = math.prod(x_shape)
         if d > MAX_PCA_COLUMNS:
-            raise InputError(
+            raise ShapeError(
                 f"{name}=PCAResidual() needs data of at most {MAX_PCA_COLUMNS} values per row "
                 f"(it starts from a {d} x {d} eigendecomposition). Got x_shape {tuple(x_shape)} ({d} values) instead; "
                 "use the MLP or a conv trunk."
@@ -169,7 +169,7 @@ class _Conv:
         """Refuse an ``x_shape`` without the axes this trunk convolves over."""
         if len(x_shape) != self.RANK:
             hint = " (flat columns need x_shape, e.g. --x-shape 1,8,8 or x_shape=(1, 8, 8))" if len(x_shape) == 1 else ""
-            raise InputError(
+            raise ShapeError(
                 f"x_shape must have {self.RANK} axes {self._layout()} for {name}={self}{hint}. "
                 f"Got x_shape {tuple(x_shape)} instead."
             )
