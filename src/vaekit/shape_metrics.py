@@ -1,6 +1,6 @@
 """Curve metrics of a model of shapes: MMD of thickness/camber distributions, ``curve_metrics``, and PCA beside them.
 
-Built on :mod:`vaekit.shapes` (pure geometry) and :func:`vaekit.metrics.mmd_test`; see
+Built on :mod:`vaekit.shapes` (pure geometry) and :func:`vaekit.two_sample.mmd_test`; see
 :mod:`vaekit.shapes` for the (N, P, 2) layout. :func:`compare_with_pca` is what
 :func:`vaekit.metrics.evaluate` reports under ``"curves"`` for data of shape (P, 2): the model's
 numbers next to those of PCA with as many components as the model has latent dimensions;
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from vaekit.errors import InputError
-from vaekit.metrics import mmd_test
 from vaekit.shapes import REASONS, airfoil_properties, as_shapes, reconstruction_errors, roughness, validity
+from vaekit.two_sample import mmd_test
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def mmd(a: Any, b: Any, *, permutations: int = 200, seed: int = 0) -> tuple[floa
     """MMD² between the (max thickness, max camber) distributions of two sets of shapes, and its p-value.
 
     Both features are divided by their standard deviation in ``a`` (the reference, e.g. the data)
-    so neither dominates the kernel; then :func:`vaekit.metrics.mmd_test`: Gaussian kernel,
+    so neither dominates the kernel; then :func:`vaekit.two_sample.mmd_test`: Gaussian kernel,
     median-heuristic bandwidth of the pooled sample, unbiased estimator, permutation p-value.
     Shapes with non-finite coordinates must be removed first.
 
