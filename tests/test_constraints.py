@@ -27,16 +27,13 @@ def test_interpolate_matches_numpy_interp_inside_and_beyond_the_ends() -> None:
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
-def test_every_uiuc_airfoil_moves_only_by_epsilon_or_its_trailing_edge_x(airfoil_rows: torch.Tensor) -> None:
+def test_every_uiuc_airfoil_moves_by_at_most_epsilon(airfoil_rows: torch.Tensor) -> None:
     out = constraints.airfoil(airfoil_rows)
-    moved = (out - airfoil_rows).abs().reshape(len(out), 64, 2)
-    te_points = [0, 63]  # the upper and lower trailing-edge points
-    others = np.delete(moved.numpy(), te_points, axis=1)
-    assert others.max() <= constraints.EPSILON + 1e-6
-    upper, lower = shapes.surfaces(airfoil_rows.reshape(-1, 64, 2).double().numpy())
-    te_dx = np.abs(upper[:, -1, 0] - lower[:, -1, 0])
-    assert moved[:, te_points, 0].max(1).values.numpy() == pytest.approx(te_dx, abs=1e-6)
-    assert moved[:, te_points, 1].max() <= constraints.EPSILON + 1e-6
+    moved = (out - airfoil_rows).abs()
+    assert moved.max() <= constraints.EPSILON + 1e-6
+    # Only closed edges open: the leading edge (stored twice) and closed trailing edges.
+    points = moved.reshape(len(out), 64, 2).amax(2) > 0
+    assert set(np.flatnonzero(points.any(0).numpy())) <= {0, 31, 32, 63}
 
 
 @pytest.mark.parametrize("noise", [0.001, 0.01, 0.1, 1.0])
@@ -55,6 +52,18 @@ def test_random_outputs_far_from_any_airfoil_come_out_valid() -> None:
         garbage = 3.0 * torch.randn(2000, 2 * points, generator=g)
         verdict = shapes.validity(constraints.airfoil(garbage).reshape(-1, points, 2).numpy())
         assert verdict.valid.all(), (points, verdict.counts)
+    # About half of these rows need the one-x fallback (the crossing step reopened the gap).
+    rows = 3.0 * torch.randn(2000, 128, generator=g)
+    points = rows.reshape(-1, 64, 2)
+    xu = constraints._strictly_increasing(points[:, :32].flip(1)[..., 0])
+    xl = constraints._strictly_increasing(points[:, 32:, 0])
+    near = constraints._uncross(
+        *constraints._close_trailing_edge(xu, points[:, :32].flip(1)[..., 1], xl, points[:, 32:, 1], one_x=False)
+    )
+    reopened = torch.hypot(near[0][:, -1] - near[2][:, -1], near[1][:, -1] - near[3][:, -1]) > constraints.GAP
+    assert reopened.sum() > 500
+    verdict = shapes.validity(constraints.airfoil(rows).reshape(-1, 64, 2).numpy())
+    assert verdict.valid.all(), verdict.counts
 
 
 def test_the_constraint_is_the_identity_with_identity_gradients_on_a_shape_that_needs_nothing() -> None:
@@ -67,10 +76,7 @@ def test_the_constraint_is_the_identity_with_identity_gradients_on_a_shape_that_
     out = constraints.airfoil(row)
     assert torch.equal(out.detach(), row.detach())
     jacobian = torch.autograd.functional.jacobian(constraints.airfoil, row.detach()).reshape(64, 64)
-    te_x = [0, 62]  # both trailing-edge x values are the larger of the two: at a tie torch splits the gradient
-    want = torch.eye(64, dtype=jacobian.dtype)
-    want[np.ix_(te_x, te_x)] = 0.5
-    assert torch.equal(jacobian, want)
+    assert torch.equal(jacobian, torch.eye(64, dtype=jacobian.dtype))
 
 
 def test_a_model_with_the_constraint_decodes_only_valid_airfoils() -> None:
