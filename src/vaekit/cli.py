@@ -268,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--condition",
         metavar="NAME:TYPE",
-        help="label:onehot or radius:continuous (built-in data), COLUMN:onehot|continuous (files)",
+        help="label:onehot or radius:continuous (built-in data), COLUMN:onehot|continuous (files); curves (airfoils, "
+        "an (N, P, 2) .npy): shape properties thickness, camber, thickness_x, camber_x, e.g. thickness,camber:continuous",
     )
     p.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="built-in dataset option, e.g. modes=6 (repeatable)"
@@ -812,15 +813,41 @@ def _cmd_sample(args: argparse.Namespace, out: _Console) -> int:
     if picture:
         _check_picture(model, args.output)
     samples = model.sample(args.n, condition, seed=args.seed, noise=args.noise).reshape(args.n, -1)  # CSV rows: (n, D)
+    measured = _measured_properties(model, info, samples, condition)
     if picture:
-        drawn = _write_picture(args.output, model, samples)
+        asked = f" at {info['condition']} = {args.condition}" if condition is not None else ""
+        drawn = _write_picture(args.output, model, samples, title=f"{args.n} samples{asked}")
         shown = "" if drawn == args.n else f" (the picture shows the first {drawn})"
         out.say(f"wrote {args.n} samples to {args.output}{shown}")
+        for line in measured:
+            out.say(line)
         return 0
     _write_array(args.output, samples, info.get("columns") or [f"x{i}" for i in range(model.x_dim)])
     if args.output:
         out.say(f"wrote {args.n} samples to {args.output}")
+        for line in measured:
+            out.say(line)
     return 0
+
+
+def _measured_properties(model, info: dict[str, Any], samples: np.ndarray, condition: Any) -> list[str]:
+    """For curves conditioned on shape properties: one line per property, asked against measured in the samples."""
+    from vaekit import design
+
+    names = info.get("condition")
+    if condition is None or not design.is_property_condition(names) or len(tuple(model.x_shape)) != 2:
+        return []
+    shapes = samples.reshape(len(samples), *model.x_shape)
+    finite = np.isfinite(shapes).all(axis=(1, 2))
+    if not finite.any():
+        return ["no sample has finite coordinates: their shape properties cannot be measured"]
+    measured = design.shape_condition(shapes[finite], names)  # (n, C)
+    asked = np.asarray(condition, dtype=np.float64).reshape(len(samples), -1)[0]
+    return [
+        f"{name} of the samples (chord units): asked {asked[j]:.4g}, measured mean {measured[:, j].mean():.4g} "
+        f"(min {measured[:, j].min():.4g}, max {measured[:, j].max():.4g})"
+        for j, name in enumerate(design.property_names(names))
+    ]
 
 
 PICTURE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -839,7 +866,7 @@ def _check_picture(model, path: str) -> None:
         )
 
 
-def _write_picture(path: str, model, samples: np.ndarray) -> int:
+def _write_picture(path: str, model, samples: np.ndarray, *, title: str = "") -> int:
     """Draw samples (n, D) as :func:`vaekit.plots.pictures` into ``path`` (atomically); return the count drawn."""
     import matplotlib
 
@@ -847,7 +874,7 @@ def _write_picture(path: str, model, samples: np.ndarray) -> int:
     from vaekit.io import atomic_write_bytes
     from vaekit.plots import PICTURE_MAX, pictures
 
-    fig = pictures(samples, x_shape=model.x_shape, title=f"{len(samples)} samples")
+    fig = pictures(samples, x_shape=model.x_shape, title=title or f"{len(samples)} samples")
     buffer = io.BytesIO()
     fig.savefig(buffer, format=Path(path).suffix.lower()[1:], dpi=110)
     atomic_write_bytes(path, buffer.getvalue())
