@@ -217,6 +217,16 @@ def test_curve_files_and_airfoils_get_their_shape_conditions(tmp_path):
     builtin = runfolder.validate_config({"data": {"name": "airfoils", "condition": "thickness", "condition_type": "continuous"}})
     test = runfolder.load_data(builtin, test=True)
     np.testing.assert_array_equal(test.condition[:, 0], vk.data.airfoils("test")[1])
+    assert runfolder.shape_condition_names(builtin["data"]) == "thickness"
+    # The airfoils' label is their thickness: the same scaled condition and adherence.
+    label = runfolder.validate_config({"data": {"name": "airfoils", "condition": "label", "condition_type": "continuous"}})
+    assert runfolder.shape_condition_names(label["data"]) == "thickness"
+    train = runfolder.load_data(label)
+    thickness = vk.data.airfoils("train")[1].astype(np.float64)
+    np.testing.assert_allclose(runfolder.condition_spec(label, train).scale, [thickness.std()], rtol=1e-5)
+    ring = runfolder.validate_config({"data": {"name": "ring", "condition": "radius", "condition_type": "continuous"}})
+    assert runfolder.shape_condition_names(ring["data"]) == ""
+    assert runfolder.condition_spec(ring, runfolder.load_data(ring)).scale == ()  # the lecture's recipe stays
 
 
 EVAL = ["--eval-k", "2", "--eval-n-samples", "20", "--eval-permutations", "5"]

@@ -813,9 +813,10 @@ def _cmd_sample(args: argparse.Namespace, out: _Console) -> int:
     if picture:
         _check_picture(model, args.output)
     samples = model.sample(args.n, condition, seed=args.seed, noise=args.noise).reshape(args.n, -1)  # CSV rows: (n, D)
-    measured = _measured_properties(model, info, samples, condition)
+    measured = _measured_properties(model, config, samples, condition)
     if picture:
-        asked = f" at {info['condition']} = {args.condition}" if condition is not None else ""
+        named = (runfolder.shape_condition_names(config["data"]) if config else "") or info.get("condition") or "condition"
+        asked = f" at {named} = {args.condition}" if condition is not None else ""
         drawn = _write_picture(args.output, model, samples, title=f"{args.n} samples{asked}")
         shown = "" if drawn == args.n else f" (the picture shows the first {drawn})"
         out.say(f"wrote {args.n} samples to {args.output}{shown}")
@@ -830,12 +831,12 @@ def _cmd_sample(args: argparse.Namespace, out: _Console) -> int:
     return 0
 
 
-def _measured_properties(model, info: dict[str, Any], samples: np.ndarray, condition: Any) -> list[str]:
+def _measured_properties(model, config: dict[str, Any] | None, samples: np.ndarray, condition: Any) -> list[str]:
     """For curves conditioned on shape properties: one line per property, asked against measured in the samples."""
     from vaekit import design
 
-    names = info.get("condition")
-    if condition is None or not design.is_property_condition(names) or len(tuple(model.x_shape)) != 2:
+    names = runfolder.shape_condition_names(config["data"]) if config else ""
+    if condition is None or not names or len(tuple(model.x_shape)) != 2:
         return []
     shapes = samples.reshape(len(samples), *model.x_shape)
     finite = np.isfinite(shapes).all(axis=(1, 2))

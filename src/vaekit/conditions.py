@@ -93,10 +93,11 @@ class Continuous:
         0 feeds the raw values instead.
     shift, scale : tuple of float (dim,), default () (none)
         The networks read ``(c - shift) / scale``: values with a small spread (an airfoil's
-        thickness, 0.12 ± 0.03 chord) are otherwise nearly constant inputs that the model
+        thickness, 0.11 ± 0.05 chord) are otherwise nearly constant inputs that the model
         learns to ignore. Conditions are given and returned in the user's units either way.
         :meth:`fitted` sets them to the mean and standard deviation of training conditions;
-        ``vaekit train`` does so for conditions computed from shapes (:mod:`vaekit.design`).
+        ``vaekit train`` does so for conditions computed from shapes (:mod:`vaekit.design`; the
+        airfoils' ``label`` is their thickness).
 
     """
 

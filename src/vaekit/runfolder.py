@@ -575,6 +575,18 @@ def _load_file(d: dict[str, Any]) -> RunData:
     )
 
 
+def shape_condition_names(d: dict[str, Any]) -> str:
+    """The shape properties that ``[data]``'s condition is ("thickness,camber"), or "" when it is not made of them.
+
+    The airfoils' ``label`` is their thickness.
+    """
+    if d["condition"] and design.is_property_condition(d["condition"]):
+        return d["condition"]
+    if d["name"] in CURVE_DATASETS and d["condition"] == "label" and d["condition_type"] == "continuous":
+        return "thickness"
+    return ""
+
+
 def _curve_file(path: str) -> bool:
     """True for an .npy file of curves (N, P, 2), P even (the layout of :mod:`vaekit.shapes`)."""
     if Path(path).suffix.lower() != ".npy" or not Path(path).is_file():
@@ -597,8 +609,8 @@ def condition_spec(config: dict[str, dict[str, Any]], data: RunData):
             raise InputError(f"a onehot condition needs at least 2 classes. Got {size} instead.")
     else:
         size = data.condition.shape[1]
-    if kind == "continuous" and design.is_property_condition(config["data"]["condition"]):
-        # Thickness is 0.12 ± 0.03 chord: unscaled, the networks learn to ignore it (README: "Conditional design").
+    if kind == "continuous" and shape_condition_names(config["data"]):
+        # Thickness is 0.11 ± 0.05 chord: unscaled, the networks learn to ignore it (README: "Conditional design").
         fitted = type(model_settings.condition(config["model"], kind, size=size)).fitted(data.condition)
         return model_settings.condition(config["model"], kind, size=size, shift=fitted.shift, scale=fitted.scale)
     return model_settings.condition(config["model"], kind, size=size)
@@ -823,8 +835,8 @@ def shape_adherence(
     The targets are :data:`vaekit.design.TARGETS` rows of ``data``'s conditions spread over their
     5%..95% quantiles; the baseline's mean is that of ``train``'s conditions (else ``data``'s).
     """
-    names = config["data"]["condition"]
-    if not design.is_property_condition(names) or data.condition is None or model.condition is None:
+    names = shape_condition_names(config["data"])
+    if not names or data.condition is None or model.condition is None:
         return {}
     reference = train.condition if train is not None and train.condition is not None else data.condition
     targets = design.adherence_targets(data.condition)
