@@ -254,3 +254,10 @@ def test_cli_trains_evaluates_and_samples_a_thickness_conditioned_model(tmp_path
     assert said.splitlines()[1].startswith("thickness of the samples (chord units): asked 0.12, measured mean ")
     assert cli.main(["sample", str(run), "--condition", "0.12,0.01", "-n", "2"]) == 2
     assert "--condition must be 1 finite comma-separated number(s). Got '0.12,0.01' instead." in capsys.readouterr().err
+    assert cli.main(["train", "--data", "ring", "--condition", "thickness:continuous", "--out", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err
+    assert "[data] condition 'thickness' is a shape property of curve data" in err and "Got the built-in dataset 'ring'" in err
+    unknown = ["--condition", "thickness,chord:continuous"]
+    assert cli.main(["train", "--data", "airfoils", *unknown, "--out", str(tmp_path / "no")]) == 2
+    assert "[data] condition must name shape properties among" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
