@@ -198,10 +198,11 @@ def test_config_refuses_shape_conditions_where_they_do_not_apply(tmp_path):
     )
     named = tmp_path / "named.csv"  # a column of that name is a column as before
     named.write_text("a,thickness\n1,2\n3,4\n")
-    data = runfolder.load_data(
-        runfolder.validate_config({"data": {"path": str(named), "condition": "thickness", "condition_type": "continuous"}})
-    )
+    config = runfolder.validate_config({"data": {"path": str(named), "condition": "thickness", "condition_type": "continuous"}})
+    data = runfolder.load_data(config)
     np.testing.assert_array_equal(data.condition[:, 0], [2, 4])
+    model = runfolder.build_model(config, data)
+    assert runfolder.shape_adherence(model, data, config) == {}  # a table: no shapes to measure
 
 
 def test_curve_files_and_airfoils_get_their_shape_conditions(tmp_path):

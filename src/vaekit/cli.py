@@ -836,7 +836,7 @@ def _measured_properties(model, config: dict[str, Any] | None, samples: np.ndarr
     from vaekit import design
 
     names = runfolder.shape_condition_names(config["data"]) if config else ""
-    if condition is None or not names or len(tuple(model.x_shape)) != 2:
+    if condition is None or not names or not design.is_curve_shape(model.x_shape):
         return []
     shapes = samples.reshape(len(samples), *model.x_shape)
     finite = np.isfinite(shapes).all(axis=(1, 2))

@@ -68,6 +68,12 @@ def is_property_condition(value: Any) -> bool:
     return all(part.strip() in PROPERTIES for part in value.split(","))
 
 
+def is_curve_shape(x_shape: Any) -> bool:
+    """True for the point shape of curves, (P, 2)."""
+    shape = tuple(x_shape or ())
+    return len(shape) == 2 and shape[1] == 2
+
+
 def shape_condition(shapes: Any, names: Any = "thickness") -> np.ndarray:
     """The condition array of the named properties of each shape: float32 (N, C), chord units.
 
@@ -150,7 +156,7 @@ def condition_adherence(
     """
     wanted = property_names(names, "names")
     x_shape = tuple(getattr(model, "x_shape", ()) or ())
-    if len(x_shape) != 2 or x_shape[1] != 2:
+    if not is_curve_shape(x_shape):
         raise InputError(f"model must model curves (x_shape (P, 2)) for condition_adherence. Got x_shape {x_shape} instead.")
     spec = getattr(model, "condition", None)
     if spec is None or getattr(spec, "kind", None) != "continuous" or spec.dim != len(wanted):

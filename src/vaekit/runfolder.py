@@ -23,6 +23,7 @@ import numpy as np
 
 from vaekit import data as vkdata
 from vaekit import design, model_settings
+from vaekit.conditions import Continuous
 from vaekit.configs import check_type
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
 from vaekit.io import atomic_write_bytes, atomic_write_text, fsync_dir
@@ -611,7 +612,7 @@ def condition_spec(config: dict[str, dict[str, Any]], data: RunData):
         size = data.condition.shape[1]
     if kind == "continuous" and shape_condition_names(config["data"]):
         # Thickness is 0.11 ± 0.05 chord: unscaled, the networks learn to ignore it (README: "Conditional design").
-        fitted = type(model_settings.condition(config["model"], kind, size=size)).fitted(data.condition)
+        fitted = Continuous.fitted(data.condition)
         return model_settings.condition(config["model"], kind, size=size, shift=fitted.shift, scale=fitted.scale)
     return model_settings.condition(config["model"], kind, size=size)
 
@@ -836,8 +837,8 @@ def shape_adherence(
     5%..95% quantiles; the baseline's mean is that of ``train``'s conditions (else ``data``'s).
     """
     names = shape_condition_names(config["data"])
-    if not names or data.condition is None or model.condition is None:
-        return {}
+    if not names or data.condition is None or model.condition is None or not design.is_curve_shape(model.x_shape):
+        return {}  # a table's column that happens to be called "thickness" is a plain condition
     reference = train.condition if train is not None and train.condition is not None else data.condition
     targets = design.adherence_targets(data.condition)
     return design.condition_adherence(model, targets, names, reference=reference, seed=seed)
