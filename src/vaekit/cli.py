@@ -125,6 +125,7 @@ EPILOG = {
   vaekit train --data ring --condition radius:continuous --beta 4 --out runs/radius
   vaekit train --data digits --z-dim 8 --out runs/digits
   vaekit train --data points.csv --columns x,y --condition group:onehot --out runs/mine
+  vaekit train --data airfoils --condition thickness:continuous --z-dim 6 --out runs/thick  # shape property
   vaekit train --data table.csv --test-fraction 0.2 --out runs/table  # metrics on 20% held-out rows
   vaekit train --data train.csv --test-data test.csv --out runs/table # metrics on a held-out file
   vaekit train --config runs/demo/config.toml --out runs/again   # same run, bit for bit on CPU
@@ -137,7 +138,8 @@ EPILOG = {
   vaekit sample runs/demo -n 1000 -o samples.csv
   vaekit sample runs/cvae -n 500 --condition 3 -o mode3.npy
   vaekit sample runs/radius -n 200 --condition 2.5 --noise
-  vaekit sample runs/digits -n 64 -o samples.png    # image or curve data: a picture (.png, .svg, .pdf)""",
+  vaekit sample runs/digits -n 64 -o samples.png    # image or curve data: a picture (.png, .svg, .pdf)
+  vaekit sample runs/thick -n 8 --condition 0.12 -o s.png   # and the thickness measured on them""",
     "encode": """examples:
   vaekit encode runs/demo data.csv -o z.csv          # posterior means z0, z1, ...
   vaekit encode runs/demo data.csv -o z.csv --std    # and posterior stds z0_std, ...""",
