@@ -125,6 +125,7 @@ EPILOG = {
   vaekit train --data ring --condition radius:continuous --beta 4 --out runs/radius
   vaekit train --data digits --z-dim 8 --out runs/digits
   vaekit train --data points.csv --columns x,y --condition group:onehot --out runs/mine
+  vaekit train --data airfoils --condition thickness:continuous --z-dim 6 --out runs/thick  # shape property
   vaekit train --data table.csv --test-fraction 0.2 --out runs/table  # metrics on 20% held-out rows
   vaekit train --data train.csv --test-data test.csv --out runs/table # metrics on a held-out file
   vaekit train --config runs/demo/config.toml --out runs/again   # same run, bit for bit on CPU
@@ -137,7 +138,8 @@ EPILOG = {
   vaekit sample runs/demo -n 1000 -o samples.csv
   vaekit sample runs/cvae -n 500 --condition 3 -o mode3.npy
   vaekit sample runs/radius -n 200 --condition 2.5 --noise
-  vaekit sample runs/digits -n 64 -o samples.png    # image or curve data: a picture (.png, .svg, .pdf)""",
+  vaekit sample runs/digits -n 64 -o samples.png    # image or curve data: a picture (.png, .svg, .pdf)
+  vaekit sample runs/thick -n 8 --condition 0.12 -o s.png   # and the thickness measured on them""",
     "encode": """examples:
   vaekit encode runs/demo data.csv -o z.csv          # posterior means z0, z1, ...
   vaekit encode runs/demo data.csv -o z.csv --std    # and posterior stds z0_std, ...""",
@@ -268,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--condition",
         metavar="NAME:TYPE",
-        help="label:onehot or radius:continuous (built-in data), COLUMN:onehot|continuous (files)",
+        help="label:onehot or radius:continuous (built-in data), COLUMN:onehot|continuous (files); curves (airfoils, "
+        "an (N, P, 2) .npy): shape properties thickness, camber, thickness_x, camber_x, e.g. thickness,camber:continuous",
     )
     p.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="built-in dataset option, e.g. modes=6 (repeatable)"
@@ -841,15 +844,42 @@ def _cmd_sample(args: argparse.Namespace, out: _Console) -> int:
     if picture:
         _check_picture(model, args.output)
     samples = model.sample(args.n, condition, seed=args.seed, noise=args.noise).reshape(args.n, -1)  # CSV rows: (n, D)
+    measured = _measured_properties(model, config, samples, condition)
     if picture:
-        drawn = _write_picture(args.output, model, samples)
+        named = (runfolder.shape_condition_names(config["data"]) if config else "") or info.get("condition") or "condition"
+        asked = f" at {named} = {args.condition}" if condition is not None else ""
+        drawn = _write_picture(args.output, model, samples, title=f"{args.n} samples{asked}")
         shown = "" if drawn == args.n else f" (the picture shows the first {drawn})"
         out.say(f"wrote {args.n} samples to {args.output}{shown}")
+        for line in measured:
+            out.say(line)
         return 0
     _write_array(args.output, samples, info.get("columns") or [f"x{i}" for i in range(model.x_dim)])
     if args.output:
         out.say(f"wrote {args.n} samples to {args.output}")
+        for line in measured:
+            out.say(line)
     return 0
+
+
+def _measured_properties(model, config: dict[str, Any] | None, samples: np.ndarray, condition: Any) -> list[str]:
+    """For curves conditioned on shape properties: one line per property, asked against measured in the samples."""
+    from vaekit import design
+
+    names = runfolder.shape_condition_names(config["data"]) if config else ""
+    if condition is None or not names or not design.is_curve_shape(model.x_shape):
+        return []
+    shapes = samples.reshape(len(samples), *model.x_shape)
+    finite = np.isfinite(shapes).all(axis=(1, 2))
+    if not finite.any():
+        return ["no sample has finite coordinates: their shape properties cannot be measured"]
+    measured = design.shape_condition(shapes[finite], names)  # (n, C)
+    asked = np.asarray(condition, dtype=np.float64).reshape(len(samples), -1)[0]
+    return [
+        f"{name} of the samples (chord units): asked {asked[j]:.4g}, measured mean {measured[:, j].mean():.4g} "
+        f"(min {measured[:, j].min():.4g}, max {measured[:, j].max():.4g})"
+        for j, name in enumerate(design.property_names(names))
+    ]
 
 
 PICTURE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -868,7 +898,7 @@ def _check_picture(model, path: str) -> None:
         )
 
 
-def _write_picture(path: str, model, samples: np.ndarray) -> int:
+def _write_picture(path: str, model, samples: np.ndarray, *, title: str = "") -> int:
     """Draw samples (n, D) as :func:`vaekit.plots.pictures` into ``path`` (atomically); return the count drawn."""
     import matplotlib
 
@@ -876,7 +906,7 @@ def _write_picture(path: str, model, samples: np.ndarray) -> int:
     from vaekit.io import atomic_write_bytes
     from vaekit.plots import PICTURE_MAX, pictures
 
-    fig = pictures(samples, x_shape=model.x_shape, title=f"{len(samples)} samples")
+    fig = pictures(samples, x_shape=model.x_shape, title=title or f"{len(samples)} samples")
     buffer = io.BytesIO()
     fig.savefig(buffer, format=Path(path).suffix.lower()[1:], dpi=110)
     atomic_write_bytes(path, buffer.getvalue())

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from vaekit.configs import register_spec, spec_from_config
-from vaekit.errors import InputError
+from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.validate import float_matrix, positive_int, to_numpy
 
 
@@ -91,17 +91,51 @@ class Continuous:
     embed : int
         Width of the embedding MLP ``Linear(dim, embed) -> ReLU -> Linear(embed, embed)``;
         0 feeds the raw values instead.
+    shift, scale : tuple of float (dim,), default () (none)
+        The networks read ``(c - shift) / scale``: values with a small spread (an airfoil's
+        thickness, 0.11 ± 0.05 chord) are otherwise nearly constant inputs that the model
+        learns to ignore. Conditions are given and returned in the user's units either way.
+        :meth:`fitted` sets them to the mean and standard deviation of training conditions;
+        ``vaekit train`` does so for conditions computed from shapes (:mod:`vaekit.design`; the
+        airfoils' ``label`` is their thickness).
 
     """
 
     dim: int = 1
     embed: int = field(default=16, metadata={"help": "width of the embedding MLP of a continuous condition (0: raw values)"})
+    shift: tuple[float, ...] = ()
+    scale: tuple[float, ...] = ()
     kind: ClassVar[str] = "continuous"
-    FROM_DATA: ClassVar[tuple[str, ...]] = ("dim",)
+    FROM_DATA: ClassVar[tuple[str, ...]] = ("dim", "shift", "scale")
 
     def __post_init__(self) -> None:
         positive_int(self.dim, "Continuous.dim")
         positive_int(self.embed, "Continuous.embed", minimum=0)
+        for name in ("shift", "scale"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value
+            ):
+                raise InputTypeError(f"Continuous.{name} must be a tuple of finite numbers. Got {describe(value)} instead.")
+            object.__setattr__(self, name, tuple(float(v) for v in value))
+        if (len(self.shift), len(self.scale)) not in ((0, 0), (self.dim, self.dim)):
+            raise InputError(
+                f"Continuous.shift and Continuous.scale must both be empty or both hold dim={self.dim} numbers. "
+                f"Got {len(self.shift)} and {len(self.scale)} numbers instead."
+            )
+        if any(v <= 0 for v in self.scale):
+            raise InputError(f"Continuous.scale must hold numbers > 0. Got {self.scale} instead.")
+
+    @classmethod
+    def fitted(cls, values: Any, *, embed: int = 16) -> Continuous:
+        """A spec for conditions like ``values`` (N, dim) (or (N,)): shift and scale their mean and std.
+
+        A column with no spread keeps scale 1.
+        """
+        c = float_matrix(values, "values", allow_vector=True).double()  # (N, dim)
+        std = c.std(0, unbiased=False)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        return cls(c.shape[1], embed, tuple(c.mean(0).tolist()), tuple(std.tolist()))
 
     @property
     def in_features(self) -> int:
@@ -118,14 +152,32 @@ class Continuous:
         return float_matrix(values, name, width=self.dim, allow_vector=True)
 
     def embedding(self) -> nn.Module:
-        """Small MLP that lifts the raw values before they join the network input."""
-        if self.embed == 0:
+        """Small MLP that lifts the values (shifted and scaled, when set) before they join the network input."""
+        layers: list[nn.Module] = [_Affine(self.shift, self.scale)] if self.scale else []
+        if self.embed:
+            layers += [nn.Linear(self.dim, self.embed), nn.ReLU(), nn.Linear(self.embed, self.embed)]
+        if not layers:
             return nn.Identity()
-        return nn.Sequential(nn.Linear(self.dim, self.embed), nn.ReLU(), nn.Linear(self.embed, self.embed))
+        return nn.Sequential(*layers)
 
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description (inverse of :func:`condition_from_config`)."""
-        return {"type": self.kind, **asdict(self)}
+        out = {"type": self.kind, **asdict(self)}
+        if not self.scale:  # unscaled: the form files had before shift and scale existed
+            del out["shift"], out["scale"]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+class _Affine(nn.Module):
+    """``(c - shift) / scale``, constants of the spec (rebuilt from it, so not in the state dict)."""
+
+    def __init__(self, shift: tuple[float, ...], scale: tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32), persistent=False)
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return (c - self.shift.to(c.dtype)) / self.scale.to(c.dtype)  # (B, dim)
 
 
 Condition = OneHot | Continuous

@@ -277,17 +277,26 @@ def _where(key: str) -> str:
     return " or ".join(dict.fromkeys(s.applies for s in _owners(key) if s.applies)) or "another model type is chosen"
 
 
-def condition(settings: dict[str, Any], kind: str | None, *, size: int) -> Any:
+def condition(settings: dict[str, Any], kind: str | None, *, size: int, **from_data: Any) -> Any:
     """The data's condition spec, or None without a condition.
 
-    ``kind`` gets its data-given size (classes or columns) and the ``condition_*`` settings for
-    its other parameters.
+    ``kind`` gets its data-given size (classes or columns; its first ``FROM_DATA`` field), the
+    other data-given values in ``from_data`` (a continuous condition's ``shift`` and ``scale``;
+    left out: their defaults) and the ``condition_*`` settings for its other parameters.
     """
     if kind is None:
         return None
     spec = SPECS["condition"][kind]
     data_given = getattr(spec, "FROM_DATA", ())
-    return spec(**{p.name: size if p.name in data_given else settings[f"condition_{p.name}"] for p in dataclasses.fields(spec)})
+    values: dict[str, Any] = {}
+    for p in dataclasses.fields(spec):
+        if p.name in from_data:
+            values[p.name] = from_data[p.name]
+        elif p.name == data_given[0]:
+            values[p.name] = size
+        elif p.name not in data_given:
+            values[p.name] = settings[f"condition_{p.name}"]
+    return spec(**values)
 
 
 def _product(shape: tuple[int, ...]) -> int:

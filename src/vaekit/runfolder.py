@@ -22,7 +22,8 @@ from typing import Any, Literal
 import numpy as np
 
 from vaekit import data as vkdata
-from vaekit import model_settings
+from vaekit import design, model_settings
+from vaekit.conditions import Continuous
 from vaekit.configs import check_type
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
 from vaekit.io import atomic_write_bytes, atomic_write_text, fsync_dir
@@ -98,6 +99,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
 }
 
 BUILTIN_CONDITIONS = ("label", "radius")
+# Built-in datasets of curves (N, P, 2): their conditions may also be shape properties (vaekit.design).
+CURVE_DATASETS = ("airfoils",)
 RING_KEYS = ("modes", "radius", "std")
 
 
@@ -242,11 +245,7 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
         raise InputError(
             f"{source}: [training] threads must be an integer >= 1 (0: torch's default). Got {t['threads']} instead."
         )
-    if d["name"] and d["condition"] and d["condition"] not in BUILTIN_CONDITIONS:
-        raise InputError(
-            f"{source}: [data] condition for a built-in dataset must be one of {list(BUILTIN_CONDITIONS)}. "
-            f"Got {d['condition']!r} instead."
-        )
+    _check_condition(d, source)
     minimum = {"n": 1, "epochs": 1, "batch_size": 1, "warmup_epochs": 0}
     minimum |= {"iwae_k": 1, "patience": 0, "checkpoint_every": 0, "k": 1, "n_samples": 2, "quadrature_grid": 0}
     minimum |= {"permutations": 1}
@@ -274,6 +273,33 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
         raise InputError(f"{source}: [training] val_fraction must be in [0, 1). Got {t['val_fraction']} instead.")
     if t["patience"] and not t["val_fraction"]:
         raise InputError(f"{source}: [training] patience (early stopping) needs val_fraction > 0. Got val_fraction=0 instead.")
+
+
+def _check_condition(d: dict[str, Any], source: str) -> None:
+    """The ``[data] condition``: a built-in's own condition, a column of a file, or shape properties of curves."""
+    condition = d["condition"]
+    if not condition:
+        return
+    shape_names = [part.strip() for part in condition.split(",")]
+    if design.is_property_condition(condition) or (len(shape_names) > 1 and set(shape_names) & set(design.PROPERTIES)):
+        design.property_names(condition, f"{source}: [data] condition")
+        if d["condition_type"] != "continuous":
+            raise InputError(
+                f"{source}: [data] condition {condition!r} is computed from the shapes: its type must be continuous "
+                f"(--condition {condition}:continuous). Got {d['condition_type']!r} instead."
+            )
+        if d["name"] and d["name"] not in CURVE_DATASETS:
+            raise InputError(
+                f"{source}: [data] condition {condition!r} is a shape property of curve data (the built-in "
+                f"{list(CURVE_DATASETS)} or an .npy of shape (N, P, 2)). Got the built-in dataset {d['name']!r} instead."
+            )
+        return
+    if d["name"] and condition not in BUILTIN_CONDITIONS:
+        shapes = f" or shape properties {list(design.PROPERTIES)}" if d["name"] in CURVE_DATASETS else ""
+        raise InputError(
+            f"{source}: [data] condition for a built-in dataset must be one of {list(BUILTIN_CONDITIONS)}{shapes}. "
+            f"Got {condition!r} instead."
+        )
 
 
 def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -496,6 +522,8 @@ def _generate(d: dict[str, Any], *, test: bool) -> RunData:
                 f"condition 'label' of dataset {d['name']!r} is a real number, not a class; "
                 "use --condition label:continuous. Got onehot instead."
             )
+    elif design.is_property_condition(d["condition"]):
+        condition = design.shape_condition(x.reshape(len(x), *x_shape), d["condition"])
     elif d["condition"] == "radius":
         if d["condition_type"] != "continuous":
             raise InputError("condition 'radius' must be continuous (radius:continuous). Got onehot instead.")
@@ -524,15 +552,26 @@ STREAM_SAMPLE_ROWS = 10000
 def _load_file(d: dict[str, Any]) -> RunData:
     if Path(d["path"]).suffix.lower() == ".npy" and Path(d["path"]).is_file() and should_stream(d["path"], d["stream"]):
         return _stream_file(d)
-    table = vkdata.load_table(
-        d["path"],
-        d["columns"] or None,
-        d["condition"] or None,
-        exclude=d["exclude"],
-        label=d["label"] or None,
-        header=d["header"],
-    )
+    shape_condition = design.is_property_condition(d["condition"]) and _curve_file(d["path"])
+    try:
+        table = vkdata.load_table(
+            d["path"],
+            d["columns"] or None,
+            None if shape_condition else d["condition"] or None,
+            exclude=d["exclude"],
+            label=d["label"] or None,
+            header=d["header"],
+        )
+    except InputError as err:
+        if not design.is_property_condition(d["condition"]) or shape_condition:
+            raise
+        raise InputError(
+            f"[data] condition {d['condition']!r} is computed from curves: it needs an .npy of shape (N, P, 2) "
+            f"(or a column of that name). Got {d['path']}, which is neither: {err}"
+        ) from None
     condition, labels = table.condition, None
+    if shape_condition:
+        condition = design.shape_condition(table.x.reshape(len(table.x), *table.x_shape), d["condition"])
     if condition is not None and d["condition_type"] == "onehot":
         if condition.shape[1] != 1 or not np.all(condition == np.round(condition)) or condition.min() < 0:
             raise InputError(
@@ -558,6 +597,29 @@ def _load_file(d: dict[str, Any]) -> RunData:
     )
 
 
+def shape_condition_names(d: dict[str, Any]) -> str:
+    """The shape properties that ``[data]``'s condition is ("thickness,camber"), or "" when it is not made of them.
+
+    The airfoils' ``label`` is their thickness.
+    """
+    if d["condition"] and design.is_property_condition(d["condition"]):
+        return d["condition"]
+    if d["name"] in CURVE_DATASETS and d["condition"] == "label" and d["condition_type"] == "continuous":
+        return "thickness"
+    return ""
+
+
+def _curve_file(path: str) -> bool:
+    """True for an .npy file of curves (N, P, 2), P even (the layout of :mod:`vaekit.shapes`)."""
+    if Path(path).suffix.lower() != ".npy" or not Path(path).is_file():
+        return False
+    try:
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+    except (ValueError, OSError, EOFError):
+        return False  # load_table says what is wrong with the file
+    return len(shape) == 3 and shape[2] == 2 and shape[1] >= 4 and shape[1] % 2 == 0
+
+
 def condition_spec(config: dict[str, dict[str, Any]], data: RunData):
     """The model's condition spec for this data, or None."""
     if data.condition is None:
@@ -569,6 +631,10 @@ def condition_spec(config: dict[str, dict[str, Any]], data: RunData):
             raise InputError(f"a onehot condition needs at least 2 classes. Got {size} instead.")
     else:
         size = data.condition.shape[1]
+    if kind == "continuous" and shape_condition_names(config["data"]):
+        # Thickness is 0.11 ± 0.05 chord: unscaled, the networks learn to ignore it (README: "Conditional design").
+        fitted = Continuous.fitted(data.condition)
+        return model_settings.condition(config["model"], kind, size=size, shift=fitted.shift, scale=fitted.scale)
     return model_settings.condition(config["model"], kind, size=size)
 
 
@@ -780,7 +846,24 @@ def evaluate_run(
         kwargs["ring"] = defaults | {k: v for k, v in d["options"].items() if k in RING_KEYS}
     if train is not None:
         kwargs["train_x"] = train.x
-    return {"evaluated_on": data.description, "held_out": data.held_out, **evaluate(model, data.x, data.condition, **kwargs)}
+    out = {"evaluated_on": data.description, "held_out": data.held_out, **evaluate(model, data.x, data.condition, **kwargs)}
+    return out | shape_adherence(model, data, config, seed=seed, train=train)
+
+
+def shape_adherence(
+    model, data: RunData, config: dict[str, dict[str, Any]], *, seed: int = 0, train: RunData | None = None
+) -> dict[str, Any]:
+    """:func:`vaekit.design.condition_adherence` of a model of curves conditioned on shape properties; else {}.
+
+    The targets are :data:`vaekit.design.TARGETS` rows of ``data``'s conditions spread over their
+    5%..95% quantiles; the baseline's mean is that of ``train``'s conditions (else ``data``'s).
+    """
+    names = shape_condition_names(config["data"])
+    if not names or data.condition is None or model.condition is None or not design.is_curve_shape(model.x_shape):
+        return {}  # a table's column that happens to be called "thickness" is a plain condition
+    reference = train.condition if train is not None and train.condition is not None else data.condition
+    targets = design.adherence_targets(data.condition)
+    return design.condition_adherence(model, targets, names, reference=reference, seed=seed)
 
 
 def metric_columns(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

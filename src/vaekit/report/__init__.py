@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from vaekit import runfolder as runs
+from vaekit.design import adherence_notes
 from vaekit.distributions import posterior_mean
 from vaekit.formatting import format_value
 from vaekit.plots import data_view, rank_latents
@@ -194,7 +195,7 @@ METRIC_NOTES = {
     "codebook_size": "K, the number of codebook vectors",
     "code_grid": "G, the codes per point (grid positions of a conv trunk; 1 for the MLP)",
     "prior_nll_codes": "-log p(codes) of the data's code grids under the fitted code prior, nats per point",
-}
+} | adherence_notes()
 
 
 # A list of names longer than this is shown as "784 columns: pixel0, pixel1, pixel2, …, pixel783".
