@@ -147,3 +147,15 @@ def test_a_users_npy_of_curves_takes_the_constraint_without_x_shape_and_a_table_
     assert refused.returncode != 0
     assert "constraint='airfoil' needs x_shape (P, 2)" in refused.stderr and "Got x_shape (2,) instead." in refused.stderr
     assert not (tmp_path / "ring").exists()
+
+
+def test_low_precision_and_large_units_give_finite_results_and_gradients(airfoil_rows: torch.Tensor) -> None:
+    g = torch.Generator().manual_seed(3)
+    noisy = airfoil_rows + 0.01 * torch.randn(airfoil_rows.shape, generator=g)
+    half = constraints.airfoil(noisy.bfloat16())
+    assert half.dtype == torch.bfloat16 and torch.isfinite(half).all()
+    assert shapes.validity(constraints.airfoil(noisy.bfloat16().float()).reshape(-1, 64, 2).numpy()).valid.all()
+    millimetres = (100 * noisy).requires_grad_(True)  # not chord units: x up to 100
+    out = constraints.airfoil(millimetres)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(millimetres.grad).all()

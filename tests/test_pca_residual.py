@@ -98,3 +98,23 @@ def test_the_airfoil_defaults_of_vaekit_train() -> None:
     assert (mine["model"]["encoder"], mine["model"]["z_dim"], mine["training"]["epochs"]) == ("mlp", 4, 5)
     ring = runfolder.validate_config({"data": {"name": "ring"}})
     assert (ring["model"]["encoder"], ring["model"]["variance"], ring["training"]["epochs"]) == ("mlp", 0.1, 400)
+
+
+def test_a_flow_behind_a_pca_encoder_still_learns() -> None:
+    # Its parameters come after the means and log-variances; the PCA start must leave them random
+    # (a planar step at u = w = b = 0 has no gradient and would stay the identity for good).
+    x = _data()
+    model = vk.VAE(x_dim=12, z_dim=3, encoder=vk.PCAResidual(), posterior=vk.Planar(steps=2), seed=0)
+    vk.fit(model, x, epochs=3, batch_size=100, seed=0)
+    flow_parameters = model.encoder(model.prepare_x(x))[:, 6:]
+    assert flow_parameters.abs().min() > 0
+    assert model.encoder.residual.net[-1].weight[6:].abs().max() > 0
+
+
+def test_other_model_kinds_on_the_airfoils_keep_their_own_settings() -> None:
+    from vaekit import runfolder
+
+    for kind in ("vqvae", "hierarchical"):
+        config = runfolder.validate_config({"data": {"name": "airfoils"}, "model": {"type": kind}})
+        assert config["model"]["type"] == kind and config["model"]["standardize"] is True
+        assert "constraint" not in config["model"] or config["model"]["constraint"] == "none"

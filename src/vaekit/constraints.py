@@ -23,11 +23,15 @@ reconstruction, then passes the checks of :func:`vaekit.shapes.validity`:
 The crossing step may move a trailing-edge point again and so reopen the gap (only far from
 any airfoil: steep last segments). For those rows the result is recomputed with one x for
 both trailing-edge points (the larger); the crossing step then leaves their y values between
-EPSILON and GAP apart, so all the checks pass for any finite input (tested on data, noisy data
-and random outputs). On data, only closed edges open by EPSILON (the leading edge, stored
-twice, and closed trailing edges); nothing else moves, so the gradient of every coordinate is
-its own (the curve metrics report the share of samples the constraint moved by more than the
-checks' tolerance, ``constraint_changed_fraction``, so a model that leans on it is visible).
+EPSILON and GAP apart, so all the checks pass for any finite input in chord units (tested on
+data, noisy data and random outputs). The steps of DELTA need float32 or float64, so bf16 and
+float16 means are computed in float32; far outside chord units, where float32 cannot hold a
+step of DELTA, x may stay equal instead of increasing, and the result is still finite.
+
+On data, only closed edges open by EPSILON (the leading edge, stored twice, and closed
+trailing edges); nothing else moves, so the gradient of every coordinate is its own. The
+curve metrics report the share of samples the constraint moved by more than the checks'
+tolerance (``constraint_changed_fraction``), so a model that leans on it is visible.
 
 The mean stays differentiable (the maxima pass the gradient to the active branch), so a model
 learns with the constraint in place: the likelihood is Gaussian around the constrained mean.
@@ -67,8 +71,10 @@ def interpolate(xq: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.T
     left = (xp.unsqueeze(-2) <= xq.unsqueeze(-1)).sum(-1).clamp(1, k - 1) - 1  # (B, M)
     x0, x1 = xp.gather(-1, left), xp.gather(-1, left + 1)
     f0, f1 = fp.gather(-1, left), fp.gather(-1, left + 1)
-    t = ((xq - x0) / (x1 - x0)).clamp(0.0, 1.0)
-    return f0 + t * (f1 - f0)
+    step = x1 - x0
+    # Knots that round to one value (x far from chord units, or low precision) would give 0/0.
+    t = torch.where(step > 0, (xq - x0) / torch.where(step > 0, step, torch.ones_like(step)), torch.zeros_like(step))
+    return f0 + t.clamp(0.0, 1.0) * (f1 - f0)
 
 
 def airfoil(mean: torch.Tensor) -> torch.Tensor:
@@ -81,6 +87,9 @@ def airfoil(mean: torch.Tensor) -> torch.Tensor:
     """
     b, d = mean.shape
     half = d // 4
+    dtype = mean.dtype
+    if dtype not in (torch.float32, torch.float64):
+        mean = mean.float()  # bf16 cannot hold steps of DELTA near x = 1
     points = mean.reshape(b, 2 * half, 2)
     upper, lower = points[:, :half].flip(1), points[:, half:]  # each (B, P/2, 2), leading edge -> trailing edge
     xu, xl = _strictly_increasing(upper[..., 0]), _strictly_increasing(lower[..., 0])
@@ -93,7 +102,7 @@ def airfoil(mean: torch.Tensor) -> torch.Tensor:
     xu, yu, xl, yl = (torch.where(ok, a, f) for a, f in zip(near, far))
     upper = torch.stack([xu, yu], dim=-1).flip(1)
     lower = torch.stack([xl, yl], dim=-1)
-    return torch.cat([upper, lower], dim=1).reshape(b, d)
+    return torch.cat([upper, lower], dim=1).reshape(b, d).to(dtype)
 
 
 def _close_trailing_edge(

@@ -780,8 +780,7 @@ def constraint_effect(samples: np.ndarray, raw: np.ndarray, x_shape: tuple[int, 
     ``samples`` (S, D) are the decoder means with the constraint, ``raw`` (S, D) the same draws
     without it. Returns ``valid_fraction_unconstrained`` (:func:`vaekit.shapes.validity` of the raw
     means) and ``constraint_changed_fraction``: the share of samples with a point moved by more
-    than :data:`CONSTRAINT_MOVED`, the validity checks' own tolerance (0.002 chord). Smaller moves
-    are common and harmless: the two trailing-edge points are given one x, typically 0.001 apart.
+    than :data:`CONSTRAINT_MOVED`, the validity checks' own tolerance (0.002 chord).
     """
     from vaekit.shapes import validity
 

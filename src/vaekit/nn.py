@@ -72,19 +72,23 @@ class ConditionedMLP(nn.Module):
 
 
 # ---------------------------------------------------------------------------- PCA plus a residual
-# Principal directions of at most this many rows initialise a PCAResidual (the first rows seen).
+# Principal directions of at most this many rows (a seeded random subset) initialise a PCAResidual.
 PCA_INIT_ROWS = 10_000
 
 
 def principal_directions(xs: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean (D,), top-``q`` eigenvalues (q,), eigenvectors (D, q) and the mean discarded eigenvalue of rows ``xs`` (N, D).
 
-    float64 eigendecomposition of the (1/N) covariance of at most :data:`PCA_INIT_ROWS` rows.
+    float64 eigendecomposition of the (1/N) covariance of at most :data:`PCA_INIT_ROWS` rows (a
+    subset drawn with its own seed, so the global RNG is untouched).
     Each eigenvector's sign is fixed (its largest entry positive), so the result does not depend
     on the LAPACK build. Eigenvalues are raised to 1e-6 of their mean (and 1e-12), so whitening
     by them never divides by zero.
     """
-    rows = xs[:PCA_INIT_ROWS].double()
+    if len(xs) > PCA_INIT_ROWS:  # a seeded subset, not the first rows: files are often sorted
+        pick = torch.randperm(len(xs), generator=torch.Generator().manual_seed(0))[:PCA_INIT_ROWS]
+        xs = xs[pick.to(xs.device)]
+    rows = xs.double()
     mean = rows.mean(0)
     centred = rows - mean
     values, vectors = torch.linalg.eigh(centred.T @ centred / rows.shape[0])
@@ -162,15 +166,20 @@ class PCAResidual(nn.Module):
         weight, bias = self.linear.weight, self.linear.bias
         q = min(latent_dim, self.data_dim)
         mean, values, vectors, noise = principal_directions(xs, q)
-        weight.zero_()
-        bias.zero_()
         if self.role == "encoder":
+            # The means and log-variances only: further outputs (a flow's parameters) keep their
+            # random start, since a planar step at u = w = b = 0 has no gradient and never learns.
+            rows = min(2 * latent_dim, weight.shape[0])
+            weight[:rows] = 0.0
+            bias[:rows] = 0.0
             projection = (vectors / values.sqrt()).T  # (q, D)
             weight[:q] = projection.to(weight.dtype)
             bias[:q] = -(projection @ mean).to(bias.dtype)
             if weight.shape[0] >= 2 * latent_dim:
                 bias[latent_dim : latent_dim + q] = torch.log(noise / values).to(bias.dtype)
         else:
+            weight.zero_()
+            bias.zero_()
             weight[: self.data_dim, :q] = (vectors * values.sqrt()).to(weight.dtype)
             bias[: self.data_dim] = mean.to(bias.dtype)
         self.initialised.fill_(True)

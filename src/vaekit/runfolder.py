@@ -187,11 +187,15 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
         # "Airfoils: vaekit vs PCA"): start from PCA and learn a residual, one scale for x and y
         # (chord units keep their geometry), a learned variance, every decoded shape a valid
         # airfoil, and the longer schedule the residual needs.
-        for key, value in AIRFOIL_MODEL.items():
-            out["model"].setdefault(key, value)
-        for key, value in AIRFOIL_TRAINING.items():
-            if key not in config.get("training", {}):
-                out["training"][key] = value
+        m = out["model"]
+        if m.get("type", "vae") == "vae" and m.get("likelihood", "gaussian") == "gaussian":
+            for key, value in AIRFOIL_MODEL.items():
+                m.setdefault(key, value)
+            for key, value in AIRFOIL_TRAINING.items():
+                if key not in config.get("training", {}):
+                    out["training"][key] = value
+        else:  # another model kind: only what applies to every kind
+            m.setdefault("standardize", True)  # y spans about 0.1 chord: a variance of 0.1 would drown it
     if d["path"] and out["model"].get("likelihood", "gaussian") == "gaussian":
         # A user's file: columns in their own units and scales. Standardised inputs and a learned
         # variance beat probabilistic PCA on held-out data where the lecture's fixed variance of
