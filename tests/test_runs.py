@@ -527,3 +527,90 @@ def test_sweep_needs_the_elbo_objective(tmp_path):
     with pytest.raises(InputError, match=r"^\[training\] objective must be 'elbo' for a sweep\. Got 'iwae' instead\.$"):
         vk.runs.sweep({"training": {"objective": "iwae"}}, {"seed": [0, 1]}, tmp_path / "s")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- min_steps: epochs for few rows
+@pytest.mark.parametrize(
+    ("n_rows", "batch_size", "epochs", "min_steps", "expected"),
+    [
+        (105, 256, 400, 4000, 4000),  # iris's training part: one batch per epoch
+        (124, 256, 400, 4000, 4000),  # wine's
+        (398, 256, 400, 4000, 2000),  # breast cancer's: 2 batches
+        (1000, 256, 400, 4000, 1000),  # 4 batches
+        (2560, 256, 400, 4000, 400),  # 10 batches: the default 400 epochs are 4000 steps already
+        (2561, 256, 400, 4000, 400),  # 11 batches: never fewer epochs than asked
+        (105, 16, 400, 4000, 572),  # 7 batches: ceil(4000 / 7)
+        (11, 256, 1, 10, 10),
+        (105, 256, 400, 0, 400),  # off
+    ],
+)
+def test_epochs_for_steps_is_the_rule(n_rows, batch_size, epochs, min_steps, expected):
+    assert runs.epochs_for_steps(n_rows, batch_size, epochs, min_steps) == expected
+    batches = math.ceil(n_rows / batch_size)
+    assert expected * batches >= min_steps and (expected == epochs or (expected - 1) * batches < min_steps)
+
+
+def test_epochs_for_steps_refuses_bad_numbers():
+    with pytest.raises(InputError) as info:
+        runs.epochs_for_steps(0, 256, 400, 4000)
+    assert str(info.value) == (
+        "epochs_for_steps needs n_rows, batch_size and epochs >= 1 and min_steps >= 0. "
+        "Got n_rows=0, batch_size=256, epochs=400, min_steps=4000 instead."
+    )
+
+
+def test_a_user_file_gets_min_steps_and_the_builtins_keep_the_lecture_recipe():
+    assert runs.USER_MIN_STEPS == 4000
+    user = runs.validate_config({"data": {"path": "/x/t.csv"}})["training"]
+    assert (user["epochs"], user["min_steps"], user["batch_size"]) == (400, 4000, 256)
+    for name in ("ring", "moons", "digits", "airfoils"):
+        builtin = runs.validate_config({"data": {"name": name}})["training"]
+        assert (builtin["epochs"], builtin["min_steps"]) == (400, 0), name
+    assert runs.default_config()["training"]["min_steps"] == 0
+
+
+@pytest.mark.parametrize(
+    ("training", "epochs", "min_steps"),
+    [
+        ({"epochs": 50}, 50, 0),
+        ({"min_steps": 100}, 400, 100),
+        ({"min_steps": 0}, 400, 0),
+        ({"epochs": 7, "min_steps": 30}, 7, 30),
+    ],
+)
+def test_a_user_value_wins_over_min_steps(training, epochs, min_steps):
+    t = runs.validate_config({"data": {"path": "/x/t.csv"}, "training": training})["training"]
+    assert (t["epochs"], t["min_steps"]) == (epochs, min_steps)
+    config = {"data": {"path": "/x/t.csv"}, "training": dict(t)}
+    assert runs.validate_config(config)["training"] == t  # config.toml read back: the same settings
+
+
+def test_apply_min_steps_counts_the_rows_after_the_validation_split():
+    config = runs.validate_config({"data": {"path": "/x/t.csv"}, "training": {"val_fraction": 0.2, "batch_size": 64}})
+    note = runs.apply_min_steps(config, 150)  # 150 - round(150 * 0.2) = 120 rows: 2 batches of up to 64
+    assert config["training"]["epochs"] == 2000
+    assert note == (
+        "epochs 2000 instead of 400: 120 training rows are 2 batch(es) of up to 64 per epoch, and a run takes at least "
+        "min_steps = 4000 optimiser steps (set --epochs or --min-steps to choose)"
+    )
+    assert runs.apply_min_steps(config, 150) == ""  # already enough: nothing changes
+    assert config["training"]["epochs"] == 2000
+    many = runs.validate_config({"data": {"path": "/x/t.csv"}})
+    assert runs.apply_min_steps(many, 2560) == "" and many["training"]["epochs"] == 400
+
+
+def test_train_records_the_epochs_that_min_steps_chose(tmp_path):
+    x = vk.data.ring(40, seed=0)[0]
+    path = write_csv(tmp_path / "t.csv", x, ["a", "b"])
+    training = {"epochs": 2, "min_steps": 10, "batch_size": 16}
+    config = {**SMALL, "data": {"path": path, "test_fraction": 0.25}, "training": training}
+    run = vk.runs.train(config, tmp_path / "r")  # 30 training rows: 2 batches per epoch, 5 epochs for 10 steps
+    assert len(run.history) == 5 and run.info["epochs_trained"] == 5
+    saved = runs.read_config(tmp_path / "r")["training"]
+    assert (saved["epochs"], saved["min_steps"]) == (5, 10)
+    assert run.info["chosen"] == {
+        "epochs": "epochs 5 instead of 2: 30 training rows are 2 batch(es) of up to 16 per epoch, and a run takes at "
+        "least min_steps = 10 optimiser steps (set --epochs or --min-steps to choose)"
+    }
+    again = vk.runs.train(tmp_path / "r" / "config.toml", tmp_path / "again")  # config.toml redoes the run
+    assert len(again.history) == 5 and again.info["chosen"] == {}

@@ -70,6 +70,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "training": {
         "epochs": (int, 400),
+        "min_steps": (int, 0),  # at least this many optimiser steps: more epochs on few rows (0: off; see validate_config)
         "batch_size": (int, 256),
         "lr": (float, 1e-3),
         "seed": (int, 0),  # initial weights, shuffling and noise
@@ -96,6 +97,11 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "permutations": (int, 200),  # permutations of the MMD test
     },
 }
+
+# Optimiser steps that a user's file gets at least (unless it gives epochs): what the default 400
+# epochs give a table of 10 x 256 = 2,560 rows or more. With 400 steps (150 rows in one batch of
+# 256) iris lost to PPCA with one latent dimension collapsed; see README "vaekit vs PCA".
+USER_MIN_STEPS = 4000
 
 BUILTIN_CONDITIONS = ("label", "radius")
 RING_KEYS = ("modes", "radius", "std")
@@ -174,6 +180,10 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
         # 0.1 in raw units lost by 1000x (README: "vaekit vs PCA"); the ring keeps the lecture's recipe.
         out["model"].setdefault("standardize", True)
         out["model"].setdefault("variance", "learned")
+    if d["path"] and not {"epochs", "min_steps"} & set(config.get("training", {})):
+        # A user's file of few rows: 400 epochs are 400 steps when all rows fit in one batch; see
+        # USER_MIN_STEPS. Epochs that the user gives win; train() turns this into epochs.
+        out["training"]["min_steps"] = USER_MIN_STEPS
     out["model"] = model_settings.complete(out["model"], d["condition_type"] if d["condition"] else None, source)
     if "objective" not in config.get("training", {}):  # the model's own objective (vq for a VQ-VAE)
         cls = model_settings.model_kinds()[out["model"][model_settings.MODEL_KEY]]
@@ -226,7 +236,7 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
             f"{source}: [data] condition for a built-in dataset must be one of {list(BUILTIN_CONDITIONS)}. "
             f"Got {d['condition']!r} instead."
         )
-    minimum = {"n": 1, "epochs": 1, "batch_size": 1, "warmup_epochs": 0}
+    minimum = {"n": 1, "epochs": 1, "min_steps": 0, "batch_size": 1, "warmup_epochs": 0}
     minimum |= {"iwae_k": 1, "patience": 0, "checkpoint_every": 0, "k": 1, "n_samples": 2, "quadrature_grid": 0}
     minimum |= {"permutations": 1}
     for name, section in config.items():
@@ -571,6 +581,46 @@ def build_objective(config: dict[str, dict[str, Any]]):
     if t["objective"] == "vq":
         return VQ(commitment=t["commitment"], ema=t["ema"] or None)
     return ELBO(beta=t["beta"], warmup_epochs=t["warmup_epochs"], free_bits=t["free_bits"])
+
+
+def epochs_for_steps(n_rows: int, batch_size: int, epochs: int, min_steps: int) -> int:
+    """The epochs that give at least ``min_steps`` optimiser steps, and never fewer than ``epochs``.
+
+    An epoch of ``n_rows`` rows in batches of ``batch_size`` is ``ceil(n_rows / batch_size)``
+    steps (the last batch may be smaller), so the answer is
+    ``max(epochs, ceil(min_steps / ceil(n_rows / batch_size)))``: e.g. 105 rows, batch 256,
+    400 epochs, 4000 steps -> 4000 epochs; 398 rows -> 2000; 2,560 rows or more -> 400.
+    """
+    if n_rows < 1 or batch_size < 1 or epochs < 1 or min_steps < 0:
+        raise InputError(
+            "epochs_for_steps needs n_rows, batch_size and epochs >= 1 and min_steps >= 0. "
+            f"Got n_rows={n_rows}, batch_size={batch_size}, epochs={epochs}, min_steps={min_steps} instead."
+        )
+    return max(epochs, -(-min_steps // -(-n_rows // batch_size)))
+
+
+def apply_min_steps(config: dict[str, dict[str, Any]], n_rows: int) -> str:
+    """Raise ``config["training"]["epochs"]`` so that training takes at least ``min_steps`` steps.
+
+    ``n_rows`` are the training rows before the validation split (``val_fraction`` rows, as
+    :func:`vaekit.fit` takes them, do not count). Returns a sentence saying what was chosen and
+    why, or "" when ``epochs`` stays as it was; config.toml then records the epochs that ran.
+    """
+    t = config["training"]
+    if not t["min_steps"]:
+        return ""
+    rows = n_rows - (max(1, round(n_rows * t["val_fraction"])) if t["val_fraction"] else 0)
+    epochs = epochs_for_steps(max(rows, 1), t["batch_size"], t["epochs"], t["min_steps"])
+    if epochs == t["epochs"]:
+        return ""
+    batches = -(-rows // t["batch_size"])
+    note = (
+        f"epochs {epochs} instead of {t['epochs']}: {rows} training rows are {batches} batch(es) of up to "
+        f"{t['batch_size']} per epoch, and a run takes at least min_steps = {t['min_steps']} optimiser steps "
+        "(set --epochs or --min-steps to choose)"
+    )
+    t["epochs"] = epochs
+    return note
 
 
 def fit_kwargs(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
