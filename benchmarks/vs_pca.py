@@ -8,7 +8,7 @@ For each table, latent size and setting, trains with ``vk.runs.train`` exactly a
 train --data FILE.csv --z-dim Z --test-fraction 0.3`` would (all other settings the defaults,
 or the setting's changes), and prints the held-out ``iwae_nll`` (k=100) next to ``ppca_nll``
 (PPCA fitted on the same training part), both in nats per row in the table's own units, as
-median [min, max] over the training seeds, with the epochs that the defaults chose and the
+median [min, max] over the training seeds, with the batch size that the defaults chose and the
 active latent units. The sample-quality metrics are cut to a minimum and the figures are not
 drawn unless ``--figures`` (neither enters the table). The defaults were chosen on wine,
 breast cancer and iris ("tuned" in the table); every other table is "untuned". A latent size
@@ -17,7 +17,7 @@ The statsmodels tables of the README: ``pip download --no-deps statsmodels``, un
 the numeric columns of ``statsmodels/datasets/*/*.csv`` (ids and years dropped) to a folder.
 
 Usage: PYTHONPATH=src python benchmarks/vs_pca.py [--tables wine,iris] [--folder DIR ...]
-       [--z 2,5] [--seeds 3] [--settings defaults|400|lecture|all] [--work DIR] [--figures]
+       [--z 2,5] [--seeds 3] [--settings defaults|batch|lecture|all] [--work DIR] [--figures]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import vaekit as vk
 # Setting -> config sections that it changes from the defaults.
 SETTINGS = {
     "defaults": {},
-    "400 epochs (--min-steps 0, the defaults before min_steps)": {"training": {"min_steps": 0}},
+    "batch 256 (--batches-per-epoch 0, the defaults before batches_per_epoch)": {"training": {"batches_per_epoch": 0}},
     "lecture recipe (--no-standardize --variance 0.1)": {"model": {"standardize": False, "variance": 0.1}},
 }
 TABLES = {
@@ -101,7 +101,7 @@ def main() -> None:
     prefixes = args.settings.split(",")
     chosen = {k: v for k, v in SETTINGS.items() if args.settings == "all" or any(k.startswith(p) for p in prefixes)}
     print(
-        "| table | rows x columns | z | setting | epochs | active units | vaekit held-out iwae_nll | PPCA held-out nll "
+        "| table | rows x columns | z | setting | batch size | active units | vaekit held-out iwae_nll | PPCA held-out nll "
         "| vaekit train iwae_nll | PPCA train nll |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -130,7 +130,7 @@ def main() -> None:
                     train.append(run.metrics["train"]["iwae_nll"])
                     ppca.append(run.metrics["ppca_nll"])
                     ppca_train.append(run.metrics["train"]["ppca_nll"])
-                    epochs.add(run.config["training"]["epochs"])
+                    epochs.add(run.config["training"]["batch_size"])
                     active.append(str(run.metrics.get("active_units")))
                 seconds = time.perf_counter() - started
                 print(

@@ -793,17 +793,16 @@ def test_evaluate_n_draws_a_held_out_sample_of_that_size(ring_run, capsys):
     assert metrics["train"]["n_points"] == 300  # the run's training data, whatever --n says
 
 
-def test_train_says_which_epochs_min_steps_chose(tmp_path, capsys):
+def test_train_says_which_batch_size_batches_per_epoch_chose(tmp_path, capsys):
     path = tmp_path / "few.csv"
     x = vk.data.ring(24, seed=0)[0]
     path.write_text("a,b\n" + "".join(f"{u!r},{v!r}\n" for u, v in x.tolist()))
-    args = ["--data", str(path), "--epochs", "1", "--min-steps", "6", "--batch-size", "10", "--hidden", "16"]
+    args = ["--data", str(path), "--epochs", "1", "--batches-per-epoch", "5", "--hidden", "16"]
     code, printed, _ = run_main(capsys, "train", *args, *EVAL, "--out", str(tmp_path / "r"))
     assert code == 0
-    assert printed.startswith("trained 2 epochs in ")  # 24 rows: 3 batches of up to 10 per epoch, 2 epochs for 6 steps
     assert (
-        "note: epochs 2 instead of 1: 24 training rows are 3 batch(es) of up to 10 per epoch, and a run takes at least "
-        "min_steps = 6 optimiser steps (set --epochs or --min-steps to choose)\n"
+        "note: batch size 5 instead of 256: 24 training rows make 5 batches per epoch (batches_per_epoch = 5), "
+        "so 1 epochs are 5 optimiser steps (set --batch-size or --batches-per-epoch to choose)\n"
     ) in printed
     saved = runs.read_config(tmp_path / "r")["training"]
-    assert (saved["epochs"], saved["min_steps"], saved["batch_size"]) == (2, 6, 10)
+    assert (saved["batch_size"], saved["batches_per_epoch"], saved["epochs"]) == (5, 5, 1)

@@ -529,88 +529,91 @@ def test_sweep_needs_the_elbo_objective(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-# ---------------------------------------------------------------------------- min_steps: epochs for few rows
+# ---------------------------------------------------------------------------- batches_per_epoch: batch size for few rows
 @pytest.mark.parametrize(
-    ("n_rows", "batch_size", "epochs", "min_steps", "expected"),
+    ("n_rows", "batch_size", "batches_per_epoch", "expected"),
     [
-        (105, 256, 400, 4000, 4000),  # iris's training part: one batch per epoch
-        (124, 256, 400, 4000, 4000),  # wine's
-        (398, 256, 400, 4000, 2000),  # breast cancer's: 2 batches
-        (1000, 256, 400, 4000, 1000),  # 4 batches
-        (2560, 256, 400, 4000, 400),  # 10 batches: the default 400 epochs are 4000 steps already
-        (2561, 256, 400, 4000, 400),  # 11 batches: never fewer epochs than asked
-        (105, 16, 400, 4000, 572),  # 7 batches: ceil(4000 / 7)
-        (11, 256, 1, 10, 10),
-        (105, 256, 400, 0, 400),  # off
+        (105, 256, 10, 11),  # iris's training part: 10 batches of up to 11
+        (125, 256, 10, 13),  # wine's
+        (398, 256, 10, 40),  # breast cancer's
+        (14, 256, 10, 2),  # linnerud's: 7 batches of up to 2 (never more than 10)
+        (2560, 256, 10, 256),  # 10 batches of 256 already
+        (2561, 256, 10, 256),  # never above the batch size asked for
+        (5, 256, 10, 1),  # fewer rows than batches: one row per batch
+        (105, 8, 10, 8),
+        (105, 256, 0, 256),  # off
     ],
 )
-def test_epochs_for_steps_is_the_rule(n_rows, batch_size, epochs, min_steps, expected):
-    assert runs.epochs_for_steps(n_rows, batch_size, epochs, min_steps) == expected
-    batches = math.ceil(n_rows / batch_size)
-    assert expected * batches >= min_steps and (expected == epochs or (expected - 1) * batches < min_steps)
+def test_batch_size_for_is_the_rule(n_rows, batch_size, batches_per_epoch, expected):
+    assert runs.batch_size_for(n_rows, batch_size, batches_per_epoch) == expected
+    if batches_per_epoch and expected < batch_size:
+        # at most batches_per_epoch batches, and the smallest size that gives no more
+        assert math.ceil(n_rows / expected) <= batches_per_epoch
+        assert expected == 1 or math.ceil(n_rows / (expected - 1)) > batches_per_epoch
 
 
-def test_epochs_for_steps_refuses_bad_numbers():
+def test_batch_size_for_refuses_bad_numbers():
     with pytest.raises(InputError) as info:
-        runs.epochs_for_steps(0, 256, 400, 4000)
+        runs.batch_size_for(0, 256, 10)
     assert str(info.value) == (
-        "epochs_for_steps needs n_rows, batch_size and epochs >= 1 and min_steps >= 0. "
-        "Got n_rows=0, batch_size=256, epochs=400, min_steps=4000 instead."
+        "batch_size_for needs n_rows and batch_size >= 1 and batches_per_epoch >= 0. "
+        "Got n_rows=0, batch_size=256, batches_per_epoch=10 instead."
     )
 
 
-def test_a_user_file_gets_min_steps_and_the_builtins_keep_the_lecture_recipe():
-    assert runs.USER_MIN_STEPS == 4000
+def test_a_user_file_gets_batches_per_epoch_and_the_builtins_keep_the_lecture_recipe():
+    assert runs.USER_BATCHES_PER_EPOCH == 10
     user = runs.validate_config({"data": {"path": "/x/t.csv"}})["training"]
-    assert (user["epochs"], user["min_steps"], user["batch_size"]) == (400, 4000, 256)
+    assert (user["epochs"], user["batches_per_epoch"], user["batch_size"]) == (400, 10, 256)
     for name in ("ring", "moons", "digits", "airfoils"):
         builtin = runs.validate_config({"data": {"name": name}})["training"]
-        assert (builtin["epochs"], builtin["min_steps"]) == (400, 0), name
-    assert runs.default_config()["training"]["min_steps"] == 0
+        assert (builtin["batch_size"], builtin["batches_per_epoch"]) == (256, 0), name
+    assert runs.default_config()["training"]["batches_per_epoch"] == 0
 
 
 @pytest.mark.parametrize(
-    ("training", "epochs", "min_steps"),
+    ("training", "batch_size", "batches_per_epoch"),
     [
-        ({"epochs": 50}, 50, 0),
-        ({"min_steps": 100}, 400, 100),
-        ({"min_steps": 0}, 400, 0),
-        ({"epochs": 7, "min_steps": 30}, 7, 30),
+        ({"batch_size": 64}, 64, 0),
+        ({"batches_per_epoch": 4}, 256, 4),
+        ({"batches_per_epoch": 0}, 256, 0),
+        ({"batch_size": 32, "batches_per_epoch": 3}, 32, 3),
+        ({"epochs": 50}, 256, 10),  # epochs do not touch the batch rule
     ],
 )
-def test_a_user_value_wins_over_min_steps(training, epochs, min_steps):
+def test_a_user_value_wins_over_batches_per_epoch(training, batch_size, batches_per_epoch):
     t = runs.validate_config({"data": {"path": "/x/t.csv"}, "training": training})["training"]
-    assert (t["epochs"], t["min_steps"]) == (epochs, min_steps)
+    assert (t["batch_size"], t["batches_per_epoch"]) == (batch_size, batches_per_epoch)
     config = {"data": {"path": "/x/t.csv"}, "training": dict(t)}
     assert runs.validate_config(config)["training"] == t  # config.toml read back: the same settings
 
 
-def test_apply_min_steps_counts_the_rows_after_the_validation_split():
-    config = runs.validate_config({"data": {"path": "/x/t.csv"}, "training": {"val_fraction": 0.2, "batch_size": 64}})
-    note = runs.apply_min_steps(config, 150)  # 150 - round(150 * 0.2) = 120 rows: 2 batches of up to 64
-    assert config["training"]["epochs"] == 2000
+def test_apply_batches_per_epoch_counts_the_rows_after_the_validation_split():
+    config = runs.validate_config({"data": {"path": "/x/t.csv"}, "training": {"val_fraction": 0.2}})
+    note = runs.apply_batches_per_epoch(config, 150)  # 150 - round(150 * 0.2) = 120 rows: 10 batches of 12
+    assert config["training"]["batch_size"] == 12
     assert note == (
-        "epochs 2000 instead of 400: 120 training rows are 2 batch(es) of up to 64 per epoch, and a run takes at least "
-        "min_steps = 4000 optimiser steps (set --epochs or --min-steps to choose)"
+        "batch size 12 instead of 256: 120 training rows make 10 batches per epoch (batches_per_epoch = 10), "
+        "so 400 epochs are 4000 optimiser steps (set --batch-size or --batches-per-epoch to choose)"
     )
-    assert runs.apply_min_steps(config, 150) == ""  # already enough: nothing changes
-    assert config["training"]["epochs"] == 2000
+    assert runs.apply_batches_per_epoch(config, 150) == ""  # small enough already: nothing changes
+    assert config["training"]["batch_size"] == 12
     many = runs.validate_config({"data": {"path": "/x/t.csv"}})
-    assert runs.apply_min_steps(many, 2560) == "" and many["training"]["epochs"] == 400
+    assert runs.apply_batches_per_epoch(many, 2560) == "" and many["training"]["batch_size"] == 256
 
 
-def test_train_records_the_epochs_that_min_steps_chose(tmp_path):
+def test_train_records_the_batch_size_that_batches_per_epoch_chose(tmp_path):
     x = vk.data.ring(40, seed=0)[0]
     path = write_csv(tmp_path / "t.csv", x, ["a", "b"])
-    training = {"epochs": 2, "min_steps": 10, "batch_size": 16}
-    config = {**SMALL, "data": {"path": path, "test_fraction": 0.25}, "training": training}
-    run = vk.runs.train(config, tmp_path / "r")  # 30 training rows: 2 batches per epoch, 5 epochs for 10 steps
-    assert len(run.history) == 5 and run.info["epochs_trained"] == 5
+    config = {**SMALL, "data": {"path": path, "test_fraction": 0.25}, "training": {"epochs": 2}}
+    run = vk.runs.train(config, tmp_path / "r")  # 30 training rows: 10 batches of 3
+    assert len(run.history) == 2
     saved = runs.read_config(tmp_path / "r")["training"]
-    assert (saved["epochs"], saved["min_steps"]) == (5, 10)
+    assert (saved["batch_size"], saved["batches_per_epoch"], saved["epochs"]) == (3, 10, 2)
     assert run.info["chosen"] == {
-        "epochs": "epochs 5 instead of 2: 30 training rows are 2 batch(es) of up to 16 per epoch, and a run takes at "
-        "least min_steps = 10 optimiser steps (set --epochs or --min-steps to choose)"
+        "batch_size": "batch size 3 instead of 256: 30 training rows make 10 batches per epoch (batches_per_epoch = 10), "
+        "so 2 epochs are 20 optimiser steps (set --batch-size or --batches-per-epoch to choose)"
     }
     again = vk.runs.train(tmp_path / "r" / "config.toml", tmp_path / "again")  # config.toml redoes the run
-    assert len(again.history) == 5 and again.info["chosen"] == {}
+    assert again.info["chosen"] == {}
+    np.testing.assert_array_equal(again.history.loss, run.history.loss)  # the same batches, bit for bit

@@ -60,10 +60,10 @@ HELP: dict[str, str] = {
     "threads": "torch CPU threads for the run (0: torch's default)",
     "test_fraction": "hold out this share of the data's rows, in (0, 1), for metrics.json (seeded by --split-seed; default: off)",
     "split_seed": "seed of the --test-fraction split",
-    "epochs": "training epochs (default: 400; for a data file, more when it has few rows: see --min-steps)",
-    "min_steps": (
-        "at least this many optimiser steps: epochs are raised to fit the rows and batch size "
-        f"(0: off; default for a data file without --epochs: {runs.USER_MIN_STEPS}, otherwise 0)"
+    "epochs": "training epochs",
+    "batches_per_epoch": (
+        "cut the rows into about this many batches per epoch: batch size ceil(rows / N), up to --batch-size "
+        f"(0: off; default for a data file without --batch-size: {runs.USER_BATCHES_PER_EPOCH}, otherwise 0)"
     ),
     "batch_size": "minibatch size",
     "lr": "Adam learning rate",
@@ -435,7 +435,7 @@ class _Display:
             self.status(runs.STAGE_TRAINING)
         # A model without a KL (a VQ-VAE) shows n/a there: no KL is never a KL of 0.
         fields = {} if record is None else {"loss": f"{record['loss']:.4f}", "kl": _term(record, "kl")}
-        self.bar.update(self.task, completed=epoch, total=epochs, **fields)  # epochs may be chosen from the data
+        self.bar.update(self.task, completed=epoch, **fields)
 
     def status(self, text: str) -> None:
         self.close()
@@ -672,7 +672,7 @@ def _train(config: dict[str, dict[str, Any]], target: Path, args: argparse.Names
         f"trained {len(history)} epochs in {history.seconds:.1f} s: loss {last['loss']:.4f}, KL {_term(last, 'kl')}{used}\n"
         f"wrote {target}/ (open {target / runs.REPORT})"
     )
-    for why in run.info.get("chosen", {}).values():  # settings chosen from the data, e.g. epochs by min_steps
+    for why in run.info.get("chosen", {}).values():  # settings chosen from the data: batch_size by batches_per_epoch
         out.say(f"note: {why}")
     d = run.config["data"]
     if config["data"]["header"] == "auto" and d["header"] is False:

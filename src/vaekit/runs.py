@@ -46,10 +46,11 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     SECTIONS,
     STAGE_RESULTS,
     STAGE_TRAINING,
-    USER_MIN_STEPS,
+    USER_BATCHES_PER_EPOCH,
     RunData,
     _jsonable,  # noqa: F401
-    apply_min_steps,
+    apply_batches_per_epoch,
+    batch_size_for,
     build_model,
     build_objective,
     check_out,
@@ -59,7 +60,6 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     config_text,
     dataset_options,
     default_config,
-    epochs_for_steps,
     evaluate_run,
     fit_kwargs,
     is_nonempty,
@@ -237,7 +237,7 @@ def train(
     if data.columns and config["data"]["path"]:
         _make_explicit(config["data"], data)
     test_data = load_data(config, test=True)
-    chosen = _apply_min_steps(config, data)
+    chosen = _apply_batches_per_epoch(config, data)
     model = build_model(config, data)
     kwargs = fit_kwargs(config)
     if config["training"]["patience"]:
@@ -353,13 +353,13 @@ def _write_results(
     return _as_read(metrics), _as_read(info)
 
 
-def _apply_min_steps(config: dict[str, dict[str, Any]], data: RunData) -> dict[str, str]:
-    """Settings chosen from the data (``[training] min_steps`` -> epochs): key -> why, also logged."""
+def _apply_batches_per_epoch(config: dict[str, dict[str, Any]], data: RunData) -> dict[str, str]:
+    """Settings chosen from the data (``[training] batches_per_epoch`` -> batch_size): key -> why, also logged."""
     n_rows = data.x.shape[0] if data.stream is None else data.stream.n
-    note = apply_min_steps(config, n_rows)
+    note = apply_batches_per_epoch(config, n_rows)
     if note:
         logger.info("%s", note)
-    return {"epochs": note} if note else {}
+    return {"batch_size": note} if note else {}
 
 
 # A file's column list up to this long is written out in config.toml; a longer one (784 pixels)
@@ -486,7 +486,7 @@ def sweep(
     out = check_out(out, force=force, names=_PY_NAMES)
     config["data"]["options"] = dataset_options(config)
     data = load_data(config)
-    _apply_min_steps(config, data)
+    _apply_batches_per_epoch(config, data)
     template = build_model(config, data)
     training = config["training"]
     kwargs = {k: training[k] for k in ("epochs", "batch_size", "lr", "seed", "weight_decay")}
