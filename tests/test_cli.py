@@ -791,3 +791,18 @@ def test_evaluate_n_draws_a_held_out_sample_of_that_size(ring_run, capsys):
     assert code == 0 and metrics["held_out"] is True and metrics["n_points"] == 50
     assert "n=50, seed=1)" in metrics["evaluated_on"] and "test sample" in metrics["evaluated_on"]
     assert metrics["train"]["n_points"] == 300  # the run's training data, whatever --n says
+
+
+def test_train_says_which_batch_size_batches_per_epoch_chose(tmp_path, capsys):
+    path = tmp_path / "few.csv"
+    x = vk.data.ring(24, seed=0)[0]
+    path.write_text("a,b\n" + "".join(f"{u!r},{v!r}\n" for u, v in x.tolist()))
+    args = ["--data", str(path), "--epochs", "1", "--batches-per-epoch", "5", "--hidden", "16"]
+    code, printed, _ = run_main(capsys, "train", *args, *EVAL, "--out", str(tmp_path / "r"))
+    assert code == 0
+    assert (
+        "note: batch size 5 instead of 256: 24 training rows make 5 batches per epoch (batches_per_epoch = 5), "
+        "so 1 epochs are 5 optimiser steps (set --batch-size or --batches-per-epoch to choose)\n"
+    ) in printed
+    saved = runs.read_config(tmp_path / "r")["training"]
+    assert (saved["batch_size"], saved["batches_per_epoch"], saved["epochs"]) == (5, 5, 1)

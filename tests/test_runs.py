@@ -527,3 +527,93 @@ def test_sweep_needs_the_elbo_objective(tmp_path):
     with pytest.raises(InputError, match=r"^\[training\] objective must be 'elbo' for a sweep\. Got 'iwae' instead\.$"):
         vk.runs.sweep({"training": {"objective": "iwae"}}, {"seed": [0, 1]}, tmp_path / "s")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- batches_per_epoch: batch size for few rows
+@pytest.mark.parametrize(
+    ("n_rows", "batch_size", "batches_per_epoch", "expected"),
+    [
+        (105, 256, 10, 11),  # iris's training part: 10 batches of up to 11
+        (125, 256, 10, 13),  # wine's
+        (398, 256, 10, 40),  # breast cancer's
+        (14, 256, 10, 2),  # linnerud's: 7 batches of up to 2 (never more than 10)
+        (2560, 256, 10, 256),  # 10 batches of 256 already
+        (2561, 256, 10, 256),  # never above the batch size asked for
+        (5, 256, 10, 1),  # fewer rows than batches: one row per batch
+        (105, 8, 10, 8),
+        (105, 256, 0, 256),  # off
+    ],
+)
+def test_batch_size_for_is_the_rule(n_rows, batch_size, batches_per_epoch, expected):
+    assert runs.batch_size_for(n_rows, batch_size, batches_per_epoch) == expected
+    if batches_per_epoch and expected < batch_size:
+        # at most batches_per_epoch batches, and the smallest size that gives no more
+        assert math.ceil(n_rows / expected) <= batches_per_epoch
+        assert expected == 1 or math.ceil(n_rows / (expected - 1)) > batches_per_epoch
+
+
+def test_batch_size_for_refuses_bad_numbers():
+    with pytest.raises(InputError) as info:
+        runs.batch_size_for(0, 256, 10)
+    assert str(info.value) == (
+        "batch_size_for needs n_rows and batch_size >= 1 and batches_per_epoch >= 0. "
+        "Got n_rows=0, batch_size=256, batches_per_epoch=10 instead."
+    )
+
+
+def test_a_user_file_gets_batches_per_epoch_and_the_builtins_keep_the_lecture_recipe():
+    assert runs.USER_BATCHES_PER_EPOCH == 10
+    user = runs.validate_config({"data": {"path": "/x/t.csv"}})["training"]
+    assert (user["epochs"], user["batches_per_epoch"], user["batch_size"]) == (400, 10, 256)
+    for name in ("ring", "moons", "digits", "airfoils"):
+        builtin = runs.validate_config({"data": {"name": name}})["training"]
+        assert (builtin["batch_size"], builtin["batches_per_epoch"]) == (256, 0), name
+    assert runs.default_config()["training"]["batches_per_epoch"] == 0
+
+
+@pytest.mark.parametrize(
+    ("training", "batch_size", "batches_per_epoch"),
+    [
+        ({"batch_size": 64}, 64, 0),
+        ({"batches_per_epoch": 4}, 256, 4),
+        ({"batches_per_epoch": 0}, 256, 0),
+        ({"batch_size": 32, "batches_per_epoch": 3}, 32, 3),
+        ({"epochs": 50}, 256, 10),  # epochs do not touch the batch rule
+    ],
+)
+def test_a_user_value_wins_over_batches_per_epoch(training, batch_size, batches_per_epoch):
+    t = runs.validate_config({"data": {"path": "/x/t.csv"}, "training": training})["training"]
+    assert (t["batch_size"], t["batches_per_epoch"]) == (batch_size, batches_per_epoch)
+    config = {"data": {"path": "/x/t.csv"}, "training": dict(t)}
+    assert runs.validate_config(config)["training"] == t  # config.toml read back: the same settings
+
+
+def test_apply_batches_per_epoch_counts_the_rows_after_the_validation_split():
+    config = runs.validate_config({"data": {"path": "/x/t.csv"}, "training": {"val_fraction": 0.2}})
+    note = runs.apply_batches_per_epoch(config, 150)  # 150 - round(150 * 0.2) = 120 rows: 10 batches of 12
+    assert config["training"]["batch_size"] == 12
+    assert note == (
+        "batch size 12 instead of 256: 120 training rows make 10 batches per epoch (batches_per_epoch = 10), "
+        "so 400 epochs are 4000 optimiser steps (set --batch-size or --batches-per-epoch to choose)"
+    )
+    assert runs.apply_batches_per_epoch(config, 150) == ""  # small enough already: nothing changes
+    assert config["training"]["batch_size"] == 12
+    many = runs.validate_config({"data": {"path": "/x/t.csv"}})
+    assert runs.apply_batches_per_epoch(many, 2560) == "" and many["training"]["batch_size"] == 256
+
+
+def test_train_records_the_batch_size_that_batches_per_epoch_chose(tmp_path):
+    x = vk.data.ring(40, seed=0)[0]
+    path = write_csv(tmp_path / "t.csv", x, ["a", "b"])
+    config = {**SMALL, "data": {"path": path, "test_fraction": 0.25}, "training": {"epochs": 2}}
+    run = vk.runs.train(config, tmp_path / "r")  # 30 training rows: 10 batches of 3
+    assert len(run.history) == 2
+    saved = runs.read_config(tmp_path / "r")["training"]
+    assert (saved["batch_size"], saved["batches_per_epoch"], saved["epochs"]) == (3, 10, 2)
+    assert run.info["chosen"] == {
+        "batch_size": "batch size 3 instead of 256: 30 training rows make 10 batches per epoch (batches_per_epoch = 10), "
+        "so 2 epochs are 20 optimiser steps (set --batch-size or --batches-per-epoch to choose)"
+    }
+    again = vk.runs.train(tmp_path / "r" / "config.toml", tmp_path / "again")  # config.toml redoes the run
+    assert again.info["chosen"] == {}
+    np.testing.assert_array_equal(again.history.loss, run.history.loss)  # the same batches, bit for bit

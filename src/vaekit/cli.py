@@ -61,6 +61,10 @@ HELP: dict[str, str] = {
     "test_fraction": "hold out this share of the data's rows, in (0, 1), for metrics.json (seeded by --split-seed; default: off)",
     "split_seed": "seed of the --test-fraction split",
     "epochs": "training epochs",
+    "batches_per_epoch": (
+        "cut the rows into about this many batches per epoch: batch size ceil(rows / N), up to --batch-size "
+        f"(0: off; default for a data file without --batch-size: {runs.USER_BATCHES_PER_EPOCH}, otherwise 0)"
+    ),
     "batch_size": "minibatch size",
     "lr": "Adam learning rate",
     "seed": "seed of the initial weights, shuffling and noise",
@@ -671,6 +675,8 @@ def _train(config: dict[str, dict[str, Any]], target: Path, args: argparse.Names
         f"trained {len(history)} epochs in {history.seconds:.1f} s: loss {last['loss']:.4f}, KL {_term(last, 'kl')}{used}\n"
         f"wrote {target}/ (open {target / runs.REPORT})"
     )
+    for why in run.info.get("chosen", {}).values():  # settings chosen from the data: batch_size by batches_per_epoch
+        out.say(f"note: {why}")
     d = run.config["data"]
     if config["data"]["header"] == "auto" and d["header"] is False:
         out.say(

@@ -46,8 +46,11 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     SECTIONS,
     STAGE_RESULTS,
     STAGE_TRAINING,
+    USER_BATCHES_PER_EPOCH,
     RunData,
     _jsonable,  # noqa: F401
+    apply_batches_per_epoch,
+    batch_size_for,
     build_model,
     build_objective,
     check_out,
@@ -234,6 +237,7 @@ def train(
     if data.columns and config["data"]["path"]:
         _make_explicit(config["data"], data)
     test_data = load_data(config, test=True)
+    chosen = _apply_batches_per_epoch(config, data)
     model = build_model(config, data)
     kwargs = fit_kwargs(config)
     if config["training"]["patience"]:
@@ -288,7 +292,7 @@ def train(
     try:
         if status is not None:
             status(STAGE_RESULTS)
-        metrics, info = _write_results(staging, out, config, model, history, data, test_data, command)
+        metrics, info = _write_results(staging, out, config, model, history, data, test_data, command, chosen)
         for leftover in staging.glob("checkpoint*"):
             _remove(leftover)  # the finished model replaces the checkpoints
         commit_partial(staging, out)
@@ -307,7 +311,9 @@ def train(
     return Run(path=out, config=config, model=model, history=history, metrics=metrics, info=info)
 
 
-def _write_results(staging: Path, out: Path, config, model, history, data: RunData, test_data: RunData, command: str):
+def _write_results(
+    staging: Path, out: Path, config, model, history, data: RunData, test_data: RunData, command: str, chosen: dict[str, str]
+):
     """Everything after training: model, history, metrics, run info, figures, report; returns (metrics, info)."""
     import torch
 
@@ -339,11 +345,21 @@ def _write_results(staging: Path, out: Path, config, model, history, data: RunDa
         "epochs_trained": len(history),
         "train_seconds": round(history.seconds, 3),
         "processes": distributed.current().size,
+        "chosen": chosen,
     }
     write_json(staging / RUN_INFO, info)
     save_figures(staging / FIGURES, report.run_figures(model, data, history))
     report.write_report(staging, data=data, model=model, name=out.name)
     return _as_read(metrics), _as_read(info)
+
+
+def _apply_batches_per_epoch(config: dict[str, dict[str, Any]], data: RunData) -> dict[str, str]:
+    """Settings chosen from the data (``[training] batches_per_epoch`` -> batch_size): key -> why, also logged."""
+    n_rows = data.x.shape[0] if data.stream is None else data.stream.n
+    note = apply_batches_per_epoch(config, n_rows)
+    if note:
+        logger.info("%s", note)
+    return {"batch_size": note} if note else {}
 
 
 # A file's column list up to this long is written out in config.toml; a longer one (784 pixels)
@@ -470,6 +486,7 @@ def sweep(
     out = check_out(out, force=force, names=_PY_NAMES)
     config["data"]["options"] = dataset_options(config)
     data = load_data(config)
+    _apply_batches_per_epoch(config, data)
     template = build_model(config, data)
     training = config["training"]
     kwargs = {k: training[k] for k in ("epochs", "batch_size", "lr", "seed", "weight_decay")}
