@@ -12,7 +12,7 @@ import torch
 from scipy import stats
 
 import vaekit as vk
-from vaekit import metrics
+from vaekit import metrics, two_sample
 
 RING = {"modes": 8, "radius": 3.0, "std": 0.25}
 
@@ -291,7 +291,7 @@ def test_permuted_statistics_are_the_mmd_of_the_relabelled_split():
     order = rng.permutation(21)
     member = torch.zeros(1, 21, dtype=torch.float64)
     member[0, order[:12]] = 1.0
-    got = float(metrics._mmd_from_kernel(kernel, member, 12, 9)[0])
+    got = float(two_sample._mmd_from_kernel(kernel, member, 12, 9)[0])
     p = pooled.numpy()
     assert got == pytest.approx(_brute_mmd2(p[order[:12]], p[order[12:]], 1.0), rel=1e-10)
 
