@@ -43,7 +43,7 @@ from vaekit.distributions import kl as kl_terms
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.models.base import not_applicable
 from vaekit.monitors import diversity as _diversity
-from vaekit.shapes import is_curve_shape
+from vaekit.shapes import X_BACKSTEP, is_curve_shape
 from vaekit.two_sample import energy_distance, median_bandwidth, mmd2, mmd_test  # noqa: F401 (public here too)
 from vaekit.validate import float_matrix, positive_float, positive_int
 
@@ -792,8 +792,8 @@ def constraint_effect(samples: np.ndarray, raw: np.ndarray, x_shape: tuple[int, 
 
 
 # A sample counts as changed by the constraint when a coordinate moved by more than this (data
-# units): vaekit.shapes.X_BACKSTEP, the tolerance of the validity checks.
-CONSTRAINT_MOVED = 2e-3
+# units): the tolerance of the validity checks.
+CONSTRAINT_MOVED = X_BACKSTEP
 
 
 @torch.no_grad()
