@@ -569,13 +569,14 @@ def test_no_progress_output_when_not_a_terminal(tmp_path):
         "train", "--data", "ring", "--n", "200", "--epochs", "2", "--hidden", "8", *EVAL, "--out", str(tmp_path / "o")
     )
     assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
+    # No progress bar: stderr holds at most "warning:" lines (two epochs may well lose to PPCA).
+    assert all(line.startswith("warning: ") for line in result.stderr.splitlines())
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and lines[0].startswith("trained 2 epochs in ") and lines[1].startswith(f"wrote {tmp_path / 'o'}/")
     quiet = vaekit(
         "train", "--data", "ring", "--n", "200", "--epochs", "2", "--hidden", "8", *EVAL, "--out", str(tmp_path / "q"), "-q"
     )
-    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == result.stderr
 
 
 def test_progress_bar_on_a_terminal(tmp_path):
