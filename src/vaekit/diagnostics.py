@@ -118,13 +118,36 @@ def run_warnings(metrics: dict[str, Any], x: Any, config: dict[str, dict[str, An
     """Every warning about a finished run: its metrics, training data (N, D) and settings.
 
     Each warning is also logged (``logging.WARNING``, logger ``vaekit.diagnostics``). A model
-    without ``active_units`` (a VQ-VAE's code is discrete) gets no collapse check.
+    without ``active_units`` (a VQ-VAE's code is discrete) gets no collapse check; a model
+    whose NLL is worse than PPCA's gets :func:`baseline_warning`.
     """
     out = []
     if isinstance(metrics.get("active_units"), int) and isinstance(metrics.get("z_dim"), int):
         warning = collapse_warning(metrics["active_units"], metrics["z_dim"], needed_units(x), config=config, x=x)
         if warning is not None:
             out.append(warning)
+    losing = baseline_warning(metrics)
+    if losing is not None:
+        out.append(losing)
     for text in out:
         logger.warning(text)
     return out
+
+
+def baseline_warning(metrics: dict[str, Any]) -> str | None:
+    """A warning when the model's NLL is worse than probabilistic PCA's of the same latent size, else None.
+
+    Reads ``iwae_nll`` and ``ppca_nll`` of ``metrics`` (a run's held-out numbers, or its training
+    data's when it has none, which its ``warning`` key then says). A VAE that loses to the
+    closed-form linear baseline is a degenerate outcome its own numbers would not show.
+    """
+    nll, ppca = metrics.get("iwae_nll"), metrics.get("ppca_nll")
+    numbers = [v for v in (nll, ppca) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if len(numbers) < 2 or nll <= ppca:
+        return None
+    where = "on the training data" if "warning" in metrics else "held out"
+    return (
+        f"the model's NLL {where} ({_g(nll)} nats per row) is worse than probabilistic PCA's ({_g(ppca)}) with the "
+        "same latent size: on this data a linear model is the better density model. Likely causes: too few epochs, "
+        "too few rows for a nonlinear model, or a latent size the data do not need; compare both in the report."
+    )
