@@ -38,6 +38,7 @@ SETTINGS = {
     "defaults": {},
     "batch 256 (--batches-per-epoch 0, the defaults before batches_per_epoch)": {"training": {"batches_per_epoch": 0}},
     "lecture recipe (--no-standardize --variance 0.1)": {"model": {"standardize": False, "variance": 0.1}},
+    "pca trunks (--encoder pca)": {"model": {"encoder": "pca"}},
 }
 TABLES = {
     "wine": "load_wine",

@@ -44,12 +44,21 @@ def _rows(x: Any, name: str, width: int | None = None) -> np.ndarray:
     return float_matrix(x, name, width=width).double().numpy()
 
 
-def _eigen(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean (D,), eigenvalues (D,) in decreasing order (clipped at 0), eigenvectors (D, D) as columns."""
+def covariance_eigen(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean (D,), eigenvalues (D,) in decreasing order (clipped at 0), eigenvectors (D, D) as columns.
+
+    Of the (1/N) covariance of float64 rows ``x`` (N, D). :class:`PCA`, :class:`PPCA` and the
+    PCA start of :class:`vaekit.nn.PCAResidual` all read it, so the three agree by construction.
+    """
     mu = x.mean(0)
     r = x - mu
     values, vectors = np.linalg.eigh(r.T @ r / x.shape[0])  # ascending
     return mu, np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
+
+
+def noise_floor(eigenvalues: np.ndarray) -> float:
+    """The smallest variance a fitted linear-Gaussian model may use: NOISE_FLOOR x the mean eigenvalue, and ABSOLUTE_FLOOR."""
+    return max(NOISE_FLOOR * float(np.mean(eigenvalues)), ABSOLUTE_FLOOR)
 
 
 class PCA:
@@ -74,7 +83,7 @@ class PCA:
     def fit(self, x: Any) -> PCA:
         """Fit on training data ``x`` (N, D); returns self."""
         rows = _rows(x, "x")
-        self.mean, self.eigenvalues, vectors = _eigen(rows)
+        self.mean, self.eigenvalues, vectors = covariance_eigen(rows)
         self.components = vectors[:, : min(self.n_components, rows.shape[1])].T.copy()  # (q, D)
         return self
 
@@ -129,8 +138,8 @@ class PPCA:
         rows = _rows(x, "x")
         d = rows.shape[1]
         q = min(self.n_components, d)
-        self.mean, values, vectors = _eigen(rows)
-        self.floor = max(NOISE_FLOOR * float(values.mean()), ABSOLUTE_FLOOR)
+        self.mean, values, vectors = covariance_eigen(rows)
+        self.floor = noise_floor(values)
         ml = float(values[q:].mean()) if q < d else 0.0
         self.floored = ml < self.floor
         self.sigma2 = max(ml, self.floor)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
+from vaekit.baselines import covariance_eigen, noise_floor
 from vaekit.conditions import Condition
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -76,30 +78,31 @@ class ConditionedMLP(nn.Module):
 PCA_INIT_ROWS = 10_000
 
 
-def principal_directions(xs: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def principal_directions(xs: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """Mean (D,), top-``q`` eigenvalues (q,), eigenvectors (D, q) and the mean discarded eigenvalue of rows ``xs`` (N, D).
 
-    float64 eigendecomposition of the (1/N) covariance of at most :data:`PCA_INIT_ROWS` rows (a
-    subset drawn with its own seed, so the global RNG is untouched).
-    Each eigenvector's sign is fixed (its largest entry positive), so the result does not depend
-    on the LAPACK build. Eigenvalues are raised to 1e-6 of their mean (and 1e-12), so whitening
-    by them never divides by zero.
+    The float64 eigendecomposition of :func:`vaekit.baselines.covariance_eigen` (the one PCA and
+    PPCA use) of at most :data:`PCA_INIT_ROWS` rows (a subset drawn with its own seed, so the
+    global RNG is untouched). Each eigenvector's sign is fixed (its largest entry positive), so
+    the result does not depend on the LAPACK build. Eigenvalues are raised to PPCA's
+    :func:`vaekit.baselines.noise_floor`, so whitening by them never divides by zero. Tensors are
+    float64 on ``xs``'s device.
     """
     if len(xs) > PCA_INIT_ROWS:  # a seeded subset, not the first rows: files are often sorted
         pick = torch.randperm(len(xs), generator=torch.Generator().manual_seed(0))[:PCA_INIT_ROWS]
         xs = xs[pick.to(xs.device)]
-    rows = xs.double()
-    mean = rows.mean(0)
-    centred = rows - mean
-    values, vectors = torch.linalg.eigh(centred.T @ centred / rows.shape[0])
-    values, vectors = values.flip(0).clamp_min(0.0), vectors.flip(1)
-    signs = torch.sign(vectors.gather(0, vectors.abs().argmax(0, keepdim=True)))
-    vectors = vectors * torch.where(signs == 0, torch.ones_like(signs), signs)
-    floor = max(float(values.mean()) * 1e-6, 1e-12)
-    q = min(q, rows.shape[1])
+    mean, values, vectors = covariance_eigen(xs.detach().double().cpu().numpy())
+    largest = vectors[np.abs(vectors).argmax(0), np.arange(vectors.shape[1])]
+    vectors = vectors * np.where(largest < 0, -1.0, 1.0)
+    floor = noise_floor(values)
+    q = min(q, vectors.shape[1])
     rest = values[q:]
-    discarded = float(rest.mean()) if len(rest) else floor
-    return mean, values[:q].clamp_min(floor), vectors[:, :q], max(discarded, floor)
+    discarded = max(float(rest.mean()) if len(rest) else floor, floor)
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(xs.device)
+
+    return tensor(mean), tensor(np.maximum(values[:q], floor)), tensor(vectors[:, :q]), discarded
 
 
 class PCAResidual(nn.Module):
