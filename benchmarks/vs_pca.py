@@ -39,6 +39,11 @@ SETTINGS = {
     "batch 256 (--batches-per-epoch 0, the defaults before batches_per_epoch)": {"training": {"batches_per_epoch": 0}},
     "lecture recipe (--no-standardize --variance 0.1)": {"model": {"standardize": False, "variance": 0.1}},
     "pca trunks (--encoder pca)": {"model": {"encoder": "pca"}},
+    "early stopping (--val-fraction 0.2 --patience 40)": {"training": {"val_fraction": 0.2, "patience": 40}},
+    "pca+early (--encoder pca --val-fraction 0.2 --patience 40)": {
+        "model": {"encoder": "pca"},
+        "training": {"val_fraction": 0.2, "patience": 40},
+    },
 }
 TABLES = {
     "wine": "load_wine",

@@ -82,6 +82,53 @@ def test_resume_after_ctrl_c_equals_uninterrupted_run_bit_for_bit(tmp_path, case
     assert same_weights(resumed, reference)
 
 
+def _stopping_run(**kw):
+    """Training that early stopping ends with a best epoch before the last (val loss bounces at lr 0.05)."""
+    kw = {"epochs": 60, "lr": 0.05, "val": 0.25, "monitors": {}, **kw}
+    return train(make_model(hidden=(16,)), **kw)
+
+
+def test_resume_with_early_stopping_equals_uninterrupted_run_at_every_epoch(tmp_path):
+    # Before 0.2 an early stopper started afresh on resume: it forgot the best epoch and weights of
+    # the epochs before the interrupt, so a resumed run stopped later and restored other weights.
+    reference = make_model(hidden=(16,))
+    stopper = vk.EarlyStopping(patience=4)
+    expected = train(reference, epochs=60, lr=0.05, val=0.25, monitors={}, callbacks=[stopper])
+    stopped = len(expected)
+    assert stopped < 60 and stopper.best_epoch < stopped - 1  # the weights restored are not the last epoch's
+    for at in range(1, stopped):
+        folder = tmp_path / f"at{at}"
+        with pytest.raises(KeyboardInterrupt):
+            _stopping_run(checkpoint_dir=folder, checkpoint_every=100, callbacks=[vk.EarlyStopping(patience=4), InterruptAt(at)])
+        resumed_stopper = vk.EarlyStopping(patience=4)
+        resumed = make_model(hidden=(16,), seed=9)
+        history = train(resumed, epochs=60, lr=0.05, val=0.25, monitors={}, resume=folder, callbacks=[resumed_stopper])
+        assert nan_safe_equal(history.columns, expected.columns), at
+        assert (resumed_stopper.best_epoch, resumed_stopper.best) == (stopper.best_epoch, stopper.best), at
+        assert same_weights(resumed, reference), at
+
+
+def test_early_stopping_added_on_resume_replays_the_history_or_says_why_it_cannot(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _stopping_run(checkpoint_dir=tmp_path, checkpoint_every=100, callbacks=[InterruptAt(8)])
+    val = manifest(tmp_path)["history"]["val_loss"]
+    best = int(np.argmin(val))
+    assert best != 7  # the best of the 8 epochs is not the last: its weights are not in the checkpoint
+    with pytest.raises(
+        vk.InputError,
+        match=rf"resume: EarlyStopping\(restore_best=True\) needs the weights of the best epoch so far \({best + 1}\), "
+        r"which the checkpoint does not hold \(it was written without early stopping\)\. Resume with",
+    ):
+        _stopping_run(resume=tmp_path, callbacks=[vk.EarlyStopping(patience=4)])
+    # Without restoring weights the replayed history decides exactly as an uninterrupted run.
+    reference = vk.EarlyStopping(patience=4, restore_best=False)
+    expected = _stopping_run(callbacks=[reference])
+    replayed = vk.EarlyStopping(patience=4, restore_best=False)
+    history = _stopping_run(resume=tmp_path, callbacks=[replayed])
+    assert nan_safe_equal(history.columns, expected.columns)
+    assert (replayed.best_epoch, replayed.best) == (reference.best_epoch, reference.best)
+
+
 def test_model_rebuilt_with_other_seed_still_resumes_exactly(tmp_path):
     reference = make_model()
     expected = train(reference)

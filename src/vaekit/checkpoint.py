@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,11 +189,28 @@ class Snapshot:
     seconds: float
 
 
+# Checkpoint tensors of callbacks (fit's callbacks=, by position) start with this.
+CALLBACK_PREFIX = "callback."
+
+
 def take_snapshot(
-    epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, history: History, seconds: float = 0.0
+    epoch: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    history: History,
+    seconds: float = 0.0,
+    callbacks: Sequence[Any] = (),
 ) -> Snapshot:
-    """Copy model, optimizer and RNG state now (at an epoch boundary); ``seconds`` of training so far."""
+    """Copy model, optimizer, RNG and callback state now (at an epoch boundary); ``seconds`` of training so far.
+
+    Each callback's ``state()`` tensors (an early stopper's best weights) are stored as
+    ``callback.<i>.<name>``, so a resumed run continues with them (:meth:`Checkpointer.restore_callbacks`).
+    """
     tensors = {f"model.{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in unwrap(model).state_dict().items()}
+    for i, callback in enumerate(callbacks):
+        state = getattr(callback, "state", None)  # duck-typed callbacks need not have one
+        for name, value in (state() if callable(state) else {}).items():
+            tensors[f"{CALLBACK_PREFIX}{i}.{name}"] = value.detach().to("cpu", copy=True).contiguous()
     skeleton = flatten(optimizer.state_dict(), "optimizer", tensors)
     tensors["rng.cpu"] = torch.get_rng_state()
     device = unwrap(model).device if hasattr(unwrap(model), "device") else torch.device("cpu")
@@ -379,8 +397,18 @@ class Checkpointer:
 
     """
 
-    def __init__(self, path: str | Path, *, every: int, settings: dict[str, Any], model: torch.nn.Module) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        every: int,
+        settings: dict[str, Any],
+        model: torch.nn.Module,
+        callbacks: Sequence[Any] = (),
+    ) -> None:
         self.folder = checkpoint_folder(path)
+        self.callbacks = tuple(callbacks)
+        self.callback_state: dict[str, torch.Tensor] = {}  # callback.* tensors of the checkpoint resumed from
         self.every = every
         self.settings = settings
         self.epochs = settings["epochs"]
@@ -437,11 +465,26 @@ class Checkpointer:
             )
         history.columns = loaded.history.columns
         self.resumed_seconds = loaded.seconds
+        self.callback_state = {k: v for k, v in loaded.tensors.items() if k.startswith(CALLBACK_PREFIX)}
         self.snapshot = take_snapshot(loaded.epoch, model, optimizer, history, loaded.seconds)
+        self.snapshot.tensors.update(self.callback_state)  # until the next epoch's snapshot holds their own
         # Resuming into another checkpoint_dir: that folder does not hold this state yet.
         self.written_epoch = loaded.epoch if where.resolve() == self.folder.resolve() else -1
         logger.info("resumed from epoch %d of %s", loaded.epoch, where)
         return loaded.epoch
+
+    def restore_callbacks(self, model: torch.nn.Module, history: History) -> None:
+        """After :meth:`resume` and the callbacks' ``on_train_begin``: give each callback its saved state.
+
+        ``load_state(tensors, history, model)`` gets the callback's own ``callback.<i>.*`` tensors
+        (names without the prefix; empty when the checkpoint holds none) and the resumed history.
+        """
+        for i, callback in enumerate(self.callbacks):
+            prefix = f"{CALLBACK_PREFIX}{i}."
+            mine = {k[len(prefix) :]: v for k, v in self.callback_state.items() if k.startswith(prefix)}
+            load = getattr(callback, "load_state", None)
+            if callable(load):
+                load(mine, history, model)
 
     def _check_settings(self, saved: dict[str, Any], where: Path) -> None:
         for key in STRICT_SETTINGS:
@@ -467,7 +510,7 @@ class Checkpointer:
 
         Raises TrainingError (keeping the previous good state) when the weights are not finite.
         """
-        snap = take_snapshot(epoch, model, optimizer, history, self.resumed_seconds + seconds)
+        snap = take_snapshot(epoch, model, optimizer, history, self.resumed_seconds + seconds, self.callbacks)
         if not all_finite(snap.tensors):
             raise TrainingError(
                 nonfinite_message(

@@ -53,6 +53,17 @@ class Callback:
     def on_train_end(self, model: torch.nn.Module, history: History) -> None:
         """Called once after the last epoch (also after early stopping)."""
 
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors a resumed run needs to continue exactly as an uninterrupted one; saved with each checkpoint."""
+        return {}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], history: History, model: torch.nn.Module) -> None:
+        """Continue a resumed run: called after :meth:`on_train_begin` when ``fit`` resumes.
+
+        ``tensors`` are what :meth:`state` gave ({} when the checkpoint holds none), ``history``
+        the epochs trained so far.
+        """
+
 
 @dataclass
 class EarlyStopping(Callback):
@@ -71,10 +82,11 @@ class EarlyStopping(Callback):
         positive_float(self.min_delta, "EarlyStopping.min_delta", allow_zero=True)
         self.best = math.inf
         self.best_epoch = -1
+        self.seen = 0  # epochs whose value has been compared
         self._best_state: dict[str, torch.Tensor] | None = None
 
     def on_train_begin(self, model: torch.nn.Module, history: History) -> None:
-        self.best, self.best_epoch, self._best_state = math.inf, -1, None
+        self.best, self.best_epoch, self.seen, self._best_state = math.inf, -1, 0, None
 
     def on_epoch_end(self, epoch: int, record: dict[str, Any], model: torch.nn.Module) -> bool:
         if self.monitor not in record:
@@ -83,6 +95,7 @@ class EarlyStopping(Callback):
                 "(val_* quantities need fit(val=...))."
             )
         value = record[self.monitor]
+        self.seen = epoch + 1
         if value < self.best - self.min_delta:
             self.best, self.best_epoch = value, epoch
             if self.restore_best:
@@ -92,6 +105,49 @@ class EarlyStopping(Callback):
     def on_train_end(self, model: torch.nn.Module, history: History) -> None:
         if self.restore_best and self._best_state is not None:
             model.load_state_dict(self._best_state)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The epochs seen, the best one, its value and (``restore_best``) its weights as ``weights.<name>``.
+
+        A snapshot is taken before the callbacks see its epoch, so ``seen`` is one short of the
+        snapshot's epoch; :meth:`load_state` replays the rest from the history.
+        """
+        out = {"seen": torch.tensor(self.seen), "best_epoch": torch.tensor(self.best_epoch)}
+        if self.best_epoch >= 0:  # before that, best is inf, which a checkpoint's finiteness check refuses
+            out["best"] = torch.tensor(self.best, dtype=torch.float64)
+        for name, value in (self._best_state or {}).items():
+            out[f"weights.{name}"] = value
+        return out
+
+    def load_state(self, tensors: dict[str, torch.Tensor], history: History, model: torch.nn.Module) -> None:
+        """Continue a resumed run with the best epoch (and weights) that the interrupted run had found.
+
+        The epochs that the saved state has not seen (the snapshot's own epoch; every epoch when
+        the checkpoint was written without early stopping) are replayed from the history's
+        ``monitor`` column. Weights are known only for the last epoch trained (the model as
+        resumed), so a best epoch among the others without saved weights is refused rather than
+        restoring the wrong weights at the end.
+        """
+        if "seen" in tensors:
+            self.seen, self.best_epoch = int(tensors["seen"]), int(tensors["best_epoch"])
+            self.best = float(tensors["best"]) if "best" in tensors else math.inf
+            weights = {k[len("weights.") :]: v for k, v in tensors.items() if k.startswith("weights.")}
+            self._best_state = weights or None
+        column = history.columns.get(self.monitor, [])
+        replayed_from = self.seen
+        for epoch in range(self.seen, len(column)):
+            if column[epoch] < self.best - self.min_delta:
+                self.best, self.best_epoch = column[epoch], epoch
+        self.seen = max(self.seen, len(column))
+        if not self.restore_best or self.best_epoch < replayed_from:
+            return  # no new best among the replayed epochs: the saved weights stand
+        if self.best_epoch != len(column) - 1:
+            raise InputError(
+                f"resume: EarlyStopping(restore_best=True) needs the weights of the best epoch so far ({self.best_epoch + 1}), "
+                "which the checkpoint does not hold (it was written without early stopping). Resume with "
+                "EarlyStopping(restore_best=False) or without early stopping."
+            )
+        self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def fit(
@@ -262,7 +318,7 @@ def fit(
             data=(x_all if source is None else source.fingerprint(), c_all, x_val, c_val),
         )
         folder = checkpoint_dir if checkpoint_dir is not None else resume
-        checkpointer = Checkpointer(folder, every=checkpoint_every, settings=settings, model=model)
+        checkpointer = Checkpointer(folder, every=checkpoint_every, settings=settings, model=model, callbacks=callbacks)
     forked = [target.index or 0] if target.type == "cuda" else []
     with torch.random.fork_rng(devices=forked, enabled=seed is not None):
         if seed is not None:
@@ -283,6 +339,8 @@ def fit(
         history.fast_path = engine is not None
         for cb in callbacks:
             cb.on_train_begin(model, history)
+        if resume is not None:
+            checkpointer.restore_callbacks(model, history)
         start = time.perf_counter()
         try:
             for epoch in range(first, epochs):
