@@ -598,8 +598,11 @@ def test_apply_batches_per_epoch_counts_the_rows_after_the_validation_split():
     )
     assert runs.apply_batches_per_epoch(config, 150) == ""  # small enough already: nothing changes
     assert config["training"]["batch_size"] == 12
-    many = runs.validate_config({"data": {"path": "/x/t.csv"}})
-    assert runs.apply_batches_per_epoch(many, 2560) == "" and many["training"]["batch_size"] == 256
+    many = runs.validate_config({"data": {"path": "/x/t.csv"}})  # val_fraction "auto": 640 of 3200 rows for validation
+    assert runs.apply_batches_per_epoch(many, 3200) == "" and many["training"]["batch_size"] == 256
+    fewer = runs.validate_config({"data": {"path": "/x/t.csv"}})  # 47 rows: 9 for validation would be too few
+    runs.apply_batches_per_epoch(fewer, 47)
+    assert fewer["training"]["batch_size"] == 5  # ceil(47 / 10): every row trains
 
 
 def test_train_records_the_batch_size_that_batches_per_epoch_chose(tmp_path):
@@ -610,10 +613,40 @@ def test_train_records_the_batch_size_that_batches_per_epoch_chose(tmp_path):
     assert len(run.history) == 2
     saved = runs.read_config(tmp_path / "r")["training"]
     assert (saved["batch_size"], saved["batches_per_epoch"], saved["epochs"]) == (3, 10, 2)
+    assert (saved["val_fraction"], saved["patience"]) == (0.0, 0)  # "auto": 6 rows are too few to validate on
     assert run.info["chosen"] == {
+        "val_fraction": "no validation split and no early stopping: 20% of 30 training rows would be 6, fewer than 10 "
+        "(set --val-fraction and --patience to choose)",
         "batch_size": "batch size 3 instead of 256: 30 training rows make 10 batches per epoch (batches_per_epoch = 10), "
-        "so 2 epochs are 20 optimiser steps (set --batch-size or --batches-per-epoch to choose)"
+        "so 2 epochs are 20 optimiser steps (set --batch-size or --batches-per-epoch to choose)",
     }
     again = vk.runs.train(tmp_path / "r" / "config.toml", tmp_path / "again")  # config.toml redoes the run
     assert again.info["chosen"] == {}
     np.testing.assert_array_equal(again.history.loss, run.history.loss)  # the same batches, bit for bit
+
+
+def test_a_file_with_enough_rows_trains_with_a_validation_split_and_early_stopping(tmp_path):
+    # 50 training rows: 10 validate. Without early stopping wine (z = 5) lost to PPCA held out.
+    x = vk.data.ring(50, seed=0)[0]
+    path = write_csv(tmp_path / "t.csv", x, ["a", "b"])
+    run = vk.runs.train({**SMALL, "data": {"path": path}, "training": {"epochs": 3}}, tmp_path / "r")
+    saved = runs.read_config(tmp_path / "r")["training"]
+    assert (saved["val_fraction"], saved["patience"], saved["batch_size"]) == (0.2, 40, 4)  # 40 rows train: batches of 4
+    assert run.info["chosen"]["val_fraction"] == (
+        "early stopping: 10 of 50 training rows held out for validation; training stops after 40 epochs without a "
+        "better validation loss and keeps the best epoch (set --val-fraction 0 to train on every row)"
+    )
+    assert len(run.history.val_loss) == 3
+    stopped = vk.runs.train(
+        {**SMALL, "data": {"path": path}, "training": {"epochs": 400, "lr": 0.5}}, tmp_path / "s"
+    )  # a huge lr: the validation loss stops improving early
+    best = int(np.argmin(stopped.history.val_loss))
+    assert len(stopped.history) == best + 1 + 40 < 400
+    # A given val_fraction or patience is the user's choice: no "auto".
+    kept = runs.validate_config({"data": {"path": path}, "training": {"val_fraction": 0.0}})["training"]
+    assert (kept["val_fraction"], kept["patience"]) == (0.0, 0)
+    config = runs.validate_config({"data": {"path": path}})
+    assert runs.apply_auto_validation(config, 5000, streamed=True) == (
+        "no validation split and no early stopping: the file is streamed from disk (set --val-fraction and --patience to choose)"
+    )
+    assert config["training"]["val_fraction"] == 0.0

@@ -49,6 +49,7 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     USER_BATCHES_PER_EPOCH,
     RunData,
     _jsonable,  # noqa: F401
+    apply_auto_validation,
     apply_batches_per_epoch,
     batch_size_for,
     build_model,
@@ -237,7 +238,7 @@ def train(
     if data.columns and config["data"]["path"]:
         _make_explicit(config["data"], data)
     test_data = load_data(config, test=True)
-    chosen = _apply_batches_per_epoch(config, data)
+    chosen = _apply_data_rules(config, data)
     model = build_model(config, data)
     kwargs = fit_kwargs(config)
     if config["training"]["patience"]:
@@ -353,13 +354,21 @@ def _write_results(
     return _as_read(metrics), _as_read(info)
 
 
-def _apply_batches_per_epoch(config: dict[str, dict[str, Any]], data: RunData) -> dict[str, str]:
-    """Settings chosen from the data (``[training] batches_per_epoch`` -> batch_size): key -> why, also logged."""
+def _apply_data_rules(config: dict[str, dict[str, Any]], data: RunData) -> dict[str, str]:
+    """Settings chosen from the data's rows: key -> why, also logged.
+
+    ``[training] val_fraction = "auto"`` -> a validation split with early stopping, or none;
+    then ``batches_per_epoch`` -> batch_size, from the rows left for training.
+    """
     n_rows = data.x.shape[0] if data.stream is None else data.stream.n
-    note = apply_batches_per_epoch(config, n_rows)
-    if note:
-        logger.info("%s", note)
-    return {"batch_size": note} if note else {}
+    notes = {
+        "val_fraction": apply_auto_validation(config, n_rows, streamed=data.stream is not None),
+        "batch_size": apply_batches_per_epoch(config, n_rows),
+    }
+    for note in notes.values():
+        if note:
+            logger.info("%s", note)
+    return {key: note for key, note in notes.items() if note}
 
 
 # A file's column list up to this long is written out in config.toml; a longer one (784 pixels)
@@ -486,7 +495,9 @@ def sweep(
     out = check_out(out, force=force, names=_PY_NAMES)
     config["data"]["options"] = dataset_options(config)
     data = load_data(config)
-    _apply_batches_per_epoch(config, data)
+    if config["training"]["val_fraction"] == "auto":
+        config["training"]["val_fraction"] = 0.0  # a sweep trains on every row, without early stopping
+    _apply_data_rules(config, data)
     template = build_model(config, data)
     training = config["training"]
     kwargs = {k: training[k] for k in ("epochs", "batch_size", "lr", "seed", "weight_decay")}
