@@ -118,28 +118,3 @@ def test_other_model_kinds_on_the_airfoils_keep_their_own_settings() -> None:
         config = runfolder.validate_config({"data": {"name": "airfoils"}, "model": {"type": kind}})
         assert config["model"]["type"] == kind and config["model"]["standardize"] is True
         assert "constraint" not in config["model"] or config["model"]["constraint"] == "none"
-
-
-def test_a_learned_variance_starts_at_pcas_residual_variance_so_the_untrained_model_is_ppca() -> None:
-    # Left at 1, the variance took ~300 epochs to shrink on elnino while the residual overfitted.
-    x, test = np.split(_data(n=2500, seed=3), [2000])  # 2000 rows to start from, 500 held out
-    model = vk.VAE(x_dim=12, z_dim=3, encoder=vk.PCAResidual(), likelihood=vk.Gaussian("learned"), seed=0)
-    model.set_scaling(model.prepare_x(x))
-    noise = _numpy_pca(x, 3)[3]  # PPCA's sigma^2: the mean discarded eigenvalue
-    variance = torch.nn.functional.softplus(model.likelihood_head.raw_variance).detach().numpy() + 1e-4
-    np.testing.assert_allclose(variance, noise, rtol=1e-4)
-    # So the untrained model's likelihood is PPCA's, up to sigma^2 counted twice along the kept
-    # components (PCA's decoder is U Lambda^1/2, PPCA's U (Lambda - sigma^2)^1/2).
-    nll = -float(vk.metrics.iwae_log_likelihood(model, test, k=200, seed=0).mean())
-    ppca = float(vk.baselines.PPCA(3).fit(x).nll(test))
-    assert abs(nll - ppca) < 0.01, (nll, ppca)  # measured: 5e-5
-
-
-def test_fixed_and_per_point_variances_keep_their_own_start() -> None:
-    x = _data()
-    fixed = vk.VAE(x_dim=12, z_dim=3, encoder=vk.PCAResidual(), likelihood=vk.Gaussian(0.3), seed=0)
-    fixed.set_scaling(fixed.prepare_x(x))
-    assert torch.all(fixed.likelihood_head.fixed_std == math.sqrt(0.3))
-    mlp = vk.VAE(x_dim=12, z_dim=3, likelihood=vk.Gaussian("learned"), seed=0)  # no PCA start: unit variance
-    mlp.set_scaling(mlp.prepare_x(x))
-    np.testing.assert_allclose(torch.nn.functional.softplus(mlp.likelihood_head.raw_variance).detach().numpy(), 1.0, rtol=1e-4)

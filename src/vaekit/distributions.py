@@ -198,18 +198,6 @@ class _GaussianHead(nn.Module):
             # softplus(0.5413) = 1: start at unit variance.
             self.raw_variance = nn.Parameter(torch.full((x_dim,), 0.5413))
 
-    @torch.no_grad()
-    def start_variance(self, variance: torch.Tensor) -> None:
-        """Start a learned variance at ``variance`` (D,), in the units the head sees; other modes keep theirs.
-
-        Floored at twice ``min_variance``. softplus is inverted as y + log(1 - exp(-y)), which
-        neither overflows for large y nor loses y for small y.
-        """
-        if self.mode != "learned":
-            return
-        excess = (variance.to(self.raw_variance) - self.min_variance).clamp_min(self.min_variance)
-        self.raw_variance.copy_(excess + torch.log(-torch.expm1(-excess)))
-
     def forward(self, h: torch.Tensor, shift: torch.Tensor | None, scale: torch.Tensor | None) -> Independent:
         if self.mode == "fixed":
             mean, std = h, self.fixed_std.expand_as(h)

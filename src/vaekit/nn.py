@@ -78,15 +78,6 @@ class ConditionedMLP(nn.Module):
 PCA_INIT_ROWS = 10_000
 
 
-def init_rows(xs: torch.Tensor) -> torch.Tensor:
-    """At most :data:`PCA_INIT_ROWS` rows of ``xs`` (N, D): all, or a subset drawn with its own seed."""
-    if len(xs) <= PCA_INIT_ROWS:
-        return xs
-    # A seeded subset, not the first rows (files are often sorted); the global RNG is untouched.
-    pick = torch.randperm(len(xs), generator=torch.Generator().manual_seed(0))[:PCA_INIT_ROWS]
-    return xs[pick.to(xs.device)]
-
-
 def principal_directions(xs: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """Mean (D,), top-``q`` eigenvalues (q,), eigenvectors (D, q) and the mean discarded eigenvalue of rows ``xs`` (N, D).
 
@@ -97,7 +88,9 @@ def principal_directions(xs: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.
     :func:`vaekit.baselines.noise_floor`, so whitening by them never divides by zero. Tensors are
     float64 on ``xs``'s device.
     """
-    xs = init_rows(xs)
+    if len(xs) > PCA_INIT_ROWS:  # a seeded subset, not the first rows: files are often sorted
+        pick = torch.randperm(len(xs), generator=torch.Generator().manual_seed(0))[:PCA_INIT_ROWS]
+        xs = xs[pick.to(xs.device)]
     mean, values, vectors = covariance_eigen(xs.detach().double().cpu().numpy())
     largest = vectors[np.abs(vectors).argmax(0), np.arange(vectors.shape[1])]
     vectors = vectors * np.where(largest < 0, -1.0, 1.0)

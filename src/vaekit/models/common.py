@@ -28,7 +28,7 @@ from vaekit.distributions import Bernoulli, draw, posterior_mean
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.io import save
 from vaekit.models.base import flat_dim
-from vaekit.nn import ACTIVATIONS, principal_directions
+from vaekit.nn import ACTIVATIONS
 from vaekit.validate import float_matrix, positive_int
 
 logger = logging.getLogger(__name__)
@@ -170,18 +170,9 @@ class ModelBase(nn.Module):
         if not targets:
             return
         xs = (x - self.x_shift) / self.x_scale if self.standardize else x
-        started = [module for module in targets if module.initialise(xs, self.z_dim)]
-        for module in started:
-            logger.info("%s initialised from the principal components of %d rows", type(module).__name__, len(xs))
-        # A decoder that starts as PCA's reconstruction starts with PPCA's noise variance sigma^2
-        # (the mean discarded eigenvalue) in every column too, so the untrained model is about
-        # PPCA. Left at 1 (in standardised units), the variance took ~300 epochs to shrink while
-        # the residual overfitted small tables (README "vaekit vs PCA"). Per-column residual
-        # variances were 0.23 nats per row worse than PPCA: they miss the noise in the kept directions.
-        head = getattr(self, "likelihood_head", None)
-        if any(getattr(m, "role", "") == "decoder" for m in started) and callable(getattr(head, "start_variance", None)):
-            noise = principal_directions(xs, self.z_dim)[3]
-            head.start_variance(torch.full((xs.shape[1],), noise, dtype=torch.float64))
+        for module in targets:
+            if module.initialise(xs, self.z_dim):
+                logger.info("%s initialised from the principal components of %d rows", type(module).__name__, len(xs))
 
     # ------------------------------------------------------------------ input checking
     def prepare_x(self, x: Any, name: str = "x") -> torch.Tensor:
