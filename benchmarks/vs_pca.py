@@ -38,7 +38,6 @@ SETTINGS = {
     "defaults": {},
     "batch 256 (--batches-per-epoch 0, the defaults before batches_per_epoch)": {"training": {"batches_per_epoch": 0}},
     "lecture recipe (--no-standardize --variance 0.1)": {"model": {"standardize": False, "variance": 0.1}},
-    "floor8 (batches of at least 8 rows)": {"floor": 8},
     "pca trunks (--encoder pca)": {"model": {"encoder": "pca"}},
     "early stopping (--val-fraction 0.2 --patience 40)": {"training": {"val_fraction": 0.2, "patience": 40}},
     "pca+early (--encoder pca --val-fraction 0.2 --patience 40)": {
@@ -130,10 +129,6 @@ def main() -> None:
                         "evaluation": {"n_samples": 200, "permutations": 1, "quadrature_grid": 20},
                     }
                     tag = label.split(" ")[0]
-                    if "floor" in change:
-                        from vaekit import runfolder
-
-                        runfolder.MIN_CHOSEN_BATCH = change["floor"]
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         run = vk.runs.train(config, work / f"{name}-z{z}-{tag}-s{seed}", force=True)

@@ -626,7 +626,7 @@ def test_train_records_the_batch_size_that_batches_per_epoch_chose(tmp_path):
 
 
 def test_a_file_with_enough_rows_trains_with_a_validation_split_and_early_stopping(tmp_path):
-    # 50 training rows: 10 validate. Without early stopping wine (z = 5) lost to PPCA held out.
+    # 50 training rows: 10 validate. Without early stopping star98 overfitted (held out 199.5 against 98.6 per training row).
     x = vk.data.ring(50, seed=0)[0]
     path = write_csv(tmp_path / "t.csv", x, ["a", "b"])
     run = vk.runs.train({**SMALL, "data": {"path": path}, "training": {"epochs": 3}}, tmp_path / "r")
