@@ -106,6 +106,26 @@ def test_resume_with_early_stopping_equals_uninterrupted_run_at_every_epoch(tmp_
         assert nan_safe_equal(history.columns, expected.columns), at
         assert (resumed_stopper.best_epoch, resumed_stopper.best) == (stopper.best_epoch, stopper.best), at
         assert same_weights(resumed, reference), at
+    # Resuming a run that had stopped early (the final checkpoint, e.g. after Ctrl-C during the
+    # results) trains nothing more: the stopper knows its patience had run out.
+    finished = tmp_path / "finished"
+    _stopping_run(checkpoint_dir=finished, callbacks=[vk.EarlyStopping(patience=4)])
+    again, again_stopper = make_model(hidden=(16,), seed=9), vk.EarlyStopping(patience=4)
+    history = train(again, epochs=60, lr=0.05, val=0.25, monitors={}, resume=finished, callbacks=[again_stopper])
+    assert nan_safe_equal(history.columns, expected.columns) and len(history) == stopped
+    assert same_weights(again, reference)
+
+
+def test_a_stopper_resumed_with_other_settings_is_refused(tmp_path):
+    without_weights = [vk.EarlyStopping(4, restore_best=False), InterruptAt(24)]  # its best epoch is before 24
+    with pytest.raises(KeyboardInterrupt):
+        _stopping_run(checkpoint_dir=tmp_path, checkpoint_every=100, callbacks=without_weights)
+    needs = r"resume: EarlyStopping\(restore_best=True\) needs the weights of the best epoch so far \(\d+\)"
+    with pytest.raises(vk.InputError, match=needs):
+        _stopping_run(resume=tmp_path, callbacks=[vk.EarlyStopping(patience=4)])
+    other = vk.EarlyStopping(patience=4, monitor="val_neg_elbo", restore_best=False)
+    with pytest.raises(vk.InputError, match=r"^resume: EarlyStopping.monitor must match the checkpoint's early stopping "):
+        _stopping_run(resume=tmp_path, callbacks=[other])
 
 
 def test_early_stopping_added_on_resume_replays_the_history_or_says_why_it_cannot(tmp_path):
@@ -117,7 +137,8 @@ def test_early_stopping_added_on_resume_replays_the_history_or_says_why_it_canno
     with pytest.raises(
         vk.InputError,
         match=rf"resume: EarlyStopping\(restore_best=True\) needs the weights of the best epoch so far \({best + 1}\), "
-        r"which the checkpoint does not hold \(it was written without early stopping\)\. Resume with",
+        r"which the checkpoint does not hold \(it holds no such state of this early stopping: written without it, "
+        r"with restore_best=False, or with the callbacks in another order\)\. Resume with",
     ):
         _stopping_run(resume=tmp_path, callbacks=[vk.EarlyStopping(patience=4)])
     # Without restoring weights the replayed history decides exactly as an uninterrupted run.

@@ -642,9 +642,15 @@ def test_a_file_with_enough_rows_trains_with_a_validation_split_and_early_stoppi
     )  # a huge lr: the validation loss stops improving early
     best = int(np.argmin(stopped.history.val_loss))
     assert len(stopped.history) == best + 1 + 40 < 400
-    # A given val_fraction or patience is the user's choice: no "auto".
+    # A given val_fraction is the user's choice: no "auto". A given patience is kept where the rows allow a split.
     kept = runs.validate_config({"data": {"path": path}, "training": {"val_fraction": 0.0}})["training"]
     assert (kept["val_fraction"], kept["patience"]) == (0.0, 0)
+    for rows, expected in ((100, (0.2, 10)), (30, (0.0, 0))):
+        patient = runs.validate_config({"data": {"path": path}, "training": {"patience": 10}})
+        runs.apply_auto_validation(patient, rows, streamed=False)
+        assert (patient["training"]["val_fraction"], patient["training"]["patience"]) == expected
+    with pytest.raises(vk.InputError, match=r"val_fraction = 'auto' is decided by the training rows: call apply_auto_validation"):
+        runs.fit_kwargs(runs.validate_config({"data": {"path": path}}))
     config = runs.validate_config({"data": {"path": path}})
     assert runs.apply_auto_validation(config, 5000, streamed=True) == (
         "no validation split and no early stopping: the file is streamed from disk (set --val-fraction and --patience to choose)"

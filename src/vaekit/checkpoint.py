@@ -189,8 +189,13 @@ class Snapshot:
     seconds: float
 
 
-# Checkpoint tensors of callbacks (fit's callbacks=, by position) start with this.
+# Checkpoint tensors of callbacks start with this, then the callback's position and class name.
 CALLBACK_PREFIX = "callback."
+
+
+def callback_prefix(index: int, callback: Any) -> str:
+    """``callback.<index>.<class name>.``: a resumed run gives a callback only its own kind's state."""
+    return f"{CALLBACK_PREFIX}{index}.{type(callback).__name__}."
 
 
 def take_snapshot(
@@ -210,7 +215,7 @@ def take_snapshot(
     for i, callback in enumerate(callbacks):
         state = getattr(callback, "state", None)  # duck-typed callbacks need not have one
         for name, value in (state() if callable(state) else {}).items():
-            tensors[f"{CALLBACK_PREFIX}{i}.{name}"] = value.detach().to("cpu", copy=True).contiguous()
+            tensors[f"{callback_prefix(i, callback)}{name}"] = value.detach().to("cpu", copy=True).contiguous()
     skeleton = flatten(optimizer.state_dict(), "optimizer", tensors)
     tensors["rng.cpu"] = torch.get_rng_state()
     device = unwrap(model).device if hasattr(unwrap(model), "device") else torch.device("cpu")
@@ -473,18 +478,21 @@ class Checkpointer:
         logger.info("resumed from epoch %d of %s", loaded.epoch, where)
         return loaded.epoch
 
-    def restore_callbacks(self, model: torch.nn.Module, history: History) -> None:
+    def restore_callbacks(self, model: torch.nn.Module, history: History) -> bool:
         """After :meth:`resume` and the callbacks' ``on_train_begin``: give each callback its saved state.
 
-        ``load_state(tensors, history, model)`` gets the callback's own ``callback.<i>.*`` tensors
-        (names without the prefix; empty when the checkpoint holds none) and the resumed history.
+        ``load_state(tensors, history, model)`` gets the callback's own tensors (saved under
+        :func:`callback_prefix`, names without it; empty when the checkpoint holds none) and the
+        resumed history. Returns True when a callback says the interrupted run had stopped.
         """
+        stop = False
         for i, callback in enumerate(self.callbacks):
-            prefix = f"{CALLBACK_PREFIX}{i}."
+            prefix = callback_prefix(i, callback)
             mine = {k[len(prefix) :]: v for k, v in self.callback_state.items() if k.startswith(prefix)}
             load = getattr(callback, "load_state", None)
             if callable(load):
-                load(mine, history, model)
+                stop = bool(load(mine, history, model)) or stop
+        return stop
 
     def _check_settings(self, saved: dict[str, Any], where: Path) -> None:
         for key in STRICT_SETTINGS:
@@ -511,7 +519,8 @@ class Checkpointer:
         Raises TrainingError (keeping the previous good state) when the weights are not finite.
         """
         snap = take_snapshot(epoch, model, optimizer, history, self.resumed_seconds + seconds, self.callbacks)
-        if not all_finite(snap.tensors):
+        # Callback state (a best value of -inf) is not training state: only weights and moments are checked.
+        if not all_finite({k: v for k, v in snap.tensors.items() if not k.startswith(CALLBACK_PREFIX)}):
             raise TrainingError(
                 nonfinite_message(
                     "the weights became non-finite (NaN/inf gradients)",

@@ -75,8 +75,9 @@ HELP: dict[str, str] = {
     "iwae_k": "importance samples of the IWAE objective",
     "commitment": "VQ objective: weight of the commitment term",
     "ema": "VQ objective: moving-average decay of the codebook in (0, 1) (0: learned by gradient)",
-    "val_fraction": "share of the data held out for validation (0: none)",
-    "patience": "early stopping patience on val_loss in epochs (0: off; needs --val-fraction)",
+    "val_fraction": "share of the training rows held out for validation (0: none; a data file's default: 0.2 "
+    "with early stopping when that makes at least 10 rows, else none)",
+    "patience": "early stopping patience on val_loss in epochs (0: off; needs --val-fraction; a data file's default: 40)",
     "grad_clip": "clip the gradient norm to this value (0: off)",
     "weight_decay": "Adam weight decay",
     "device": "torch device (cpu, cuda, cuda:1, ...)",

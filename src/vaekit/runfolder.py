@@ -160,9 +160,10 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
 
     The defaults are the lecture's ring recipe, except for data that it does not fit: digits get
     a Bernoulli likelihood, airfoils ``standardize = true``, and a user's file (``[data] path``)
-    ``standardize = true``, ``variance = "learned"`` (Gaussian) and ``batches_per_epoch =``
-    :data:`USER_BATCHES_PER_EPOCH` unless ``batch_size`` or ``batches_per_epoch`` is given (see
-    :func:`apply_batches_per_epoch`, which :func:`vaekit.runs.train` calls once the rows are known).
+    ``standardize = true``, ``variance = "learned"`` (Gaussian), ``batches_per_epoch =``
+    :data:`USER_BATCHES_PER_EPOCH` unless ``batch_size`` or ``batches_per_epoch`` is given, and
+    ``val_fraction = "auto"`` unless ``val_fraction`` is given (see :func:`apply_auto_validation`
+    and :func:`apply_batches_per_epoch`, which :func:`vaekit.runs.train` calls once the rows are known).
 
     Raises
     ------
@@ -200,6 +201,10 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
             out[section][key] = _copy(value)
         if section == "data" and values.get("path") and "name" not in values:
             out["data"]["name"] = ""  # a file replaces the default built-in dataset
+    if out["data"]["path"] and "val_fraction" not in config.get("training", {}):
+        # A user's file: early stopping when the rows allow a validation split; train() decides
+        # (apply_auto_validation). Set before the checks, so that a given patience alone is accepted.
+        out["training"]["val_fraction"] = "auto"
     _check_ranges(out, source)
     d = out["data"]
     if d["name"] == "digits" and "likelihood" not in out["model"]:
@@ -228,9 +233,6 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
         # A user's file of few rows: 400 epochs are 400 steps when all rows fit in one batch; see
         # USER_BATCHES_PER_EPOCH. A batch size that the user gives wins; train() turns this into batch_size.
         out["training"]["batches_per_epoch"] = USER_BATCHES_PER_EPOCH
-    if d["path"] and not {"val_fraction", "patience"} & set(config.get("training", {})):
-        # Early stopping when the rows allow a validation split; train() decides (apply_auto_validation).
-        out["training"]["val_fraction"] = "auto"
     out["model"] = model_settings.complete(out["model"], d["condition_type"] if d["condition"] else None, source)
     if "objective" not in config.get("training", {}):  # the model's own objective (vq for a VQ-VAE)
         cls = model_settings.model_kinds()[out["model"][model_settings.MODEL_KEY]]
@@ -742,7 +744,8 @@ def apply_auto_validation(config: dict[str, dict[str, Any]], n_rows: int, *, str
     """Resolve ``[training] val_fraction = "auto"`` for ``n_rows`` training rows; return why, or "".
 
     :data:`AUTO_VAL_FRACTION` of the rows are held out for validation, with early stopping after
-    :data:`AUTO_PATIENCE` epochs without improvement (the best epoch's weights are kept), when
+    ``patience`` epochs (:data:`AUTO_PATIENCE` unless given) without improvement (the best
+    epoch's weights are kept), when
     that makes at least :data:`MIN_VAL_ROWS` rows; otherwise (and for a streamed file, whose rows
     are not in memory) there is no validation split. config.toml then records the numbers used.
     """
@@ -751,7 +754,7 @@ def apply_auto_validation(config: dict[str, dict[str, Any]], n_rows: int, *, str
         return ""
     n_val = round(n_rows * AUTO_VAL_FRACTION)
     if not auto_val_fraction(n_rows, streamed=streamed):
-        t["val_fraction"] = 0.0
+        t["val_fraction"], t["patience"] = 0.0, 0  # a given patience too: there is nothing to stop on
         why = (
             "the file is streamed from disk"
             if streamed
@@ -769,6 +772,11 @@ def apply_auto_validation(config: dict[str, dict[str, Any]], n_rows: int, *, str
 def fit_kwargs(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Keyword arguments for :func:`vaekit.fit` from ``config["training"]`` (no data, no callbacks)."""
     t = config["training"]
+    if t["val_fraction"] == "auto":
+        raise InputError(
+            "[training] val_fraction = 'auto' is decided by the training rows: call apply_auto_validation(config, "
+            "n_rows, streamed=...) first (vaekit.runs.train does). Got val_fraction='auto' instead."
+        )
     kwargs: dict[str, Any] = {
         "objective": build_objective(config),
         "epochs": t["epochs"],

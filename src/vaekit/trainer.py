@@ -57,12 +57,14 @@ class Callback:
         """Tensors a resumed run needs to continue exactly as an uninterrupted one; saved with each checkpoint."""
         return {}
 
-    def load_state(self, tensors: dict[str, torch.Tensor], history: History, model: torch.nn.Module) -> None:
+    def load_state(self, tensors: dict[str, torch.Tensor], history: History, model: torch.nn.Module) -> bool | None:
         """Continue a resumed run: called after :meth:`on_train_begin` when ``fit`` resumes.
 
         ``tensors`` are what :meth:`state` gave ({} when the checkpoint holds none), ``history``
-        the epochs trained so far.
+        the epochs trained so far. Return True when the interrupted run had already decided to
+        stop after its last epoch (``fit`` then trains no further epoch).
         """
+        return None
 
 
 @dataclass
@@ -107,47 +109,57 @@ class EarlyStopping(Callback):
             model.load_state_dict(self._best_state)
 
     def state(self) -> dict[str, torch.Tensor]:
-        """The epochs seen, the best one, its value and (``restore_best``) its weights as ``weights.<name>``.
+        """The monitor's name, the epochs seen, the best one, its value and (``restore_best``) its weights.
 
         A snapshot is taken before the callbacks see its epoch, so ``seen`` is one short of the
         snapshot's epoch; :meth:`load_state` replays the rest from the history.
         """
-        out = {"seen": torch.tensor(self.seen), "best_epoch": torch.tensor(self.best_epoch)}
-        if self.best_epoch >= 0:  # before that, best is inf, which a checkpoint's finiteness check refuses
+        out = {"monitor": torch.tensor(list(self.monitor.encode()), dtype=torch.uint8)}
+        out |= {"seen": torch.tensor(self.seen), "best_epoch": torch.tensor(self.best_epoch)}
+        if self.best_epoch >= 0:  # before that, best is inf
             out["best"] = torch.tensor(self.best, dtype=torch.float64)
         for name, value in (self._best_state or {}).items():
             out[f"weights.{name}"] = value
         return out
 
-    def load_state(self, tensors: dict[str, torch.Tensor], history: History, model: torch.nn.Module) -> None:
+    def load_state(self, tensors: dict[str, torch.Tensor], history: History, model: torch.nn.Module) -> bool:
         """Continue a resumed run with the best epoch (and weights) that the interrupted run had found.
 
         The epochs that the saved state has not seen (the snapshot's own epoch; every epoch when
-        the checkpoint was written without early stopping) are replayed from the history's
+        the checkpoint holds no state of this stopper) are replayed from the history's
         ``monitor`` column. Weights are known only for the last epoch trained (the model as
         resumed), so a best epoch among the others without saved weights is refused rather than
-        restoring the wrong weights at the end.
+        restoring the wrong weights at the end. Returns True when the patience had already run
+        out after the last epoch (the interrupted run had stopped).
         """
         if "seen" in tensors:
+            saved = bytes(tensors["monitor"].tolist()).decode() if "monitor" in tensors else self.monitor
+            if saved != self.monitor:
+                raise InputError(
+                    f"resume: EarlyStopping.monitor must match the checkpoint's early stopping ({saved!r}). "
+                    f"Got {self.monitor!r} instead."
+                )
             self.seen, self.best_epoch = int(tensors["seen"]), int(tensors["best_epoch"])
             self.best = float(tensors["best"]) if "best" in tensors else math.inf
             weights = {k[len("weights.") :]: v for k, v in tensors.items() if k.startswith("weights.")}
             self._best_state = weights or None
         column = history.columns.get(self.monitor, [])
+        last = len(column) - 1
         replayed_from = self.seen
         for epoch in range(self.seen, len(column)):
             if column[epoch] < self.best - self.min_delta:
                 self.best, self.best_epoch = column[epoch], epoch
         self.seen = max(self.seen, len(column))
-        if not self.restore_best or self.best_epoch < replayed_from:
-            return  # no new best among the replayed epochs: the saved weights stand
-        if self.best_epoch != len(column) - 1:
-            raise InputError(
-                f"resume: EarlyStopping(restore_best=True) needs the weights of the best epoch so far ({self.best_epoch + 1}), "
-                "which the checkpoint does not hold (it was written without early stopping). Resume with "
-                "EarlyStopping(restore_best=False) or without early stopping."
-            )
-        self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if self.restore_best and self.best_epoch >= 0 and (self.best_epoch >= replayed_from or self._best_state is None):
+            if self.best_epoch != last:
+                raise InputError(
+                    f"resume: EarlyStopping(restore_best=True) needs the weights of the best epoch so far "
+                    f"({self.best_epoch + 1}), which the checkpoint does not hold (it holds no such state of this "
+                    "early stopping: written without it, with restore_best=False, or with the callbacks in another "
+                    "order). Resume with EarlyStopping(restore_best=False) or without early stopping, or train again."
+                )
+            self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return last >= 0 and last - self.best_epoch >= self.patience
 
 
 def fit(
@@ -339,8 +351,8 @@ def fit(
         history.fast_path = engine is not None
         for cb in callbacks:
             cb.on_train_begin(model, history)
-        if resume is not None:
-            checkpointer.restore_callbacks(model, history)
+        if resume is not None and checkpointer.restore_callbacks(model, history):
+            first = epochs  # the interrupted run had stopped early: nothing is left to train
         start = time.perf_counter()
         try:
             for epoch in range(first, epochs):
