@@ -728,7 +728,8 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
             n_config = runs.validate_config({**config, "data": dict(config["data"], n=args.n)}, source="evaluate settings")
             held = runs.load_data(n_config, test=True)
         metrics = runs.run_metrics(model, train, held or runs.load_data(config, test=True), config, seed=args.seed)
-    metrics["warnings"] = run_warnings(metrics, (given if args.data else train).x, config)  # as in the run's metrics.json
+    where = "on the data given" if args.data else None  # whether the model saw them is not checked
+    metrics["warnings"] = run_warnings(metrics, (given if args.data else train).x, config, where=where)  # as in metrics.json
     if args.output:
         if Path(args.output).suffix.lower() != ".json":
             raise UsageError(f"-o {args.output}: the metrics file must end in .json.")

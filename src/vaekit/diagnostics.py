@@ -114,8 +114,12 @@ def _g(value: float) -> str:
     return f"{value:.3g}" if math.isfinite(value) else str(value)
 
 
-def run_warnings(metrics: dict[str, Any], x: Any, config: dict[str, dict[str, Any]] | None = None) -> list[str]:
+def run_warnings(
+    metrics: dict[str, Any], x: Any, config: dict[str, dict[str, Any]] | None = None, *, where: str | None = None
+) -> list[str]:
     """Every warning about a finished run: its metrics, training data (N, D) and settings.
+
+    ``where`` names the data the metrics are on, for :func:`baseline_warning`.
 
     Each warning is also logged (``logging.WARNING``, logger ``vaekit.diagnostics``). A model
     without ``active_units`` (a VQ-VAE's code is discrete) gets no collapse check; a model
@@ -126,7 +130,7 @@ def run_warnings(metrics: dict[str, Any], x: Any, config: dict[str, dict[str, An
         warning = collapse_warning(metrics["active_units"], metrics["z_dim"], needed_units(x), config=config, x=x)
         if warning is not None:
             out.append(warning)
-    losing = baseline_warning(metrics)
+    losing = baseline_warning(metrics, where=where)
     if losing is not None:
         out.append(losing)
     for text in out:
@@ -134,18 +138,19 @@ def run_warnings(metrics: dict[str, Any], x: Any, config: dict[str, dict[str, An
     return out
 
 
-def baseline_warning(metrics: dict[str, Any]) -> str | None:
+def baseline_warning(metrics: dict[str, Any], *, where: str | None = None) -> str | None:
     """A warning when the model's NLL is worse than probabilistic PCA's of the same latent size, else None.
 
     Reads ``iwae_nll`` and ``ppca_nll`` of ``metrics`` (a run's held-out numbers, or its training
-    data's when it has none, which its ``warning`` key then says). A VAE that loses to the
+    data's when it has none, which its ``warning`` key then says; ``where`` overrides the words,
+    e.g. "on the data given" for ``vaekit evaluate --data``). A VAE that loses to the
     closed-form linear baseline is a degenerate outcome its own numbers would not show.
     """
     nll, ppca = metrics.get("iwae_nll"), metrics.get("ppca_nll")
     numbers = [v for v in (nll, ppca) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
     if len(numbers) < 2 or nll <= ppca:
         return None
-    where = "on the training data" if "warning" in metrics else "held out"
+    where = where or ("on the training data" if "warning" in metrics else "held out")
     return (
         f"the model's NLL {where} ({_g(nll)} nats per row) is worse than probabilistic PCA's ({_g(ppca)}) with the "
         "same latent size: on this data a linear model is the better density model. Likely causes: too few epochs, "
