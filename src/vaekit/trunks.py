@@ -34,22 +34,27 @@ from vaekit.nn import PCAResidual as PCAResidualNet
 from vaekit.validate import positive_int
 
 
-@register_spec("trunk")
-@dataclass(frozen=True)
-class MLP:
-    """Fully connected trunk: the encoder's hidden widths are ``hidden``, the decoder's reversed.
+class _Dense:
+    """What the dense trunks share: one network each way, fed flat rows; ``_network`` builds it.
 
-    The condition (if any) is embedded and concatenated to the input of each network.
+    The encoder maps (B, D) to ``out_features`` through ``hidden``, the decoder maps (B, Z) to
+    k * D through ``hidden`` reversed.
     """
 
-    kind: ClassVar[str] = "mlp"
+    kind: ClassVar[str]
+
+    def _network(
+        self, in_features: int, hidden: tuple[int, ...], out_features: int, *, role: str, data_dim: int, **kwargs: Any
+    ) -> nn.Module:
+        raise NotImplementedError
 
     def encoder(
         self, x_shape: tuple[int, ...], out_features: int, condition: Condition | None, hidden: Sequence[int], activation: str
     ) -> nn.Module:
         """(B, D), (B, C) -> (B, out_features)."""
         d = math.prod(x_shape)
-        return ConditionedMLP(d, tuple(hidden), out_features, condition=condition, activation=activation)
+        extra = {"condition": condition, "activation": activation}
+        return self._network(d, tuple(hidden), out_features, role="encoder", data_dim=d, **extra)
 
     def decoder(
         self,
@@ -62,10 +67,8 @@ class MLP:
     ) -> nn.Module:
         """(B, Z), (B, C) -> (B, k * D), k = ``outputs_per_value``."""
         d = math.prod(x_shape)
-        return ConditionedMLP(z_dim, tuple(hidden)[::-1], outputs_per_value * d, condition=condition, activation=activation)
-
-    def check_shape(self, x_shape: tuple[int, ...], name: str) -> None:
-        """Any shape: the MLP reads flat rows."""
+        extra = {"condition": condition, "activation": activation}
+        return self._network(z_dim, tuple(hidden)[::-1], outputs_per_value * d, role="decoder", data_dim=d, **extra)
 
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description (inverse of :func:`trunk_from_config`)."""
@@ -74,7 +77,26 @@ class MLP:
 
 @register_spec("trunk")
 @dataclass(frozen=True)
-class PCAResidual:
+class MLP(_Dense):
+    """Fully connected trunk: the encoder's hidden widths are ``hidden``, the decoder's reversed.
+
+    The condition (if any) is embedded and concatenated to the input of each network.
+    """
+
+    kind: ClassVar[str] = "mlp"
+
+    def _network(
+        self, in_features: int, hidden: tuple[int, ...], out_features: int, *, role: str, data_dim: int, **kwargs: Any
+    ) -> nn.Module:
+        return ConditionedMLP(in_features, hidden, out_features, **kwargs)
+
+    def check_shape(self, x_shape: tuple[int, ...], name: str) -> None:
+        """Any shape: the MLP reads flat rows."""
+
+
+@register_spec("trunk")
+@dataclass(frozen=True)
+class PCAResidual(_Dense):
     """PCA plus a learned nonlinear residual: a linear map that starts at the data's PCA, plus an MLP.
 
     Each network is ``linear(input) + mlp(input, c)`` (:class:`vaekit.nn.PCAResidual`). When
@@ -88,35 +110,10 @@ class PCAResidual:
 
     kind: ClassVar[str] = "pca"
 
-    def encoder(
-        self, x_shape: tuple[int, ...], out_features: int, condition: Condition | None, hidden: Sequence[int], activation: str
+    def _network(
+        self, in_features: int, hidden: tuple[int, ...], out_features: int, *, role: str, data_dim: int, **kwargs: Any
     ) -> nn.Module:
-        """(B, D), (B, C) -> (B, out_features)."""
-        d = math.prod(x_shape)
-        return PCAResidualNet(
-            d, tuple(hidden), out_features, role="encoder", data_dim=d, condition=condition, activation=activation
-        )
-
-    def decoder(
-        self,
-        z_dim: int,
-        x_shape: tuple[int, ...],
-        outputs_per_value: int,
-        condition: Condition | None,
-        hidden: Sequence[int],
-        activation: str,
-    ) -> nn.Module:
-        """(B, Z), (B, C) -> (B, k * D), k = ``outputs_per_value``."""
-        d = math.prod(x_shape)
-        return PCAResidualNet(
-            z_dim,
-            tuple(hidden)[::-1],
-            outputs_per_value * d,
-            role="decoder",
-            data_dim=d,
-            condition=condition,
-            activation=activation,
-        )
+        return PCAResidualNet(in_features, hidden, out_features, role=role, data_dim=data_dim, **kwargs)
 
     def check_shape(self, x_shape: tuple[int, ...], name: str) -> None:
         """Any shape up to :data:`MAX_PCA_COLUMNS` columns (a D x D eigendecomposition initialises it)."""
@@ -127,10 +124,6 @@ class PCAResidual:
                 f"(it starts from a {d} x {d} eigendecomposition). Got x_shape {tuple(x_shape)} ({d} values) instead; "
                 "use the MLP or a conv trunk."
             )
-
-    def to_config(self) -> dict[str, Any]:
-        """JSON-ready description (inverse of :func:`trunk_from_config`)."""
-        return {"type": self.kind}
 
 
 # The largest row a PCAResidual accepts: its D x D float64 eigendecomposition is then about a second.
