@@ -208,8 +208,9 @@ def take_snapshot(
 ) -> Snapshot:
     """Copy model, optimizer, RNG and callback state now (at an epoch boundary); ``seconds`` of training so far.
 
-    Each callback's ``state()`` tensors (an early stopper's best weights) are stored as
-    ``callback.<i>.<name>``, so a resumed run continues with them (:meth:`Checkpointer.restore_callbacks`).
+    Each callback's ``state()`` tensors (an early stopper's best weights) are stored under
+    :func:`callback_prefix` (``callback.<i>.<class name>.<name>``), so a resumed run continues
+    with them (:meth:`Checkpointer.restore_callbacks`).
     """
     tensors = {f"model.{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in unwrap(model).state_dict().items()}
     for i, callback in enumerate(callbacks):

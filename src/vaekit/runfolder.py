@@ -104,7 +104,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
 # one batch of 256 (400 steps) iris lost to PPCA with a latent dimension collapsed; 4000 epochs of
 # one batch overfitted wine and linnerud badly; see README "vaekit vs PCA".
 USER_BATCHES_PER_EPOCH = 10
-# A user's file also gets val_fraction = "auto" (unless val_fraction or patience is given): when
+# A user's file also gets val_fraction = "auto" (unless val_fraction is given): when
 # AUTO_VAL_FRACTION of its training rows make at least MIN_VAL_ROWS, they are held out for
 # validation and training stops when their loss has not improved for AUTO_PATIENCE epochs,
 # keeping the best epoch. It cut overfitting (held-out NLL, median of 3 seeds: star98 199.5 -> 120.0
@@ -745,9 +745,9 @@ def apply_auto_validation(config: dict[str, dict[str, Any]], n_rows: int, *, str
 
     :data:`AUTO_VAL_FRACTION` of the rows are held out for validation, with early stopping after
     ``patience`` epochs (:data:`AUTO_PATIENCE` unless given) without improvement (the best
-    epoch's weights are kept), when
-    that makes at least :data:`MIN_VAL_ROWS` rows; otherwise (and for a streamed file, whose rows
-    are not in memory) there is no validation split. config.toml then records the numbers used.
+    epoch's weights are kept), when that makes at least :data:`MIN_VAL_ROWS` rows; otherwise
+    (and for a streamed file, whose rows are not in memory) there is no validation split and no
+    early stopping. config.toml then records the numbers used.
     """
     t = config["training"]
     if t["val_fraction"] != "auto":

@@ -96,12 +96,20 @@ class EarlyStopping(Callback):
                 f"EarlyStopping.monitor must be a logged quantity {sorted(record)}. Got {self.monitor!r} instead "
                 "(val_* quantities need fit(val=...))."
             )
-        value = record[self.monitor]
+        if self._compare(epoch, record[self.monitor]) and self.restore_best:
+            self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return self._patience_ran_out(epoch)
+
+    def _compare(self, epoch: int, value: float) -> bool:
+        """Take epoch ``epoch``'s monitored value into account; True when it is the new best."""
         self.seen = epoch + 1
         if value < self.best - self.min_delta:
             self.best, self.best_epoch = value, epoch
-            if self.restore_best:
-                self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return True
+        return False
+
+    def _patience_ran_out(self, epoch: int) -> bool:
+        """Whether training stops after epoch ``epoch``: ``patience`` epochs since the best one."""
         return epoch - self.best_epoch >= self.patience
 
     def on_train_end(self, model: torch.nn.Module, history: History) -> None:
@@ -146,10 +154,8 @@ class EarlyStopping(Callback):
         column = history.columns.get(self.monitor, [])
         last = len(column) - 1
         replayed_from = self.seen
-        for epoch in range(self.seen, len(column)):
-            if column[epoch] < self.best - self.min_delta:
-                self.best, self.best_epoch = column[epoch], epoch
-        self.seen = max(self.seen, len(column))
+        for epoch in range(self.seen, len(column)):  # the same comparisons on_epoch_end made
+            self._compare(epoch, column[epoch])
         if self.restore_best and self.best_epoch >= 0 and (self.best_epoch >= replayed_from or self._best_state is None):
             if self.best_epoch != last:
                 raise InputError(
@@ -159,7 +165,7 @@ class EarlyStopping(Callback):
                     "order). Resume with EarlyStopping(restore_best=False) or without early stopping, or train again."
                 )
             self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return last >= 0 and last - self.best_epoch >= self.patience
+        return last >= 0 and self._patience_ran_out(last)
 
 
 def fit(
