@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 import vaekit as vk
 from vaekit import runs
@@ -603,6 +604,20 @@ def test_apply_batches_per_epoch_counts_the_rows_after_the_validation_split():
     fewer = runs.validate_config({"data": {"path": "/x/t.csv"}})  # 47 rows: 9 for validation would be too few
     runs.apply_batches_per_epoch(fewer, 47)
     assert fewer["training"]["batch_size"] == 5  # ceil(47 / 10): every row trains
+
+
+@pytest.mark.parametrize("n_rows, fraction, n_val", [(25, 0.3, 8), (15, 0.5, 8), (10, 0.01, 1), (150, 0.2, 30)])
+def test_the_batch_rule_counts_the_validation_rows_that_fit_holds_out(n_rows, fraction, n_val):
+    # round() halves to even (25 * 0.3 = 7.5 -> 8) and at least one row is held out: the batch
+    # rule must plan on the rows that fit(val=fraction) really trains on.
+    from vaekit.trainer import _drop_rows, validation_rows
+
+    x = torch.zeros(n_rows, 2)
+    assert validation_rows(n_rows, fraction) == n_val
+    assert _drop_rows(x, None, fraction, seed=3)[0].shape[0] == n_rows - n_val
+    config = runs.validate_config({"data": {"path": "/x/t.csv"}, "training": {"val_fraction": fraction, "batches_per_epoch": 10}})
+    runs.apply_batches_per_epoch(config, n_rows)
+    assert config["training"]["batch_size"] == math.ceil((n_rows - n_val) / 10)
 
 
 def test_train_records_the_batch_size_that_batches_per_epoch_chose(tmp_path):

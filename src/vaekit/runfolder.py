@@ -28,6 +28,7 @@ from vaekit.configs import check_type
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
 from vaekit.io import atomic_write_bytes, atomic_write_text, fsync_dir
 from vaekit.streaming import NpyBlocks, should_stream
+from vaekit.trainer import validation_rows
 
 try:
     import tomllib
@@ -722,7 +723,7 @@ def apply_batches_per_epoch(config: dict[str, dict[str, Any]], n_rows: int) -> s
     """
     t = config["training"]
     fraction = auto_val_fraction(n_rows, streamed=False) if t["val_fraction"] == "auto" else t["val_fraction"]
-    rows = n_rows - (max(1, round(n_rows * fraction)) if fraction else 0)
+    rows = n_rows - (validation_rows(n_rows, fraction) if fraction else 0)
     size = batch_size_for(max(rows, 1), t["batch_size"], t["batches_per_epoch"])
     if size == t["batch_size"]:
         return ""
@@ -737,7 +738,7 @@ def apply_batches_per_epoch(config: dict[str, dict[str, Any]], n_rows: int) -> s
 
 def auto_val_fraction(n_rows: int, *, streamed: bool) -> float:
     """The share of ``n_rows`` training rows that ``val_fraction = "auto"`` holds out: AUTO_VAL_FRACTION or 0."""
-    return 0.0 if streamed or round(n_rows * AUTO_VAL_FRACTION) < MIN_VAL_ROWS else AUTO_VAL_FRACTION
+    return 0.0 if streamed or validation_rows(n_rows, AUTO_VAL_FRACTION) < MIN_VAL_ROWS else AUTO_VAL_FRACTION
 
 
 def apply_auto_validation(config: dict[str, dict[str, Any]], n_rows: int, *, streamed: bool) -> str:
@@ -752,7 +753,7 @@ def apply_auto_validation(config: dict[str, dict[str, Any]], n_rows: int, *, str
     t = config["training"]
     if t["val_fraction"] != "auto":
         return ""
-    n_val = round(n_rows * AUTO_VAL_FRACTION)
+    n_val = validation_rows(n_rows, AUTO_VAL_FRACTION)
     if not auto_val_fraction(n_rows, streamed=streamed):
         t["val_fraction"], t["patience"] = 0.0, 0  # a given patience too: there is nothing to stop on
         why = (

@@ -746,8 +746,17 @@ def _validation_set(model, val, x_all, c_all, seed):
     return x_val, model.prepare_condition(None, x_val.shape[0], "val condition")
 
 
+def validation_rows(n_rows: int, fraction: float) -> int:
+    """How many of ``n_rows`` rows ``fit(val=fraction)`` holds out: ``max(1, round(n_rows * fraction))``.
+
+    One function for the split itself and for everything that plans around it (the batch size
+    from the rows left, the rule of ``val_fraction = "auto"``), so that they cannot disagree.
+    """
+    return max(1, round(n_rows * fraction))
+
+
 def _holdout_index(n: int, fraction: float, seed: int | None) -> torch.Tensor:
-    n_val = max(1, int(round(n * fraction)))
+    n_val = validation_rows(n, fraction)
     if n_val >= n:
         raise InputError(f"val={fraction} leaves no training rows out of {n}.")
     generator = torch.Generator().manual_seed(0 if seed is None else seed)
