@@ -98,6 +98,9 @@ def main() -> None:
     parser.add_argument("--draw", type=int, default=DRAW, help="tables to draw")
     parser.add_argument("--max-rows", type=int, default=5000, help="draw only from tables of at most this many rows")
     parser.add_argument("--not-from-seed", type=int, action="append", default=[], help="leave out the tables of this seed's draw")
+    parser.add_argument(
+        "--not-in", action="append", default=[], metavar="FOLDER", help="leave out the tables an earlier draw wrote to FOLDER"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,6 +108,9 @@ def main() -> None:
     for seed in args.not_from_seed:  # an earlier draw (of DRAW tables from all sizes): never drawn twice
         for name in random.Random(seed).sample(sorted(tables), DRAW):
             tables.pop(name)
+    for folder in args.not_in:  # any earlier draw, by the CSV files it wrote
+        for path in Path(folder).glob("*.csv"):
+            tables.pop(path.stem, None)
     tables = {name: table for name, table in tables.items() if len(table[1]) <= args.max_rows}
     drawn = random.Random(args.seed).sample(sorted(tables), args.draw)
     print(f"{len(tables)} tables meet the rule; drawn: {', '.join(drawn)}")
