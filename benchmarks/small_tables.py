@@ -17,6 +17,10 @@ FILE.csv --z-dim Z --test-fraction 0.3`` (split seed 0):
 
 Nothing here changes the defaults; it measures them. A table takes about 2 minutes on one core.
 
+The model rules: the same for a linear VAE (``hidden = []``), and the one of the two with the
+lower 4-fold cross-validated IWAE NLL, computed by ``vk.runs.network_scores`` exactly as ``vaekit
+train`` chooses (``[training] cv_folds``).
+
 Usage: PYTHONPATH=src python benchmarks/small_tables.py FILE.csv [FILE.csv ...] [--z 2,5] [--seed 0]
        [--jsonl OUT.jsonl]   (z = 5 runs on tables of 8 or more columns)
 """
@@ -37,6 +41,8 @@ from vaekit.metrics import iwae_log_likelihood
 from vaekit.trainer import Callback, fit
 
 FOLDS = 4
+# The default network, and a linear VAE (no hidden layers: with a learned variance per column, factor analysis).
+MODELS = {"network": {}, "linear": {"hidden": []}}
 WIDE = 8  # a latent size above 2 only on tables of at least this many columns
 
 
@@ -54,10 +60,10 @@ class HeldOutCurve(Callback):
         model.train()
 
 
-def prepared(path: Path, z: int, seed: int):
+def prepared(path: Path, z: int, seed: int, model: dict):
     """(config, training data, held-out data) as ``vaekit train`` resolves them for this file."""
     config = runs.validate_config(
-        {"data": {"path": str(path), "test_fraction": 0.3}, "model": {"z_dim": z}, "training": {"seed": seed}}
+        {"data": {"path": str(path), "test_fraction": 0.3}, "model": {"z_dim": z, **model}, "training": {"seed": seed}}
     )
     data, test = runs.load_data(config), runs.load_data(config, test=True)
     runs.apply_auto_validation(config, len(data.x), streamed=False)
@@ -68,23 +74,30 @@ def prepared(path: Path, z: int, seed: int):
 
 
 def measure(path: Path, z: int, seed: int) -> dict:
-    """Held-out NLL after every epoch of the full run, and the folds' validation curves."""
-    config, data, test = prepared(path, z, seed)
-    curve = HeldOutCurve(test.x)
-    fit(runs.build_model(config, data), data.x, None, monitors={}, callbacks=[curve], **runs.fit_kwargs(config))
+    """Held-out NLL after every epoch of both full runs, the network's fold curves, both cross-validated NLLs."""
+    result: dict = {"table": path.stem, "z": z, "seed": seed}
+    for name, model_settings in MODELS.items():
+        config, data, test = prepared(path, z, seed, model_settings)
+        curve = HeldOutCurve(test.x)
+        fit(runs.build_model(config, data), data.x, None, monitors={}, callbacks=[curve], **runs.fit_kwargs(config))
+        result[name] = {"held_out": curve.nll}
+    # The stopping rules: the network's validation curve on each fold (fit with val draws its
+    # noise from the training stream, so these fold models differ from the choice's below).
     order = np.random.default_rng(seed).permutation(len(data.x))
-    folds = []
+    config, data, test = prepared(path, z, seed, MODELS["network"])
     for fold in np.array_split(order, FOLDS):
         kwargs = runs.fit_kwargs(config) | {"val": data.x[fold]}
         history = fit(runs.build_model(config, data), data.x[np.setdiff1d(order, fold)], None, monitors={}, **kwargs)
-        folds.append(history.val_loss)
-    ppca = baseline_metrics(data.x, test.x, z)["ppca_nll"]
-    return {"table": path.stem, "z": z, "seed": seed, "n": len(data.x), "ppca": ppca, "held_out": curve.nll, "folds": folds}
+        result["network"].setdefault("folds", []).append(history.val_loss)
+    # The model rule, exactly as vaekit train computes it (cv_folds = "auto" resolved for these rows).
+    scores = runs.network_scores(config | {"training": config["training"] | {"cv_folds": FOLDS}}, data)
+    result |= {"cv_nll": scores, "n": len(data.x), "ppca": baseline_metrics(data.x, test.x, z)["ppca_nll"]}
+    return result
 
 
 def rules(result: dict) -> dict[str, tuple[int, float]]:
-    """Stopping rule -> (epoch, held-out NLL at that epoch); epochs count from 1."""
-    folds, held_out = np.array(result["folds"]), np.array(result["held_out"])
+    """Stopping rule for the network -> (epoch, held-out NLL at that epoch); epochs count from 1."""
+    folds, held_out = np.array(result["network"]["folds"]), np.array(result["network"]["held_out"])
     mean, se = folds.mean(0), folds.std(0, ddof=1) / np.sqrt(len(folds))
     lowest = int(np.argmin(mean))
     one_se = int(np.flatnonzero(mean <= mean[lowest] + se[lowest]).max())
@@ -97,26 +110,44 @@ def rules(result: dict) -> dict[str, tuple[int, float]]:
     }
 
 
-def report(results: list[dict]) -> None:
-    """A markdown table (bold: beats PPCA) and, per rule, its wins and its change from the default."""
-    names = list(rules(results[0]))
-    print("| table | training rows | z | PPCA | " + " | ".join(names) + " |")
+def models(result: dict) -> dict[str, tuple[str, float]]:
+    """Model rule -> (the model it takes, its held-out NLL after 400 epochs)."""
+    held_out = {name: result[name]["held_out"][-1] for name in MODELS}
+    chosen = "linear" if result["cv_nll"]["linear"] < result["cv_nll"]["network"] else "network"  # as choose_network
+    return {
+        "network (default)": ("network", held_out["network"]),
+        "linear": ("linear", held_out["linear"]),
+        f"{FOLDS}-fold CV choice": (chosen, held_out[chosen]),
+    }
+
+
+def table(results: list[dict], choose, title: str) -> None:
+    """A markdown table (bold: beats PPCA) of ``choose(result)`` and, per rule, its wins and its change from the first."""
+    names = list(choose(results[0]))
+    print(f"\n{title}\n\n| table | training rows | z | PPCA | " + " | ".join(names) + " |")
     print("| --- " * (4 + len(names)) + "|")
     changes: dict[str, list[tuple[bool, float]]] = {name: [] for name in names}
     for r in sorted(results, key=lambda r: (-r["n"], r["table"].lower(), r["z"])):
-        chosen = rules(r)
+        chosen = choose(r)
         cells = []
-        for name, (epoch, nll) in chosen.items():
+        for name, (what, nll) in chosen.items():
             changes[name].append((nll < r["ppca"], nll - chosen[names[0]][1]))
             text = f"{nll:.4g}"
-            cells.append((f"**{text}**" if nll < r["ppca"] else text) + ("" if name == names[0] else f" ({epoch})"))
+            cells.append((f"**{text}**" if nll < r["ppca"] else text) + ("" if name == names[0] else f" ({what})"))
         print(f"| {r['table']} | {r['n']} | {r['z']} | {r['ppca']:.4g} | " + " | ".join(cells) + " |")
+    print()
     for name, values in changes.items():
         delta = np.array([d for _, d in values])
         print(
-            f"{name}: beats PPCA on {sum(w for w, _ in values)} of {len(values)}; against the default better on "
+            f"- {name}: beats PPCA on {sum(w for w, _ in values)} of {len(values)}; against {names[0]} better on "
             f"{(delta < 0).sum()}, worse on {(delta > 0).sum()}, median change {np.median(delta):+.3f} nats"
         )
+
+
+def report(results: list[dict]) -> None:
+    """Both tables: stopping rules for the network (epoch in brackets), then the model rules."""
+    table(results, rules, "Held-out NLL of the network by stopping rule (its epoch):")
+    table(results, models, "Held-out NLL by model (the model taken):")
 
 
 def main() -> None:

@@ -686,6 +686,11 @@ def test_a_given_cv_folds_that_cannot_be_used_is_refused(n_rows, streamed, model
     [
         ({"cv_folds": 1}, "config: [training] cv_folds must be 0 (off), an integer >= 2 or 'auto'. Got 1 instead."),
         (
+            {"cv_folds": 3, "patience": 10},
+            "config: [training] patience (early stopping) needs a validation split, and cv_folds chooses the model "
+            "without one: give at most one of them. Got cv_folds=3 and patience=10 instead.",
+        ),
+        (
             {"cv_folds": 3, "val_fraction": 0.2},
             "config: [training] cv_folds chooses the model on the training rows without a validation split: give at most "
             "one of cv_folds and val_fraction. Got cv_folds=3 and val_fraction=0.2 instead.",

@@ -9,7 +9,7 @@ The public API is re-exported here::
     run = vk.runs.train({"training": {"epochs": 400}}, "runs/demo")   # a whole run folder, as `vaekit train`
 """
 
-from vaekit import baselines, data, design, diagnostics, metrics, runs, shape_metrics, shapes
+from vaekit import baselines, crossval, data, design, diagnostics, metrics, runs, shape_metrics, shapes
 from vaekit import plots as plot
 from vaekit._version import __version__
 from vaekit.conditions import Continuous, OneHot
@@ -62,6 +62,7 @@ __all__ = [
     "VaekitError",
     "__version__",
     "baselines",
+    "crossval",
     "data",
     "design",
     "diagnostics",

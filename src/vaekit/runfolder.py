@@ -325,6 +325,11 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
         raise InputError(
             f"{source}: [training] cv_folds must be 0 (off), an integer >= 2 or 'auto'. Got {t['cv_folds']} instead."
         )
+    if t["cv_folds"] not in (0, "auto") and t["patience"]:
+        raise InputError(
+            f"{source}: [training] patience (early stopping) needs a validation split, and cv_folds chooses the model "
+            f"without one: give at most one of them. Got cv_folds={t['cv_folds']} and patience={t['patience']} instead."
+        )
     if t["cv_folds"] not in (0, "auto") and t["val_fraction"] not in (0, "auto"):
         raise InputError(
             f"{source}: [training] cv_folds chooses the model on the training rows without a validation split: "
@@ -808,7 +813,7 @@ def apply_auto_validation(config: dict[str, dict[str, Any]], n_rows: int, *, str
     )
 
 
-def cross_validation_applies(model: dict[str, Any]) -> str:
+def why_no_cross_validation(model: dict[str, Any]) -> str:
     """Why ``[training] cv_folds`` cannot compare ``model`` (a ``[model]`` section) with a linear model, or ""."""
     if model.get("type", "vae") != "vae":
         return f"it compares VAEs with MLP networks; the model is {model['type']!r}"
@@ -829,12 +834,12 @@ def _resolve_cv_folds(config: dict[str, dict[str, Any]], n_rows: int, *, streame
     launched = distributed.launched_size() > 1
     if t["cv_folds"] == "auto":
         rows_ok = n_rows >= 2 * AUTO_CV_FOLDS
-        applies = auto and not streamed and not launched and rows_ok and not cross_validation_applies(config["model"])
+        applies = auto and not streamed and not launched and rows_ok and not why_no_cross_validation(config["model"])
         t["cv_folds"] = AUTO_CV_FOLDS if applies else 0
         return
     if not t["cv_folds"]:
         return
-    why = cross_validation_applies(config["model"])
+    why = why_no_cross_validation(config["model"])
     if streamed:
         why = "the file is streamed from disk (its rows are not in memory)"
     elif launched:
@@ -845,31 +850,41 @@ def _resolve_cv_folds(config: dict[str, dict[str, Any]], n_rows: int, *, streame
         raise InputError(f"[training] cv_folds = {t['cv_folds']} cannot be used here: {why}. Set cv_folds = 0.")
 
 
-def choose_network(config: dict[str, dict[str, Any]], data: RunData) -> str:
-    """Keep the network or take a linear model, by ``cv_folds``-fold cross-validation; return why.
+def network_scores(config: dict[str, dict[str, Any]], data: RunData) -> dict[str, float]:
+    """Cross-validated NLL (nats per row) of the configured network and of a linear model: name -> NLL.
 
-    Scores the configured network and the same model with ``hidden = []`` by
-    :func:`vaekit.crossval.cross_validated_nll` on the training rows (the run's epochs, batch
-    size and seed; IWAE with ``[evaluation] k``), sets ``[model] hidden`` to the one with the
-    lower NLL (the network on a tie) and ``cv_folds`` to 0, so that config.toml redoes the run
-    that was trained. The sentence gives both NLLs.
+    ``{"network": ..., "linear": ...}``: :func:`vaekit.crossval.cross_validated_nll` with
+    ``[training] cv_folds`` folds of the training rows, of the model ``config`` builds and of the
+    same model with ``hidden = []``, each trained with the run's epochs, batch size and seed and
+    scored by IWAE with ``[evaluation] k`` samples. ``config`` is not changed.
     """
     from vaekit.crossval import cross_validated_nll
 
-    t = config["training"]
-    folds, network = t["cv_folds"], list(config["model"]["hidden"])
     kwargs = fit_kwargs(config)
-    nll = {}
-    for name, hidden in (("network", network), ("linear", [])):
+    scores = {}
+    for name, hidden in (("network", list(config["model"]["hidden"])), ("linear", [])):
         settings = {**config, "model": {**config["model"], "hidden": hidden}}
-        nll[name] = cross_validated_nll(
+        scores[name] = cross_validated_nll(
             lambda settings=settings: build_model(settings, data),
             data.x,
             data.condition,
-            folds=folds,
+            folds=config["training"]["cv_folds"],
             k=config["evaluation"]["k"],
             **kwargs,
         )
+    return scores
+
+
+def choose_network(config: dict[str, dict[str, Any]], data: RunData) -> str:
+    """Keep the network or take a linear model, by ``cv_folds``-fold cross-validation; return why.
+
+    Sets ``[model] hidden`` to the one of :func:`network_scores` with the lower NLL (the network
+    on a tie) and ``cv_folds`` to 0, so that config.toml redoes the run that was trained. The
+    sentence gives both NLLs.
+    """
+    t = config["training"]
+    folds, network = t["cv_folds"], list(config["model"]["hidden"])
+    nll = network_scores(config, data)
     t["cv_folds"] = 0
     scores = f"{nll['linear']:.4g} nats per row for the linear model, {nll['network']:.4g} for the network"
     how = f"{folds}-fold cross-validated NLL on the {len(data.x)} training rows: {scores}"

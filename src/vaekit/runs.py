@@ -68,6 +68,7 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     is_nonempty,
     load_data,
     metric_columns,
+    network_scores,
     partial_path,
     read_config,
     read_config_file,
