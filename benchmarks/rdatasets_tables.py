@@ -109,7 +109,10 @@ def main() -> None:
         for name in random.Random(seed).sample(sorted(tables), DRAW):
             tables.pop(name)
     for folder in args.not_in:  # any earlier draw, by the CSV files it wrote
-        for path in Path(folder).glob("*.csv"):
+        drawn_before = sorted(Path(folder).glob("*.csv"))
+        if not drawn_before:
+            raise SystemExit(f"--not-in {folder}: expected a folder of an earlier draw's CSV files. Got none there.")
+        for path in drawn_before:
             tables.pop(path.stem, None)
     tables = {name: table for name, table in tables.items() if len(table[1]) <= args.max_rows}
     drawn = random.Random(args.seed).sample(sorted(tables), args.draw)

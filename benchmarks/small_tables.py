@@ -113,7 +113,7 @@ def rules(result: dict) -> dict[str, tuple[int, float]]:
 def models(result: dict) -> dict[str, tuple[str, float]]:
     """Model rule -> (the model it takes, its held-out NLL after 400 epochs)."""
     held_out = {name: result[name]["held_out"][-1] for name in MODELS}
-    chosen = "linear" if result["cv_nll"]["linear"] < result["cv_nll"]["network"] else "network"  # as choose_network
+    chosen = "linear" if runs.linear_wins(result["cv_nll"]) else "network"  # as choose_network decides
     return {
         "network (default)": ("network", held_out["network"]),
         "linear": ("linear", held_out["linear"]),

@@ -89,6 +89,15 @@ def test_the_score_is_the_mean_held_out_iwae_nll_of_the_fold_models():
     assert got == pytest.approx(total / 16, rel=1e-12)
 
 
+def test_a_condition_of_another_length_or_a_fractional_folds_is_refused():
+    x = np.zeros((16, 2), dtype=np.float32)
+    with pytest.raises(InputError) as err:
+        crossval.cross_validated_nll(small_model, x, np.zeros(20), folds=4)
+    assert str(err.value) == "condition must have one row per row of x (16). Got 20 rows instead."
+    with pytest.raises(vk.InputTypeError, match=r"^folds must be an integer >= 2\. Got "):
+        crossval.cross_validated_nll(small_model, x, folds=2.0)
+
+
 @pytest.mark.parametrize("given", [{"val": 0.2}, {"monitors": {}}])
 def test_a_validation_set_or_monitors_are_refused(given):
     x = np.zeros((8, 2), dtype=np.float32)

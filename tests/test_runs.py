@@ -678,7 +678,7 @@ def test_a_given_cv_folds_that_cannot_be_used_is_refused(n_rows, streamed, model
     config = runs.validate_config({"data": {"path": "/x/t.csv"}, "model": model, "training": {"cv_folds": 5}})
     with pytest.raises(InputError) as err:
         runs.apply_auto_validation(config, n_rows, streamed=streamed)
-    assert str(err.value) == f"[training] cv_folds = 5 cannot be used here: {why}. Set cv_folds = 0."
+    assert str(err.value) == f"[training] cv_folds must be 0 here: {why}. Got cv_folds=5 instead."
 
 
 @pytest.mark.parametrize(
@@ -729,6 +729,93 @@ def test_a_small_file_trains_the_model_that_cross_validation_chose_and_config_to
     again = vk.runs.train(tmp_path / "r" / "config.toml", tmp_path / "again")
     assert "hidden" not in again.info["chosen"]
     assert (tmp_path / "again" / "model.safetensors").read_bytes() == (tmp_path / "r" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "linear, network, wins",
+    [
+        (4.0, 5.0, True),
+        (5.0, 4.0, False),
+        (4.0, 4.0, False),
+        (4.0, math.nan, True),
+        (math.nan, 4.0, False),
+        (4.0, math.inf, True),
+        (math.nan, math.nan, False),
+    ],
+)
+def test_the_linear_model_wins_only_with_a_lower_finite_nll(linear, network, wins):
+    assert runs.linear_wins({"linear": linear, "network": network}) is wins
+
+
+def test_a_linear_choice_trains_a_linear_model_and_config_toml_redoes_it(tmp_path, monkeypatch):
+    from vaekit import runfolder
+
+    calls = []
+    monkeypatch.setattr(runfolder, "network_scores", lambda config, data: calls.append(1) or {"network": 5.0, "linear": 4.0})
+    path = write_csv(tmp_path / "t.csv", vk.data.ring(16, seed=0)[0], ["a", "b"])
+    run = vk.runs.train({**SMALL, "data": {"path": path}, "training": {"epochs": 2}}, tmp_path / "r")
+    assert run.info["chosen"]["hidden"] == (
+        "a linear model (hidden = []) instead of the network (hidden = [16, 16]): 4-fold cross-validated NLL on the 16 "
+        "training rows: 4 nats per row for the linear model, 5 for the network (set --cv-folds 0 to keep the network)"
+    )
+    assert [type(m) for m in run.model.decoder.net] == [torch.nn.Linear]  # z -> x, nothing between
+    saved = runs.read_config(tmp_path / "r")
+    assert (saved["model"]["hidden"], saved["training"]["cv_folds"]) == ([], 0)
+    again = vk.runs.train(tmp_path / "r" / "config.toml", tmp_path / "again")
+    assert len(calls) == 1 and "hidden" not in again.info["chosen"]
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (tmp_path / "r" / "model.safetensors").read_bytes()
+
+
+def test_a_resume_keeps_the_model_that_cross_validation_chose_without_choosing_again(tmp_path, monkeypatch):
+    from test_cli import interrupt_fit_at
+    from vaekit import runfolder
+
+    calls = []
+    monkeypatch.setattr(runfolder, "network_scores", lambda config, data: calls.append(1) or {"network": 5.0, "linear": 4.0})
+    path = write_csv(tmp_path / "t.csv", vk.data.ring(16, seed=0)[0], ["a", "b"])
+    config = {**SMALL, "data": {"path": path}, "training": {"epochs": 3, "checkpoint_every": 1}}
+    whole = vk.runs.train(config, tmp_path / "whole")
+    with monkeypatch.context() as patch:
+        interrupt_fit_at(patch, 1)
+        with pytest.raises(vk.RunInterrupted):
+            vk.runs.train(config, tmp_path / "cut")
+    # The scores would now prefer the network: a resume that chose again would refuse the linear checkpoint.
+    monkeypatch.setattr(runfolder, "network_scores", lambda config, data: calls.append(1) or {"network": 4.0, "linear": 5.0})
+    resumed = vk.runs.train(config, tmp_path / "cut", resume=True)  # the original settings, as given the first time
+    assert len(calls) == 2  # the whole run and the interrupted one; not the resume
+    assert resumed.info["chosen"]["hidden"] == "hidden = [], as cross-validation chose for the interrupted run"
+    assert runs.read_config(tmp_path / "cut")["model"]["hidden"] == []
+    for name in ("history.csv", "model.safetensors"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    assert len(whole.history) == len(resumed.history) == 3
+
+
+def test_cross_validation_is_off_under_torchrun_and_a_given_cv_folds_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    config = runs.validate_config({"data": {"path": "/x/t.csv"}})
+    note = runs.apply_auto_validation(config, 14, streamed=False)
+    assert config["training"]["cv_folds"] == 0
+    assert note == (
+        "no validation split and no early stopping: 20% of 14 training rows would be 3, fewer than 10; no "
+        "cross-validation either: the run is distributed (torchrun) (set --val-fraction and --patience to choose)"
+    )
+    given = runs.validate_config({"data": {"path": "/x/t.csv"}, "training": {"cv_folds": 3}})
+    with pytest.raises(InputError) as err:
+        runs.apply_auto_validation(given, 14, streamed=False)
+    assert str(err.value) == (
+        "[training] cv_folds must be 0 here: the run is distributed (torchrun); cross-validate in one process. "
+        "Got cv_folds=3 instead."
+    )
+
+
+def test_a_sweep_refuses_a_given_cv_folds(tmp_path):
+    path = write_csv(tmp_path / "t.csv", vk.data.ring(16, seed=0)[0], ["a", "b"])
+    with pytest.raises(InputError) as err:
+        vk.runs.sweep({**SMALL, "data": {"path": path}, "training": {"cv_folds": 3}}, {"beta": [1.0]}, tmp_path / "s")
+    assert str(err.value) == (
+        "[training] cv_folds must be 0 or 'auto' for a sweep: it trains the model it is given. Got cv_folds=3 instead."
+    )
+    assert not (tmp_path / "s").exists()
 
 
 def test_a_file_with_enough_rows_trains_with_a_validation_split_and_early_stopping(tmp_path):

@@ -79,7 +79,8 @@ HELP: dict[str, str] = {
     "with early stopping when that makes at least 10 rows, else none)",
     "patience": "early stopping patience on val_loss in epochs (0: off; needs --val-fraction; a data file's default: 40)",
     "cv_folds": "K >= 2: before training, choose between the network and a linear model (--hidden '') by K-fold "
-    "cross-validated NLL on the training rows (0: off; a data file's default: 4 where there is no validation split)",
+    "cross-validated NLL on the training rows (0: off; a data file's default: 4 where its 8 to 47 training rows are "
+    "too few for --val-fraction's automatic split, for an MLP VAE, not streamed, not under torchrun)",
     "grad_clip": "clip the gradient norm to this value (0: off)",
     "weight_decay": "Adam weight decay",
     "device": "torch device (cpu, cuda, cuda:1, ...)",

@@ -19,6 +19,7 @@ import torch
 from vaekit.errors import InputError
 from vaekit.metrics import iwae_log_likelihood
 from vaekit.trainer import fit
+from vaekit.validate import positive_int
 
 
 def fold_rows(n_rows: int, folds: int, seed: int) -> list[np.ndarray]:
@@ -42,7 +43,6 @@ def cross_validated_nll(
     folds: int = 4,
     seed: int = 0,
     k: int = 100,
-    progress: Callable[[int, int], None] | None = None,
     **fit_kwargs: Any,
 ) -> float:
     """Mean NLL per row (nats) of ``x`` when each row is scored by a model that did not train on it.
@@ -58,14 +58,14 @@ def cross_validated_nll(
     folds : int, default 4
         Each fold's rows (:func:`fold_rows` with ``seed``) are scored by a model trained on the others.
     seed : int, default 0
-        Draws the folds; also :func:`vaekit.fit`'s seed unless ``fit_kwargs`` has one.
+        Draws the folds, seeds :func:`vaekit.fit` and the IWAE estimate.
     k : int, default 100
         Importance samples of the IWAE estimate (:func:`vaekit.metrics.iwae_log_likelihood`).
-    progress : callable(fold, folds), optional
-        Called after each fold (fold counts from 1).
     **fit_kwargs
         Passed to :func:`vaekit.fit` (epochs, batch_size, lr, ...); ``val`` is not allowed (the
-        fold's rows are the validation), nor are ``monitors`` (none are run).
+        fold's rows are the validation), nor are ``monitors`` (none are run). A fold trains on
+        ``(folds - 1) / folds`` of the rows with the batch size given, so with fewer optimiser
+        steps per epoch than a run on all of them.
 
     Returns
     -------
@@ -78,15 +78,16 @@ def cross_validated_nll(
         given = sorted(key for key in ("val", "monitors") if key in fit_kwargs)
         raise InputError(f"cross_validated_nll holds each fold out itself: give no val or monitors. Got {given} instead.")
     fit_kwargs.pop("val", None)
-    fit_kwargs.setdefault("seed", seed)
+    folds = positive_int(folds, "folds", minimum=2)
     n_rows = x.shape[0]
+    if condition is not None and len(condition) != n_rows:
+        # Checked here: the folds slice the condition before fit could compare it with x.
+        raise InputError(f"condition must have one row per row of x ({n_rows}). Got {len(condition)} rows instead.")
     total = 0.0
-    for i, rows in enumerate(fold_rows(n_rows, folds, seed)):
+    for rows in fold_rows(n_rows, folds, seed):
         train = np.setdiff1d(np.arange(n_rows), rows)
         model = build()
-        fit(model, x[train], None if condition is None else condition[train], monitors={}, **fit_kwargs)
+        fit(model, x[train], None if condition is None else condition[train], seed=seed, monitors={}, **fit_kwargs)
         held_condition = None if condition is None else condition[rows]
         total -= float(iwae_log_likelihood(model, x[rows], held_condition, k=k, seed=seed).sum())
-        if progress is not None:
-            progress(i + 1, folds)
     return total / n_rows

@@ -801,6 +801,8 @@ def apply_auto_validation(config: dict[str, dict[str, Any]], n_rows: int, *, str
         instead = (
             f"; instead, {t['cv_folds']}-fold cross-validation chooses between the network and a linear model"
             if t["cv_folds"]
+            else "; no cross-validation either: the run is distributed (torchrun)"
+            if distributed.launched_size() > 1 and not streamed and not why_no_cross_validation(config["model"])
             else ""
         )
         return f"no validation split and no early stopping: {why}{instead} (set --val-fraction and --patience to choose)"
@@ -847,7 +849,7 @@ def _resolve_cv_folds(config: dict[str, dict[str, Any]], n_rows: int, *, streame
     elif n_rows < 2 * t["cv_folds"]:
         why = f"{n_rows} training rows are fewer than 2 per fold"
     if why:
-        raise InputError(f"[training] cv_folds = {t['cv_folds']} cannot be used here: {why}. Set cv_folds = 0.")
+        raise InputError(f"[training] cv_folds must be 0 here: {why}. Got cv_folds={t['cv_folds']} instead.")
 
 
 def network_scores(config: dict[str, dict[str, Any]], data: RunData) -> dict[str, float]:
@@ -875,12 +877,18 @@ def network_scores(config: dict[str, dict[str, Any]], data: RunData) -> dict[str
     return scores
 
 
+def linear_wins(scores: dict[str, float]) -> bool:
+    """Whether :func:`network_scores` prefer the linear model: a lower NLL, or a finite one where the network's is not."""
+    linear, network = scores["linear"], scores["network"]
+    return math.isfinite(linear) and (not math.isfinite(network) or linear < network)
+
+
 def choose_network(config: dict[str, dict[str, Any]], data: RunData) -> str:
     """Keep the network or take a linear model, by ``cv_folds``-fold cross-validation; return why.
 
-    Sets ``[model] hidden`` to the one of :func:`network_scores` with the lower NLL (the network
-    on a tie) and ``cv_folds`` to 0, so that config.toml redoes the run that was trained. The
-    sentence gives both NLLs.
+    Sets ``[model] hidden`` to ``[]`` where :func:`linear_wins` (the network stays on a tie) and
+    ``cv_folds`` to 0, so that config.toml redoes the run that was trained. The sentence gives
+    both NLLs.
     """
     t = config["training"]
     folds, network = t["cv_folds"], list(config["model"]["hidden"])
@@ -888,7 +896,7 @@ def choose_network(config: dict[str, dict[str, Any]], data: RunData) -> str:
     t["cv_folds"] = 0
     scores = f"{nll['linear']:.4g} nats per row for the linear model, {nll['network']:.4g} for the network"
     how = f"{folds}-fold cross-validated NLL on the {len(data.x)} training rows: {scores}"
-    if nll["linear"] < nll["network"]:
+    if linear_wins(nll):
         config["model"]["hidden"] = []
         keep = "set --cv-folds 0 to keep the network"
         return f"a linear model (hidden = []) instead of the network (hidden = {network}): {how} ({keep})"

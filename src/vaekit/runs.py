@@ -66,6 +66,7 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     evaluate_run,
     fit_kwargs,
     is_nonempty,
+    linear_wins,
     load_data,
     metric_columns,
     network_scores,
@@ -244,7 +245,11 @@ def train(
         _make_explicit(config["data"], data)
     test_data = load_data(config, test=True)
     chosen = _apply_data_rules(config, data)
-    if config["training"]["cv_folds"]:  # before config.toml is written: it records the model chosen
+    if config["training"]["cv_folds"] and resume:  # chosen before the interrupt: the staged config.toml says what
+        staged = read_config(staging / CONFIG)["model"]["hidden"]
+        config["model"]["hidden"], config["training"]["cv_folds"] = staged, 0
+        chosen["hidden"] = f"hidden = {staged}, as cross-validation chose for the interrupted run"
+    elif config["training"]["cv_folds"]:  # before config.toml is written: it records the model chosen
         chosen["hidden"] = _cross_validate(config, data, out, status)
     model = build_model(config, data)
     kwargs = fit_kwargs(config)
@@ -521,6 +526,11 @@ def sweep(
         config["training"]["val_fraction"] = 0.0  # a sweep trains on every row, without early stopping ...
     if config["training"]["cv_folds"] == "auto":
         config["training"]["cv_folds"] = 0  # ... of the model it is given
+    if config["training"]["cv_folds"]:
+        raise InputError(
+            "[training] cv_folds must be 0 or 'auto' for a sweep: it trains the model it is given. "
+            f"Got cv_folds={config['training']['cv_folds']} instead."
+        )
     _apply_data_rules(config, data)
     template = build_model(config, data)
     training = config["training"]
