@@ -360,9 +360,6 @@ def test_top_level_help_names_the_main_job(capsys):
         (["train", "--data", "ring", "--condition", "colour:onehot"], "condition for a built-in dataset must be one of"),
         (["train", "--epochs", "ten"], "error: argument --epochs: invalid int value: 'ten'"),
         (["train", "--objective", "gan"], "error: argument --objective: invalid choice: 'gan'"),
-        (["train", "--cv-folds", "four"], "error: argument --cv-folds: expected an integer or one of 'auto'; got 'four'"),
-        (["train", "--cv-folds", "2.5"], "error: argument --cv-folds: expected an integer or one of 'auto'; got '2.5'"),
-        (["train", "--val-fraction", "x"], "error: argument --val-fraction: expected a number or one of 'auto'; got 'x'"),
         (["train", "--data", "ring", "--epochs", "0"], "epochs must be an integer >= 1. Got 0 instead."),
         (["train", "--option", "arms=3", "--epochs", "1"], "options.arms is not an option of dataset 'ring'"),
         (["sample", "missing-run", "-n", "3"], "error: run folder missing-run does not exist."),
@@ -802,30 +799,10 @@ def test_evaluate_n_draws_a_held_out_sample_of_that_size(ring_run, capsys):
     assert metrics["train"]["n_points"] == 300  # the run's training data, whatever --n says
 
 
-def few_rows_csv(tmp_path: Path) -> Path:
-    """A table of 24 rows (a, b): too few for a validation split."""
+def test_train_says_which_batch_size_batches_per_epoch_chose(tmp_path, capsys):
     path = tmp_path / "few.csv"
     x = vk.data.ring(24, seed=0)[0]
     path.write_text("a,b\n" + "".join(f"{u!r},{v!r}\n" for u, v in x.tolist()))
-    return path
-
-
-def test_train_cv_folds_says_which_model_cross_validation_chose(tmp_path, capsys):
-    path = few_rows_csv(tmp_path)
-    args = ["--data", str(path), "--epochs", "1", "--cv-folds", "3", "--hidden", "16"]
-    code, printed, _ = run_main(capsys, "train", *args, *EVAL, "--out", str(tmp_path / "r"))
-    assert code == 0
-    said = [line for line in printed.splitlines() if "cross-validated NLL" in line]
-    choices = ("note: a linear model (hidden = []) instead of the network (hidden = [16])", "note: the network (hidden = [16])")
-    assert len(said) == 1 and said[0].startswith(choices)
-    assert "3-fold cross-validated NLL on the 24 training rows: " in said[0]
-    saved = runs.read_config(tmp_path / "r")
-    assert saved["training"]["cv_folds"] == 0 and saved["training"]["val_fraction"] == 0.0
-    assert saved["model"]["hidden"] == ([] if said[0].startswith("note: a linear model") else [16])
-
-
-def test_train_says_which_batch_size_batches_per_epoch_chose(tmp_path, capsys):
-    path = few_rows_csv(tmp_path)
     args = ["--data", str(path), "--epochs", "1", "--batches-per-epoch", "5", "--hidden", "16"]
     code, printed, _ = run_main(capsys, "train", *args, *EVAL, "--out", str(tmp_path / "r"))
     assert code == 0

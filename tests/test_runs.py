@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 
 import numpy as np
 import pytest
@@ -624,8 +623,8 @@ def test_the_batch_rule_counts_the_validation_rows_that_fit_holds_out(n_rows, fr
 def test_train_records_the_batch_size_that_batches_per_epoch_chose(tmp_path):
     x = vk.data.ring(40, seed=0)[0]
     path = write_csv(tmp_path / "t.csv", x, ["a", "b"])
-    config = {**SMALL, "data": {"path": path, "test_fraction": 0.25}, "training": {"epochs": 2, "cv_folds": 0}}
-    run = vk.runs.train(config, tmp_path / "r")  # 30 training rows: 10 batches of 3 (cross-validation: below)
+    config = {**SMALL, "data": {"path": path, "test_fraction": 0.25}, "training": {"epochs": 2}}
+    run = vk.runs.train(config, tmp_path / "r")  # 30 training rows: 10 batches of 3
     assert len(run.history) == 2
     saved = runs.read_config(tmp_path / "r")["training"]
     assert (saved["batch_size"], saved["batches_per_epoch"], saved["epochs"]) == (3, 10, 2)
@@ -639,183 +638,6 @@ def test_train_records_the_batch_size_that_batches_per_epoch_chose(tmp_path):
     again = vk.runs.train(tmp_path / "r" / "config.toml", tmp_path / "again")  # config.toml redoes the run
     assert again.info["chosen"] == {}
     np.testing.assert_array_equal(again.history.loss, run.history.loss)  # the same batches, bit for bit
-
-
-@pytest.mark.parametrize(
-    "n_rows, streamed, settings, folds, val_fraction",
-    [
-        (14, False, {}, 4, 0.0),  # too few rows for a split: cross-validate instead
-        (47, False, {}, 4, 0.0),
-        (48, False, {}, 0, 0.2),  # a split with early stopping: no cross-validation
-        (8, False, {}, 4, 0.0),  # 2 rows per fold
-        (7, False, {}, 0, 0.0),  # fewer: nothing to score a fold with
-        (14, True, {}, 0, 0.0),  # streamed: the rows are not in memory
-        (14, False, {"model": {"hidden": []}}, 0, 0.0),  # linear already
-        (14, False, {"model": {"encoder": "pca"}}, 0, 0.0),  # not an MLP
-        (14, False, {"training": {"val_fraction": 0.0}}, 0, 0.0),  # the user said no split: nothing chosen for them
-        (60, False, {"training": {"cv_folds": 3}}, 3, 0.0),  # given: it replaces the automatic split
-    ],
-)
-def test_cv_folds_auto_cross_validates_where_the_rows_are_too_few_for_a_split(n_rows, streamed, settings, folds, val_fraction):
-    config = runs.validate_config({"data": {"path": "/x/t.csv"}, **settings})
-    assert config["training"]["cv_folds"] == settings.get("training", {}).get("cv_folds", "auto")
-    note = runs.apply_auto_validation(config, n_rows, streamed=streamed)
-    assert (config["training"]["cv_folds"], config["training"]["val_fraction"]) == (folds, val_fraction)
-    assert ("4-fold cross-validation chooses between the network and a linear model" in note) == (folds == 4)
-    assert runs.validate_config({"data": {"name": "ring"}})["training"]["cv_folds"] == 0  # built-ins: never
-
-
-@pytest.mark.parametrize(
-    "n_rows, streamed, model, why",
-    [
-        (14, False, {"hidden": []}, "the model is linear already (hidden = [])"),
-        (14, False, {"encoder": "pca"}, "it compares MLP networks; the trunk is encoder='pca', decoder=''"),
-        (14, True, {}, "the file is streamed from disk (its rows are not in memory)"),
-        (9, False, {}, "9 training rows are fewer than 2 per fold"),
-    ],
-)
-def test_a_given_cv_folds_that_cannot_be_used_is_refused(n_rows, streamed, model, why):
-    config = runs.validate_config({"data": {"path": "/x/t.csv"}, "model": model, "training": {"cv_folds": 5}})
-    with pytest.raises(InputError) as err:
-        runs.apply_auto_validation(config, n_rows, streamed=streamed)
-    assert str(err.value) == f"[training] cv_folds must be 0 here: {why}. Got cv_folds=5 instead."
-
-
-@pytest.mark.parametrize(
-    "training, message",
-    [
-        ({"cv_folds": 1}, "config: [training] cv_folds must be 0 (off), an integer >= 2 or 'auto'. Got 1 instead."),
-        (
-            {"cv_folds": 3, "patience": 10},
-            "config: [training] patience (early stopping) needs a validation split, and cv_folds chooses the model "
-            "without one: give at most one of them. Got cv_folds=3 and patience=10 instead.",
-        ),
-        (
-            {"cv_folds": 3, "val_fraction": 0.2},
-            "config: [training] cv_folds chooses the model on the training rows without a validation split: give at most "
-            "one of cv_folds and val_fraction. Got cv_folds=3 and val_fraction=0.2 instead.",
-        ),
-    ],
-)
-def test_bad_cv_folds_settings_are_refused(training, message):
-    with pytest.raises(InputError) as err:
-        runs.validate_config({"data": {"path": "/x/t.csv"}, "training": training})
-    assert str(err.value) == message
-    with pytest.raises(InputError, match=r"cv_folds = 'auto' is decided by the training rows: call apply_auto_validation"):
-        runs.fit_kwargs(runs.validate_config({"data": {"path": "/x/t.csv"}, "training": {"val_fraction": 0.0}}))
-
-
-CHOICE = re.compile(
-    r"(?:a linear model \(hidden = \[\]\) instead of the network|the network) \(hidden = \[16, 16\]\)"
-    r"(?: rather than a linear model)?: 4-fold cross-validated NLL on the 16 training rows: "
-    r"(?P<linear>[-\d.e+]+) nats per row for the linear model, (?P<network>[-\d.e+]+) for the network"
-)
-
-
-def test_a_small_file_trains_the_model_that_cross_validation_chose_and_config_toml_redoes_it(tmp_path):
-    x = vk.data.ring(16, seed=0)[0]
-    path = write_csv(tmp_path / "t.csv", x, ["a", "b"])
-    run = vk.runs.train({**SMALL, "data": {"path": path}, "training": {"epochs": 3}}, tmp_path / "r")
-    note = run.info["chosen"]["hidden"]
-    found = CHOICE.fullmatch(note.removesuffix(" (set --cv-folds 0 to keep the network)"))
-    assert found, note
-    linear, network = float(found["linear"]), float(found["network"])
-    saved = runs.read_config(tmp_path / "r")
-    assert saved["training"]["cv_folds"] == 0  # resolved: config.toml trains the chosen model directly
-    assert saved["model"]["hidden"] == ([] if linear < network else [16, 16])
-    assert note.startswith("a linear model") == (linear < network)
-    layers = [m for m in run.model.decoder.net if isinstance(m, torch.nn.Linear)]
-    assert len(layers) == (1 if linear < network else 3)  # the model trained is the one chosen
-    again = vk.runs.train(tmp_path / "r" / "config.toml", tmp_path / "again")
-    assert "hidden" not in again.info["chosen"]
-    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (tmp_path / "r" / "model.safetensors").read_bytes()
-
-
-@pytest.mark.parametrize(
-    "linear, network, wins",
-    [
-        (4.0, 5.0, True),
-        (5.0, 4.0, False),
-        (4.0, 4.0, False),
-        (4.0, math.nan, True),
-        (math.nan, 4.0, False),
-        (4.0, math.inf, True),
-        (math.nan, math.nan, False),
-    ],
-)
-def test_the_linear_model_wins_only_with_a_lower_finite_nll(linear, network, wins):
-    assert runs.linear_wins({"linear": linear, "network": network}) is wins
-
-
-def test_a_linear_choice_trains_a_linear_model_and_config_toml_redoes_it(tmp_path, monkeypatch):
-    from vaekit import runfolder
-
-    calls = []
-    monkeypatch.setattr(runfolder, "network_scores", lambda config, data: calls.append(1) or {"network": 5.0, "linear": 4.0})
-    path = write_csv(tmp_path / "t.csv", vk.data.ring(16, seed=0)[0], ["a", "b"])
-    run = vk.runs.train({**SMALL, "data": {"path": path}, "training": {"epochs": 2}}, tmp_path / "r")
-    assert run.info["chosen"]["hidden"] == (
-        "a linear model (hidden = []) instead of the network (hidden = [16, 16]): 4-fold cross-validated NLL on the 16 "
-        "training rows: 4 nats per row for the linear model, 5 for the network (set --cv-folds 0 to keep the network)"
-    )
-    assert [type(m) for m in run.model.decoder.net] == [torch.nn.Linear]  # z -> x, nothing between
-    saved = runs.read_config(tmp_path / "r")
-    assert (saved["model"]["hidden"], saved["training"]["cv_folds"]) == ([], 0)
-    again = vk.runs.train(tmp_path / "r" / "config.toml", tmp_path / "again")
-    assert len(calls) == 1 and "hidden" not in again.info["chosen"]
-    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (tmp_path / "r" / "model.safetensors").read_bytes()
-
-
-def test_a_resume_keeps_the_model_that_cross_validation_chose_without_choosing_again(tmp_path, monkeypatch):
-    from test_cli import interrupt_fit_at
-    from vaekit import runfolder
-
-    calls = []
-    monkeypatch.setattr(runfolder, "network_scores", lambda config, data: calls.append(1) or {"network": 5.0, "linear": 4.0})
-    path = write_csv(tmp_path / "t.csv", vk.data.ring(16, seed=0)[0], ["a", "b"])
-    config = {**SMALL, "data": {"path": path}, "training": {"epochs": 3, "checkpoint_every": 1}}
-    whole = vk.runs.train(config, tmp_path / "whole")
-    with monkeypatch.context() as patch:
-        interrupt_fit_at(patch, 1)
-        with pytest.raises(vk.RunInterrupted):
-            vk.runs.train(config, tmp_path / "cut")
-    # The scores would now prefer the network: a resume that chose again would refuse the linear checkpoint.
-    monkeypatch.setattr(runfolder, "network_scores", lambda config, data: calls.append(1) or {"network": 4.0, "linear": 5.0})
-    resumed = vk.runs.train(config, tmp_path / "cut", resume=True)  # the original settings, as given the first time
-    assert len(calls) == 2  # the whole run and the interrupted one; not the resume
-    assert resumed.info["chosen"]["hidden"] == "hidden = [], as cross-validation chose for the interrupted run"
-    assert runs.read_config(tmp_path / "cut")["model"]["hidden"] == []
-    for name in ("history.csv", "model.safetensors"):
-        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
-    assert len(whole.history) == len(resumed.history) == 3
-
-
-def test_cross_validation_is_off_under_torchrun_and_a_given_cv_folds_is_refused(monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    config = runs.validate_config({"data": {"path": "/x/t.csv"}})
-    note = runs.apply_auto_validation(config, 14, streamed=False)
-    assert config["training"]["cv_folds"] == 0
-    assert note == (
-        "no validation split and no early stopping: 20% of 14 training rows would be 3, fewer than 10; no "
-        "cross-validation either: the run is distributed (torchrun) (set --val-fraction and --patience to choose)"
-    )
-    given = runs.validate_config({"data": {"path": "/x/t.csv"}, "training": {"cv_folds": 3}})
-    with pytest.raises(InputError) as err:
-        runs.apply_auto_validation(given, 14, streamed=False)
-    assert str(err.value) == (
-        "[training] cv_folds must be 0 here: the run is distributed (torchrun); cross-validate in one process. "
-        "Got cv_folds=3 instead."
-    )
-
-
-def test_a_sweep_refuses_a_given_cv_folds(tmp_path):
-    path = write_csv(tmp_path / "t.csv", vk.data.ring(16, seed=0)[0], ["a", "b"])
-    with pytest.raises(InputError) as err:
-        vk.runs.sweep({**SMALL, "data": {"path": path}, "training": {"cv_folds": 3}}, {"beta": [1.0]}, tmp_path / "s")
-    assert str(err.value) == (
-        "[training] cv_folds must be 0 or 'auto' for a sweep: it trains the model it is given. Got cv_folds=3 instead."
-    )
-    assert not (tmp_path / "s").exists()
 
 
 def test_a_file_with_enough_rows_trains_with_a_validation_split_and_early_stopping(tmp_path):

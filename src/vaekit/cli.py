@@ -78,9 +78,6 @@ HELP: dict[str, str] = {
     "val_fraction": "share of the training rows held out for validation (0: none; a data file's default: 0.2 "
     "with early stopping when that makes at least 10 rows, else none)",
     "patience": "early stopping patience on val_loss in epochs (0: off; needs --val-fraction; a data file's default: 40)",
-    "cv_folds": "K >= 2: before training, choose between the network and a linear model (--hidden '') by K-fold "
-    "cross-validated NLL on the training rows (0: off; a data file's default: 4 where its 8 to 47 training rows are "
-    "too few for --val-fraction's automatic split, for an MLP VAE, not streamed, not under torchrun)",
     "grad_clip": "clip the gradient norm to this value (0: off)",
     "weight_decay": "Adam weight decay",
     "device": "torch device (cpu, cuda, cuda:1, ...)",
@@ -168,20 +165,19 @@ DIR/models/NN/ (each loadable with vaekit.load).""",
 }
 
 
-def _number_or_word(annotation: Any):
-    """Parser of a ``float | Literal[...]`` or ``int | Literal[...]`` setting: a number or one of the words."""
+def _float_or_word(annotation: Any):
+    """Parser of a ``float | Literal[...]`` setting: a number or one of the words."""
     literals = [part for part in typing.get_args(annotation) if typing.get_origin(part) is typing.Literal]
     words = [w for part in literals for w in typing.get_args(part)]
-    number, kind = (int, "an integer") if int in typing.get_args(annotation) else (float, "a number")
 
-    def parse(text: str) -> float | int | str:
+    def parse(text: str) -> float | str:
         if text in words:
             return text
         try:
-            return number(text)
+            return float(text)
         except ValueError:
             shown = ", ".join(repr(w) for w in words)
-            raise argparse.ArgumentTypeError(f"expected {kind} or one of {shown}; got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected a number or one of {shown}; got {text!r}") from None
 
     return parse
 
@@ -229,8 +225,8 @@ def _add_schema_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["type"], kwargs["metavar"] = _str_list, "COL1,COL2"
         elif typing.get_origin(annotation) is typing.Literal:
             kwargs["choices"] = typing.get_args(annotation)
-        else:  # float | Literal, int | Literal
-            kwargs["type"], kwargs["metavar"] = _number_or_word(annotation), "VALUE"
+        else:  # float | Literal
+            kwargs["type"], kwargs["metavar"] = _float_or_word(annotation), "VALUE"
         group.add_argument(name, **kwargs)
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vaekit import data as vkdata
-from vaekit import design, distributed, model_settings
+from vaekit import design, model_settings
 from vaekit.conditions import Continuous
 from vaekit.configs import check_type
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
@@ -47,7 +47,6 @@ PARTIAL_SUFFIX = ".partial"
 # What train() tells its ``status`` callback as it moves on.
 STAGE_TRAINING = "training"
 STAGE_RESULTS = "computing metrics, figures and report.html"
-STAGE_CROSS_VALIDATION = "choosing between the network and a linear model by cross-validation"
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +85,6 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "ema": (float, 0.0),  # vq: EMA decay of the codebook in (0, 1); 0: codebook learned by gradient
         "val_fraction": (float | Literal["auto"], 0.0),  # 0: no validation split; "auto": see AUTO_VAL_FRACTION
         "patience": (int, 0),  # early stopping on val_loss; 0: off
-        "cv_folds": (int | Literal["auto"], 0),  # >= 2: choose the network or a linear model by cross-validation; 0: off
         "grad_clip": (float, 0.0),  # 0: off
         "weight_decay": (float, 0.0),
         "device": (str, "cpu"),
@@ -116,12 +114,6 @@ USER_BATCHES_PER_EPOCH = 10
 AUTO_VAL_FRACTION = 0.2
 AUTO_PATIENCE = 40
 MIN_VAL_ROWS = 10
-# ... and cv_folds = "auto" (unless cv_folds is given): where there is no validation split, the
-# network and a linear model of the same latent size (hidden = []: with a learned variance per
-# column, factor analysis) are scored by AUTO_CV_FOLDS-fold cross-validation on the training rows
-# and the one with the lower NLL is trained. Below 48 training rows the network lost to PPCA on
-# 9 of 28 measured (table, z) pairs; see README "vaekit vs PCA" for what the choice changed.
-AUTO_CV_FOLDS = 4
 
 BUILTIN_CONDITIONS = ("label", "radius")
 # Built-in datasets of curves (N, P, 2): their conditions may also be shape properties (vaekit.design).
@@ -170,10 +162,9 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
     The defaults are the lecture's ring recipe, except for data that it does not fit: digits get
     a Bernoulli likelihood, airfoils ``standardize = true``, and a user's file (``[data] path``)
     ``standardize = true``, ``variance = "learned"`` (Gaussian), ``batches_per_epoch =``
-    :data:`USER_BATCHES_PER_EPOCH` unless ``batch_size`` or ``batches_per_epoch`` is given,
-    ``val_fraction = "auto"`` unless ``val_fraction`` is given and ``cv_folds = "auto"`` unless
-    ``cv_folds`` is given (see :func:`apply_auto_validation` and :func:`apply_batches_per_epoch`,
-    which :func:`vaekit.runs.train` calls once the rows are known, and :func:`choose_network`).
+    :data:`USER_BATCHES_PER_EPOCH` unless ``batch_size`` or ``batches_per_epoch`` is given, and
+    ``val_fraction = "auto"`` unless ``val_fraction`` is given (see :func:`apply_auto_validation`
+    and :func:`apply_batches_per_epoch`, which :func:`vaekit.runs.train` calls once the rows are known).
 
     Raises
     ------
@@ -206,7 +197,7 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
                 raise error(
                     f"{source}: [{section}] {key} must be {_expected(annotation)}. Got {describe(value)} instead."
                 ) from None
-            if isinstance(value, int) and not isinstance(value, bool) and float in (typing.get_args(annotation) or (annotation,)):
+            if isinstance(value, int) and not isinstance(value, bool) and annotation is not int:
                 value = float(value)  # TOML `beta = 1` means 1.0
             out[section][key] = _copy(value)
         if section == "data" and values.get("path") and "name" not in values:
@@ -215,8 +206,6 @@ def validate_config(config: Any, *, source: str = "config") -> dict[str, dict[st
         # A user's file: early stopping when the rows allow a validation split; train() decides
         # (apply_auto_validation). Set before the checks, so that a given patience alone is accepted.
         out["training"]["val_fraction"] = "auto"
-    if out["data"]["path"] and "cv_folds" not in config.get("training", {}):
-        out["training"]["cv_folds"] = "auto"  # resolved with val_fraction (apply_auto_validation)
     _check_ranges(out, source)
     d = out["data"]
     if d["name"] == "digits" and "likelihood" not in out["model"]:
@@ -262,8 +251,7 @@ def _expected(annotation: Any) -> str:
     if typing.get_origin(annotation) is Literal:
         return f"one of {list(typing.get_args(annotation))}"
     words = [a for part in typing.get_args(annotation) if typing.get_origin(part) is Literal for a in typing.get_args(part)]
-    number = "an integer" if int in typing.get_args(annotation) else "a number"
-    return f"{number} or one of {words}"  # float | Literal[...], int | Literal[...]
+    return f"a number or one of {words}"  # float | Literal[...]
 
 
 def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
@@ -321,21 +309,6 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
         raise InputError(f"{source}: [training] val_fraction must be in [0, 1) or 'auto'. Got {t['val_fraction']} instead.")
     if t["patience"] and not t["val_fraction"]:
         raise InputError(f"{source}: [training] patience (early stopping) needs val_fraction > 0. Got val_fraction=0 instead.")
-    if t["cv_folds"] != "auto" and (t["cv_folds"] < 0 or t["cv_folds"] == 1):
-        raise InputError(
-            f"{source}: [training] cv_folds must be 0 (off), an integer >= 2 or 'auto'. Got {t['cv_folds']} instead."
-        )
-    if t["cv_folds"] not in (0, "auto") and t["patience"]:
-        raise InputError(
-            f"{source}: [training] patience (early stopping) needs a validation split, and cv_folds chooses the model "
-            f"without one: give at most one of them. Got cv_folds={t['cv_folds']} and patience={t['patience']} instead."
-        )
-    if t["cv_folds"] not in (0, "auto") and t["val_fraction"] not in (0, "auto"):
-        raise InputError(
-            f"{source}: [training] cv_folds chooses the model on the training rows without a validation split: "
-            f"give at most one of cv_folds and val_fraction. Got cv_folds={t['cv_folds']} and "
-            f"val_fraction={t['val_fraction']} instead."
-        )
 
 
 def _check_condition(d: dict[str, Any], source: str) -> None:
@@ -776,18 +749,9 @@ def apply_auto_validation(config: dict[str, dict[str, Any]], n_rows: int, *, str
     epoch's weights are kept), when that makes at least :data:`MIN_VAL_ROWS` rows; otherwise
     (and for a streamed file, whose rows are not in memory) there is no validation split and no
     early stopping. config.toml then records the numbers used.
-
-    Resolves ``cv_folds`` too: "auto" becomes :data:`AUTO_CV_FOLDS` where there is no split
-    because the rows are too few (and the model is an MLP VAE that is not linear already, the
-    file is not streamed, the run is not distributed), else 0; a ``cv_folds`` given turns an
-    "auto" ``val_fraction`` off (the model is then chosen on every training row). Raises
-    InputError for a given ``cv_folds`` that cannot be used (the message says why).
     """
     t = config["training"]
-    if t["val_fraction"] == "auto" and t["cv_folds"] not in (0, "auto"):
-        t["val_fraction"], t["patience"] = 0.0, 0  # cv_folds given: the model is chosen on every training row
     if t["val_fraction"] != "auto":
-        _resolve_cv_folds(config, n_rows, streamed=streamed, auto=False)
         return ""
     n_val = validation_rows(n_rows, AUTO_VAL_FRACTION)
     if not auto_val_fraction(n_rows, streamed=streamed):
@@ -797,16 +761,7 @@ def apply_auto_validation(config: dict[str, dict[str, Any]], n_rows: int, *, str
             if streamed
             else (f"{AUTO_VAL_FRACTION:.0%} of {n_rows} training rows would be {n_val}, fewer than {MIN_VAL_ROWS}")
         )
-        _resolve_cv_folds(config, n_rows, streamed=streamed, auto=True)
-        instead = (
-            f"; instead, {t['cv_folds']}-fold cross-validation chooses between the network and a linear model"
-            if t["cv_folds"]
-            else "; no cross-validation either: the run is distributed (torchrun)"
-            if distributed.launched_size() > 1 and not streamed and not why_no_cross_validation(config["model"])
-            else ""
-        )
-        return f"no validation split and no early stopping: {why}{instead} (set --val-fraction and --patience to choose)"
-    _resolve_cv_folds(config, n_rows, streamed=streamed, auto=False)
+        return f"no validation split and no early stopping: {why} (set --val-fraction and --patience to choose)"
     t["val_fraction"], t["patience"] = AUTO_VAL_FRACTION, t["patience"] or AUTO_PATIENCE
     return (
         f"early stopping: {n_val} of {n_rows} training rows held out for validation; training stops after "
@@ -815,103 +770,14 @@ def apply_auto_validation(config: dict[str, dict[str, Any]], n_rows: int, *, str
     )
 
 
-def why_no_cross_validation(model: dict[str, Any]) -> str:
-    """Why ``[training] cv_folds`` cannot compare ``model`` (a ``[model]`` section) with a linear model, or ""."""
-    if model.get("type", "vae") != "vae":
-        return f"it compares VAEs with MLP networks; the model is {model['type']!r}"
-    if model.get("encoder", "mlp") != "mlp" or model.get("decoder", "") not in ("", "mlp"):
-        return f"it compares MLP networks; the trunk is encoder={model.get('encoder')!r}, decoder={model.get('decoder')!r}"
-    if not model.get("hidden"):
-        return "the model is linear already (hidden = [])"
-    return ""
-
-
-def _resolve_cv_folds(config: dict[str, dict[str, Any]], n_rows: int, *, streamed: bool, auto: bool) -> None:
-    """Resolve ``[training] cv_folds``: "auto" gives :data:`AUTO_CV_FOLDS` when ``auto`` (no split for few rows).
-
-    "auto" becomes 0 wherever cross-validation does not apply; a number given is checked.
-    """
-    t = config["training"]
-    # One process per rank would each cross-validate: kept out of torchrun runs (launched_size > 1).
-    launched = distributed.launched_size() > 1
-    if t["cv_folds"] == "auto":
-        rows_ok = n_rows >= 2 * AUTO_CV_FOLDS
-        applies = auto and not streamed and not launched and rows_ok and not why_no_cross_validation(config["model"])
-        t["cv_folds"] = AUTO_CV_FOLDS if applies else 0
-        return
-    if not t["cv_folds"]:
-        return
-    why = why_no_cross_validation(config["model"])
-    if streamed:
-        why = "the file is streamed from disk (its rows are not in memory)"
-    elif launched:
-        why = "the run is distributed (torchrun); cross-validate in one process"
-    elif n_rows < 2 * t["cv_folds"]:
-        why = f"{n_rows} training rows are fewer than 2 per fold"
-    if why:
-        raise InputError(f"[training] cv_folds must be 0 here: {why}. Got cv_folds={t['cv_folds']} instead.")
-
-
-def network_scores(config: dict[str, dict[str, Any]], data: RunData) -> dict[str, float]:
-    """Cross-validated NLL (nats per row) of the configured network and of a linear model: name -> NLL.
-
-    ``{"network": ..., "linear": ...}``: :func:`vaekit.crossval.cross_validated_nll` with
-    ``[training] cv_folds`` folds of the training rows, of the model ``config`` builds and of the
-    same model with ``hidden = []``, each trained with the run's epochs, batch size and seed and
-    scored by IWAE with ``[evaluation] k`` samples. ``config`` is not changed.
-    """
-    from vaekit.crossval import cross_validated_nll
-
-    kwargs = fit_kwargs(config)
-    scores = {}
-    for name, hidden in (("network", list(config["model"]["hidden"])), ("linear", [])):
-        settings = {**config, "model": {**config["model"], "hidden": hidden}}
-        scores[name] = cross_validated_nll(
-            lambda settings=settings: build_model(settings, data),
-            data.x,
-            data.condition,
-            folds=config["training"]["cv_folds"],
-            k=config["evaluation"]["k"],
-            **kwargs,
-        )
-    return scores
-
-
-def linear_wins(scores: dict[str, float]) -> bool:
-    """Whether :func:`network_scores` prefer the linear model: a lower NLL, or a finite one where the network's is not."""
-    linear, network = scores["linear"], scores["network"]
-    return math.isfinite(linear) and (not math.isfinite(network) or linear < network)
-
-
-def choose_network(config: dict[str, dict[str, Any]], data: RunData) -> str:
-    """Keep the network or take a linear model, by ``cv_folds``-fold cross-validation; return why.
-
-    Sets ``[model] hidden`` to ``[]`` where :func:`linear_wins` (the network stays on a tie) and
-    ``cv_folds`` to 0, so that config.toml redoes the run that was trained. The sentence gives
-    both NLLs.
-    """
-    t = config["training"]
-    folds, network = t["cv_folds"], list(config["model"]["hidden"])
-    nll = network_scores(config, data)
-    t["cv_folds"] = 0
-    scores = f"{nll['linear']:.4g} nats per row for the linear model, {nll['network']:.4g} for the network"
-    how = f"{folds}-fold cross-validated NLL on the {len(data.x)} training rows: {scores}"
-    if linear_wins(nll):
-        config["model"]["hidden"] = []
-        keep = "set --cv-folds 0 to keep the network"
-        return f"a linear model (hidden = []) instead of the network (hidden = {network}): {how} ({keep})"
-    return f"the network (hidden = {network}) rather than a linear model: {how}"
-
-
 def fit_kwargs(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Keyword arguments for :func:`vaekit.fit` from ``config["training"]`` (no data, no callbacks)."""
     t = config["training"]
-    for key in ("val_fraction", "cv_folds"):
-        if t[key] == "auto":
-            raise InputError(
-                f"[training] {key} = 'auto' is decided by the training rows: call apply_auto_validation(config, "
-                f"n_rows, streamed=...) first (vaekit.runs.train does). Got {key}='auto' instead."
-            )
+    if t["val_fraction"] == "auto":
+        raise InputError(
+            "[training] val_fraction = 'auto' is decided by the training rows: call apply_auto_validation(config, "
+            "n_rows, streamed=...) first (vaekit.runs.train does). Got val_fraction='auto' instead."
+        )
     kwargs: dict[str, Any] = {
         "objective": build_objective(config),
         "epochs": t["epochs"],

@@ -44,7 +44,6 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     RUN_INFO,
     SCHEMA,
     SECTIONS,
-    STAGE_CROSS_VALIDATION,
     STAGE_RESULTS,
     STAGE_TRAINING,
     USER_BATCHES_PER_EPOCH,
@@ -56,7 +55,6 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     build_model,
     build_objective,
     check_out,
-    choose_network,
     commit_partial,
     complete_config,
     condition_spec,
@@ -66,10 +64,8 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     evaluate_run,
     fit_kwargs,
     is_nonempty,
-    linear_wins,
     load_data,
     metric_columns,
-    network_scores,
     partial_path,
     read_config,
     read_config_file,
@@ -191,10 +187,8 @@ def train(
     progress : callable(epoch, epochs, record), optional
         Called after every epoch, as :func:`vaekit.fit`'s ``progress``.
     status : callable(text), optional
-        Called when the run moves on: with :data:`STAGE_CROSS_VALIDATION` before the
-        cross-validation of ``cv_folds`` (a small table's default: see :func:`choose_network`),
-        with :data:`STAGE_TRAINING` before training and with :data:`STAGE_RESULTS` before the
-        metrics, figures and report are computed.
+        Called when the run moves on: with :data:`STAGE_TRAINING` before training and with
+        :data:`STAGE_RESULTS` before the metrics, figures and report are computed.
     command : str, default "vaekit.runs.train"
         How the run was made, recorded in run.json.
 
@@ -245,12 +239,6 @@ def train(
         _make_explicit(config["data"], data)
     test_data = load_data(config, test=True)
     chosen = _apply_data_rules(config, data)
-    if config["training"]["cv_folds"] and resume:  # chosen before the interrupt: the staged config.toml says what
-        staged = read_config(staging / CONFIG)["model"]["hidden"]
-        config["model"]["hidden"], config["training"]["cv_folds"] = staged, 0
-        chosen["hidden"] = f"hidden = {staged}, as cross-validation chose for the interrupted run"
-    elif config["training"]["cv_folds"]:  # before config.toml is written: it records the model chosen
-        chosen["hidden"] = _cross_validate(config, data, out, status)
     model = build_model(config, data)
     kwargs = fit_kwargs(config)
     if config["training"]["patience"]:
@@ -364,21 +352,6 @@ def _write_results(
     save_figures(staging / FIGURES, report.run_figures(model, data, history))
     report.write_report(staging, data=data, model=model, name=out.name)
     return _as_read(metrics), _as_read(info)
-
-
-def _cross_validate(config: dict[str, dict[str, Any]], data: RunData, out: Path, status) -> str:
-    """:func:`choose_network` with the run's threads; nothing is written yet, so an interrupt leaves nothing."""
-    if status is not None:
-        status(STAGE_CROSS_VALIDATION)
-    threads = TorchThreads(config["training"]["threads"])
-    try:
-        note = choose_network(config, data)
-    except KeyboardInterrupt:
-        raise RunInterrupted("interrupted during cross-validation: nothing was saved yet", out=out, resumable=False) from None
-    finally:
-        threads.close()
-    logger.info("%s", note)
-    return note
 
 
 def _apply_data_rules(config: dict[str, dict[str, Any]], data: RunData) -> dict[str, str]:
@@ -523,14 +496,7 @@ def sweep(
     config["data"]["options"] = dataset_options(config)
     data = load_data(config)
     if config["training"]["val_fraction"] == "auto":
-        config["training"]["val_fraction"] = 0.0  # a sweep trains on every row, without early stopping ...
-    if config["training"]["cv_folds"] == "auto":
-        config["training"]["cv_folds"] = 0  # ... of the model it is given
-    if config["training"]["cv_folds"]:
-        raise InputError(
-            "[training] cv_folds must be 0 or 'auto' for a sweep: it trains the model it is given. "
-            f"Got cv_folds={config['training']['cv_folds']} instead."
-        )
+        config["training"]["val_fraction"] = 0.0  # a sweep trains on every row, without early stopping
     _apply_data_rules(config, data)
     template = build_model(config, data)
     training = config["training"]
