@@ -33,7 +33,7 @@ def test_too_few_rows_or_folds_are_refused(n_rows, folds):
     with pytest.raises(InputError) as err:
         crossval.fold_rows(n_rows, folds, seed=0)
     assert str(err.value) == (
-        f"cross-validation needs folds >= 2 and at least 2 rows per fold. Got folds={folds} for {n_rows} rows instead."
+        f"cross-validation needs an integer folds >= 2 and at least 2 rows per fold. Got folds={folds} for {n_rows} rows instead."
     )
 
 
@@ -94,7 +94,7 @@ def test_a_condition_of_another_length_or_a_fractional_folds_is_refused():
     with pytest.raises(InputError) as err:
         crossval.cross_validated_nll(small_model, x, np.zeros(20), folds=4)
     assert str(err.value) == "condition must have one row per row of x (16). Got 20 rows instead."
-    with pytest.raises(vk.InputTypeError, match=r"^folds must be an integer >= 2\. Got "):
+    with pytest.raises(InputError, match=r"^cross-validation needs an integer folds >= 2 .* Got folds=2\.0 for 16 rows"):
         crossval.cross_validated_nll(small_model, x, folds=2.0)
 
 
