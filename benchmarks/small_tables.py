@@ -15,7 +15,7 @@ FILE.csv --z-dim Z --test-fraction 0.3`` (split seed 0):
   mean (the "one-SE rule", which prefers longer training), and the best epoch in hindsight
   (chosen on the held-out rows themselves: no rule can do better by stopping alone).
 
-Nothing here changes the defaults; it measures them. A table takes about 2 minutes on one core.
+Nothing here changes the defaults; it measures them. A (table, z) pair takes 2 to 4 minutes on one core.
 
 The model rules: the same for a linear VAE (``hidden = []``), and the one of the two with the
 lower 4-fold cross-validated IWAE NLL (``vk.crossval.cross_validated_nll``, each fold trained
