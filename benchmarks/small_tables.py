@@ -76,15 +76,16 @@ def prepared(path: Path, z: int, seed: int, model: dict):
 def measure(path: Path, z: int, seed: int) -> dict:
     """Held-out NLL after every epoch of both full runs, the network's fold curves, both cross-validated NLLs."""
     result: dict = {"table": path.stem, "z": z, "seed": seed}
-    for name, model_settings in MODELS.items():
-        config, data, test = prepared(path, z, seed, model_settings)
+    setups = {name: prepared(path, z, seed, model_settings) for name, model_settings in MODELS.items()}
+    for name, (config, data, test) in setups.items():
         curve = HeldOutCurve(test.x)
         fit(runs.build_model(config, data), data.x, None, monitors={}, callbacks=[curve], **runs.fit_kwargs(config))
         result[name] = {"held_out": curve.nll}
+    config, data, test = setups["network"]  # the folds and the scores below start from the network's settings
     # The stopping rules: the network's validation curve on each fold (fit with val draws its
     # noise from the training stream, so these fold models differ from the choice's below).
+    # Folds in permutation order, as the README's numbers were measured (crossval.fold_rows sorts them).
     order = np.random.default_rng(seed).permutation(len(data.x))
-    config, data, test = prepared(path, z, seed, MODELS["network"])
     for fold in np.array_split(order, FOLDS):
         kwargs = runs.fit_kwargs(config) | {"val": data.x[fold]}
         history = fit(runs.build_model(config, data), data.x[np.setdiff1d(order, fold)], None, monitors={}, **kwargs)
