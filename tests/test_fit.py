@@ -31,6 +31,24 @@ def test_same_seed_gives_identical_history_and_weights(ring):
     assert vk.fit(model, x, y, epochs=4, batch_size=64, seed=8, val=0.2) != h1
 
 
+def test_monitors_and_validation_draw_from_the_seeded_stream(ring):
+    """README "Guarantees": one seeded stream, so other monitors or a validation set make another run."""
+    x, _ = ring
+
+    def trained(**kw):
+        model = vk.VAE(2, 2, hidden=(16,), seed=1)
+        vk.fit(model, x, epochs=2, batch_size=64, seed=7, **kw)
+        return model.state_dict()
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    plain = trained(monitors={})
+    assert same(plain, trained(monitors={}))
+    assert not same(plain, trained())  # the default diversity monitor draws its prior samples from it
+    assert not same(plain, trained(monitors={}, val=x[:50]))  # so does the validation ELBO's noise
+
+
 def test_fit_leaves_global_rng_untouched(ring):
     model = vk.VAE(2, 2, hidden=(8,))
     torch.manual_seed(123)
