@@ -1,0 +1,181 @@
+"""Variants of the defaults on tables too small for a validation split: capacity and the learned variance.
+
+Below 48 training rows ``vaekit train`` has no validation split, so nothing stops a model from
+fitting noise (README "vaekit vs PCA"). This benchmark trains the defaults of ``vaekit train
+--data FILE.csv --z-dim Z --test-fraction 0.3`` (split seed 0) with one change at a time and
+scores the held-out ``iwae_nll`` (k = 100) after the full run, next to PPCA's:
+
+- ``default``: nothing changed;
+- ``w16``, ``w32``, ``w64``: hidden layers of 16, 32 or 64 units instead of 128 (capacity);
+- ``mv0.01``: a floor of 0.01 on the learned variance (``min_variance``, standardised units);
+- ``pcafloor``: a floor per column at the variance that PCA with Z components leaves in that
+  column (standardised units), so no column is claimed more precise than a linear model finds it;
+- ``shared``: one learned variance for all columns (isotropic noise, as PPCA's);
+- ``fast``: the learned variance moves 10 times faster. Adam moves each parameter by about
+  ``lr`` per step whatever its gradient, so a variance parameter that is one number per column
+  (not a network output) falls from 1 by at most about ``softplus(0.5413 - lr * steps)``; here
+  its softplus argument is 10 times a parameter (a torch parametrisation), so it moves 10 times
+  as far per step;
+- ``fast+pcafloor``: both.
+
+Nothing here changes the defaults; it measures them. A (table, z, variant) takes 5 to 15 s on one core.
+
+Usage: PYTHONPATH=src python benchmarks/small_table_variants.py FILE.csv [FILE.csv ...] [--z 2,5] [--seeds 0]
+       [--variants default,w32] --jsonl OUT.jsonl   (z = 5 runs on tables of 8 or more columns; with no
+       FILE, reports OUT.jsonl: per variant, its wins over PPCA and its change from the default)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from small_tables import WIDE, prepared
+from torch.nn.utils import parametrize
+
+from vaekit import runs
+from vaekit.baselines import baseline_metrics
+from vaekit.metrics import iwae_log_likelihood
+from vaekit.trainer import fit
+
+FASTER = 10  # the "fast" variance's pace, in multiples of the default's
+# Variant -> [model] settings it changes (the parametrisations and floors are applied in `build`).
+SETTINGS = {
+    "default": {},
+    "w16": {"hidden": [16, 16]},
+    "w32": {"hidden": [32, 32]},
+    "w64": {"hidden": [64, 64]},
+    "mv0.01": {"min_variance": 0.01},
+    "pcafloor": {},
+    "shared": {},
+    "fast": {},
+    "fast+pcafloor": {},
+}
+
+
+class Scaled(torch.nn.Module):
+    """raw = FASTER * parameter: Adam's steps of about lr on the parameter move raw FASTER times as far."""
+
+    def forward(self, parameter: torch.Tensor) -> torch.Tensor:
+        return FASTER * parameter
+
+    def right_inverse(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw / FASTER
+
+
+class Shared(torch.nn.Module):
+    """raw (D,) = one parameter (1,) repeated: one variance for every column."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+
+    def forward(self, parameter: torch.Tensor) -> torch.Tensor:
+        return parameter.expand(self.width)
+
+    def right_inverse(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw[:1].clone()
+
+
+def pca_residual_variance(x: np.ndarray, z: int) -> np.ndarray:
+    """(D,) the variance per standardised column that PCA with ``z`` components does not explain."""
+    xs = (x - x.mean(0)) / x.std(0)
+    eigenvalues, vectors = np.linalg.eigh(np.cov(xs.T, bias=True))
+    top = vectors[:, np.argsort(eigenvalues)[::-1][:z]]  # (D, z)
+    return ((xs - xs @ top @ top.T) ** 2).mean(0)
+
+
+def build(variant: str, config: dict, data, z: int) -> torch.nn.Module:
+    """The defaults' model for ``data`` with ``variant``'s change to its learned variance, if any."""
+    model = runs.build_model(config, data)
+    (head,) = [m for m in model.modules() if hasattr(m, "raw_variance")]  # the learned-variance likelihood head
+    if "pcafloor" in variant:
+        floor = np.maximum(pca_residual_variance(data.x, z), head.min_variance)
+        head.min_variance = torch.as_tensor(floor, dtype=torch.float32)
+    if variant.startswith("fast"):
+        parametrize.register_parametrization(head, "raw_variance", Scaled())
+    if variant == "shared":
+        parametrize.register_parametrization(head, "raw_variance", Shared(head.raw_variance.shape[0]))
+    return model
+
+
+def measure(path: Path, z: int, seed: int, variant: str) -> dict:
+    """Held-out NLL of the defaults with ``variant`` after the full run, and PPCA's."""
+    start = time.perf_counter()
+    config, data, test = prepared(path, z, seed, SETTINGS[variant])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the run's own warnings (PPCA, collapse) are the measurement here
+        model = build(variant, config, data, z)
+        fit(model, data.x, None, monitors={}, **runs.fit_kwargs(config))
+    model.eval()
+    with torch.no_grad():
+        x = torch.as_tensor(test.x, dtype=torch.float32)
+        nll = float(-iwae_log_likelihood(model, x, k=config["evaluation"]["k"], seed=0).mean())
+    ppca = baseline_metrics(data.x, test.x, z)["ppca_nll"]
+    return {
+        "variant": variant,
+        "seed": seed,
+        "table": path.stem,
+        "z": z,
+        "n": len(data.x),
+        "nll": nll,
+        "ppca": ppca,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def report(results: list[dict]) -> None:
+    """Per variant: its wins over PPCA per seed, and against the default of the same seed, pair by pair."""
+    default = {(r["table"], r["z"], r["seed"]): r["nll"] for r in results if r["variant"] == "default"}
+    print("| variant | seed | pairs | beats PPCA | better than the default | worse | median change (nats) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for variant in SETTINGS:
+        for seed in sorted({r["seed"] for r in results if r["variant"] == variant}):
+            rows = [r for r in results if r["variant"] == variant and r["seed"] == seed]
+            wins = sum(r["nll"] < r["ppca"] for r in rows)
+            paired = [r["nll"] - default[key] for r in rows if (key := (r["table"], r["z"], seed)) in default]
+            delta = np.array(paired)
+            change = (
+                ["–"] * 3
+                if variant == "default" or not paired
+                else [str((delta < 0).sum()), str((delta > 0).sum()), f"{np.median(delta):+.3f}"]
+            )
+            print(f"| {variant} | {seed} | {len(rows)} | {wins} | " + " | ".join(change) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", type=Path, help="CSV tables")
+    parser.add_argument("--z", default="2,5", help="latent sizes")
+    parser.add_argument("--seeds", default="0", help="training seeds")
+    parser.add_argument("--variants", default=",".join(SETTINGS), help=f"any of {', '.join(SETTINGS)}")
+    parser.add_argument("--jsonl", type=Path, required=True, help="append every result here; with no FILE, report it")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if not args.files:
+        report([json.loads(line) for line in args.jsonl.read_text().splitlines() if line.strip()])
+        return
+    variants = args.variants.split(",")
+    unknown = sorted(set(variants) - set(SETTINGS))
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; known: {', '.join(SETTINGS)}")
+    for variant in variants:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for path in args.files:
+                columns = len(path.read_text().splitlines()[0].split(","))
+                for z in (int(v) for v in args.z.split(",")):
+                    if z > 2 and columns < WIDE:
+                        continue
+                    result = measure(path, z, seed, variant)
+                    print(json.dumps(result), flush=True)
+                    with args.jsonl.open("a") as out:
+                        out.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
