@@ -10,10 +10,12 @@ scores the held-out ``iwae_nll`` (k = 100) after the full run, next to PPCA's:
 - ``mv0.01``: a floor of 0.01 on the learned variance (``min_variance``, standardised units);
 - ``pcafloor``: a floor per column at the variance that PCA with Z components leaves in that
   column (standardised units), so no column is claimed more precise than a linear model finds it;
-- ``shared``: one learned variance for all columns (isotropic noise, as PPCA's);
-- ``fast``: the learned variance moves 10 times faster. Adam moves each parameter by about
-  ``lr`` per step whatever its gradient, so a variance parameter that is one number per column
-  (not a network output) falls from 1 by at most about ``softplus(0.5413 - lr * steps)``; here
+- ``shared``: one learned variance for all columns (isotropic noise in standardised units; PPCA's
+  is isotropic in the raw units);
+- ``fast``: the learned variance moves 10 times faster. Adam moves each parameter by typically
+  about ``lr`` per step whatever the size of its gradient, so a variance parameter that is one
+  number per column (not a network output) falls from 1 at the lowest to about
+  ``softplus(0.5413 - lr * steps)``; here
   its softplus argument is 10 times a parameter (a torch parametrisation), so it moves 10 times
   as far per step;
 - ``fast+pcafloor``: both.
@@ -84,7 +86,8 @@ class Shared(torch.nn.Module):
 
 def pca_residual_variance(x: np.ndarray, z: int) -> np.ndarray:
     """(D,) the variance per standardised column that PCA with ``z`` components does not explain."""
-    xs = (x - x.mean(0)) / x.std(0)
+    std = x.std(0)
+    xs = (x - x.mean(0)) / np.where(std > 1e-8, std, 1.0)  # a constant column stays unscaled, as the model leaves it
     eigenvalues, vectors = np.linalg.eigh(np.cov(xs.T, bias=True))
     top = vectors[:, np.argsort(eigenvalues)[::-1][:z]]  # (D, z)
     return ((xs - xs @ top @ top.T) ** 2).mean(0)
@@ -131,6 +134,10 @@ def measure(path: Path, z: int, seed: int, variant: str) -> dict:
 
 def report(results: list[dict]) -> None:
     """Per variant: its wins over PPCA per seed, and against the default of the same seed, pair by pair."""
+    keys = [(r["variant"], r["seed"], r["table"], r["z"]) for r in results]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:  # --jsonl appends: a command run twice would count its pairs twice
+        raise SystemExit(f"{len(repeated)} (variant, seed, table, z) measured more than once, e.g. {repeated[0]}")
     default = {(r["table"], r["z"], r["seed"]): r["nll"] for r in results if r["variant"] == "default"}
     print("| variant | seed | pairs | beats PPCA | better than the default | worse | median change (nats) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
