@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from small_tables import WIDE, prepared
+from small_tables import pairs, prepared
 from torch.nn.utils import parametrize
 
 from vaekit import runs
@@ -173,15 +173,11 @@ def main() -> None:
         raise SystemExit(f"--variants: unknown {unknown}; known: {', '.join(SETTINGS)}")
     for variant in variants:
         for seed in (int(s) for s in args.seeds.split(",")):
-            for path in args.files:
-                columns = len(path.read_text().splitlines()[0].split(","))
-                for z in (int(v) for v in args.z.split(",")):
-                    if z > 2 and columns < WIDE:
-                        continue
-                    result = measure(path, z, seed, variant)
-                    print(json.dumps(result), flush=True)
-                    with args.jsonl.open("a") as out:
-                        out.write(json.dumps(result) + "\n")
+            for path, z in pairs(args.files, args.z):
+                result = measure(path, z, seed, variant)
+                print(json.dumps(result), flush=True)
+                with args.jsonl.open("a") as out:
+                    out.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":

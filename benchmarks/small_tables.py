@@ -168,6 +168,18 @@ def report(results: list[dict]) -> None:
     table(results, models, "Held-out NLL by model (the model taken):")
 
 
+def pairs(files: list[Path], latent_sizes: str) -> list[tuple[Path, int]]:
+    """(table, z) for each file and each of the comma-separated ``latent_sizes`` it has room for.
+
+    z must be below the table's column count, and above 2 only on tables of WIDE or more columns.
+    """
+    result = []
+    for path in files:
+        columns = len(path.read_text().splitlines()[0].split(","))
+        result += [(path, z) for z in (int(v) for v in latent_sizes.split(",")) if z < columns and (z <= 2 or columns >= WIDE)]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="*", type=Path, help="CSV tables")
@@ -178,15 +190,11 @@ def main() -> None:
     warnings.filterwarnings("ignore")  # the collapse and baseline warnings of tiny tables: the table says it
     torch.set_num_threads(1)
     results = []
-    for path in args.files:
-        columns = len(path.read_text().splitlines()[0].split(","))
-        for z in (int(v) for v in args.z.split(",")):
-            if z >= columns or (z > 2 and columns < WIDE):
-                continue
-            results.append(measure(path, z, args.seed))
-            if args.jsonl:
-                with open(args.jsonl, "a") as handle:
-                    handle.write(json.dumps(results[-1]) + "\n")
+    for path, z in pairs(args.files, args.z):
+        results.append(measure(path, z, args.seed))
+        if args.jsonl:
+            with open(args.jsonl, "a") as handle:
+                handle.write(json.dumps(results[-1]) + "\n")
     if not args.files and args.jsonl:
         results = [json.loads(line) for line in args.jsonl.read_text().splitlines()]
     report(results)
