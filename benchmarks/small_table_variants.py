@@ -41,7 +41,7 @@ from small_tables import pairs, prepared
 from torch.nn.utils import parametrize
 
 from vaekit import runs
-from vaekit.baselines import baseline_metrics
+from vaekit.baselines import PCA, baseline_metrics
 from vaekit.metrics import iwae_log_likelihood
 from vaekit.trainer import fit
 
@@ -88,9 +88,7 @@ def pca_residual_variance(x: np.ndarray, z: int) -> np.ndarray:
     """(D,) the variance per standardised column that PCA with ``z`` components does not explain."""
     std = x.std(0)
     xs = (x - x.mean(0)) / np.where(std > 1e-8, std, 1.0)  # a constant column stays unscaled, as the model leaves it
-    eigenvalues, vectors = np.linalg.eigh(np.cov(xs.T, bias=True))
-    top = vectors[:, np.argsort(eigenvalues)[::-1][:z]]  # (D, z)
-    return ((xs - xs @ top @ top.T) ** 2).mean(0)
+    return ((xs - PCA(z).fit(xs).reconstruct(xs)) ** 2).mean(0)
 
 
 def build(variant: str, config: dict, data, z: int) -> torch.nn.Module:
