@@ -57,6 +57,8 @@ HELP: dict[str, str] = {
     "columns": "data columns of a CSV/.npy file, comma separated (default: all but the condition, --label and --exclude)",
     "exclude": "columns of the file that are not data (ids, names, ...), comma separated",
     "label": "a column that colours the plots, the latent scatter and the explorer; not trained on, not a condition",
+    "log_columns": "data columns modelled on a log scale, log(x + --log-offset), comma separated: positive values "
+    "spanning decades (counts, sizes); densities stay in data units",
     "threads": "torch CPU threads for the run (0: torch's default)",
     "test_fraction": "hold out this share of the data's rows, in (0, 1), for metrics.json (seeded by --split-seed; default: off)",
     "split_seed": "seed of the --test-fraction split",
@@ -102,6 +104,7 @@ def flags() -> dict[str, tuple[str, str]]:
         "columns": ("data", "columns"),
         "exclude": ("data", "exclude"),
         "label": ("data", "label"),
+        "log_columns": ("data", "log_columns"),
         "test_fraction": ("data", "test_fraction"),
         "split_seed": ("data", "split_seed"),
         **{("model" if key == "type" else key): ("model", key) for key in runs.section_schema("model")},
@@ -729,7 +732,8 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
             held = runs.load_data(n_config, test=True)
         metrics = runs.run_metrics(model, train, held or runs.load_data(config, test=True), config, seed=args.seed)
     where = "on the data given" if args.data else None  # whether the model saw them is not checked
-    metrics["warnings"] = run_warnings(metrics, (given if args.data else train).x, config, where=where)  # as in metrics.json
+    rows = (given if args.data else train).x
+    metrics["warnings"] = run_warnings(metrics, rows, config, where=where, model=model)  # as in metrics.json
     if args.output:
         if Path(args.output).suffix.lower() != ".json":
             raise UsageError(f"-o {args.output}: the metrics file must end in .json.")

@@ -54,7 +54,13 @@ def needed_units(x: Any, *, share: float = EXPLAINED_SHARE) -> int:
 
 
 def collapse_warning(
-    active_units: int, z_dim: int, needed: int, *, config: dict[str, dict[str, Any]] | None = None, x: Any = None
+    active_units: int,
+    z_dim: int,
+    needed: int,
+    *,
+    config: dict[str, dict[str, Any]] | None = None,
+    x: Any = None,
+    logged: bool = False,
 ) -> str | None:
     """The collapse warning of a run, or None when its latent code is in use (see the module docstring).
 
@@ -70,13 +76,16 @@ def collapse_warning(
         The run's settings (as in config.toml); they name the likely cause and its fix.
     x : array (N, D), optional
         The training data; its column variances tell an unstandardised fixed-variance model's cause.
+    logged : bool, default False
+        ``needed`` was counted with the model's log columns on their log scale (the message says so).
 
     """
     if active_units >= min(z_dim, needed):  # data with no variance (needed 0) need no code
         return None
+    data = "standardised data (log columns logged)" if logged else "standardised data"
     what = (
         f"posterior collapse: {active_units} of {z_dim} latent dimensions are active (their posterior mean varies "
-        f"by more than 0.01 over the data) while the standardised data need {needed} principal component(s) for "
+        f"by more than 0.01 over the data) while the {data} need {needed} principal component(s) for "
         f"{EXPLAINED_SHARE:.0%} of their variance"
     )
     what += ": every point decodes to nearly the same output (the mean shape)." if active_units == 0 else "."
@@ -115,11 +124,18 @@ def _g(value: float) -> str:
 
 
 def run_warnings(
-    metrics: dict[str, Any], x: Any, config: dict[str, dict[str, Any]] | None = None, *, where: str | None = None
+    metrics: dict[str, Any],
+    x: Any,
+    config: dict[str, dict[str, Any]] | None = None,
+    *,
+    where: str | None = None,
+    model: Any = None,
 ) -> list[str]:
     """Every warning about a finished run: its metrics, training data (N, D) and settings.
 
-    ``where`` names the data the metrics are on, for :func:`baseline_warning`.
+    ``where`` names the data the metrics are on, for :func:`baseline_warning`. With ``model``,
+    the principal components that the data need are counted in the units its networks see
+    (log columns logged: counts spanning decades need fewer components on a log scale).
 
     Each warning is also logged (``logging.WARNING``, logger ``vaekit.diagnostics``). A model
     without ``active_units`` (a VQ-VAE's code is discrete) gets no collapse check; a model
@@ -127,7 +143,9 @@ def run_warnings(
     """
     out = []
     if isinstance(metrics.get("active_units"), int) and isinstance(metrics.get("z_dim"), int):
-        warning = collapse_warning(metrics["active_units"], metrics["z_dim"], needed_units(x), config=config, x=x)
+        needed = needed_units(x if model is None else _model_units(model, x))
+        logged = bool(getattr(getattr(model, "likelihood", None), "log_columns", ()))
+        warning = collapse_warning(metrics["active_units"], metrics["z_dim"], needed, config=config, x=x, logged=logged)
         if warning is not None:
             out.append(warning)
     losing = baseline_warning(metrics, where=where)
@@ -136,6 +154,12 @@ def run_warnings(
     for text in out:
         logger.warning(text)
     return out
+
+
+def _model_units(model: Any, x: Any) -> np.ndarray:
+    """Rows (N, D) as the model's networks see them before standardising: log columns logged."""
+    rows = model.prepare_x(x)
+    return model.log_transform(rows).detach().cpu().double().numpy()
 
 
 def baseline_warning(metrics: dict[str, Any], *, where: str | None = None) -> str | None:

@@ -150,6 +150,16 @@ class Gaussian:
         ``"airfoil"`` (data of shape (P, 2) in the layout of :mod:`vaekit.shapes`) passes the
         mean through :func:`vaekit.constraints.airfoil`, so every decoded mean is a valid
         airfoil (x increasing along each surface, surfaces not crossing, trailing edge closed).
+    log_columns : tuple of int, default ()
+        Flat column indices modelled on a log scale: y = log(x + log_offset) is Gaussian, so x
+        is log-normal (shifted by ``-log_offset``) in those columns. For positive values that
+        span decades (counts, sizes), where one large value would otherwise sit hundreds of
+        standard deviations out. The model's networks and its standardisation see y; every
+        density is in the user's units (the Jacobian, -sum log(x + log_offset), is included),
+        and decoded means are the log-normal's means, exp(m + s^2/2) - log_offset.
+    log_offset : float, default 0.0
+        Added before the log: 0 needs values > 0; 1 gives log(1 + x) for counts with zeros.
+        Data with x + log_offset <= 0 in a log column is refused.
 
     """
 
@@ -160,7 +170,13 @@ class Gaussian:
     constraint: Literal["none", "airfoil"] = field(
         default="none", metadata={"help": "constraint on the mean: 'airfoil' makes every decoded shape a valid airfoil"}
     )
+    log_columns: tuple[int, ...] = field(default=(), metadata={"help": "column indices modelled as log(x + log_offset)"})
+    log_offset: float = field(
+        default=0.0, metadata={"help": "offset of the log columns: log(x + offset); 1 for counts with zeros"}
+    )
     kind: ClassVar[str] = "gaussian"
+    # The run config names log columns in [data] log_columns; build_model turns the names into indices.
+    FROM_DATA: ClassVar[tuple[str, ...]] = ("log_columns",)
 
     def __post_init__(self) -> None:
         if isinstance(self.variance, str):
@@ -173,6 +189,16 @@ class Gaussian:
         positive_float(self.min_variance, "Gaussian.min_variance")
         if self.constraint not in CONSTRAINTS:
             raise InputError(f"Gaussian.constraint must be one of {list(CONSTRAINTS)}. Got {self.constraint!r} instead.")
+        object.__setattr__(self, "log_columns", column_indices(self.log_columns, "Gaussian.log_columns"))
+        offset = self.log_offset
+        if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset):
+            raise InputError(f"Gaussian.log_offset must be a finite number. Got {self.log_offset!r} instead.")
+        object.__setattr__(self, "log_offset", float(self.log_offset))
+        if self.log_columns and self.constraint != "none":
+            raise InputError(
+                f"Gaussian.log_columns must be empty with constraint={self.constraint!r} (the constraint shapes "
+                f"the mean in data units). Got {list(self.log_columns)} instead."
+            )
 
     def out_features(self, x_dim: int) -> int:
         """Width of the decoder output this likelihood reads."""
@@ -182,12 +208,55 @@ class Gaussian:
         """Module mapping decoder output (B, out_features) to a Distribution over (B, x_dim)."""
         return _GaussianHead(self, x_dim)
 
+    def check_columns(self, x_dim: int) -> None:
+        """Refuse log column indices outside [0, x_dim)."""
+        outside = [i for i in self.log_columns if i >= x_dim]
+        if outside:
+            raise InputError(
+                f"Gaussian.log_columns must be column indices in [0, {x_dim}) (the data has {x_dim} columns). "
+                f"Got {outside[0]} instead."
+            )
+
     def check_data(self, x: torch.Tensor, name: str = "x") -> None:
-        """Every finite real number is in a Gaussian's support: nothing to refuse."""
+        """Refuse rows (N, D) with x + log_offset <= 0 in a log column (outside the log-normal's support).
+
+        Every finite real number is in the support of the other columns.
+        """
+        if not self.log_columns or x.shape[0] == 0:
+            return
+        values = x[:, list(self.log_columns)] + self.log_offset  # (N, L)
+        bad = values <= 0
+        if bad.any():
+            j = int(bad.any(0).nonzero()[0])
+            column = self.log_columns[j]
+            low = float(x[:, column].min())
+            raise InputError(
+                f"{name} column {column} must be > {-self.log_offset:g} (log_columns model it as log(x + {self.log_offset:g})); "
+                f"raise log_offset above {-low:g} or leave the column out of log_columns. Got min {low:g} instead."
+            )
 
     def to_config(self) -> dict[str, Any]:
-        """JSON-ready description (inverse of :func:`likelihood_from_config`)."""
-        return {"type": self.kind, **asdict(self)}
+        """JSON-ready description (inverse of :func:`likelihood_from_config`).
+
+        Without log columns the log keys are left out, so such a model.json is the one vaekit
+        wrote before log columns existed (and older versions can read it).
+        """
+        out = {"type": self.kind, **asdict(self)}
+        if not self.log_columns:
+            del out["log_columns"], out["log_offset"]
+        return out
+
+
+def column_indices(value: Any, name: str) -> tuple[int, ...]:
+    """Distinct non-negative column indices, sorted, as a tuple; raises naming ``name``."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+        raise InputError(f"{name} must be a sequence of column indices. Got {value!r} instead.")
+    for i in value:
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+            raise InputError(f"{name} must hold column indices (ints >= 0). Got {i!r} instead.")
+    if len(set(value)) != len(value):
+        raise InputError(f"{name} must not repeat a column. Got {list(value)} instead.")
+    return tuple(sorted(value))
 
 
 class _GaussianHead(nn.Module):
@@ -196,6 +265,13 @@ class _GaussianHead(nn.Module):
         self.mode = spec.variance if isinstance(spec.variance, str) else "fixed"
         self.constraint = spec.constraint
         self.min_variance = spec.min_variance
+        self.log_columns, self.log_offset = spec.log_columns, spec.log_offset
+        if self.log_columns:
+            spec.check_columns(x_dim)
+            mask = torch.zeros(x_dim, dtype=torch.bool)
+            mask[list(self.log_columns)] = True
+            # Part of the architecture (model.json), not of the weights: not saved in the state dict.
+            self.register_buffer("log_mask", mask, persistent=False)
         if self.mode == "fixed":
             self.register_buffer("fixed_std", torch.full((x_dim,), math.sqrt(spec.variance)))
         if self.mode == "learned":
@@ -215,7 +291,61 @@ class _GaussianHead(nn.Module):
             mean, std = mean * scale + shift, std * scale
         if self.constraint == "airfoil":
             mean = airfoil_mean(mean)  # in the user's units: chord lengths
+        if self.log_columns:
+            return LogColumns(diagonal_normal(mean, std), self.log_mask, self.log_offset)
         return diagonal_normal(mean, std)
+
+    def log_transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows (..., D) in the user's units -> the units the Gaussian is over (log columns logged)."""
+        if not self.log_columns:
+            return x
+        return log_columns(x, self.log_mask, self.log_offset)
+
+
+def log_columns(x: torch.Tensor, mask: torch.Tensor, offset: float) -> torch.Tensor:
+    """log(x + offset) where ``mask`` (D,) is set, x elsewhere; (..., D)."""
+    # The log reads 1 outside the mask, so a negative value there gives no NaN (nor a NaN gradient).
+    return torch.where(mask, torch.where(mask, x + offset, torch.ones_like(x)).log(), x)
+
+
+class LogColumns(Distribution):
+    """A diagonal Gaussian over y seen in the units of x: batch shape (B,), event shape (D,).
+
+    y = log(x + offset) on the ``mask`` (D,) columns and y = x on the others. On the masked
+    columns x is log-normal (shifted by -offset): log p(x) = log p_base(y) - sum_masked
+    log(x + offset). ``mean`` is the exact mean, exp(m + s^2/2) - offset, there.
+    """
+
+    arg_constraints: ClassVar[dict] = {}
+    has_rsample = True
+
+    def __init__(self, base: Independent, mask: torch.Tensor, offset: float) -> None:
+        self.base, self.mask, self.offset = base, mask, offset
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    def to_base(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows x (..., D) -> y (..., D)."""
+        return log_columns(x, self.mask, self.offset)
+
+    def from_base(self, y: torch.Tensor) -> torch.Tensor:
+        """Rows y (..., D) -> x (..., D)."""
+        return torch.where(self.mask, y.exp() - self.offset, y)
+
+    def log_jacobian(self, x: torch.Tensor) -> torch.Tensor:
+        """The log |dy/dx| summed over the event, (...,): sum over masked columns of -log(x + offset)."""
+        return -(self.to_base(x) * self.mask).sum(-1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.base.log_prob(self.to_base(value)) + self.log_jacobian(value)
+
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
+        return self.from_base(self.base.rsample(sample_shape))
+
+    @property
+    def mean(self) -> torch.Tensor:
+        normal = self.base.base_dist
+        lognormal = (normal.loc + 0.5 * normal.scale**2).exp() - self.offset
+        return torch.where(self.mask, lognormal, normal.loc)
 
 
 @register_spec("likelihood")
@@ -285,8 +415,11 @@ _ENERGIES = {Normal: _normal_energy, TorchBernoulli: _bernoulli_energy}
 def reconstruction_energy(px: Distribution, x: torch.Tensor) -> torch.Tensor:
     """-log p(x|z) up to its x-independent constant (the lecture's units); shape (B,).
 
-    Likelihoods without a known constant (a new one) report -log p(x|z) itself.
+    Likelihoods without a known constant (a new one) report -log p(x|z) itself. Log columns
+    add their Jacobian, -log p's x-dependent part: sum log(x + offset).
     """
+    if type(px) is LogColumns:
+        return _normal_energy(px.base, px.to_base(x)) - px.log_jacobian(x)
     energy = _ENERGIES.get(type(getattr(px, "base_dist", None)))
     return -px.log_prob(x) if energy is None else energy(px, x)
 

@@ -81,6 +81,8 @@ def supports(model: nn.Module, objective: object) -> bool:
         return False  # the closed-form gradients know nothing of a constrained mean
     if not isinstance(model.likelihood, Gaussian) or getattr(model.likelihood_head, "mode", None) != "fixed":
         return False
+    if getattr(model.likelihood_head, "log_columns", ()):
+        return False  # the closed forms are for a Gaussian in data units, not a log-normal
     # The diagonal Gaussian posterior's head and MLP trunks: anything else (a flow, a conv net) is autograd's.
     if type(getattr(model, "posterior_head", None)) is not DiagonalGaussianHead:
         return False

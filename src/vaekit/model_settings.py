@@ -160,7 +160,9 @@ def architecture(settings: dict[str, Any], *, x_dim: int | None, condition: Any)
                 continue
             role, prefix = f.metadata.get("role", f.name), f.metadata.get("prefix", f.name + "_")
             spec = SPECS[role][kind]
-            params = {p.name: _from_toml(settings[prefix + p.name], p) for p in dataclasses.fields(spec)}
+            data_given = getattr(spec, "FROM_DATA", ())  # set by the run pipeline (vaekit.runs.build_model)
+            given = [p for p in dataclasses.fields(spec) if p.name not in data_given]
+            params = {p.name: _from_toml(settings[prefix + p.name], p) for p in given}
             kwargs[f.name] = spec(**params)
         elif f.name not in cls.config_class.FROM_DATA:
             kwargs[f.name] = _from_toml(settings[f.name], f)

@@ -64,6 +64,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "condition_type": (Literal["onehot", "continuous"], "onehot"),
         "exclude": (list[str], []),  # files: columns that are not data (ids, names, ...)
         "label": (str, ""),  # files: a column that colours the plots; never trained on or conditioned on
+        "log_columns": (list[str], []),  # files: data columns modelled as log(x + [model] log_offset) (Gaussian)
         "header": (bool | Literal["auto"], "auto"),  # CSV files: first row holds names ("auto": unless all numbers)
         "stream": (bool | Literal["auto"], "auto"),  # .npy files: train from disk in blocks ("auto": when large)
         "test_path": (str, ""),  # held-out data: a file with the training data's columns ...
@@ -114,6 +115,11 @@ USER_BATCHES_PER_EPOCH = 10
 AUTO_VAL_FRACTION = 0.2
 AUTO_PATIENCE = 40
 MIN_VAL_ROWS = 10
+
+# A file's column list up to this long is written out in config.toml and in messages; a longer one
+# (784 pixels) is written as "all columns" (columns = []) with the excluded ones, which selects the
+# same columns, and messages show its first LONG_COLUMN_LIST names.
+LONG_COLUMN_LIST = 20
 
 BUILTIN_CONDITIONS = ("label", "radius")
 # Built-in datasets of curves (N, P, 2): their conditions may also be shape properties (vaekit.design).
@@ -264,12 +270,12 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
     if d["name"] and d["name"] not in vkdata.DATASETS:
         raise InputError(f"{source}: [data] name must be one of {sorted(vkdata.DATASETS)}. Got {d['name']!r} instead.")
     if d["name"]:
-        given = [f"{key}={d[key]!r}" for key in ("exclude", "label") if d[key]] + (
+        given = [f"{key}={d[key]!r}" for key in ("exclude", "label", "log_columns") if d[key]] + (
             [f"header={d['header']!r}"] * (d["header"] != "auto")
         )
         if given:
             raise InputError(
-                f"{source}: [data] exclude, label and header apply to files (path), not to the built-in dataset "
+                f"{source}: [data] exclude, label, log_columns and header apply to files (path), not to the built-in dataset "
                 f"{d['name']!r}. Got {', '.join(given)} instead."
             )
     if d["stream"] is True and Path(d["path"]).suffix.lower() != ".npy":
@@ -680,8 +686,30 @@ def build_model(config: dict[str, dict[str, Any]], data: RunData):
     if data.x_shape is not None and not m.get("x_shape"):
         m = m | {"x_shape": list(data.x_shape)}  # curves and images keep their shape
     arch = model_settings.architecture(m, x_dim=data.x.shape[1], condition=condition_spec(config, data))
+    if config["data"]["log_columns"]:
+        arch = dataclasses.replace(arch, likelihood=_with_log_columns(arch.likelihood, config["data"]["log_columns"], data))
     cls = model_settings.model_kinds()[m[model_settings.MODEL_KEY]]
     return cls.from_architecture(arch, seed=config["training"]["seed"])
+
+
+def _with_log_columns(likelihood: Any, names: list[str], data: RunData) -> Any:
+    """The likelihood spec with ``[data] log_columns`` (names of data columns) as its column indices."""
+    if not hasattr(likelihood, "log_columns"):
+        raise InputError(
+            f"[data] log_columns (--log-columns) needs a Gaussian likelihood ([model] likelihood = 'gaussian'). "
+            f"Got likelihood = {likelihood.kind!r} instead."
+        )
+    where = {name: i for i, name in enumerate(data.columns)}
+    unknown = [name for name in names if name not in where]
+    if unknown:
+        shown = data.columns if len(data.columns) <= LONG_COLUMN_LIST else data.columns[:LONG_COLUMN_LIST] + ["..."]
+        raise InputError(
+            f"[data] log_columns (--log-columns) must name data columns of {data.description}: {shown}. "
+            f"Got {unknown[0]!r} instead."
+        )
+    if len(set(names)) != len(names):
+        raise InputError(f"[data] log_columns (--log-columns) must not repeat a column. Got {names} instead.")
+    return dataclasses.replace(likelihood, log_columns=tuple(where[name] for name in names))
 
 
 def build_objective(config: dict[str, dict[str, Any]]):

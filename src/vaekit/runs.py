@@ -36,6 +36,7 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     CONFIG,
     FIGURES,
     HISTORY,
+    LONG_COLUMN_LIST,
     METRICS,
     NO_HELD_OUT,
     PARTIAL_SUFFIX,
@@ -330,7 +331,7 @@ def _write_results(
     write_history(staging / HISTORY, history)
     metrics = run_metrics(model, data, test_data, config)
     # Said out loud (metrics.json, report, CLI, log): a collapsed run looks like any other in its numbers.
-    metrics["warnings"] = run_warnings(metrics, data.x, config)
+    metrics["warnings"] = run_warnings(metrics, data.x, config, model=model)
     write_json(staging / METRICS, metrics)
     info = {
         "vaekit_version": __version__,
@@ -369,11 +370,6 @@ def _apply_data_rules(config: dict[str, dict[str, Any]], data: RunData) -> dict[
         if note:
             logger.info("%s", note)
     return {key: note for key, note in notes.items() if note}
-
-
-# A file's column list up to this long is written out in config.toml; a longer one (784 pixels)
-# is written as "all columns" (columns = []) with the excluded ones, which selects the same columns.
-LONG_COLUMN_LIST = 20
 
 
 def _make_explicit(d: dict[str, Any], data: RunData) -> None:

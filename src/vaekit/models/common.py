@@ -24,7 +24,7 @@ from torch.distributions import Distribution
 from vaekit.conditions import broadcast_condition
 from vaekit.configs import spec_types
 from vaekit.constraints import check_shape as check_constraint_shape
-from vaekit.distributions import Bernoulli, draw, posterior_mean
+from vaekit.distributions import Bernoulli, LogColumns, draw, posterior_mean
 from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.io import save
 from vaekit.models.base import flat_dim
@@ -84,6 +84,9 @@ def check_data_fields(config: Any) -> None:
     if not isinstance(config.standardize, bool):
         raise InputTypeError(f"standardize must be True or False. Got {describe(config.standardize)} instead.")
     check_constraint_shape(getattr(config.likelihood, "constraint", "none"), shape)
+    check_columns = getattr(config.likelihood, "check_columns", None)
+    if check_columns is not None:
+        check_columns(config.x_dim)
     scale = getattr(config, "standardize_scale", "column")
     if scale not in STANDARDIZE_SCALES:
         raise InputError(f"standardize_scale must be one of {list(STANDARDIZE_SCALES)}. Got {scale!r} instead.")
@@ -136,10 +139,24 @@ class ModelBase(nn.Module):
         """Floating-point type of the weights (float32 unless the user called ``.double()``)."""
         return self.x_shift.dtype
 
+    def log_transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows (..., D) in the user's units -> the likelihood's own units (log columns logged; else x itself)."""
+        transform = getattr(self.likelihood_head, "log_transform", None)
+        return x if transform is None else transform(x)
+
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Prepared rows (B, D) -> what the encoder reads: log columns logged, then standardised if the model standardises."""
+        x = self.log_transform(x)
+        return (x - self.x_shift) / self.x_scale if self.standardize else x
+
     def set_scaling(self, x: torch.Tensor) -> None:
-        """Store mean and std of training data ``x`` (N, D) when the model standardises, then :meth:`initialise_from_data`."""
+        """Store mean and std of training data ``x`` (N, D) when the model standardises, then :meth:`initialise_from_data`.
+
+        The moments are those of the log of log columns (what the networks see).
+        """
         if self.standardize:
-            self.set_scaling_moments(x.mean(dim=0), x.std(dim=0, correction=0))
+            xt = self.log_transform(x)
+            self.set_scaling_moments(xt.mean(dim=0), xt.std(dim=0, correction=0))
         self.initialise_from_data(x)
 
     def set_scaling_moments(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -169,7 +186,7 @@ class ModelBase(nn.Module):
         targets = [m for m in self.modules() if m is not self and callable(getattr(m, "initialise", None))]
         if not targets:
             return
-        xs = (x - self.x_shift) / self.x_scale if self.standardize else x
+        xs = self.network_input(x)
         for module in targets:
             if module.initialise(xs, self.z_dim):
                 logger.info("%s initialised from the principal components of %d rows", type(module).__name__, len(xs))
@@ -300,6 +317,8 @@ def in_chunks(net: nn.Module, inputs: torch.Tensor, c: torch.Tensor | None) -> t
 
 def sample_with(px: Distribution, generator: torch.Generator) -> torch.Tensor:
     """Draw from a Normal or Bernoulli ``px`` with an explicit generator (rsample has none)."""
+    if type(px) is LogColumns:
+        return px.from_base(sample_with(px.base, generator))
     base = px.base_dist
     if hasattr(base, "loc"):
         noise = torch.randn(base.loc.shape, generator=generator, device=base.loc.device, dtype=base.loc.dtype)

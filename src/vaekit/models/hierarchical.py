@@ -298,8 +298,7 @@ class HierarchicalVAE(ModelBase):
     # ------------------------------------------------------------------ batch interface (trusted tensors)
     def bottom_up(self, x: torch.Tensor, c: torch.Tensor | None = None) -> list[Params]:
         """The deterministic pass: (mu_hat_l, sigma_hat_l), each (B, d_l), for every layer, bottom first."""
-        if self.standardize:
-            x = (x - self.x_shift) / self.x_scale
+        x = self.network_input(x)
         out, h = [], x
         for i, (block, head) in enumerate(zip(self.up, self.up_heads)):
             h = self.up_act(block(h, c if i == 0 else None))  # (B, hidden[-1])

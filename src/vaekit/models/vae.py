@@ -260,8 +260,7 @@ class VAE(ModelBase):
     # ------------------------------------------------------------------ batch interface (trusted tensors)
     def encode_batch(self, x: torch.Tensor, c: torch.Tensor | None = None) -> Independent:
         """q(z|x,c) for prepared tensors x (B, D), c (B, C); no checks (used by objectives)."""
-        if self.standardize:
-            x = (x - self.x_shift) / self.x_scale
+        x = self.network_input(x)
         return self.posterior_head(in_chunks(self.encoder, x, c))
 
     def prior(self) -> Distribution:

@@ -390,8 +390,7 @@ class VQVAE(ModelBase):
         In a training pass (``self.training`` and gradients enabled) the assignments are counted
         for the epoch's perplexity and dead-code restart.
         """
-        if self.standardize:
-            x = (x - self.x_shift) / self.x_scale
+        x = self.network_input(x)
         b = x.shape[0]
         z_e = in_chunks(self.encoder, x, c).view(b, self.grid, self.code_dim)  # (B, G, code_dim)
         codes = self.nearest(z_e.detach().reshape(-1, self.code_dim)).view(b, self.grid)  # (B, G)
