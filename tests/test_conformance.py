@@ -53,6 +53,10 @@ def make_data(model, n=N, seed=0):
         x = vk.data.ring(n, seed=seed)[0]
     else:
         x = rng.normal(size=shape).astype(np.float32) * 2.0 + 1.0
+        logged = list(getattr(model.likelihood, "log_columns", ()))
+        if logged:  # log-normal columns above -log_offset, spanning about two decades
+            flat = x.reshape(n, -1)
+            flat[:, logged] = np.exp(flat[:, logged]) - 0.5 * model.likelihood.log_offset
     if model.condition is None:
         return x, None
     if isinstance(model.condition, OneHot):

@@ -230,9 +230,10 @@ class Gaussian:
             j = int(bad.any(0).nonzero()[0])
             column = self.log_columns[j]
             low = float(x[:, column].min())
+            floor = 0.0 - self.log_offset  # 0.0 - 0.0 is 0.0, where -0.0 would print as "-0"
             raise InputError(
-                f"{name} column {column} must be > {-self.log_offset:g} (log_columns model it as log(x + {self.log_offset:g})); "
-                f"raise log_offset above {-low:g} or leave the column out of log_columns. Got min {low:g} instead."
+                f"{name} column {column} must be > {floor:g} (log_columns model it as log(x + {self.log_offset:g})); "
+                f"raise log_offset above {0.0 - low:g} or leave the column out of log_columns. Got min {low:g} instead."
             )
 
     def to_config(self) -> dict[str, Any]:
@@ -340,6 +341,11 @@ class LogColumns(Distribution):
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
         return self.from_base(self.base.rsample(sample_shape))
+
+    @property
+    def median(self) -> torch.Tensor:
+        """exp(m) - offset on the log columns (the mean elsewhere): below the mean by the factor exp(s^2/2)."""
+        return self.from_base(self.base.base_dist.loc)
 
     @property
     def mean(self) -> torch.Tensor:

@@ -255,6 +255,9 @@ class VAE(ModelBase):
                 x_dim=3, encoder=PCAResidual(), posterior=IAF(steps=1, context=2), condition=OneHot(2), **small
             ),
             "planar-onehot": VAEConfig(x_dim=2, posterior=Planar(steps=2), condition=OneHot(3), **small),
+            "log-columns-standardized": VAEConfig(
+                x_dim=3, likelihood=Gaussian("learned", log_columns=(0, 2), log_offset=1.0), standardize=True, **small
+            ),
         }
 
     # ------------------------------------------------------------------ batch interface (trusted tensors)

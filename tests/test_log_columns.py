@@ -1,0 +1,317 @@
+"""Log columns: Gaussian(log_columns=..., log_offset=...) models chosen columns as log(x + offset).
+
+Densities are checked against torch's own LogNormal and against a twin model that is given the
+logged data by hand, so the Jacobian and the transform are each pinned by an independent route.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import LogNormal, Normal
+
+import vaekit as vk
+from vaekit import cli, fastpath
+from vaekit.diagnostics import run_warnings
+from vaekit.distributions import LogColumns, diagonal_normal, reconstruction_energy
+from vaekit.models.common import sample_with
+from vaekit.plots import _in_units
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LOGGED = (0, 2)
+
+
+def counts(n: int = 300, seed: int = 0) -> np.ndarray:
+    """(n, 3): two columns of counts spanning about three decades (zeros included) and one real column."""
+    rng = np.random.default_rng(seed)
+    size = rng.normal(size=(n, 1))
+    a = np.floor(np.exp(2.0 * size + 3.0 + 0.3 * rng.normal(size=(n, 1))))
+    b = size + 0.1 * rng.normal(size=(n, 1))
+    c = np.floor(np.exp(1.5 * size + 2.0 + 0.3 * rng.normal(size=(n, 1))))
+    return np.concatenate([a, b, c], axis=1).astype(np.float32)
+
+
+def log_model(**kwargs) -> vk.VAE:
+    likelihood = vk.Gaussian("learned", log_columns=LOGGED, log_offset=1.0)
+    return vk.VAE(x_dim=3, z_dim=2, hidden=(16,), likelihood=likelihood, standardize=True, seed=0, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    x = counts()
+    model = log_model()
+    vk.fit(model, x, epochs=200, batch_size=32, seed=0)
+    return model, x
+
+
+# ------------------------------------------------------------------------------ the distribution
+def test_log_prob_is_torch_lognormal_on_log_columns_and_normal_on_the_rest():
+    torch.manual_seed(0)
+    loc, scale = torch.randn(5, 3, dtype=torch.float64), torch.rand(5, 3, dtype=torch.float64) + 0.2
+    mask = torch.tensor([True, False, True])
+    x = torch.rand(5, 3, dtype=torch.float64) * 50
+    x[:, 1] -= 25  # the unlogged column may be negative
+    px = LogColumns(diagonal_normal(loc, scale), mask, 0.0)
+    expected = (
+        LogNormal(loc[:, 0], scale[:, 0]).log_prob(x[:, 0])
+        + Normal(loc[:, 1], scale[:, 1]).log_prob(x[:, 1])
+        + LogNormal(loc[:, 2], scale[:, 2]).log_prob(x[:, 2])
+    )
+    torch.testing.assert_close(px.log_prob(x), expected, rtol=1e-12, atol=1e-12)
+    # An offset shifts the log-normal: p(x) = LogNormal(x + offset).
+    shifted = LogColumns(diagonal_normal(loc, scale), mask, 2.5)
+    expected = (
+        LogNormal(loc[:, 0], scale[:, 0]).log_prob(x[:, 0] + 2.5)
+        + Normal(loc[:, 1], scale[:, 1]).log_prob(x[:, 1])
+        + LogNormal(loc[:, 2], scale[:, 2]).log_prob(x[:, 2] + 2.5)
+    )
+    torch.testing.assert_close(shifted.log_prob(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_mean_is_the_lognormal_mean_and_draws_match_it():
+    loc = torch.tensor([[1.0, -0.5, 0.2]], dtype=torch.float64)
+    scale = torch.tensor([[0.5, 0.3, 0.8]], dtype=torch.float64)
+    mask = torch.tensor([True, False, True])
+    px = LogColumns(diagonal_normal(loc, scale), mask, 1.0)
+    expected = torch.tensor([[math.exp(1.0 + 0.125) - 1.0, -0.5, math.exp(0.2 + 0.32) - 1.0]], dtype=torch.float64)
+    torch.testing.assert_close(px.mean, expected, rtol=1e-12, atol=1e-12)
+    big = LogColumns(diagonal_normal(loc.expand(200_000, 3), scale.expand(200_000, 3)), mask, 1.0)
+    draws = sample_with(big, torch.Generator().manual_seed(0))
+    assert draws[:, [0, 2]].min() > -1.0  # inside the support: x > -offset
+    se = draws.std(0) / math.sqrt(draws.shape[0])
+    assert (draws.mean(0) - expected[0]).abs().max() < 4 * se.max()
+    logged = (draws[:, [0, 2]] + 1.0).log()
+    torch.testing.assert_close(logged.std(0), scale[0, [0, 2]], rtol=0.01, atol=0.0)
+
+
+def test_energy_is_minus_log_prob_up_to_a_constant_that_does_not_depend_on_x():
+    torch.manual_seed(1)
+    loc, scale = torch.randn(4, 3, dtype=torch.float64), torch.rand(4, 3, dtype=torch.float64) + 0.5
+    px = LogColumns(diagonal_normal(loc, scale), torch.tensor([True, False, True]), 0.5)
+    gaps = []
+    for _ in range(3):
+        x = torch.rand(4, 3, dtype=torch.float64) * 10
+        gaps.append(reconstruction_energy(px, x) + px.log_prob(x))
+    torch.testing.assert_close(gaps[0], gaps[1], rtol=0, atol=1e-10)
+    torch.testing.assert_close(gaps[0], gaps[2], rtol=0, atol=1e-10)
+    expected = -(scale.log().sum(-1) + 1.5 * math.log(2 * math.pi))  # minus the Gaussian's normalising constant
+    torch.testing.assert_close(gaps[0], expected, rtol=0, atol=1e-10)
+
+
+# ------------------------------------------------------------------------------ the model
+def test_model_density_is_a_twin_on_logged_data_plus_the_jacobian(trained):
+    model, x = trained
+    twin = vk.VAE(x_dim=3, z_dim=2, hidden=(16,), likelihood=vk.Gaussian("learned"), standardize=True, seed=0)
+    twin.load_state_dict(model.state_dict())
+    y = x.copy()
+    y[:, LOGGED] = np.log(x[:, LOGGED] + 1.0)
+    jacobian = np.log(x[:, LOGGED].astype(np.float64) + 1.0).sum(1)
+    ll = vk.metrics.iwae_log_likelihood(model, x[:50], k=20, seed=3)
+    ll_twin = vk.metrics.iwae_log_likelihood(twin, y[:50], k=20, seed=3)
+    np.testing.assert_allclose(ll, ll_twin - jacobian[:50], rtol=0, atol=2e-4)
+    # The networks and the standardisation saw the logged columns.
+    np.testing.assert_allclose(model.x_shift.numpy(), y.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.x_scale.numpy(), y.std(0), rtol=1e-4)
+
+
+def test_decoded_means_and_samples_are_in_the_users_units(trained):
+    model, x = trained
+    recon = model.reconstruct(x)
+    assert recon[:, LOGGED].min() > -1.0
+    # Columns spanning decades: the reconstruction follows them on a log scale (relative error).
+    rel = np.abs(np.log1p(recon[:, LOGGED]) - np.log1p(x[:, LOGGED]))
+    assert np.median(rel) < 0.35
+    # Those are the log-normal means, exp(m + s^2/2) - offset: above the medians exp(m) - offset.
+    with torch.no_grad():
+        px = model.decode_batch(model.encode_batch(torch.as_tensor(x)).mean)
+    np.testing.assert_allclose(px.mean.numpy(), recon, rtol=1e-6)
+    assert (px.mean[:, list(LOGGED)] > px.median[:, list(LOGGED)]).all()
+    torch.testing.assert_close(px.median, px.from_base(px.base.base_dist.loc))
+    noisy = model.sample(500, seed=0, noise=True)
+    assert noisy[:, LOGGED].min() > -1.0
+    assert noisy[:, LOGGED].max() > 10 * np.median(noisy[:, LOGGED])  # heavy right tail, as the data's
+
+
+def test_save_load_round_trip_keeps_the_log_columns(trained, tmp_path):
+    model, x = trained
+    model.save(tmp_path / "m")
+    stored = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert stored["config"]["likelihood"]["log_columns"] == [0, 2]
+    assert stored["config"]["likelihood"]["log_offset"] == 1.0
+    again = vk.load(tmp_path / "m")
+    np.testing.assert_array_equal(again.reconstruct(x[:20]), model.reconstruct(x[:20]))
+    torch.testing.assert_close(
+        again.decode(np.zeros((4, 2))).log_prob(torch.as_tensor(x[:4])),
+        model.decode(np.zeros((4, 2))).log_prob(torch.as_tensor(x[:4])),
+    )
+
+
+def test_a_model_without_log_columns_writes_the_json_of_before():
+    config = vk.Gaussian("learned").to_config()
+    assert config == {"type": "gaussian", "variance": "learned", "min_variance": 1e-4, "constraint": "none"}
+
+
+@pytest.mark.parametrize("cls", ["HierarchicalVAE", "VQVAE"])
+def test_every_model_family_reads_logged_inputs(cls):
+    likelihood = vk.Gaussian("learned", log_columns=LOGGED, log_offset=1.0)
+    kwargs = {"z_dims": (2, 1)} if cls == "HierarchicalVAE" else {}
+    model = getattr(vk, cls)(x_dim=3, hidden=(8,), likelihood=likelihood, standardize=True, seed=0, **kwargs)
+    x = counts(100)
+    model.set_scaling(torch.as_tensor(x))
+    seen = []
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    handle = first.register_forward_hook(lambda mod, inputs, out: seen.append(inputs[0]))
+    model.encode(x)
+    handle.remove()
+    y = x.copy()
+    y[:, LOGGED] = np.log1p(x[:, LOGGED])
+    expected = (y - y.mean(0)) / y.std(0)
+    np.testing.assert_allclose(seen[0].detach().numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_streamed_training_standardises_the_logged_columns(tmp_path):
+    x = counts(400)
+    path = tmp_path / "counts.npy"
+    np.save(path, x)
+    model = log_model()
+    vk.fit(model, vk.NpyBlocks(path, block_rows=64), epochs=1, batch_size=64, seed=0)
+    y = x.astype(np.float64)
+    y[:, LOGGED] = np.log1p(y[:, LOGGED])
+    np.testing.assert_allclose(model.x_shift.numpy(), y.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.x_scale.numpy(), y.std(0), rtol=1e-5)
+
+
+def test_the_fast_path_stands_aside():
+    fixed = vk.VAE(x_dim=3, hidden=(8,), likelihood=vk.Gaussian(0.1, log_columns=(1,), log_offset=5.0), seed=0)
+    assert not fastpath.supports(fixed, vk.ELBO())
+    plain = vk.VAE(x_dim=3, hidden=(8,), likelihood=vk.Gaussian(0.1), seed=0)
+    assert fastpath.supports(plain, vk.ELBO())
+
+
+def test_standardised_figure_units_are_the_networks_units(trained):
+    model, x = trained
+    to_units = _in_units(model, "standardized")
+    np.testing.assert_allclose(to_units(x[:10]), model.network_input(torch.as_tensor(x[:10])).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_collapse_count_reads_the_logged_columns(trained):
+    model, x = trained
+    # Counts that are one size on a log scale: one component holds 90% there, not on the raw scale.
+    metrics = {"active_units": 0, "z_dim": 2}
+    raw = run_warnings(metrics, x)
+    logged = run_warnings(metrics, x, model=model)
+    assert "standardised data (log columns logged) need 1 principal" in logged[0]
+    assert "standardised data need 2 principal" in raw[0]
+
+
+# ------------------------------------------------------------------------------ refusals
+def test_values_at_or_below_minus_offset_are_refused_with_the_column(trained):
+    model, x = trained
+    bad = x.copy()
+    bad[3, 2] = -1.0
+    with pytest.raises(vk.InputError) as info:
+        model.encode(bad)
+    assert str(info.value) == (
+        "x column 2 must be > -1 (log_columns model it as log(x + 1)); raise log_offset above 1 or leave the column "
+        "out of log_columns. Got min -1 instead."
+    )
+    zero = vk.VAE(x_dim=3, likelihood=vk.Gaussian(log_columns=(0,)), seed=0)
+    with pytest.raises(
+        vk.InputError, match=r"^x column 0 must be > 0 \(log_columns model it as log\(x \+ 0\)\); raise log_offset above 0 "
+    ):
+        vk.fit(zero, np.zeros((10, 3), dtype=np.float32), epochs=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"log_columns": (3,)}, "Gaussian.log_columns must be column indices in [0, 3) (the data has 3 columns). Got 3 instead."),
+        ({"log_columns": (1, 1)}, "Gaussian.log_columns must not repeat a column. Got [1, 1] instead."),
+        ({"log_columns": (-1,)}, "Gaussian.log_columns must hold column indices (ints >= 0). Got -1 instead."),
+        ({"log_columns": (True,)}, "Gaussian.log_columns must hold column indices (ints >= 0). Got True instead."),
+        ({"log_columns": "0"}, "Gaussian.log_columns must be a sequence of column indices. Got '0' instead."),
+        ({"log_columns": (0,), "log_offset": math.inf}, "Gaussian.log_offset must be a finite number. Got inf instead."),
+    ],
+)
+def test_bad_log_settings_name_the_parameter(kwargs, message):
+    with pytest.raises(vk.InputError) as info:
+        vk.VAE(x_dim=3, likelihood=vk.Gaussian(**kwargs), seed=0)
+    assert str(info.value) == message
+
+
+def test_the_airfoil_constraint_refuses_log_columns():
+    with pytest.raises(vk.InputError) as info:
+        vk.Gaussian(constraint="airfoil", log_columns=(0,))
+    assert str(info.value) == (
+        "Gaussian.log_columns must be empty with constraint='airfoil' (the constraint shapes the mean in data units). "
+        "Got [0] instead."
+    )
+
+
+# ------------------------------------------------------------------------------ command line
+EVAL = ["--eval-k", "5", "--eval-n-samples", "200", "--eval-quadrature-grid", "20", "--eval-permutations", "10"]
+
+
+@pytest.fixture(scope="module")
+def counts_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("logcols") / "counts.csv"
+    np.savetxt(path, counts(120), delimiter=",", header="votes,size,seats", comments="", fmt="%.6g")
+    return path
+
+
+def test_cli_trains_with_named_log_columns_and_reproduces_from_its_config(counts_csv, tmp_path, capsys):
+    common = ["--epochs", "2", "--z-dim", "1", *EVAL, "-q"]
+    out = tmp_path / "run"
+    args = ["train", "--data", str(counts_csv), "--log-columns", "votes,seats", "--log-offset", "1", *common]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    config = vk.runs.read_config(out / "config.toml")
+    assert config["data"]["log_columns"] == ["votes", "seats"]
+    assert config["model"]["log_offset"] == 1.0
+    run = vk.runs.open_run(out)
+    assert run.model.likelihood.log_columns == (0, 2)
+    again = tmp_path / "again"
+    assert cli.main(["train", "--config", str(out / "config.toml"), "--out", str(again), "-q"]) == 0
+    for name in ("model.safetensors", "history.csv"):
+        assert (again / name).read_bytes() == (out / name).read_bytes()
+    samples = tmp_path / "s.csv"
+    assert cli.main(["sample", str(out), "-n", "50", "-o", str(samples)]) == 0
+    values = np.loadtxt(samples, delimiter=",", skiprows=1)
+    assert values[:, [0, 2]].min() > -1.0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--log-columns", "votes,nope"], "[data] log_columns (--log-columns) must name data columns of "),
+        (
+            ["--log-columns", "votes,votes"],
+            "[data] log_columns (--log-columns) must not repeat a column. Got ['votes', 'votes'] instead.",
+        ),
+        (["--log-columns", "size"], "x column 1 must be > 0 (log_columns model it as log(x + 0)); raise log_offset above "),
+        (
+            ["--log-columns", "votes", "--likelihood", "bernoulli"],
+            "[data] log_columns (--log-columns) needs a Gaussian likelihood ([model] likelihood = 'gaussian'). "
+            "Got likelihood = 'bernoulli' instead.",
+        ),
+    ],
+)
+def test_cli_refuses_bad_log_columns(counts_csv, tmp_path, capsys, extra, message):
+    code = cli.main(["train", "--data", str(counts_csv), "--epochs", "1", *EVAL, "-q", "--out", str(tmp_path / "r"), *extra])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert message in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_refuses_log_columns_for_a_builtin_dataset(tmp_path, capsys):
+    code = cli.main(["train", "--data", "ring", "--log-columns", "x0", "--epochs", "1", "-q", "--out", str(tmp_path / "r")])
+    assert code != 0
+    assert "[data] exclude, label, log_columns and header apply to files (path), not to the built-in dataset 'ring'" in (
+        capsys.readouterr().err
+    )
