@@ -241,6 +241,9 @@ def test_vaekit_train_builds_this_model(trained, tmp_path):
             assert model.condition.dim == 1, "a CSV condition is one column"
             table["c"] = np.linspace(0.0, 1.0, len(x))
         data |= {"condition": "c", "condition_type": model.condition.kind}
+    logged = getattr(model.likelihood, "log_columns", ())
+    if logged:  # named in [data], like a condition: the data's columns, not a model setting
+        data["log_columns"] = [f"x{i}" for i in logged]
     np.savetxt(data["path"], np.column_stack(list(table.values())), delimiter=",", header=",".join(table), comments="")
     config = {
         "data": data,

@@ -151,6 +151,14 @@ def test_save_load_round_trip_keeps_the_log_columns(trained, tmp_path):
     )
 
 
+def test_the_json_form_is_what_json_reads_back():
+    spec = vk.Gaussian("learned", log_columns=(2, 0), log_offset=1)
+    config = spec.to_config()
+    assert config == json.loads(json.dumps(config))
+    assert config["log_columns"] == [0, 2]
+    assert vk.distributions.likelihood_from_config(config) == spec
+
+
 def test_a_model_without_log_columns_writes_the_json_of_before():
     config = vk.Gaussian("learned").to_config()
     assert config == {"type": "gaussian", "variance": "learned", "min_variance": 1e-4, "constraint": "none"}

@@ -316,7 +316,7 @@ def test_label_exclude_threads_round_trip_through_config_toml(tmp_path, capsys):
         ),
         (
             {"data": {"name": "ring", "label": "x"}},
-            "config: [data] exclude, label and header apply to files (path), not to the built-in dataset 'ring'. "
+            "config: [data] exclude, label, log_columns and header apply to files (path), not to the built-in dataset 'ring'. "
             "Got label='x' instead.",
         ),
         ({"data": {"header": "maybe"}}, "config: [data] header must be true, false or 'auto'. Got 'maybe' instead."),

@@ -27,6 +27,7 @@ def test_defaults_are_the_lecture_recipe():
         "condition_type": "onehot",
         "exclude": [],
         "label": "",
+        "log_columns": [],
         "header": "auto",
         "stream": "auto",
         "test_path": "",

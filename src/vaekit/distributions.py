@@ -242,7 +242,7 @@ class Gaussian:
         Without log columns the log keys are left out, so such a model.json is the one vaekit
         wrote before log columns existed (and older versions can read it).
         """
-        out = {"type": self.kind, **asdict(self)}
+        out = {"type": self.kind, **asdict(self), "log_columns": list(self.log_columns)}  # a list, as JSON reads it back
         if not self.log_columns:
             del out["log_columns"], out["log_offset"]
         return out
