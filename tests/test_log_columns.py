@@ -194,6 +194,16 @@ def test_streamed_training_standardises_the_logged_columns(tmp_path):
     np.testing.assert_allclose(model.x_scale.numpy(), y.std(0), rtol=1e-5)
 
 
+def test_figures_and_metrics_work_when_zero_is_outside_the_support(tmp_path):
+    # Strictly positive columns with offset 0: a probe at x = 0 would be refused (it was, in run_figures).
+    x = counts(120) + 1.0
+    model = vk.VAE(x_dim=3, hidden=(8,), likelihood=vk.Gaussian("learned", log_columns=LOGGED), standardize=True, seed=0)
+    vk.fit(model, x, epochs=2, seed=0)
+    assert vk.metrics.probe_posterior(model).mean.shape == (1, 2)
+    figures = vk.plot.run_figures(model, x)
+    assert "latent" in figures
+
+
 def test_the_fast_path_stands_aside():
     fixed = vk.VAE(x_dim=3, hidden=(8,), likelihood=vk.Gaussian(0.1, log_columns=(1,), log_offset=5.0), seed=0)
     assert not fastpath.supports(fixed, vk.ELBO())

@@ -396,9 +396,15 @@ def kl_per_dim(model: Any, x: Any, condition: Any = None) -> np.ndarray:
 
 @torch.no_grad()
 def probe_posterior(model: Any) -> Any:
-    """q(z|x) at one all-zero point (and condition): to ask what kind of distribution the model's posterior is."""
+    """q(z|x) at one all-zero point (and condition): to ask what kind of distribution the model's posterior is.
+
+    Log columns (outside whose support 0 may lie) read 1 - offset there, which they see as log(1) = 0.
+    """
     c = None if model.condition is None else torch.zeros(1, model.condition.in_features, device=model.device, dtype=model.dtype)
-    return model.encode_batch(model.prepare_x(np.zeros((1, model.x_dim))), c)
+    x = np.zeros((1, model.x_dim))
+    likelihood = getattr(model, "likelihood", None)
+    x[:, list(getattr(likelihood, "log_columns", ()))] = 1.0 - getattr(likelihood, "log_offset", 0.0)
+    return model.encode_batch(model.prepare_x(x), c)
 
 
 def kl_splits(model: Any) -> bool:
