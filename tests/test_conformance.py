@@ -243,7 +243,7 @@ def test_vaekit_train_builds_this_model(trained, tmp_path):
         data |= {"condition": "c", "condition_type": model.condition.kind}
     logged = getattr(model.likelihood, "log_columns", ())
     if logged:  # named in [data], like a condition: the data's columns, not a model setting
-        data["log_columns"] = [f"x{i}" for i in logged]
+        data |= {"log_columns": [f"x{i}" for i in logged], "log_offset": model.likelihood.log_offset}
     np.savetxt(data["path"], np.column_stack(list(table.values())), delimiter=",", header=",".join(table), comments="")
     config = {
         "data": data,

@@ -240,9 +240,12 @@ def test_values_at_or_below_minus_offset_are_refused_with_the_column(trained):
     )
     zero = vk.VAE(x_dim=3, likelihood=vk.Gaussian(log_columns=(0,)), seed=0)
     with pytest.raises(
-        vk.InputError, match=r"^x column 0 must be > 0 \(log_columns model it as log\(x \+ 0\)\); raise log_offset above 0 "
+        vk.InputError, match=r"^x column 0 must be > 0 \(log_columns model it as log\(x\)\); raise log_offset above 0 "
     ):
         vk.fit(zero, np.zeros((10, 3), dtype=np.float32), epochs=1)
+    negative = vk.VAE(x_dim=3, likelihood=vk.Gaussian(log_columns=(0,), log_offset=-5), seed=0)
+    with pytest.raises(vk.InputError, match=r"^x column 0 must be > 5 \(log_columns model it as log\(x - 5\)\); "):
+        negative.encode(np.full((2, 3), 5.0))
 
 
 @pytest.mark.parametrize(
@@ -254,6 +257,7 @@ def test_values_at_or_below_minus_offset_are_refused_with_the_column(trained):
         ({"log_columns": (True,)}, "Gaussian.log_columns must hold column indices (ints >= 0). Got True instead."),
         ({"log_columns": "0"}, "Gaussian.log_columns must be a sequence of column indices. Got '0' instead."),
         ({"log_columns": (0,), "log_offset": math.inf}, "Gaussian.log_offset must be a finite number. Got inf instead."),
+        ({"log_offset": 1.0}, "Gaussian.log_offset applies to log_columns: without them it must be 0. Got 1 instead."),
     ],
 )
 def test_bad_log_settings_name_the_parameter(kwargs, message):
@@ -289,7 +293,8 @@ def test_cli_trains_with_named_log_columns_and_reproduces_from_its_config(counts
     assert cli.main([*args, "--out", str(out)]) == 0
     config = vk.runs.read_config(out / "config.toml")
     assert config["data"]["log_columns"] == ["votes", "seats"]
-    assert config["model"]["log_offset"] == 1.0
+    assert config["data"]["log_offset"] == 1.0
+    assert "log_offset" not in config["model"]
     run = vk.runs.open_run(out)
     assert run.model.likelihood.log_columns == (0, 2)
     again = tmp_path / "again"
@@ -311,7 +316,15 @@ def test_cli_trains_with_named_log_columns_and_reproduces_from_its_config(counts
             ["--log-columns", "votes,votes"],
             "[data] log_columns (--log-columns) must not repeat a column. Got ['votes', 'votes'] instead.",
         ),
-        (["--log-columns", "size"], "x column 1 must be > 0 (log_columns model it as log(x + 0)); raise log_offset above "),
+        (
+            ["--log-columns", "size"],
+            "[data] log_columns: column 'size' of {path} (120 rows) must be > 0 (log_columns model it as log(x)); raise "
+            "--log-offset above 2.",
+        ),
+        (
+            ["--log-offset", "1"],
+            "[data] log_offset (--log-offset) applies to log_columns (--log-columns): without them it must be 0",
+        ),
         (
             ["--log-columns", "votes", "--likelihood", "bernoulli"],
             "[data] log_columns (--log-columns) needs a Gaussian likelihood ([model] likelihood = 'gaussian'). "
@@ -323,7 +336,7 @@ def test_cli_refuses_bad_log_columns(counts_csv, tmp_path, capsys, extra, messag
     code = cli.main(["train", "--data", str(counts_csv), "--epochs", "1", *EVAL, "-q", "--out", str(tmp_path / "r"), *extra])
     err = capsys.readouterr().err
     assert code != 0
-    assert message in err
+    assert message.format(path=counts_csv) in err
     assert not (tmp_path / "r").exists()
 
 
@@ -333,3 +346,41 @@ def test_cli_refuses_log_columns_for_a_builtin_dataset(tmp_path, capsys):
     assert "[data] exclude, label, log_columns and header apply to files (path), not to the built-in dataset 'ring'" in (
         capsys.readouterr().err
     )
+
+
+def test_numpy_integers_and_floats_are_column_indices_and_offsets():
+    spec = vk.Gaussian("learned", log_columns=(np.int64(2), np.int32(0)), log_offset=np.float32(1.5))
+    assert spec.log_columns == (0, 2) and type(spec.log_columns[0]) is int
+    assert spec.log_offset == 1.5 and type(spec.log_offset) is float
+    with pytest.raises(vk.InputTypeError, match=r"^Gaussian.log_offset must be a number\. Got "):
+        vk.Gaussian(log_columns=(0,), log_offset="1")
+
+
+def test_quadrature_uses_the_affine_grid_and_agrees_with_log_prob(trained, monkeypatch):
+    from vaekit import metrics
+
+    model, x = trained
+    fast = metrics.quadrature_log_likelihood(model, x[:40], grid=40).log_p
+    monkeypatch.setattr(metrics, "_grid_terms", lambda *args: None)  # the generic log_prob path
+    slow = metrics.quadrature_log_likelihood(model, x[:40], grid=40).log_p
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-6)
+
+
+def test_decoded_means_have_finite_gradients_when_an_unlogged_column_is_large():
+    loc = torch.tensor([[1.0, 100.0]], requires_grad=True)
+    px = LogColumns(diagonal_normal(loc, torch.ones(1, 2)), torch.tensor([True, False]), 0.0)
+    (px.mean.sum() + px.rsample().sum() + px.variance[:, 0].sum()).backward()
+    assert torch.isfinite(loc.grad).all()
+
+
+def test_held_out_values_outside_the_support_are_refused_before_training(counts_csv, tmp_path, capsys):
+    test = tmp_path / "test.csv"
+    rows = counts(10)
+    rows[4, 2] = -3.0
+    np.savetxt(test, rows, delimiter=",", header="votes,size,seats", comments="", fmt="%.6g")
+    args = ["train", "--data", str(counts_csv), "--test-data", str(test), "--log-columns", "votes,seats", "--log-offset", "1"]
+    code = cli.main([*args, "--epochs", "1", "-q", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "test data column 2 must be > -1 (log_columns model it as log(x + 1)); raise log_offset above 3" in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()

@@ -41,7 +41,6 @@ def test_defaults_are_the_lecture_recipe_with_only_the_keys_that_apply():
         "variance": 0.1,
         "min_variance": 1e-4,
         "constraint": "none",
-        "log_offset": 0.0,
         "standardize": False,
         "standardize_scale": "column",
         "prior": "standard_normal",

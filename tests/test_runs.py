@@ -28,6 +28,7 @@ def test_defaults_are_the_lecture_recipe():
         "exclude": [],
         "label": "",
         "log_columns": [],
+        "log_offset": 0.0,
         "header": "auto",
         "stream": "auto",
         "test_path": "",

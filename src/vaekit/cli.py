@@ -59,6 +59,7 @@ HELP: dict[str, str] = {
     "label": "a column that colours the plots, the latent scatter and the explorer; not trained on, not a condition",
     "log_columns": "data columns modelled on a log scale, log(x + --log-offset), comma separated: positive values "
     "spanning decades (counts, sizes); densities stay in data units",
+    "log_offset": "offset of the --log-columns, log(x + offset): 1 for counts with zeros",
     "threads": "torch CPU threads for the run (0: torch's default)",
     "test_fraction": "hold out this share of the data's rows, in (0, 1), for metrics.json (seeded by --split-seed; default: off)",
     "split_seed": "seed of the --test-fraction split",
@@ -105,6 +106,7 @@ def flags() -> dict[str, tuple[str, str]]:
         "exclude": ("data", "exclude"),
         "label": ("data", "label"),
         "log_columns": ("data", "log_columns"),
+        "log_offset": ("data", "log_offset"),
         "test_fraction": ("data", "test_fraction"),
         "split_seed": ("data", "split_seed"),
         **{("model" if key == "type" else key): ("model", key) for key in runs.section_schema("model")},

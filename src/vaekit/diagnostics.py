@@ -159,7 +159,8 @@ def run_warnings(
 def _model_units(model: Any, x: Any) -> np.ndarray:
     """Rows (N, D) as the model's networks see them before standardising: log columns logged."""
     rows = model.prepare_x(x)
-    return model.log_transform(rows).detach().cpu().double().numpy()
+    transform = getattr(model, "log_transform", None)  # a ModelBase hook, not part of the model contract
+    return (rows if transform is None else transform(rows)).detach().cpu().double().numpy()
 
 
 def baseline_warning(metrics: dict[str, Any], *, where: str | None = None) -> str | None:

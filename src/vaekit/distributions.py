@@ -8,6 +8,7 @@ last layer into a torch ``Distribution`` over x, in the user's units (standardis
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -20,7 +21,7 @@ from vaekit.conditions import OneHot
 from vaekit.configs import register_spec, spec_from_config
 from vaekit.constraints import CONSTRAINTS
 from vaekit.constraints import airfoil as airfoil_mean
-from vaekit.errors import InputError
+from vaekit.errors import InputError, InputTypeError, describe
 from vaekit.validate import positive_float
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -175,8 +176,9 @@ class Gaussian:
         default=0.0, metadata={"help": "offset of the log columns: log(x + offset); 1 for counts with zeros"}
     )
     kind: ClassVar[str] = "gaussian"
-    # The run config names log columns in [data] log_columns; build_model turns the names into indices.
-    FROM_DATA: ClassVar[tuple[str, ...]] = ("log_columns",)
+    # A run config describes them with the data ([data] log_columns by name, [data] log_offset);
+    # vaekit.runs.build_model turns the names into indices.
+    FROM_DATA: ClassVar[tuple[str, ...]] = ("log_columns", "log_offset")
 
     def __post_init__(self) -> None:
         if isinstance(self.variance, str):
@@ -191,9 +193,15 @@ class Gaussian:
             raise InputError(f"Gaussian.constraint must be one of {list(CONSTRAINTS)}. Got {self.constraint!r} instead.")
         object.__setattr__(self, "log_columns", column_indices(self.log_columns, "Gaussian.log_columns"))
         offset = self.log_offset
-        if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset):
-            raise InputError(f"Gaussian.log_offset must be a finite number. Got {self.log_offset!r} instead.")
-        object.__setattr__(self, "log_offset", float(self.log_offset))
+        if isinstance(offset, bool) or not isinstance(offset, numbers.Real):
+            raise InputTypeError(f"Gaussian.log_offset must be a number. Got {describe(offset)} instead.")
+        if not math.isfinite(offset):
+            raise InputError(f"Gaussian.log_offset must be a finite number. Got {offset!r} instead.")
+        object.__setattr__(self, "log_offset", float(offset))
+        if self.log_offset != 0.0 and not self.log_columns:
+            raise InputError(
+                f"Gaussian.log_offset applies to log_columns: without them it must be 0. Got {self.log_offset:g} instead."
+            )
         if self.log_columns and self.constraint != "none":
             raise InputError(
                 f"Gaussian.log_columns must be empty with constraint={self.constraint!r} (the constraint shapes "
@@ -230,10 +238,9 @@ class Gaussian:
             j = int(bad.any(0).nonzero()[0])
             column = self.log_columns[j]
             low = float(x[:, column].min())
-            floor = 0.0 - self.log_offset  # 0.0 - 0.0 is 0.0, where -0.0 would print as "-0"
             raise InputError(
-                f"{name} column {column} must be > {floor:g} (log_columns model it as log(x + {self.log_offset:g})); "
-                f"raise log_offset above {0.0 - low:g} or leave the column out of log_columns. Got min {low:g} instead."
+                f"{name} column {column} {support_text(self.log_offset)}; raise log_offset above {0.0 - low:g} or leave "
+                f"the column out of log_columns. Got min {low:g} instead."
             )
 
     def to_config(self) -> dict[str, Any]:
@@ -248,16 +255,23 @@ class Gaussian:
         return out
 
 
+def support_text(offset: float) -> str:
+    """'must be > -c (log_columns model it as log(x + c))', signs written out ('-0' never appears)."""
+    shifted = "x" if offset == 0 else f"x + {offset:g}" if offset > 0 else f"x - {-offset:g}"
+    return f"must be > {0.0 - offset:g} (log_columns model it as log({shifted}))"
+
+
 def column_indices(value: Any, name: str) -> tuple[int, ...]:
     """Distinct non-negative column indices, sorted, as a tuple; raises naming ``name``."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
         raise InputError(f"{name} must be a sequence of column indices. Got {value!r} instead.")
     for i in value:
-        if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0:
             raise InputError(f"{name} must hold column indices (ints >= 0). Got {i!r} instead.")
-    if len(set(value)) != len(value):
-        raise InputError(f"{name} must not repeat a column. Got {list(value)} instead.")
-    return tuple(sorted(value))
+    indices = [int(i) for i in value]
+    if len(set(indices)) != len(indices):
+        raise InputError(f"{name} must not repeat a column. Got {indices} instead.")
+    return tuple(sorted(indices))
 
 
 class _GaussianHead(nn.Module):
@@ -330,7 +344,7 @@ class LogColumns(Distribution):
 
     def from_base(self, y: torch.Tensor) -> torch.Tensor:
         """Rows y (..., D) -> x (..., D)."""
-        return torch.where(self.mask, y.exp() - self.offset, y)
+        return torch.where(self.mask, _masked_exp(y, self.mask) - self.offset, y)
 
     def log_jacobian(self, x: torch.Tensor) -> torch.Tensor:
         """The log |dy/dx| summed over the event, (...,): sum over masked columns of -log(x + offset)."""
@@ -350,8 +364,25 @@ class LogColumns(Distribution):
     @property
     def mean(self) -> torch.Tensor:
         normal = self.base.base_dist
-        lognormal = (normal.loc + 0.5 * normal.scale**2).exp() - self.offset
+        lognormal = _masked_exp(normal.loc + 0.5 * normal.scale**2, self.mask) - self.offset
         return torch.where(self.mask, lognormal, normal.loc)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        """(exp(s^2) - 1) exp(2m + s^2) on the log columns, s^2 elsewhere."""
+        normal = self.base.base_dist
+        s2 = normal.scale**2
+        lognormal = _masked_exp(s2, self.mask).sub(1.0) * _masked_exp(2.0 * normal.loc + s2, self.mask)
+        return torch.where(self.mask, lognormal, s2)
+
+
+def _masked_exp(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Exp(y) on the mask, 1 elsewhere (y: (..., D), mask: (D,)).
+
+    An unlogged column's exp may overflow, and inf there would make the gradient through
+    ``torch.where`` NaN (0 * inf).
+    """
+    return torch.where(mask, y, torch.zeros_like(y)).exp()
 
 
 @register_spec("likelihood")

@@ -37,7 +37,7 @@ from vaekit.conditions import Continuous, OneHot
 from vaekit.constraints import unconstrained
 from vaekit.data import radius as ring_radius
 from vaekit.data import ring_centres, ring_log_density
-from vaekit.distributions import LOG_2PI, draw, posterior_mean
+from vaekit.distributions import LOG_2PI, LogColumns, draw, posterior_mean
 from vaekit.distributions import Bernoulli as BernoulliLikelihood
 from vaekit.distributions import kl as kl_terms
 from vaekit.errors import InputError, InputTypeError, describe
@@ -304,28 +304,36 @@ def _grid_log_p(model: Any, xt: torch.Tensor, c: torch.Tensor | None, grid: int,
         for start in range(0, index.shape[0], block):
             xb = xt[index[start : start + block]]  # (B, D)
             if affine is not None:
-                weights, const, squared = affine
-                features = torch.cat([xb.double() ** 2, xb.double()], dim=1) if squared else xb.double()
+                weights, const, squared, logged = affine
+                yb = xb if logged is None else logged.to_base(xb)  # log columns: the Gaussian is over y
+                features = torch.cat([yb.double() ** 2, yb.double()], dim=1) if squared else yb.double()
                 log_px = features @ weights.T + const  # (B, G)
+                if logged is not None:
+                    log_px = log_px + logged.log_jacobian(xb).double()[:, None]  # the same for every grid point
             else:  # any other likelihood: its own log_prob, broadcast over the grid
                 log_px = px_grid.log_prob(xb.unsqueeze(1)).double()  # (B, G)
             out[index[start : start + block]] = torch.logsumexp(log_px + log_weight, dim=1)
     return out
 
 
-def _grid_terms(model: Any, z: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, bool] | None:
-    """The grid's log p(x|z_g) as an affine function of features of x: (weights, const, squared), float64.
+def _grid_terms(model: Any, z: torch.Tensor, cond: torch.Tensor | None) -> tuple[Any, ...] | None:
+    """The grid's log p(x|z_g) as an affine function of features of x: (weights, const, squared, logged), float64.
 
     None for likelihoods other than a diagonal Gaussian or Bernoulli (the caller then uses log_prob).
 
     Diagonal Gaussian: log p = -x²·(1/2s²) + x·(m/s²) - sum(m²/2s² + log s) - D/2 log 2 pi, so the
     weights are (G, 2D) over features [x², x] (``squared`` True). Bernoulli: log p = x·l - sum softplus(l),
     weights (G, D) over x. Either way a block of points costs one matrix product against the grid.
+    Log columns (``logged``, the last grid block's :class:`~vaekit.distributions.LogColumns`, whose
+    mask and offset every block shares): the Gaussian's terms over y = log(x + offset), plus the
+    Jacobian, which does not depend on the grid point.
     """
-    parts = []
+    parts, logged = [], None
     for start in range(0, z.shape[0], _ROWS):
         zb = z[start : start + _ROWS]
         px = model.decode_batch(zb, None if cond is None else cond.expand(zb.shape[0], -1))
+        if type(px) is LogColumns:
+            px, logged = px.base, px
         if type(px) is not Independent or type(px.base_dist) not in (Normal, Bernoulli):
             return None
         parts.append(px.base_dist)
@@ -335,9 +343,9 @@ def _grid_terms(model: Any, z: torch.Tensor, cond: torch.Tensor | None) -> tuple
         precision = scale**-2
         weights = torch.cat([-0.5 * precision, mean * precision], dim=1)  # (G, 2D)
         const = -(0.5 * mean**2 * precision + scale.log()).sum(1) - 0.5 * mean.shape[1] * LOG_2PI
-        return weights, const, True
+        return weights, const, True, logged
     logits = torch.cat([p.logits for p in parts]).double()  # (G, D)
-    return logits, -torch.nn.functional.softplus(logits).sum(1), False
+    return logits, -torch.nn.functional.softplus(logits).sum(1), False, None
 
 
 def quadrature_log_likelihood(model: Any, x: Any, condition: Any = None, *, grid: int = 200, bound: float = 6.0) -> Quadrature:
@@ -403,7 +411,8 @@ def probe_posterior(model: Any) -> Any:
     c = None if model.condition is None else torch.zeros(1, model.condition.in_features, device=model.device, dtype=model.dtype)
     x = np.zeros((1, model.x_dim))
     likelihood = getattr(model, "likelihood", None)
-    x[:, list(getattr(likelihood, "log_columns", ()))] = 1.0 - getattr(likelihood, "log_offset", 0.0)
+    # max(0, .): 1 - offset rounds to -offset in float32 for a huge offset.
+    x[:, list(getattr(likelihood, "log_columns", ()))] = max(0.0, 1.0 - getattr(likelihood, "log_offset", 0.0))
     return model.encode_batch(model.prepare_x(x), c)
 
 

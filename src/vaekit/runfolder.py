@@ -25,6 +25,7 @@ from vaekit import data as vkdata
 from vaekit import design, model_settings
 from vaekit.conditions import Continuous
 from vaekit.configs import check_type
+from vaekit.distributions import support_text
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
 from vaekit.io import atomic_write_bytes, atomic_write_text, fsync_dir
 from vaekit.streaming import NpyBlocks, should_stream
@@ -64,7 +65,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "condition_type": (Literal["onehot", "continuous"], "onehot"),
         "exclude": (list[str], []),  # files: columns that are not data (ids, names, ...)
         "label": (str, ""),  # files: a column that colours the plots; never trained on or conditioned on
-        "log_columns": (list[str], []),  # files: data columns modelled as log(x + [model] log_offset) (Gaussian)
+        "log_columns": (list[str], []),  # files: data columns modelled as log(x + log_offset) (Gaussian likelihood)
+        "log_offset": (float, 0.0),  # the offset of the log columns (1 for counts with zeros)
         "header": (bool | Literal["auto"], "auto"),  # CSV files: first row holds names ("auto": unless all numbers)
         "stream": (bool | Literal["auto"], "auto"),  # .npy files: train from disk in blocks ("auto": when large)
         "test_path": (str, ""),  # held-out data: a file with the training data's columns ...
@@ -282,6 +284,13 @@ def _check_ranges(config: dict[str, dict[str, Any]], source: str) -> None:
         raise InputError(
             f"{source}: [data] stream = true reads a .npy file in blocks (convert a CSV with 'vaekit convert'). "
             f"Got {'the built-in dataset ' + repr(d['name']) if d['name'] else d['path']} instead."
+        )
+    if not math.isfinite(d["log_offset"]):
+        raise InputError(f"{source}: [data] log_offset must be a finite number. Got {d['log_offset']} instead.")
+    if d["log_offset"] != 0.0 and not d["log_columns"]:
+        raise InputError(
+            f"{source}: [data] log_offset (--log-offset) applies to log_columns (--log-columns): without them it must be 0. "
+            f"Got {d['log_offset']:g} instead."
         )
     if t["threads"] < 0:
         raise InputError(
@@ -686,14 +695,18 @@ def build_model(config: dict[str, dict[str, Any]], data: RunData):
     if data.x_shape is not None and not m.get("x_shape"):
         m = m | {"x_shape": list(data.x_shape)}  # curves and images keep their shape
     arch = model_settings.architecture(m, x_dim=data.x.shape[1], condition=condition_spec(config, data))
-    if config["data"]["log_columns"]:
-        arch = dataclasses.replace(arch, likelihood=_with_log_columns(arch.likelihood, config["data"]["log_columns"], data))
+    d = config["data"]
+    if d["log_columns"]:
+        arch = dataclasses.replace(arch, likelihood=_with_log_columns(arch.likelihood, d["log_columns"], d["log_offset"], data))
     cls = model_settings.model_kinds()[m[model_settings.MODEL_KEY]]
     return cls.from_architecture(arch, seed=config["training"]["seed"])
 
 
-def _with_log_columns(likelihood: Any, names: list[str], data: RunData) -> Any:
-    """The likelihood spec with ``[data] log_columns`` (names of data columns) as its column indices."""
+def _with_log_columns(likelihood: Any, names: list[str], offset: float, data: RunData) -> Any:
+    """The likelihood spec with ``[data] log_columns`` (names of data columns) as its column indices.
+
+    Each named column of the training rows must lie above ``-offset``: refused here, by name.
+    """
     if not hasattr(likelihood, "log_columns"):
         raise InputError(
             f"[data] log_columns (--log-columns) needs a Gaussian likelihood ([model] likelihood = 'gaussian'). "
@@ -709,7 +722,14 @@ def _with_log_columns(likelihood: Any, names: list[str], data: RunData) -> Any:
         )
     if len(set(names)) != len(names):
         raise InputError(f"[data] log_columns (--log-columns) must not repeat a column. Got {names} instead.")
-    return dataclasses.replace(likelihood, log_columns=tuple(where[name] for name in names))
+    for name in names:
+        low = float(data.x[:, where[name]].min()) if len(data.x) else math.inf
+        if low + offset <= 0:
+            raise InputError(
+                f"[data] log_columns: column {name!r} of {data.description} {support_text(offset)}; raise "
+                f"--log-offset above {0.0 - low:g} or leave the column out of --log-columns. Got min {low:g} instead."
+            )
+    return dataclasses.replace(likelihood, log_columns=tuple(where[name] for name in names), log_offset=offset)
 
 
 def build_objective(config: dict[str, dict[str, Any]]):

@@ -241,6 +241,8 @@ def train(
     test_data = load_data(config, test=True)
     chosen = _apply_data_rules(config, data)
     model = build_model(config, data)
+    if test_data.held_out:  # refused now, not after training: held-out values outside the model's support
+        model.prepare_x(test_data.x, "test data")
     kwargs = fit_kwargs(config)
     if config["training"]["patience"]:
         kwargs["callbacks"] = [EarlyStopping(patience=config["training"]["patience"])]

@@ -306,7 +306,8 @@ def fit(
         c_all = model.prepare_condition(condition, source.n)
         x_all = model.prepare_x(source.read(0, min(source.n, source.block_rows)))  # the first block: probes, monitors
         x_val, c_val = _validation_set(model, val, x_all, c_all, seed)
-        model.set_scaling_moments(*column_moments(source, lambda block: model.log_transform(model.prepare_x(block))))
+        transform = getattr(model, "log_transform", lambda rows: rows)  # log columns: moments of what the networks see
+        model.set_scaling_moments(*column_moments(source, lambda block: transform(model.prepare_x(block))))
         model.initialise_from_data(x_all)  # a data-dependent start (PCAResidual) reads the first block
     else:
         source = None
