@@ -384,3 +384,59 @@ def test_held_out_values_outside_the_support_are_refused_before_training(counts_
     assert code != 0
     assert "test data column 2 must be > -1 (log_columns model it as log(x + 1)); raise log_offset above 3" in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
+
+
+# ------------------------------------------------------------------------------ log_columns = "auto"
+def test_decade_columns_marks_skewed_columns_that_span_decades():
+    from vaekit.runfolder import decade_columns
+
+    rng = np.random.default_rng(0)
+    n = 200
+    lognormal = np.exp(rng.normal(size=n) * 1.5)  # skewness >> 2, max >> 10 x median
+    normal = rng.normal(size=n) + 5  # symmetric
+    negative = lognormal - 1.0  # skewed, but below 0
+    counts_with_zeros = np.floor(np.exp(rng.normal(size=n) * 2.0 + 1.0))  # median 2, zeros
+    mostly_zero = np.r_[np.zeros(n - 5), np.full(5, 100.0)]  # median 0: no scale to span
+    x = np.column_stack([lognormal, normal, negative, counts_with_zeros, mostly_zero])
+    assert decade_columns(x) == [0, 3]
+    assert decade_columns(x[:2]) == []
+
+
+def test_auto_resolves_names_and_offset_and_leaves_out_unscorable_columns():
+    from vaekit.runfolder import RunData, apply_auto_log_columns
+
+    rng = np.random.default_rng(1)
+    x = np.column_stack(
+        [np.exp(rng.normal(size=100) * 1.5), np.floor(np.exp(rng.normal(size=100) * 2.0 + 1.0)), rng.normal(size=100)]
+    )
+    data = RunData(x.astype(np.float32), None, None, ["a", "b", "c"], description="t.csv (100 rows)")
+    config = vk.runs.validate_config({"data": {"path": "t.csv", "log_columns": "auto"}})
+    note = apply_auto_log_columns(config, data)
+    assert config["data"]["log_columns"] == ["a", "b"] and config["data"]["log_offset"] == 1.0
+    assert note.startswith("log scale for a, b: values >= 0 that span decades") and "log(x + 1), a column has zeros" in note
+    held = RunData(np.array([[1.0, -2.0, 0.0]], dtype=np.float32), None, None, ["a", "b", "c"], held_out=True)
+    config = vk.runs.validate_config({"data": {"path": "t.csv", "log_columns": "auto"}})
+    apply_auto_log_columns(config, data, held)
+    assert config["data"]["log_columns"] == ["a"]  # b's held-out -2 could not be scored on log(x + 1)
+    for other in ({"likelihood": "bernoulli"},):
+        config = vk.runs.validate_config({"data": {"path": "t.csv", "log_columns": "auto"}, "model": other})
+        assert apply_auto_log_columns(config, data) == "" and config["data"]["log_columns"] == []
+    curves = RunData(x.astype(np.float32), None, None, ["a", "b", "c"], x_shape=(3,))
+    config = vk.runs.validate_config({"data": {"path": "t.csv", "log_columns": "auto"}})
+    assert apply_auto_log_columns(config, curves) == "" and config["data"]["log_columns"] == []
+
+
+def test_cli_auto_says_what_it_chose_and_config_toml_records_it(counts_csv, tmp_path, capsys):
+    out = tmp_path / "auto"
+    code = cli.main(["train", "--data", str(counts_csv), "--log-columns", "auto", "--epochs", "1", *EVAL, "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0
+    assert "note: log scale for votes, seats: values >= 0 that span decades" in printed.out + printed.err
+    config = vk.runs.read_config(out / "config.toml")
+    assert (config["data"]["log_columns"], config["data"]["log_offset"]) == (["votes", "seats"], 1.0)
+    assert vk.runs.open_run(out).model.likelihood.log_columns == (0, 2)
+    none = tmp_path / "none"
+    assert (
+        cli.main(["train", "--data", str(counts_csv), "--log-columns", "", "--epochs", "1", *EVAL, "-q", "--out", str(none)]) == 0
+    )
+    assert vk.runs.open_run(none).model.likelihood.log_columns == ()

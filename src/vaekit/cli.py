@@ -57,8 +57,9 @@ HELP: dict[str, str] = {
     "columns": "data columns of a CSV/.npy file, comma separated (default: all but the condition, --label and --exclude)",
     "exclude": "columns of the file that are not data (ids, names, ...), comma separated",
     "label": "a column that colours the plots, the latent scatter and the explorer; not trained on, not a condition",
-    "log_columns": "data columns modelled on a log scale, log(x + --log-offset), comma separated: positive values "
-    "spanning decades (counts, sizes); densities stay in data units",
+    "log_columns": "data columns modelled on a log scale, log(x + --log-offset), comma separated: values >= 0 "
+    "spanning decades (counts, sizes); 'auto': the columns whose values >= 0 have a skewness above 2 and a maximum "
+    "over 10 times the median; densities stay in data units",
     "log_offset": "offset of the --log-columns, log(x + offset): 1 for counts with zeros",
     "threads": "torch CPU threads for the run (0: torch's default)",
     "test_fraction": "hold out this share of the data's rows, in (0, 1), for metrics.json (seeded by --split-seed; default: off)",
@@ -209,6 +210,10 @@ def _str_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def _str_list_or_auto(text: str) -> list[str] | str:
+    return "auto" if text.strip() == "auto" else _str_list(text)
+
+
 def _add_schema_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (override --config; defaults are the lecture recipe)")
     for flag, (section, key) in flags().items():
@@ -228,6 +233,8 @@ def _add_schema_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["type"], kwargs["metavar"] = _int_list, "W1,W2"
         elif annotation == list[str]:
             kwargs["type"], kwargs["metavar"] = _str_list, "COL1,COL2"
+        elif annotation == list[str] | typing.Literal["auto"]:
+            kwargs["type"], kwargs["metavar"] = _str_list_or_auto, "COL1,COL2|auto"
         elif typing.get_origin(annotation) is typing.Literal:
             kwargs["choices"] = typing.get_args(annotation)
         else:  # float | Literal

@@ -65,7 +65,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "condition_type": (Literal["onehot", "continuous"], "onehot"),
         "exclude": (list[str], []),  # files: columns that are not data (ids, names, ...)
         "label": (str, ""),  # files: a column that colours the plots; never trained on or conditioned on
-        "log_columns": (list[str], []),  # files: data columns modelled as log(x + log_offset) (Gaussian likelihood)
+        # files: data columns modelled as log(x + log_offset) (Gaussian likelihood); "auto": decade_columns()
+        "log_columns": (list[str] | Literal["auto"], []),
         "log_offset": (float, 0.0),  # the offset of the log columns (1 for counts with zeros)
         "header": (bool | Literal["auto"], "auto"),  # CSV files: first row holds names ("auto": unless all numbers)
         "stream": (bool | Literal["auto"], "auto"),  # .npy files: train from disk in blocks ("auto": when large)
@@ -782,6 +783,63 @@ def apply_batches_per_epoch(config: dict[str, dict[str, Any]], n_rows: int) -> s
     )
     t["batch_size"] = size
     return note
+
+
+# The rule of log_columns = "auto": a column spans decades when its values are >= 0 with a median
+# above 0, a skewness above DECADES_SKEWNESS and a maximum over DECADES_RATIO times its median.
+DECADES_SKEWNESS = 2.0
+DECADES_RATIO = 10.0
+
+
+def decade_columns(x: np.ndarray) -> list[int]:
+    """Indices of the columns of ``x`` (N, D) that span decades (the rule above); none for N < 3."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 3:
+        return []
+    chosen = []
+    for j in range(x.shape[1]):
+        column = x[:, j]
+        median, std = float(np.median(column)), float(column.std())
+        if column.min() < 0 or median <= 0 or std == 0:
+            continue
+        skewness = float(((column - column.mean()) ** 3).mean() / std**3)
+        if skewness > DECADES_SKEWNESS and column.max() > DECADES_RATIO * median:
+            chosen.append(j)
+    return chosen
+
+
+def apply_auto_log_columns(config: dict[str, dict[str, Any]], data: RunData, test: RunData | None = None) -> str:
+    """Resolve ``[data] log_columns = "auto"`` from the training rows; return why, or "".
+
+    The columns :func:`decade_columns` finds are logged; ``log_offset`` becomes 1 when one of
+    them holds a zero and the offset is 0. A column whose held-out rows (``test``) lie at or
+    below ``-log_offset`` stays unlogged: those rows could not be scored. A streamed file (its
+    rows are not in memory), curves and images, and other likelihoods get no log columns.
+    config.toml then records the columns (names) and the offset used.
+    """
+    d = config["data"]
+    if d["log_columns"] != "auto":
+        return ""
+    d["log_columns"] = []
+    gaussian = config["model"].get("likelihood", "gaussian") == "gaussian"
+    if data.stream is not None or data.x_shape is not None or not gaussian:
+        return ""
+    chosen = decade_columns(data.x)
+    if chosen and d["log_offset"] == 0.0 and any(data.x[:, j].min() == 0 for j in chosen):
+        d["log_offset"] = 1.0
+    if test is not None and test.held_out and len(test.x):
+        chosen = [j for j in chosen if test.x[:, j].min() + d["log_offset"] > 0]
+    if not chosen:
+        d["log_offset"] = 0.0
+        return ""
+    d["log_columns"] = [data.columns[j] for j in chosen]
+    names = ", ".join(d["log_columns"]) if len(chosen) <= 5 else ", ".join(d["log_columns"][:5]) + f", ... ({len(chosen)})"
+    offset = f"log(x + {d['log_offset']:g}), a column has zeros" if d["log_offset"] else "log(x)"
+    return (
+        f"log scale for {names}: values >= 0 that span decades (skewness above {DECADES_SKEWNESS:g}, maximum over "
+        f"{DECADES_RATIO:g} times the median), modelled as {offset}; densities stay in data units "
+        "(set --log-columns to choose, --log-columns '' for none)"
+    )
 
 
 def auto_val_fraction(n_rows: int, *, streamed: bool) -> float:

@@ -50,6 +50,7 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     USER_BATCHES_PER_EPOCH,
     RunData,
     _jsonable,  # noqa: F401
+    apply_auto_log_columns,
     apply_auto_validation,
     apply_batches_per_epoch,
     batch_size_for,
@@ -239,7 +240,7 @@ def train(
     if data.columns and config["data"]["path"]:
         _make_explicit(config["data"], data)
     test_data = load_data(config, test=True)
-    chosen = _apply_data_rules(config, data)
+    chosen = _apply_data_rules(config, data, test_data)
     model = build_model(config, data)
     if test_data.held_out:  # refused now, not after training: held-out values outside the model's support
         model.prepare_x(test_data.x, "test data")
@@ -357,14 +358,16 @@ def _write_results(
     return _as_read(metrics), _as_read(info)
 
 
-def _apply_data_rules(config: dict[str, dict[str, Any]], data: RunData) -> dict[str, str]:
+def _apply_data_rules(config: dict[str, dict[str, Any]], data: RunData, test: RunData | None = None) -> dict[str, str]:
     """Settings chosen from the data's rows: key -> why, also logged.
 
-    ``[training] val_fraction = "auto"`` -> a validation split with early stopping, or none;
-    then ``batches_per_epoch`` -> batch_size, from the rows left for training.
+    ``[data] log_columns = "auto"`` -> the columns that span decades (``test``: held-out rows they
+    must be able to score); ``[training] val_fraction = "auto"`` -> a validation split with early
+    stopping, or none; then ``batches_per_epoch`` -> batch_size, from the rows left for training.
     """
     n_rows = data.x.shape[0] if data.stream is None else data.stream.n
     notes = {
+        "log_columns": apply_auto_log_columns(config, data, test),
         "val_fraction": apply_auto_validation(config, n_rows, streamed=data.stream is not None),
         "batch_size": apply_batches_per_epoch(config, n_rows),
     }
