@@ -139,6 +139,7 @@ EPILOG = {
   vaekit train --data airfoils --condition thickness:continuous --z-dim 6 --out runs/thick  # shape property
   vaekit train --data table.csv --test-fraction 0.2 --out runs/table  # metrics on 20% held-out rows
   vaekit train --data train.csv --test-data test.csv --out runs/table # metrics on a held-out file
+  vaekit train --data votes.csv --log-columns gore,bush --log-offset 1 --out runs/votes  # counts on a log scale
   vaekit train --config runs/demo/config.toml --out runs/again   # same run, bit for bit on CPU
   vaekit train --resume runs/long                                # continue an interrupted run""",
     "evaluate": """examples:
