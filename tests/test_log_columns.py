@@ -322,7 +322,7 @@ def test_cli_trains_with_named_log_columns_and_reproduces_from_its_config(counts
             "--log-offset above 2.",
         ),
         (
-            ["--log-offset", "1"],
+            ["--log-columns", "", "--log-offset", "1"],
             "[data] log_offset (--log-offset) applies to log_columns (--log-columns): without them it must be 0",
         ),
         (
@@ -440,3 +440,23 @@ def test_cli_auto_says_what_it_chose_and_config_toml_records_it(counts_csv, tmp_
         cli.main(["train", "--data", str(counts_csv), "--log-columns", "", "--epochs", "1", *EVAL, "-q", "--out", str(none)]) == 0
     )
     assert vk.runs.open_run(none).model.likelihood.log_columns == ()
+
+
+def test_a_files_default_is_auto_and_the_builtins_have_none():
+    assert vk.runs.validate_config({"data": {"path": "t.csv"}})["data"]["log_columns"] == "auto"
+    assert vk.runs.validate_config({"data": {"path": "t.csv", "log_columns": []}})["data"]["log_columns"] == []
+    assert vk.runs.validate_config({"data": {"name": "moons"}})["data"]["log_columns"] == []
+    with pytest.raises(vk.InputTypeError) as info:
+        vk.runs.validate_config({"data": {"path": "t.csv", "log_columns": 5}})
+    assert str(info.value) == "config: [data] log_columns must be a list of strings or 'auto'. Got 5 instead."
+
+
+def test_a_files_default_run_logs_what_spans_decades(counts_csv, tmp_path, capsys):
+    out = tmp_path / "default"
+    assert cli.main(["train", "--data", str(counts_csv), "--epochs", "1", *EVAL, "-q", "--out", str(out)]) == 0
+    config = vk.runs.read_config(out / "config.toml")
+    assert (config["data"]["log_columns"], config["data"]["log_offset"]) == (["votes", "seats"], 1.0)
+    again = tmp_path / "again"  # config.toml holds the choice: the same run, bit for bit
+    assert cli.main(["train", "--config", str(out / "config.toml"), "--out", str(again), "-q"]) == 0
+    assert (again / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+    capsys.readouterr()
