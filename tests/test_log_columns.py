@@ -416,8 +416,21 @@ def test_auto_resolves_names_and_offset_and_leaves_out_unscorable_columns():
     assert note.startswith("log scale for a, b: values >= 0 that span decades") and "log(x + 1), a column has zeros" in note
     held = RunData(np.array([[1.0, -2.0, 0.0]], dtype=np.float32), None, None, ["a", "b", "c"], held_out=True)
     config = vk.runs.validate_config({"data": {"path": "t.csv", "log_columns": "auto"}})
-    apply_auto_log_columns(config, data, held)
-    assert config["data"]["log_columns"] == ["a"]  # b's held-out -2 could not be scored on log(x + 1)
+    note = apply_auto_log_columns(config, data, held)
+    # b's held-out -2 could not be scored on log(x + 1); a has no zero, so no offset either.
+    assert (config["data"]["log_columns"], config["data"]["log_offset"]) == (["a"], 0.0)
+    assert "modelled as log(x); densities stay in data units; left unlogged: b (held-out rows at or below -offset)" in note
+    zero = RunData(np.array([[0.0, 1.0, 0.0]], dtype=np.float32), None, None, ["a", "b", "c"], held_out=True)
+    config = vk.runs.validate_config({"data": {"path": "t.csv", "log_columns": "auto"}})
+    apply_auto_log_columns(config, data, zero)
+    assert (config["data"]["log_columns"], config["data"]["log_offset"]) == (["a", "b"], 1.0)  # a held-out zero
+    config = vk.runs.validate_config({"data": {"path": "t.csv", "log_columns": "auto", "log_offset": 2.0}})
+    apply_auto_log_columns(config, data)
+    assert (config["data"]["log_columns"], config["data"]["log_offset"]) == (["a", "b"], 2.0)  # the user's offset
+    flat = RunData(np.ones((100, 3), dtype=np.float32), None, None, ["a", "b", "c"])
+    config = vk.runs.validate_config({"data": {"path": "t.csv", "log_offset": 2.0}})
+    assert apply_auto_log_columns(config, flat) == "no log columns; log_offset 2 ignored"
+    assert (config["data"]["log_columns"], config["data"]["log_offset"]) == ([], 0.0)
     for other in ({"likelihood": "bernoulli"},):
         config = vk.runs.validate_config({"data": {"path": "t.csv", "log_columns": "auto"}, "model": other})
         assert apply_auto_log_columns(config, data) == "" and config["data"]["log_columns"] == []

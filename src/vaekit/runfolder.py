@@ -834,24 +834,39 @@ def apply_auto_log_columns(config: dict[str, dict[str, Any]], data: RunData, tes
     d = config["data"]
     if d["log_columns"] != "auto":
         return ""
-    d["log_columns"] = []
+    d["log_columns"], given = [], d["log_offset"]
     gaussian = config["model"].get("likelihood", "gaussian") == "gaussian"
     if data.stream is not None or data.x_shape is not None or not gaussian:
-        return ""
+        d["log_offset"] = 0.0
+        why = "a streamed file" if data.stream is not None else "not a table of a Gaussian likelihood"
+        return f"no log columns: log_offset {given:g} ignored ({why})" if given else ""
     chosen = decade_columns(data.x)
-    if chosen and d["log_offset"] == 0.0 and any(data.x[:, j].min() == 0 for j in chosen):
-        d["log_offset"] = 1.0
-    if test is not None and test.held_out and len(test.x):
-        chosen = [j for j in chosen if test.x[:, j].min() + d["log_offset"] > 0]
+    held = test.x if test is not None and test.held_out and len(test.x) else data.x[:0]
+
+    def lowest(j: int) -> float:
+        return float(min(data.x[:, j].min(), held[:, j].min() if len(held) else np.inf))
+
+    # Offset 1 only where a zero needs it (the user's offset otherwise); held-out rows it cannot
+    # score (below -offset) leave their column unlogged.
+    offset = 1.0 if given == 0.0 and any(lowest(j) == 0 for j in chosen) else given
+    unscorable = [j for j in chosen if lowest(j) + offset <= 0]
+    chosen = [j for j in chosen if j not in unscorable]
+    if given == 0.0 and not any(lowest(j) == 0 for j in chosen):
+        offset = 0.0
+    left = "; left unlogged: " + ", ".join(data.columns[j] for j in unscorable) + " (held-out rows at or below -offset)"
+    left = left if unscorable else ""
     if not chosen:
         d["log_offset"] = 0.0
-        return ""
-    d["log_columns"] = [data.columns[j] for j in chosen]
+        ignored = f"; log_offset {given:g} ignored" if given else ""
+        return f"no log columns{left}{ignored}" if left or ignored else ""
+    d["log_columns"], d["log_offset"] = [data.columns[j] for j in chosen], offset
     names = ", ".join(d["log_columns"]) if len(chosen) <= 5 else ", ".join(d["log_columns"][:5]) + f", ... ({len(chosen)})"
-    offset = f"log(x + {d['log_offset']:g}), a column has zeros" if d["log_offset"] else "log(x)"
+    model = (
+        f"log(x + {offset:g}), a column has zeros" if offset and given == 0.0 else f"log(x + {offset:g})" if offset else "log(x)"
+    )
     return (
         f"log scale for {names}: values >= 0 that span decades (skewness above {DECADES_SKEWNESS:g}, maximum over "
-        f"{DECADES_RATIO:g} times the median), modelled as {offset}; densities stay in data units "
+        f"{DECADES_RATIO:g} times the median), modelled as {model}; densities stay in data units{left} "
         "(set --log-columns to choose, --log-columns '' for none)"
     )
 
