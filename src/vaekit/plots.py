@@ -145,15 +145,14 @@ def _in_units(model: Any, units: str) -> Any:
         )
     shift = model.x_shift.detach().cpu().double().numpy()
     scale = model.x_scale.detach().cpu().double().numpy()
-    if getattr(model.likelihood, "log_columns", ()):  # the networks' units: log columns logged, then standardised
 
-        def to_network(rows: Any) -> np.ndarray:
-            flat = torch.as_tensor(np.asarray(rows, dtype=np.float64)).reshape(-1, shift.shape[0])
-            logged = model.likelihood_head.log_transform(flat.to(model.device)).cpu().numpy()
-            return ((logged - shift) / scale).reshape(np.shape(rows))
+    def to_network(rows: Any) -> np.ndarray:
+        """The networks' units, in float64: log columns logged (model.log_transform), then standardised."""
+        values = np.asarray(rows, dtype=np.float64)
+        flat = torch.as_tensor(values.reshape(-1, shift.shape[0]), device=model.device)
+        return (model.log_transform(flat).cpu().numpy().reshape(values.shape) - shift) / scale
 
-        return to_network
-    return lambda rows: (np.asarray(rows, dtype=np.float64) - shift) / scale
+    return to_network
 
 
 def _units_note(units: str) -> str:

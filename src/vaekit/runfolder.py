@@ -841,17 +841,14 @@ def apply_auto_log_columns(config: dict[str, dict[str, Any]], data: RunData, tes
         why = "a streamed file" if data.stream is not None else "not a table of a Gaussian likelihood"
         return f"no log columns: log_offset {given:g} ignored ({why})" if given else ""
     chosen = decade_columns(data.x)
-    held = test.x if test is not None and test.held_out and len(test.x) else data.x[:0]
-
-    def lowest(j: int) -> float:
-        return float(min(data.x[:, j].min(), held[:, j].min() if len(held) else np.inf))
-
+    rows = data.x if test is None or not test.held_out else np.concatenate([data.x, test.x])
+    lowest = rows.min(axis=0)  # (D,): training and held-out rows, every one of which must be scored
     # Offset 1 only where a zero needs it (the user's offset otherwise); held-out rows it cannot
     # score (below -offset) leave their column unlogged.
-    offset = 1.0 if given == 0.0 and any(lowest(j) == 0 for j in chosen) else given
-    unscorable = [j for j in chosen if lowest(j) + offset <= 0]
+    offset = 1.0 if given == 0.0 and any(lowest[j] == 0 for j in chosen) else given
+    unscorable = [j for j in chosen if lowest[j] + offset <= 0]
     chosen = [j for j in chosen if j not in unscorable]
-    if given == 0.0 and not any(lowest(j) == 0 for j in chosen):
+    if given == 0.0 and not any(lowest[j] == 0 for j in chosen):
         offset = 0.0
     left = "; left unlogged: " + ", ".join(data.columns[j] for j in unscorable) + " (held-out rows at or below -offset)"
     left = left if unscorable else ""
