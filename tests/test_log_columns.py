@@ -382,8 +382,19 @@ def test_held_out_values_outside_the_support_are_refused_before_training(counts_
     code = cli.main([*args, "--epochs", "1", "-q", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code != 0
-    assert "test data column 2 must be > -1 (log_columns model it as log(x + 1)); raise log_offset above 3" in err
+    assert (
+        f"test data: column 'seats' of {test} (10 rows) must be > -1 (log_columns model it as log(x + 1)); the model "
+        "cannot score it: train again with --log-offset above 3 or without the column in --log-columns. Got min -3 instead."
+    ) in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
+    # The same rows given to a trained model: refused by name, with what would admit them.
+    assert cli.main([*args[:3], *args[5:], "--epochs", "1", *EVAL, "-q", "--out", str(tmp_path / "t")]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(tmp_path / "t"), "--data", str(test)]) != 0
+    assert (
+        f"--data: column 'seats' of {test} (10 rows) must be > -1 (log_columns model it as log(x + 1)); the model cannot "
+        "score it: train again with --log-offset above 3 or without the column in --log-columns. Got min -3 instead."
+    ) in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ log_columns = "auto"
@@ -473,3 +484,36 @@ def test_a_files_default_run_logs_what_spans_decades(counts_csv, tmp_path, capsy
     assert cli.main(["train", "--config", str(out / "config.toml"), "--out", str(again), "-q"]) == 0
     assert (again / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
     capsys.readouterr()
+
+
+def test_a_runs_config_from_before_log_columns_redoes_that_run(counts_csv, tmp_path, capsys):
+    # A run written before [data] log_columns existed: today's run with no log columns, its
+    # config.toml without the key (as the older vaekit wrote it).
+    out = tmp_path / "old"
+    args = ["train", "--data", str(counts_csv), "--log-columns", "", "--epochs", "1", *EVAL, "-q"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    text = (out / "config.toml").read_text()
+    assert "log_columns = []\n" in text
+    (out / "config.toml").write_text(text.replace("log_columns = []\n", ""))
+    assert vk.runs.read_config(out)["data"]["log_columns"] == []
+    again = tmp_path / "again"  # not "auto", which would log votes and seats: the same run, bit for bit
+    assert cli.main(["train", "--config", str(out / "config.toml"), "--out", str(again)]) == 0
+    assert "log scale" not in capsys.readouterr().out
+    assert (again / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+    # The same settings written by hand (no run header): a file's default, auto, applies.
+    hand = tmp_path / "hand.toml"
+    hand.write_text(text.replace("log_columns = []\n", "").split("\n", 2)[2])
+    assert not hand.read_text().startswith("#")
+    assert vk.runs.read_config(hand)["data"]["log_columns"] == "auto"
+
+
+def test_sweep_says_the_settings_it_chose_from_the_rows(counts_csv, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["sweep", "--data", str(counts_csv), "--set", "seed=0,1", "--epochs", "1", "--out", str(out)]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "note: log scale for votes, seats: values >= 0 that span decades" in printed
+    assert "note: batch size 12 instead of 256: 120 training rows make 10 batches per epoch" in printed
+    config = vk.runs.read_config(out / "config.toml")  # what was said is what was used
+    assert (config["data"]["log_columns"], config["training"]["batch_size"]) == (["votes", "seats"], 12)
+    assert vk.load(out / "models" / "01").likelihood.log_columns == (0, 2)

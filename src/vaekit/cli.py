@@ -734,6 +734,7 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
             override["n"] = args.n
         given = runs.load_data(runs.validate_config({**config, "data": override}, source="evaluate settings"))
         given.held_out = None  # the user's data: whether the model saw them is not checked
+        runs.check_log_support(model.likelihood, given, "--data")
         metrics = runs.evaluate_run(model, given, config, seed=args.seed, train=train)
     else:
         train, held = runs.load_data(config), None
@@ -1080,6 +1081,8 @@ def _cmd_sweep(args: argparse.Namespace, out: _Console) -> int:
         if display is not None:
             display.close()
     out.say(f"{result.format_table()}\ntrained {len(result.models)} models in {result.seconds:.1f} s; wrote {target}/")
+    for why in result.chosen.values():  # as train says them: log columns, batch size
+        out.say(f"note: {why}")
     return 0
 
 

@@ -402,15 +402,16 @@ def complete_config(config: Any, *, source: str = "config") -> dict[str, dict[st
     return complete
 
 
+# The first line of every config.toml a run writes (config_text): such a file records every
+# setting its run had, so a key it lacks is one that did not exist yet (see read_toml).
+RUN_CONFIG_HEADER = "# vaekit run configuration: every setting of this run.\n"
+
+
 def config_text(config: dict[str, dict[str, Any]]) -> str:
     """TOML text of ``config`` with a header that says how to re-run it."""
     import tomli_w
 
-    header = (
-        "# vaekit run configuration: every setting of this run.\n"
-        "# Re-run it with: vaekit train --config config.toml --out NEW_DIR\n\n"
-    )
-    return header + tomli_w.dumps(config)
+    return RUN_CONFIG_HEADER + "# Re-run it with: vaekit train --config config.toml --out NEW_DIR\n\n" + tomli_w.dumps(config)
 
 
 def write_config(path: str | Path, config: dict[str, dict[str, Any]]) -> None:
@@ -737,14 +738,31 @@ def _with_log_columns(likelihood: Any, names: list[str], offset: float, data: Ru
         )
     if len(set(names)) != len(names):
         raise InputError(f"[data] log_columns (--log-columns) must not repeat a column. Got {names} instead.")
-    for name in names:
-        low = float(data.x[:, where[name]].min()) if len(data.x) else math.inf
+    spec = dataclasses.replace(likelihood, log_columns=tuple(where[name] for name in names), log_offset=offset)
+    check_log_support(spec, data, "[data] log_columns")
+    return spec
+
+
+def check_log_support(likelihood: Any, data: RunData, what: str) -> None:
+    """Refuse rows of ``data`` at or below ``-log_offset`` in a log column of ``likelihood``, naming the column.
+
+    The likelihood refuses them too (``check_data``), but by index; a run knows the names.
+    ``what`` opens the message: "[data] log_columns" for the training rows, "test data" or
+    "--data" for rows scored by a model trained already (whose offset can no longer change).
+    """
+    offset = getattr(likelihood, "log_offset", 0.0)
+    for index in getattr(likelihood, "log_columns", ()):
+        low = float(data.x[:, index].min()) if len(data.x) else math.inf
         if low + offset <= 0:
-            raise InputError(
-                f"[data] log_columns: column {name!r} of {data.description} {support_text(offset)}; raise "
-                f"--log-offset above {0.0 - low:g} or leave the column out of --log-columns. Got min {low:g} instead."
+            name = data.columns[index] if index < len(data.columns) else f"x{index}"
+            above = f"--log-offset above {0.0 - low:g}"
+            fix = (  # before training the offset can still be raised; a trained model's cannot
+                f"raise {above} or leave the column out of --log-columns"
+                if what.startswith("[data]")
+                else f"the model cannot score it: train again with {above} or without the column in --log-columns"
             )
-    return dataclasses.replace(likelihood, log_columns=tuple(where[name] for name in names), log_offset=offset)
+            where = f"column {name!r} of {data.description}"
+            raise InputError(f"{what}: {where} {support_text(offset)}; {fix}. Got min {low:g} instead.")
 
 
 def build_objective(config: dict[str, dict[str, Any]]):
@@ -1063,9 +1081,27 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileFormatError(f"config file {path} does not exist.")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise FileFormatError(f"{path} is not valid TOML: {err}.") from None
+    if text.startswith(RUN_CONFIG_HEADER):
+        _as_the_run_had_it(raw, path)
+    return raw
+
+
+def _as_the_run_had_it(raw: dict[str, Any], path: Path) -> None:
+    """Give a run's config.toml the settings that run had where a later default would differ.
+
+    A run written before ``[data] log_columns`` existed has no such key, and trained on its
+    file without log columns; the default for a file is now ``"auto"``, which could log some
+    and then train another model (``--config`` would not redo the run, ``--resume`` would refuse
+    the checkpoint). So a run's file without the key means ``log_columns = []``.
+    """
+    data = raw.get("data")
+    if isinstance(data, dict) and data.get("path") and "log_columns" not in data:
+        data["log_columns"] = []
+        logger.info("%s: written by a run before [data] log_columns existed: log_columns = [] as that run had", path)
 
 
 # ---------------------------------------------------------------------------- evaluation

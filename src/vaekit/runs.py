@@ -56,6 +56,7 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     batch_size_for,
     build_model,
     build_objective,
+    check_log_support,
     check_out,
     commit_partial,
     complete_config,
@@ -243,6 +244,7 @@ def train(
     chosen = _apply_data_rules(config, data, test_data)
     model = build_model(config, data)
     if test_data.held_out:  # refused now, not after training: held-out values outside the model's support
+        check_log_support(model.likelihood, test_data, "test data")
         model.prepare_x(test_data.x, "test data")
     kwargs = fit_kwargs(config)
     if config["training"]["patience"]:
@@ -479,7 +481,8 @@ def sweep(
     Returns
     -------
     SweepResult
-        As :func:`vaekit.sweep` returns it.
+        As :func:`vaekit.sweep` returns it, with ``chosen``: the settings chosen from the data's
+        rows and why (the notes ``vaekit sweep`` prints).
 
     Raises
     ------
@@ -498,7 +501,7 @@ def sweep(
     data = load_data(config)
     if config["training"]["val_fraction"] == "auto":
         config["training"]["val_fraction"] = 0.0  # a sweep trains on every row, without early stopping
-    _apply_data_rules(config, data)
+    chosen = _apply_data_rules(config, data)
     template = build_model(config, data)
     training = config["training"]
     kwargs = {k: training[k] for k in ("epochs", "batch_size", "lr", "seed", "weight_decay")}
@@ -509,6 +512,7 @@ def sweep(
         )
     finally:
         threads.close()
+    result.chosen = chosen
     staging = start_partial(out)
     try:
         write_config(staging / CONFIG, config)

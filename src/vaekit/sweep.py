@@ -61,6 +61,9 @@ class SweepResult:
         Wall time of the whole sweep.
     vectorised : bool
         True when the models were trained together in one batched pass.
+    chosen : dict of str to str
+        Settings chosen from the data's rows (:func:`vaekit.runs.sweep`: log columns, batch
+        size): key -> why, as a run's ``run.json`` records them; empty for :func:`sweep`.
 
     """
 
@@ -70,6 +73,7 @@ class SweepResult:
     seconds: float = 0.0
     vectorised: bool = True
     over: dict[str, list[Any]] = field(default_factory=dict)
+    chosen: dict[str, str] = field(default_factory=dict)
 
     def format_table(self) -> str:
         """The table as aligned text, one line per model."""
