@@ -383,8 +383,8 @@ def test_held_out_values_outside_the_support_are_refused_before_training(counts_
     err = capsys.readouterr().err
     assert code != 0
     assert (
-        f"test data: column 'seats' of {test} (10 rows) must be > -1 (log_columns model it as log(x + 1)); the model "
-        "cannot score it: train again with --log-offset above 3 or without the column in --log-columns. Got min -3 instead."
+        f"test data: column 'seats' of {test} (10 rows) must be > -1 (log_columns model it as log(x + 1)); raise "
+        "--log-offset above 3 or leave the column out of --log-columns. Got min -3 instead."
     ) in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
     # The same rows given to a trained model: refused by name, with what would admit them.
@@ -394,6 +394,11 @@ def test_held_out_values_outside_the_support_are_refused_before_training(counts_
     assert (
         f"--data: column 'seats' of {test} (10 rows) must be > -1 (log_columns model it as log(x + 1)); the model cannot "
         "score it: train again with --log-offset above 3 or without the column in --log-columns. Got min -3 instead."
+    ) in capsys.readouterr().err
+    assert cli.main(["encode", str(tmp_path / "t"), str(test)]) != 0
+    assert (
+        f"encode {test}: column 'seats' of the data (10 rows) must be > -1 (log_columns model it as log(x + 1)); the "
+        "model cannot score it: train again with --log-offset above 3 or without the column in --log-columns."
     ) in capsys.readouterr().err
 
 
@@ -486,11 +491,14 @@ def test_a_files_default_run_logs_what_spans_decades(counts_csv, tmp_path, capsy
     capsys.readouterr()
 
 
-def test_a_runs_config_from_before_log_columns_redoes_that_run(counts_csv, tmp_path, capsys):
+@pytest.mark.filterwarnings("ignore:no held-out data")
+def test_a_runs_config_from_before_log_columns_redoes_that_run(counts_csv, tmp_path, capsys, monkeypatch):
+    from test_cli import interrupt_fit_at
+
     # A run written before [data] log_columns existed: today's run with no log columns, its
     # config.toml without the key (as the older vaekit wrote it).
     out = tmp_path / "old"
-    args = ["train", "--data", str(counts_csv), "--log-columns", "", "--epochs", "1", *EVAL, "-q"]
+    args = ["train", "--data", str(counts_csv), "--log-columns", "", "--epochs", "2", *EVAL, "-q"]
     assert cli.main([*args, "--out", str(out)]) == 0
     text = (out / "config.toml").read_text()
     assert "log_columns = []\n" in text
@@ -498,13 +506,40 @@ def test_a_runs_config_from_before_log_columns_redoes_that_run(counts_csv, tmp_p
     assert vk.runs.read_config(out)["data"]["log_columns"] == []
     again = tmp_path / "again"  # not "auto", which would log votes and seats: the same run, bit for bit
     assert cli.main(["train", "--config", str(out / "config.toml"), "--out", str(again)]) == 0
-    assert "log scale" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "log scale" not in printed
+    assert (
+        f"note: {out / 'config.toml'} was written by a run before [data] log_columns existed: log_columns = [], as that "
+        "run had (--log-columns auto chooses them from the rows)"
+    ) in printed
     assert (again / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
-    # The same settings written by hand (no run header): a file's default, auto, applies.
+    # Its settings on other data (--data): that data's defaults, auto.
+    other = tmp_path / "other"
+    assert cli.main(["train", "--config", str(out / "config.toml"), "--data", str(counts_csv), "--out", str(other)]) == 0
+    assert "note: log scale for votes, seats" in capsys.readouterr().out
+    # An interrupted older run resumes with the settings it had.
+    with monkeypatch.context() as patch:
+        interrupt_fit_at(patch, 1)
+        with pytest.raises(vk.RunInterrupted):
+            vk.runs.train(
+                {**vk.runs.read_config(out), "training": {**vk.runs.read_config(out)["training"], "checkpoint_every": 1}},
+                tmp_path / "cut",
+            )
+    staged = tmp_path / "cut.partial" / "config.toml"
+    staged.write_text(staged.read_text().replace("log_columns = []\n", ""))
+    run = vk.runs.train(None, tmp_path / "cut", resume=True)
+    assert run.config["data"]["log_columns"] == [] and run.model.likelihood.log_columns == ()
+    # The same settings written by hand (no run header), or only some sections: a file's default, auto.
     hand = tmp_path / "hand.toml"
     hand.write_text(text.replace("log_columns = []\n", "").split("\n", 2)[2])
     assert not hand.read_text().startswith("#")
     assert vk.runs.read_config(hand)["data"]["log_columns"] == "auto"
+    partial = tmp_path / "partial.toml"
+    partial.write_text(vk.runs.config_text({"data": {"path": str(counts_csv)}}))
+    assert vk.runs.read_config(partial)["data"]["log_columns"] == "auto"
+    with_bom = tmp_path / "bom.toml"  # a BOM, as some editors write: still a run's file
+    with_bom.write_bytes(b"\xef\xbb\xbf" + (out / "config.toml").read_bytes())
+    assert vk.runs.read_config(with_bom)["data"]["log_columns"] == []
 
 
 def test_sweep_says_the_settings_it_chose_from_the_rows(counts_csv, tmp_path, capsys):

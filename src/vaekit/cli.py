@@ -546,6 +546,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if getattr(args, "config", None):
         merged = runs.read_config_file(args.config)
         source = args.config
+        _older_run_settings(args, merged)
     data = merged.setdefault("data", {})
     if getattr(args, "data", None):
         data.update(_data_override(args.data))
@@ -566,6 +567,22 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if value is not None:
             merged.setdefault(section, {})[key] = value
     return runs.complete_config(merged, source=source)
+
+
+def _older_run_settings(args: argparse.Namespace, merged: dict[str, dict[str, Any]]) -> None:
+    """Say which settings an older run's config.toml reads as that run had them (runs.older_run_settings).
+
+    With ``--data`` the file's settings train other data, and today's defaults for that data
+    apply instead (the older run's choice was about its own file).
+    """
+    for (section, key), value in runs.older_run_settings_of(args.config).items():
+        if getattr(args, "data", None):
+            merged[section].pop(key, None)
+        elif not getattr(args, "quiet", False) and getattr(args, key, None) is None:  # unless a flag sets it
+            print(
+                f"note: {args.config} was written by a run before [{section}] {key} existed: {key} = {value!r}, as that "
+                f"run had ({'--log-columns auto chooses them from the rows' if key == 'log_columns' else 'give it to change it'})"
+            )
 
 
 # ---------------------------------------------------------------------------- commands
@@ -734,7 +751,7 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
             override["n"] = args.n
         given = runs.load_data(runs.validate_config({**config, "data": override}, source="evaluate settings"))
         given.held_out = None  # the user's data: whether the model saw them is not checked
-        runs.check_log_support(model.likelihood, given, "--data")
+        runs.check_log_support(model.likelihood, given, "--data", trained=True)
         metrics = runs.evaluate_run(model, given, config, seed=args.seed, train=train)
     else:
         train, held = runs.load_data(config), None
@@ -1003,6 +1020,7 @@ def _cmd_encode(args: argparse.Namespace, out: _Console) -> int:
     path = Path(args.data)
     table = _read_rows(path, columns, model.x_dim, "data", condition_column)
     condition = _table_condition(model, table, info, condition_column, args.condition, path)
+    runs.check_log_support(model.likelihood, table, f"encode {path}", trained=True)
     qz = model.encode(table.x, condition)
     z = posterior_mean(qz).detach().cpu().numpy()
     header = [f"z{i}" for i in range(model.z_dim)]

@@ -27,6 +27,7 @@ from vaekit.conditions import Continuous
 from vaekit.configs import check_type
 from vaekit.distributions import support_text
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
+from vaekit.formatting import float32_text
 from vaekit.io import atomic_write_bytes, atomic_write_text, fsync_dir
 from vaekit.streaming import NpyBlocks, should_stream
 from vaekit.trainer import validation_rows
@@ -743,26 +744,31 @@ def _with_log_columns(likelihood: Any, names: list[str], offset: float, data: Ru
     return spec
 
 
-def check_log_support(likelihood: Any, data: RunData, what: str) -> None:
+def check_log_support(likelihood: Any, data: Any, what: str, *, trained: bool = False) -> None:
     """Refuse rows of ``data`` at or below ``-log_offset`` in a log column of ``likelihood``, naming the column.
 
+    ``data`` has ``x`` (N, D) and ``columns`` (a :class:`RunData`, or a :class:`vaekit.data.Table`
+    read by ``vaekit encode``), and a ``description`` or, failing that, is described by its row count.
+
     The likelihood refuses them too (``check_data``), but by index; a run knows the names.
-    ``what`` opens the message: "[data] log_columns" for the training rows, "test data" or
-    "--data" for rows scored by a model trained already (whose offset can no longer change).
+    ``what`` opens the message ("[data] log_columns", "test data", "--data"). Before training
+    the advice is to raise the offset; for a ``trained`` model, whose offset is fixed, to train
+    again. A streamed file's ``data.x`` is a sample of its rows: rows outside it are refused by
+    the likelihood, by index, when training first reads them.
     """
     offset = getattr(likelihood, "log_offset", 0.0)
     for index in getattr(likelihood, "log_columns", ()):
         low = float(data.x[:, index].min()) if len(data.x) else math.inf
         if low + offset <= 0:
             name = data.columns[index] if index < len(data.columns) else f"x{index}"
-            above = f"--log-offset above {0.0 - low:g}"
-            fix = (  # before training the offset can still be raised; a trained model's cannot
-                f"raise {above} or leave the column out of --log-columns"
-                if what.startswith("[data]")
-                else f"the model cannot score it: train again with {above} or without the column in --log-columns"
+            above = f"--log-offset above {float32_text(0.0 - low)}"
+            fix = (
+                f"the model cannot score it: train again with {above} or without the column in --log-columns"
+                if trained
+                else f"raise {above} or leave the column out of --log-columns"
             )
-            where = f"column {name!r} of {data.description}"
-            raise InputError(f"{what}: {where} {support_text(offset)}; {fix}. Got min {low:g} instead.")
+            where = f"column {name!r} of {getattr(data, 'description', f'the data ({len(data.x)} rows)')}"
+            raise InputError(f"{what}: {where} {support_text(offset)}; {fix}. Got min {float32_text(low)} instead.")
 
 
 def build_objective(config: dict[str, dict[str, Any]]):
@@ -1076,32 +1082,46 @@ def require_run(path: str | Path) -> Path:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file (no schema check): missing file or bad syntax raise FileFormatError."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"config file {path} does not exist.")
-    try:
-        text = path.read_text(encoding="utf-8")
-        raw = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise FileFormatError(f"{path} is not valid TOML: {err}.") from None
-    if text.startswith(RUN_CONFIG_HEADER):
-        _as_the_run_had_it(raw, path)
+    """Parse a TOML file (no schema check): missing file or bad syntax raise FileFormatError.
+
+    A run's own config.toml also gets the settings :func:`older_run_settings` finds it lacks.
+    """
+    raw, text = _parse_toml(Path(path))
+    for (section, key), value in older_run_settings(raw, text).items():
+        raw[section][key] = value
+        logger.info("%s: written by a run before [%s] %s existed: %s = %r, as that run had", path, section, key, key, value)
     return raw
 
 
-def _as_the_run_had_it(raw: dict[str, Any], path: Path) -> None:
-    """Give a run's config.toml the settings that run had where a later default would differ.
+def _parse_toml(path: Path) -> tuple[dict[str, Any], str]:
+    if not path.is_file():
+        raise FileFormatError(f"config file {path} does not exist.")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (some Windows editors write one) is not TOML
+        return tomllib.loads(text), text
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise FileFormatError(f"{path} is not valid TOML: {err}.") from None
 
-    A run written before ``[data] log_columns`` existed has no such key, and trained on its
-    file without log columns; the default for a file is now ``"auto"``, which could log some
-    and then train another model (``--config`` would not redo the run, ``--resume`` would refuse
-    the checkpoint). So a run's file without the key means ``log_columns = []``.
+
+def older_run_settings(raw: dict[str, Any], text: str) -> dict[tuple[str, str], Any]:
+    """(section, key) -> value for the settings a run's config.toml lacks because its run predates them.
+
+    A file written by a run (:data:`RUN_CONFIG_HEADER` first, every section present) records
+    every setting that run had, so a key it lacks did not exist then. One such key matters:
+    ``[data] log_columns``. A run before it trained on its file without log columns, and a
+    file's default is now ``"auto"``, which could log some and train another model (``--config``
+    would not redo the run, ``--resume`` would refuse its checkpoint): such a file reads as
+    ``log_columns = []``. Any other file, ``{}``.
     """
-    data = raw.get("data")
-    if isinstance(data, dict) and data.get("path") and "log_columns" not in data:
-        data["log_columns"] = []
-        logger.info("%s: written by a run before [data] log_columns existed: log_columns = [] as that run had", path)
+    if not text.startswith(RUN_CONFIG_HEADER) or not all(isinstance(raw.get(s), dict) for s in SECTIONS):
+        return {}
+    data = raw["data"]
+    return {("data", "log_columns"): []} if data.get("path") and "log_columns" not in data else {}
+
+
+def older_run_settings_of(path: str | Path) -> dict[tuple[str, str], Any]:
+    """:func:`older_run_settings` of the file ``path`` (for the command line's note)."""
+    return older_run_settings(*_parse_toml(Path(path)))
 
 
 # ---------------------------------------------------------------------------- evaluation

@@ -69,6 +69,8 @@ from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is th
     is_nonempty,
     load_data,
     metric_columns,
+    older_run_settings,
+    older_run_settings_of,
     partial_path,
     read_config,
     read_config_file,

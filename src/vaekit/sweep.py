@@ -63,7 +63,8 @@ class SweepResult:
         True when the models were trained together in one batched pass.
     chosen : dict of str to str
         Settings chosen from the data's rows (:func:`vaekit.runs.sweep`: log columns, batch
-        size): key -> why, as a run's ``run.json`` records them; empty for :func:`sweep`.
+        size): key -> why, as ``vaekit sweep`` prints them (the folder's config.toml records
+        the settings, not why); empty for :func:`sweep`.
 
     """
 
