@@ -138,6 +138,23 @@ def test_evaluate_reports_the_baselines_fitted_on_the_training_data():
     assert alone["ppca_nll"] == pytest.approx(PPCA(2).fit(x_test).nll(x_test), rel=1e-12)
 
 
+def test_the_gap_to_ppca_has_its_paired_standard_error():
+    x_train, x_test = low_rank_data(300, 5, 2), low_rank_data(40, 5, 2, seed=1)
+    model = vk.VAE(5, 2, hidden=(8,), seed=0)
+    vk.fit(model, x_train, epochs=2, seed=0)
+    out = vk.metrics.evaluate(model, x_test, train_x=x_train, k=5, n_samples=50, permutations=1, quadrature_grid=10)
+    # Independently: the same IWAE draws (same seed) and PPCA's own per-row density.
+    model_log_p = np.asarray(vk.metrics.iwae_log_likelihood(model, x_test, k=5, seed=0), dtype=np.float64)
+    gap = PPCA(2).fit(x_train).log_prob(x_test) - model_log_p  # (40,) per-row NLL difference
+    assert out["iwae_nll"] - out["ppca_nll"] == pytest.approx(gap.mean(), rel=1e-5)
+    assert out["ppca_gap_se"] == pytest.approx(gap.std(ddof=1) / np.sqrt(40), rel=1e-5)
+    # Paired, it is below the naive error of a difference of two independent means here.
+    naive = np.hypot(out["iwae_nll_se"], PPCA(2).fit(x_train).log_prob(x_test).std(ddof=1) / np.sqrt(40))
+    assert out["ppca_gap_se"] < naive
+    keys = list(out)
+    assert keys.index("ppca_gap_se") > keys.index("ppca_nll")
+
+
 def test_standardising_model_and_baselines_share_the_users_units():
     x = low_rank_data(200, 4, 2) * np.array([1000.0, 1.0, 0.01, 1.0], dtype=np.float32)
     model = vk.VAE(4, 2, hidden=(8,), likelihood=vk.Gaussian(variance=1.0), standardize=True, seed=0)

@@ -369,7 +369,7 @@ def test_evaluate_unconditional_ring_reports_every_applicable_metric(ring_model)
         "quadrature_grid", "diversity", "data_diversity", "mmd2", "mmd_p_value", "mmd_bandwidth", "energy_distance",
         "true_nll", "ring_entropy", "modes_covered", "mode_coverage", "within_3std", "mode_balance", "latent_knn_accuracy",
         "reconstruction_mse", "pca_mse", "pca_components", "ppca_nll", "ppca_sigma2", "ppca_sigma2_floored",
-        "baselines_fitted_on",
+        "ppca_gap_se", "baselines_fitted_on",
     }  # fmt: skip
     assert set(result) == expected
     json.loads(json.dumps(result))  # plain JSON types only

@@ -343,6 +343,20 @@ def test_losing_to_ppca_is_said_with_both_numbers():
     )
     on_training = diagnostics.baseline_warning({"warning": NO_HELD_OUT, **held_out})
     assert on_training.startswith("the model's NLL on the training data (37.6 nats per row)")
+    # With the paired standard error of the gap (metrics.evaluate's ppca_gap_se): outside the noise ...
+    assert diagnostics.baseline_warning({**held_out, "ppca_gap_se": 1.2, "n_points": 6}) == (
+        "the model's NLL held out (37.6 nats per row) is worse than probabilistic PCA's (32.2) with the same latent "
+        "size, by 5.36 ± 1.2 (paired standard error): on this data a linear model is the better density model. Likely "
+        "causes: too few epochs, too few rows for a nonlinear model, or a latent size the data do not need; compare "
+        "both in the report."
+    )
+    # ... and within it (2 standard errors): no verdict either way, and said so.
+    assert diagnostics.baseline_warning({**held_out, "ppca_gap_se": 2.7, "n_points": 6}) == (
+        "the model's NLL held out (37.6 nats per row) is worse than probabilistic PCA's (32.2) with the same latent "
+        "size, by 5.36, within 2 standard errors of that gap (2.7, paired over 6 points): on these points the model "
+        "is not shown to be better than a linear model, nor worse. More held-out rows would tell them apart; compare "
+        "both in the report."
+    )
     assert diagnostics.baseline_warning({"iwae_nll": 2.53, "ppca_nll": 3.04}) is None  # winning: nothing to say
     assert diagnostics.baseline_warning({"iwae_nll": 2.53}) is None  # no PPCA (Bernoulli data): nothing to compare
     assert diagnostics.baseline_warning({"iwae_nll": float("nan"), "ppca_nll": 3.0}) is None

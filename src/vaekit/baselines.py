@@ -173,16 +173,21 @@ class PPCA:
         return float(-self.log_prob(x).mean())
 
 
-def baseline_metrics(train_x: Any, x: Any, n_components: int, *, likelihood: bool = True) -> dict[str, Any]:
+def baseline_metrics(
+    train_x: Any, x: Any, n_components: int, *, likelihood: bool = True, per_row: bool = False
+) -> dict[str, Any]:
     """PCA and PPCA with ``n_components`` fitted on ``train_x`` and scored on ``x``, as evaluate() reports them.
 
     Returns ``pca_mse`` (mean squared error per element, the units of ``reconstruction_mse``),
     ``pca_components`` (q actually kept, min(q, D)), and, when ``likelihood`` is True,
-    ``ppca_nll`` (nats per row), ``ppca_sigma2`` and ``ppca_sigma2_floored`` (True: the floor applied).
+    ``ppca_nll`` (nats per row), ``ppca_sigma2`` and ``ppca_sigma2_floored`` (True: the floor
+    applied); with ``per_row`` also ``ppca_log_prob``, float64 (N,): log p(x) of each row of ``x``.
     """
     pca = PCA(n_components).fit(train_x)
     out: dict[str, Any] = {"pca_mse": pca.mse(x), "pca_components": int(pca.components.shape[0])}
     if likelihood:
         ppca = PPCA(n_components).fit(train_x)
         out |= {"ppca_nll": ppca.nll(x), "ppca_sigma2": ppca.sigma2, "ppca_sigma2_floored": ppca.floored}
+        if per_row:
+            out["ppca_log_prob"] = ppca.log_prob(x)
     return out

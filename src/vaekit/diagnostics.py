@@ -163,6 +163,10 @@ def _model_units(model: Any, x: Any) -> np.ndarray:
     return (rows if transform is None else transform(rows)).detach().cpu().double().numpy()
 
 
+# A gap between the model's and PPCA's NLL within this many paired standard errors is called noise.
+NOISE_SES = 2
+
+
 def baseline_warning(metrics: dict[str, Any], *, where: str | None = None) -> str | None:
     """A warning when the model's NLL is worse than probabilistic PCA's of the same latent size, else None.
 
@@ -176,8 +180,18 @@ def baseline_warning(metrics: dict[str, Any], *, where: str | None = None) -> st
     if len(numbers) < 2 or nll <= ppca:
         return None
     where = where or ("on the training data" if "warning" in metrics else "held out")
+    worse = f"the model's NLL {where} ({_g(nll)} nats per row) is worse than probabilistic PCA's ({_g(ppca)})"
+    worse += " with the same latent size"
+    se, n = metrics.get("ppca_gap_se"), metrics.get("n_points")
+    if isinstance(se, float) and math.isfinite(se) and nll - ppca <= NOISE_SES * se:
+        # A few points decide a mean of few points: a gap inside the noise is no verdict either way.
+        return (
+            f"{worse}, by {_g(nll - ppca)}, within {NOISE_SES} standard errors of that gap ({_g(se)}, paired over "
+            f"{n} points): on these points the model is not shown to be better than a linear model, nor worse. More "
+            "held-out rows would tell them apart; compare both in the report."
+        )
+    by = f", by {_g(nll - ppca)} ± {_g(se)} (paired standard error)" if isinstance(se, float) and math.isfinite(se) else ""
     return (
-        f"the model's NLL {where} ({_g(nll)} nats per row) is worse than probabilistic PCA's ({_g(ppca)}) with the "
-        "same latent size: on this data a linear model is the better density model. Likely causes: too few epochs, "
+        f"{worse}{by}: on this data a linear model is the better density model. Likely causes: too few epochs, "
         "too few rows for a nonlinear model, or a latent size the data do not need; compare both in the report."
     )

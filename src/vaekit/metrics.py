@@ -592,8 +592,10 @@ def evaluate(
           min(z_dim, D) components (:mod:`vaekit.baselines`).
         - ``ppca_nll``: -log p(x) under probabilistic PCA with latent size z_dim, nats per point, next to
           ``iwae_nll``; ``ppca_sigma2`` its noise variance, ``ppca_sigma2_floored`` whether the floor of
-          :mod:`vaekit.baselines` applied. Left out for a Bernoulli likelihood (a Gaussian density is not
-          comparable to a discrete NLL), with the reason in ``notes``. ``baselines_fitted_on``: "train_x"
+          :mod:`vaekit.baselines` applied; ``ppca_gap_se`` the standard error of ``iwae_nll - ppca_nll``,
+          paired over the points (the spread of each point's difference / sqrt(N)). Left out for a
+          Bernoulli likelihood (a Gaussian density is not comparable to a discrete NLL), with the
+          reason in ``notes``. ``baselines_fitted_on``: "train_x"
           or "x (in-sample: flatters the baselines)". A conditional model's numbers are -log p(x|c), the
           baselines' -log p(x): ``baselines_note`` says so.
         - ``kl_per_dim``: list (Z,) of mean KL per latent dimension.
@@ -663,8 +665,9 @@ def evaluate(
     out["reconstruction_mse"] = reconstruction_mse(model, xt, c, terms.latent_mean)
     discrete = isinstance(getattr(model, "likelihood", None), BernoulliLikelihood)
     train_rows = xt if train_x is None else model.prepare_x(train_x, "train_x")
-    base = baseline_metrics(train_rows, xt, model.z_dim, likelihood=not discrete)
+    base = baseline_metrics(train_rows, xt, model.z_dim, likelihood=not discrete, per_row=True)
     out["pca_mse"], out["pca_components"] = base.pop("pca_mse"), base.pop("pca_components")
+    ppca_log_p = base.pop("ppca_log_prob", None)  # (N,) float64, for the paired comparison below
     notes = dict(skip)
     if discrete:
         notes["ppca_nll"] = "a Gaussian density (PPCA) is not comparable to the discrete NLL of a Bernoulli likelihood"
@@ -695,6 +698,12 @@ def evaluate(
         out["iwae_k"] = k
         out["iwae_seconds"] = time.perf_counter() - started
     out.update(base)  # ppca_nll next to iwae_nll
+    if "iwae_nll" in out and ppca_log_p is not None and n > 1:
+        # iwae_nll - ppca_nll is a mean over the same points: its standard error is that of the
+        # per-point differences, much smaller than either NLL's own when the two models agree
+        # on which points are hard (a few held-out rows carry most of both).
+        gap = ppca_log_p - np.asarray(log_p, dtype=np.float64)  # (N,) -log p_model + log p_ppca
+        out["ppca_gap_se"] = float(gap.std(ddof=1) / math.sqrt(n))
 
     if model.z_dim == 2 and "quadrature_nll" not in skip:
         distinct = 1 if c is None else int(torch.unique(c, dim=0).shape[0])
