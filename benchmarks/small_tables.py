@@ -60,12 +60,12 @@ class HeldOutCurve(Callback):
         model.train()
 
 
-def prepared(path: Path, z: int, seed: int, model: dict):
+def prepared(path: Path, z: int, seed: int, model: dict, split_seed: int = 0):
     """(config, training data, held-out data) as ``vaekit train`` resolves them for this file."""
-    config = runs.validate_config(
-        {"data": {"path": str(path), "test_fraction": 0.3}, "model": {"z_dim": z, **model}, "training": {"seed": seed}}
-    )
+    d = {"path": str(path), "test_fraction": 0.3, "split_seed": split_seed}
+    config = runs.validate_config({"data": d, "model": {"z_dim": z, **model}, "training": {"seed": seed}})
     data, test = runs.load_data(config), runs.load_data(config, test=True)
+    runs.apply_auto_log_columns(config, data, test)  # as train() does: the held-out rows must be scorable
     runs.apply_auto_validation(config, len(data.x), streamed=False)
     runs.apply_batches_per_epoch(config, len(data.x))
     if config["training"]["val_fraction"]:

@@ -6,7 +6,7 @@ import importlib
 
 import numpy as np
 
-from vaekit.formatting import float32_text, format_value
+from vaekit.formatting import bound_text, format_value
 
 plots = importlib.import_module("vaekit.plots")
 VALUES = [1 / 3, 123456789.0, float("nan"), float("inf"), None, 1234, "text", [0.5, float("nan"), None], np.float64(0.123456789)]
@@ -37,8 +37,10 @@ def test_plot_titles_give_every_element_three_digits():
     assert plots._fmt(1234) == "1.23e+03" and plots._fmt(np.array([True, False])) == "1, 0"
 
 
-def test_float32_text_is_short_unless_that_loses_a_float32_bound():
-    assert float32_text(3.0) == "3"
-    assert float32_text(float(np.float32(0.1))) == "0.1"  # the float32 data value, not float64's 0.1
-    assert float32_text(float(np.float32(123454321))) == "123454320"  # %g would say 1.23454e+08, below it
-    assert float(float32_text(float(np.float32(123454321)))) >= float(np.float32(123454321))
+def test_bound_text_is_short_but_never_below_the_bound():
+    assert bound_text(3.0) == "3"
+    for value in (float(np.float32(0.1)), 1000000064.0, float(np.float32(123454321)), 1 / 3, 2.5e-12):
+        text = bound_text(value)
+        assert float(text) >= value, (value, text)
+    assert bound_text(1000000064.0) == "1.0000001e+09"  # %g: 1e+09, and 1.00000006e+09 is below it too
+    assert bound_text(float(np.float32(0.1))) == "0.1000000015"

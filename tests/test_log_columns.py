@@ -513,9 +513,15 @@ def test_a_runs_config_from_before_log_columns_redoes_that_run(counts_csv, tmp_p
         "run had (--log-columns auto chooses them from the rows)"
     ) in printed
     assert (again / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+    # --data naming the same file: still that run.
+    same = tmp_path / "same"
+    assert cli.main(["train", "--config", str(out / "config.toml"), "--data", str(counts_csv), "--out", str(same), "-q"]) == 0
+    assert (same / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
     # Its settings on other data (--data): that data's defaults, auto.
+    other_csv = tmp_path / "other.csv"
+    other_csv.write_bytes(counts_csv.read_bytes())
     other = tmp_path / "other"
-    assert cli.main(["train", "--config", str(out / "config.toml"), "--data", str(counts_csv), "--out", str(other)]) == 0
+    assert cli.main(["train", "--config", str(out / "config.toml"), "--data", str(other_csv), "--out", str(other)]) == 0
     assert "note: log scale for votes, seats" in capsys.readouterr().out
     # An interrupted older run resumes with the settings it had.
     with monkeypatch.context() as patch:

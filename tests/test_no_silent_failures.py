@@ -337,26 +337,38 @@ def test_cli_threads_must_be_an_integer(capsys):
 def test_losing_to_ppca_is_said_with_both_numbers():
     held_out = {"iwae_nll": 37.58, "ppca_nll": 32.22}
     assert diagnostics.baseline_warning(held_out) == (
-        "the model's NLL held out (37.6 nats per row) is worse than probabilistic PCA's (32.2) with the same latent "
+        "the model's NLL held out (37.6 nats per row) is higher than probabilistic PCA's (32.2) with the same latent "
         "size: on this data a linear model is the better density model. Likely causes: too few epochs, too few rows "
         "for a nonlinear model, or a latent size the data do not need; compare both in the report."
     )
+    # With the paired standard error of the gap (metrics.evaluate's ppca_gap_se): beyond t(5)'s 2.571 ...
+    assert diagnostics.baseline_warning({**held_out, "ppca_gap_se": 2.0, "n_points": 6}) == (
+        "the model's NLL held out (37.6 nats per row) is higher than probabilistic PCA's (32.2) with the same latent "
+        "size by 5.36 ± 2 (paired standard error over 6 points): on this data a linear model is the better density "
+        "model. Likely causes: too few epochs, too few rows for a nonlinear model, or a latent size the data do not "
+        "need; compare both in the report."
+    )
+    # ... and within it (2.2 standard errors, which 2 would have called a verdict): none either way, and said so.
+    assert diagnostics.baseline_warning({**held_out, "ppca_gap_se": 2.44, "n_points": 6}) == (
+        "the model's NLL held out (37.6 nats per row) is higher than probabilistic PCA's (32.2) with the same latent "
+        "size by 5.36, 2.2 paired standard errors (2.44 over 6 points), short of the 2.57 that 95% confidence needs: "
+        "these points cannot tell the two apart, and more rows would narrow it; compare both in the report."
+    )
+    at_the_edge = diagnostics.baseline_warning({"iwae_nll": 2.0 + 2.571, "ppca_nll": 2.0, "ppca_gap_se": 1.0, "n_points": 6})
+    assert "cannot tell the two apart" in at_the_edge  # a gap of exactly t * SE is not beyond it
+    conditional = diagnostics.baseline_warning({**held_out, "baselines_note": "..."})
+    assert conditional.startswith(
+        "the model's NLL held out (37.6 nats per row) is higher than probabilistic PCA's (32.2) with the same latent "
+        "size (its -log p(x|c) against PPCA's -log p(x)): "
+    )
     on_training = diagnostics.baseline_warning({"warning": NO_HELD_OUT, **held_out})
     assert on_training.startswith("the model's NLL on the training data (37.6 nats per row)")
-    # With the paired standard error of the gap (metrics.evaluate's ppca_gap_se): outside the noise ...
-    assert diagnostics.baseline_warning({**held_out, "ppca_gap_se": 1.2, "n_points": 6}) == (
-        "the model's NLL held out (37.6 nats per row) is worse than probabilistic PCA's (32.2) with the same latent "
-        "size, by 5.36 ± 1.2 (paired standard error): on this data a linear model is the better density model. Likely "
-        "causes: too few epochs, too few rows for a nonlinear model, or a latent size the data do not need; compare "
-        "both in the report."
-    )
-    # ... and within it (2 standard errors): no verdict either way, and said so.
-    assert diagnostics.baseline_warning({**held_out, "ppca_gap_se": 2.7, "n_points": 6}) == (
-        "the model's NLL held out (37.6 nats per row) is worse than probabilistic PCA's (32.2) with the same latent "
-        "size, by 5.36, within 2 standard errors of that gap (2.7, paired over 6 points): on these points the model "
-        "is not shown to be better than a linear model, nor worse. More held-out rows would tell them apart; compare "
-        "both in the report."
-    )
     assert diagnostics.baseline_warning({"iwae_nll": 2.53, "ppca_nll": 3.04}) is None  # winning: nothing to say
     assert diagnostics.baseline_warning({"iwae_nll": 2.53}) is None  # no PPCA (Bernoulli data): nothing to compare
     assert diagnostics.baseline_warning({"iwae_nll": float("nan"), "ppca_nll": 3.0}) is None
+
+
+def test_t_quantiles_are_students():
+    stats = pytest.importorskip("scipy.stats")
+    for df in range(1, 400):
+        assert diagnostics.t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1e-3), df

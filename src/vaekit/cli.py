@@ -572,11 +572,13 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def _older_run_settings(args: argparse.Namespace, merged: dict[str, dict[str, Any]]) -> None:
     """Say which settings an older run's config.toml reads as that run had them (runs.older_run_settings).
 
-    With ``--data`` the file's settings train other data, and today's defaults for that data
-    apply instead (the older run's choice was about its own file).
+    With ``--data`` naming another file, the file's settings train other data, and today's
+    defaults for that data apply instead (the older run's choice was about its own file).
     """
+    given = getattr(args, "data", None)
+    other = given and _data_override(given).get("path") != merged.get("data", {}).get("path")
     for (section, key), value in runs.older_run_settings_of(args.config).items():
-        if getattr(args, "data", None):
+        if other:
             merged[section].pop(key, None)
         elif not getattr(args, "quiet", False) and getattr(args, key, None) is None:  # unless a flag sets it
             print(

@@ -163,8 +163,22 @@ def _model_units(model: Any, x: Any) -> np.ndarray:
     return (rows if transform is None else transform(rows)).detach().cpu().double().numpy()
 
 
-# A gap between the model's and PPCA's NLL within this many paired standard errors is called noise.
-NOISE_SES = 2
+# Two-sided 95% quantiles of Student's t with 1..30 degrees of freedom (tests check them against scipy).
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_quantile_975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` >= 1 degrees of freedom (a gap beyond it: 95% two-sided).
+
+    A table to 30, then the Cornish-Fisher expansion around the normal's 1.96 (within 1e-3).
+    """
+    if df <= len(_T975):
+        return _T975[max(df, 1) - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
 def baseline_warning(metrics: dict[str, Any], *, where: str | None = None) -> str | None:
@@ -174,24 +188,31 @@ def baseline_warning(metrics: dict[str, Any], *, where: str | None = None) -> st
     data's when it has none, which its ``warning`` key then says; ``where`` overrides the words,
     e.g. "on the data given" for ``vaekit evaluate --data``). A VAE that loses to the
     closed-form linear baseline is a degenerate outcome its own numbers would not show.
+
+    With ``ppca_gap_se`` and ``n_points`` the gap is weighed against its paired standard error:
+    within Student's t 95% quantile for ``n_points - 1`` degrees of freedom (2.57 for 6 points,
+    about 2 for 60) the points cannot tell the two models apart, and the warning says that
+    instead of a verdict. A conditional model's NLL is -log p(x|c), PPCA's -log p(x): said too.
     """
     nll, ppca = metrics.get("iwae_nll"), metrics.get("ppca_nll")
     numbers = [v for v in (nll, ppca) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
     if len(numbers) < 2 or nll <= ppca:
         return None
     where = where or ("on the training data" if "warning" in metrics else "held out")
-    worse = f"the model's NLL {where} ({_g(nll)} nats per row) is worse than probabilistic PCA's ({_g(ppca)})"
-    worse += " with the same latent size"
-    se, n = metrics.get("ppca_gap_se"), metrics.get("n_points")
-    if isinstance(se, float) and math.isfinite(se) and nll - ppca <= NOISE_SES * se:
+    gap, se, n = nll - ppca, metrics.get("ppca_gap_se"), metrics.get("n_points")
+    conditional = " (its -log p(x|c) against PPCA's -log p(x))" if "baselines_note" in metrics else ""
+    higher = f"the model's NLL {where} ({_g(nll)} nats per row) is higher than probabilistic PCA's ({_g(ppca)})"
+    higher += f" with the same latent size{conditional}"
+    weighed = isinstance(se, float) and math.isfinite(se) and se > 0 and isinstance(n, int) and n > 1
+    if weighed and gap <= (needed := t_quantile_975(n - 1)) * se:
         # A few points decide a mean of few points: a gap inside the noise is no verdict either way.
         return (
-            f"{worse}, by {_g(nll - ppca)}, within {NOISE_SES} standard errors of that gap ({_g(se)}, paired over "
-            f"{n} points): on these points the model is not shown to be better than a linear model, nor worse. More "
-            "held-out rows would tell them apart; compare both in the report."
+            f"{higher} by {_g(gap)}, {gap / se:.2g} paired standard errors ({_g(se)} over {n} points), short of the "
+            f"{needed:.3g} that 95% confidence needs: these points cannot tell the two apart, and more rows would "
+            "narrow it; compare both in the report."
         )
-    by = f", by {_g(nll - ppca)} ± {_g(se)} (paired standard error)" if isinstance(se, float) and math.isfinite(se) else ""
+    by = f" by {_g(gap)} ± {_g(se)} (paired standard error over {n} points)" if weighed else ""
     return (
-        f"{worse}{by}: on this data a linear model is the better density model. Likely causes: too few epochs, "
+        f"{higher}{by}: on this data a linear model is the better density model. Likely causes: too few epochs, "
         "too few rows for a nonlinear model, or a latent size the data do not need; compare both in the report."
     )

@@ -22,7 +22,7 @@ from vaekit.configs import register_spec, spec_from_config
 from vaekit.constraints import CONSTRAINTS
 from vaekit.constraints import airfoil as airfoil_mean
 from vaekit.errors import InputError, InputTypeError, describe
-from vaekit.formatting import float32_text
+from vaekit.formatting import bound_text
 from vaekit.validate import positive_float
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -240,8 +240,8 @@ class Gaussian:
             column = self.log_columns[j]
             low = float(x[:, column].min())
             raise InputError(
-                f"{name} column {column} {support_text(self.log_offset)}; raise log_offset above {float32_text(0.0 - low)} "
-                f"or leave the column out of log_columns. Got min {float32_text(low)} instead."
+                f"{name} column {column} {support_text(self.log_offset)}; raise log_offset above {bound_text(0.0 - low)} "
+                f"or leave the column out of log_columns. Got min {low:g} instead."
             )
 
     def to_config(self) -> dict[str, Any]:

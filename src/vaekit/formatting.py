@@ -8,8 +8,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 
 def format_value(value: Any, digits: int = 6, *, missing: str | None = None, nested: bool = True) -> str:
     """``value`` as short text: floats to ``digits`` significant digits, anything else as ``str``.
@@ -35,11 +33,14 @@ def format_value(value: Any, digits: int = 6, *, missing: str | None = None, nes
     return str(value)
 
 
-def float32_text(value: float) -> str:
-    """``value`` as ``%g`` text when that reads back as the same float32 (the data's precision), else 9 digits.
+def bound_text(value: float) -> str:
+    """The shortest ``%g`` text (6 to 17 digits) of a number at least ``value``, for "above ..." in messages.
 
-    For bounds in messages ("raise log_offset above 123454320"): ``%g``'s 6 digits can print a
-    number below the one needed (1.23454e+08), and 9 digits hold any float32 exactly.
+    "raise log_offset above 1.23454e+08" would name a number below the 123454320 needed; this
+    gives "123454320", and "0.1000000015" for float32's 0.1 (0.10000000149...), never a smaller one.
     """
-    short = f"{value:g}"
-    return short if np.float32(float(short)) == np.float32(value) else f"{value:.9g}"
+    for digits in range(6, 18):
+        text = f"{value:.{digits}g}"
+        if float(text) >= value:
+            return text
+    return repr(value)

@@ -698,7 +698,7 @@ def evaluate(
         out["iwae_k"] = k
         out["iwae_seconds"] = time.perf_counter() - started
     out.update(base)  # ppca_nll next to iwae_nll
-    if "iwae_nll" in out and ppca_log_p is not None and n > 1:
+    if "iwae_nll" not in skip and ppca_log_p is not None:  # log_p: the IWAE estimate's per-point values above
         # iwae_nll - ppca_nll is a mean over the same points: its standard error is that of the
         # per-point differences, much smaller than either NLL's own when the two models agree
         # on which points are hard (a few held-out rows carry most of both).

@@ -27,7 +27,7 @@ from vaekit.conditions import Continuous
 from vaekit.configs import check_type
 from vaekit.distributions import support_text
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
-from vaekit.formatting import float32_text
+from vaekit.formatting import bound_text
 from vaekit.io import atomic_write_bytes, atomic_write_text, fsync_dir
 from vaekit.streaming import NpyBlocks, should_stream
 from vaekit.trainer import validation_rows
@@ -761,14 +761,14 @@ def check_log_support(likelihood: Any, data: Any, what: str, *, trained: bool = 
         low = float(data.x[:, index].min()) if len(data.x) else math.inf
         if low + offset <= 0:
             name = data.columns[index] if index < len(data.columns) else f"x{index}"
-            above = f"--log-offset above {float32_text(0.0 - low)}"
+            above = f"--log-offset above {bound_text(0.0 - low)}"
             fix = (
                 f"the model cannot score it: train again with {above} or without the column in --log-columns"
                 if trained
                 else f"raise {above} or leave the column out of --log-columns"
             )
             where = f"column {name!r} of {getattr(data, 'description', f'the data ({len(data.x)} rows)')}"
-            raise InputError(f"{what}: {where} {support_text(offset)}; {fix}. Got min {float32_text(low)} instead.")
+            raise InputError(f"{what}: {where} {support_text(offset)}; {fix}. Got min {low:g} instead.")
 
 
 def build_objective(config: dict[str, dict[str, Any]]):
