@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import html
 import json
 import math
 import os
@@ -747,6 +748,9 @@ def test_evaluate_add_to_report_adds_a_column_and_keeps_the_rest(split_run, tmp_
     assert added["new.csv"]["baselines_fitted_on"] == "train_x"  # fitted on the run's training part
     page = (split_run / "report.html").read_text()
     assert "<th>metric</th><th>held-out</th><th>train</th><th>new.csv</th><th>meaning</th>" in page
+    assert added["new.csv"]["warnings"]  # a few epochs of training: behind PPCA, which the report says too
+    for text in added["new.csv"]["warnings"]:
+        assert f"<b>Warning.</b> {html.escape('new.csv: ' + text)}</div>" in page
     assert sorted(p.name for p in (split_run / "figures").iterdir()) == figures
     code, out, _ = run_main(capsys, "evaluate", str(split_run), "--data", str(new), "--add-to-report")
     assert code == 0 and "replaced the column 'new.csv'" in out

@@ -342,8 +342,17 @@ def build_report(run_dir: str | Path, *, data: runs.RunData | None = None, model
         figures=figures,
         explorer=explorer,
         summary=summary,
-        warnings=[w for w in metrics.get("warnings") or () if isinstance(w, str)],
+        warnings=_all_warnings(metrics),
     )
+
+
+def _all_warnings(metrics: dict[str, Any]) -> list[str]:
+    """The run's warnings, then each added column's (``vaekit evaluate --add-to-report``), named by its label."""
+    out = [w for w in metrics.get("warnings") or () if isinstance(w, str)]
+    for label, values in (metrics.get("added") or {}).items():
+        if isinstance(values, dict):
+            out += [f"{label}: {w}" for w in values.get("warnings") or () if isinstance(w, str)]
+    return out
 
 
 def _metric_table(metrics: dict[str, Any]) -> str:
