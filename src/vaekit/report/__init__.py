@@ -165,7 +165,7 @@ METRIC_NOTES = {
     "pca_components": "components of the PCA/PPCA baselines: min(z_dim, number of columns)",
     "ppca_nll": "-log p(x) under probabilistic PCA of the same latent size, fitted on the training data",
     "ppca_sigma2": "PPCA's noise variance (mean of the discarded eigenvalues)",
-    "ppca_gap_se": "standard error of iwae_nll - ppca_nll, paired over the points: a gap within 2 of these is noise",
+    "ppca_gap_se": "paired standard error of iwae_nll - ppca_nll: a gap within t's 95% quantile of these is noise",
     "ppca_sigma2_floored": "true: PPCA's noise variance was raised to its floor (1e-6 x mean eigenvalue)",
     "baselines_fitted_on": "the data the PCA/PPCA baselines were fitted on",
     "neg_elbo": "negative ELBO, nats per point (an upper bound on -log p(x))",
