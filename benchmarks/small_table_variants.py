@@ -30,7 +30,9 @@ scores the held-out ``iwae_nll`` (k = 100) after the full run, next to PPCA's:
 
 Each result also holds the per-row held-out NLLs of the model and of PPCA (``nll_rows``,
 ``ppca_rows``: the gap's paired standard error), and ``--split-seeds`` measures other 30% splits
-(``[data] split_seed``; the default 0 reproduces the README's numbers bit for bit).
+(``[data] split_seed``). ``--log-columns none`` gives the defaults before log columns
+(``[data] log_columns = []``), with which the README's older small-table tables were measured
+(split seed 0 reproduces them bit for bit); the default ``auto`` is today's.
 
 Nothing here changes the defaults; it measures them. A (table, z, variant) takes 5 to 15 s on one core.
 
@@ -117,12 +119,12 @@ def build(variant: str, config: dict, data, z: int) -> torch.nn.Module:
     """The defaults' model for ``data`` with ``variant``'s change to its learned variance, if any."""
     model = runs.build_model(config, data)
     (head,) = [m for m in model.modules() if hasattr(m, "raw_variance")]  # the learned-variance likelihood head
+    logged = model.log_transform(torch.as_tensor(data.x, dtype=torch.float32)).numpy().astype(np.float64)  # networks' units
     if "pcafloor" in variant:
-        floor = np.maximum(pca_residual_variance(data.x, z), head.min_variance)
+        floor = np.maximum(pca_residual_variance(logged, z), head.min_variance)
         head.min_variance = torch.as_tensor(floor, dtype=torch.float32)
     if "pcavar" in variant:
-        logged = model.log_transform(torch.as_tensor(data.x, dtype=torch.float32)).numpy()  # the networks' units
-        start = np.maximum(pca_residual_variance(logged.astype(np.float64), z), 2 * float(head.min_variance))
+        start = np.maximum(pca_residual_variance(logged, z), 2 * float(head.min_variance))
         excess = torch.as_tensor(start - float(head.min_variance), dtype=torch.float32)
         with torch.no_grad():  # variance = min_variance + softplus(raw): raw = softplus^-1(start - min_variance)
             head.raw_variance.copy_(excess + torch.log(-torch.expm1(-excess)))
@@ -133,10 +135,10 @@ def build(variant: str, config: dict, data, z: int) -> torch.nn.Module:
     return model
 
 
-def measure(path: Path, z: int, seed: int, variant: str, split_seed: int = 0) -> dict:
+def measure(path: Path, z: int, seed: int, variant: str, split_seed: int = 0, log_columns: str = "auto") -> dict:
     """Held-out NLL of the defaults with ``variant`` after the full run, and PPCA's, also per held-out row."""
     start = time.perf_counter()
-    config, data, test = prepared(path, z, seed, SETTINGS[variant], split_seed)
+    config, data, test = prepared(path, z, seed, SETTINGS[variant], split_seed, log_columns)
     config["training"].update(TRAINING.get(variant, {}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the run's own warnings (PPCA, collapse) are the measurement here
@@ -168,7 +170,7 @@ def report(results: list[dict]) -> None:
     keys = [(r["variant"], r["seed"], r.get("split_seed", 0), r["table"], r["z"]) for r in results]
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:  # --jsonl appends: a command run twice would count its pairs twice
-        raise SystemExit(f"{len(repeated)} (variant, seed, table, z) measured more than once, e.g. {repeated[0]}")
+        raise SystemExit(f"{len(repeated)} (variant, seed, split seed, table, z) measured more than once, e.g. {repeated[0]}")
     split = {id(r): r.get("split_seed", 0) for r in results}  # measured before --split-seeds: split seed 0
     default = {(r["table"], r["z"], r["seed"], split[id(r)]): r["nll"] for r in results if r["variant"] == "default"}
     head = "| variant | seed | split seed | pairs | beats PPCA | ahead / behind beyond noise | better than the default | worse |"
@@ -200,6 +202,7 @@ def main() -> None:
     parser.add_argument("--z", default="2,5", help="latent sizes")
     parser.add_argument("--seeds", default="0", help="training seeds")
     parser.add_argument("--split-seeds", default="0", help="seeds of the 30%% held-out split")
+    parser.add_argument("--log-columns", choices=("auto", "none"), default="auto", help="none: the defaults before log columns")
     parser.add_argument("--variants", default=",".join(SETTINGS), help=f"any of {', '.join(SETTINGS)}")
     parser.add_argument("--jsonl", type=Path, required=True, help="append every result here; with no FILE, report it")
     args = parser.parse_args()
@@ -215,7 +218,7 @@ def main() -> None:
         for seed in (int(s) for s in args.seeds.split(",")):
             splits = [int(s) for s in args.split_seeds.split(",")]
             for split_seed, (path, z) in [(s, pair) for s in splits for pair in pairs(args.files, args.z)]:
-                result = measure(path, z, seed, variant, split_seed)
+                result = measure(path, z, seed, variant, split_seed, args.log_columns)
                 print(json.dumps(result), flush=True)
                 with args.jsonl.open("a") as out:
                     out.write(json.dumps(result) + "\n")

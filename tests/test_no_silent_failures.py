@@ -351,11 +351,12 @@ def test_losing_to_ppca_is_said_with_both_numbers():
     # ... and within it (2.2 standard errors, which 2 would have called a verdict): none either way, and said so.
     assert diagnostics.baseline_warning({**held_out, "ppca_gap_se": 2.44, "n_points": 6}) == (
         "the model's NLL held out (37.6 nats per row) is higher than probabilistic PCA's (32.2) with the same latent "
-        "size by 5.36, 2.2 paired standard errors (2.44 over 6 points), short of the 2.57 that 95% confidence needs: "
+        "size by 5.36, 2.19 paired standard errors (2.44 over 6 points), short of the 2.57 that 95% confidence needs: "
         "these points cannot tell the two apart, and more rows would narrow it; compare both in the report."
     )
     at_the_edge = diagnostics.baseline_warning({"iwae_nll": 2.0 + 2.571, "ppca_nll": 2.0, "ppca_gap_se": 1.0, "n_points": 6})
     assert "cannot tell the two apart" in at_the_edge  # a gap of exactly t * SE is not beyond it
+    assert "2.57 paired standard errors" in at_the_edge  # 2.571 rounded down, never up past the quantile
     conditional = diagnostics.baseline_warning({**held_out, "baselines_note": "..."})
     assert conditional.startswith(
         "the model's NLL held out (37.6 nats per row) is higher than probabilistic PCA's (32.2) with the same latent "

@@ -575,8 +575,9 @@ def _older_run_settings(args: argparse.Namespace, merged: dict[str, dict[str, An
     With ``--data`` naming another file, the file's settings train other data, and today's
     defaults for that data apply instead (the older run's choice was about its own file).
     """
-    given = getattr(args, "data", None)
-    other = given and _data_override(given).get("path") != merged.get("data", {}).get("path")
+    given, own = getattr(args, "data", None), merged.get("data", {}).get("path")
+    path = given and _data_override(given).get("path")
+    other = bool(given) and not (path and own and Path(path).resolve() == Path(own).resolve())
     for (section, key), value in runs.older_run_settings_of(args.config).items():
         if other:
             merged[section].pop(key, None)

@@ -207,7 +207,9 @@ def baseline_warning(metrics: dict[str, Any], *, where: str | None = None) -> st
     if weighed and gap <= (needed := t_quantile_975(n - 1)) * se:
         # A few points decide a mean of few points: a gap inside the noise is no verdict either way.
         return (
-            f"{higher} by {_g(gap)}, {gap / se:.2g} paired standard errors ({_g(se)} over {n} points), short of the "
+            # Rounded down, so that the count never reads as reaching the quantile it falls short of.
+            f"{higher} by {_g(gap)}, {math.floor(gap / se * 100) / 100:.2f} paired standard errors ({_g(se)} over {n} "
+            f"points), short of the "
             f"{needed:.3g} that 95% confidence needs: these points cannot tell the two apart, and more rows would "
             "narrow it; compare both in the report."
         )
