@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import vaekit as vk
+from vaekit import distributed
 
 EPOCHS = 20
 BATCH = 250  # 1000 points: 4 global batches per epoch, 125 rows per rank with 2 ranks
@@ -75,6 +76,7 @@ def main(mode: str, out: Path) -> None:
     if rank == 0:
         for name, result in results.items():
             (out / f"{name}.json").write_text(json.dumps(result))
+    distributed.leave()  # every rank done: leave together, before the rendezvous store goes away
 
 
 if __name__ == "__main__":

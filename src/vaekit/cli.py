@@ -719,6 +719,7 @@ def _train(config: dict[str, dict[str, Any]], target: Path, args: argparse.Names
         )
     for text in run.metrics.get("warnings") or []:
         print(f"warning: {text}", file=sys.stderr)  # also with --quiet: a warning is not progress
+    distributed.leave()  # under torchrun: every rank finished the run; leave together (no-op otherwise)
     return 0
 
 

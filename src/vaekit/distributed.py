@@ -117,6 +117,20 @@ def join(device: torch.device) -> World:
     return world
 
 
+def leave() -> None:
+    """Leave the process group in step with the other ranks, once every rank has finished its work.
+
+    Every rank waits at a barrier, then tears its group down while the rendezvous store is still
+    up. A rank that simply exits can find the store's host gone (two torchrun agents, one per
+    machine: the store lives in one of them) and abort with SIGABRT after its work is done,
+    which torchrun then reports as a failed run. A no-op without a process group; call it only
+    where every rank gets to it (after a completed run), or the barrier waits for the timeout.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over all ranks in place (no-op with one process); returns it."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
