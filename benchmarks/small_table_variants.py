@@ -57,7 +57,7 @@ from small_tables import pairs, prepared
 from torch.nn.utils import parametrize
 
 from vaekit import runs
-from vaekit.baselines import PCA, PPCA, baseline_metrics
+from vaekit.baselines import PCA, baseline_metrics
 from vaekit.diagnostics import t_quantile_975
 from vaekit.metrics import iwae_log_likelihood
 from vaekit.trainer import fit
@@ -149,37 +149,41 @@ def measure(path: Path, z: int, seed: int, variant: str, split_seed: int = 0, lo
         x = torch.as_tensor(test.x, dtype=torch.float32)
         log_p = iwae_log_likelihood(model, x, k=config["evaluation"]["k"], seed=0)  # (M,)
     nll = float(-log_p.mean())
-    ppca = baseline_metrics(data.x, test.x, z)["ppca_nll"]
+    base = baseline_metrics(data.x, test.x, z, per_row=True)
     return {
         "variant": variant,
         "seed": seed,
         "split_seed": split_seed,
         "nll_rows": (-np.asarray(log_p, dtype=np.float64)).tolist(),
-        "ppca_rows": (-PPCA(z).fit(data.x).log_prob(test.x)).tolist(),
+        "ppca_rows": (-base["ppca_log_prob"]).tolist(),
         "table": path.stem,
         "z": z,
         "n": len(data.x),
         "nll": nll,
-        "ppca": ppca,
+        "ppca": base["ppca_nll"],
         "seconds": time.perf_counter() - start,
     }
 
 
 def report(results: list[dict]) -> None:
     """Per variant: its wins over PPCA per seed, and against the default of the same seed, pair by pair."""
-    keys = [(r["variant"], r["seed"], r.get("split_seed", 0), r["table"], r["z"]) for r in results]
+
+    def split(r: dict) -> int:
+        return r.get("split_seed", 0)  # measured before --split-seeds: split seed 0
+
+    keys = [(r["variant"], r["seed"], split(r), r["table"], r["z"]) for r in results]
     repeated = sorted({key for key in keys if keys.count(key) > 1})
     if repeated:  # --jsonl appends: a command run twice would count its pairs twice
         raise SystemExit(f"{len(repeated)} (variant, seed, split seed, table, z) measured more than once, e.g. {repeated[0]}")
-    split = {id(r): r.get("split_seed", 0) for r in results}  # measured before --split-seeds: split seed 0
-    default = {(r["table"], r["z"], r["seed"], split[id(r)]): r["nll"] for r in results if r["variant"] == "default"}
+
+    default = {(r["table"], r["z"], r["seed"], split(r)): r["nll"] for r in results if r["variant"] == "default"}
     head = "| variant | seed | split seed | pairs | beats PPCA | ahead / behind beyond noise | better than the default | worse |"
     print(head + " median change (nats) |")
     print("| --- " * 9 + "|")
     for variant in SETTINGS:
         runs_of = [r for r in results if r["variant"] == variant]
-        for seed, split_seed in sorted({(r["seed"], split[id(r)]) for r in runs_of}):
-            rows = [r for r in runs_of if r["seed"] == seed and split[id(r)] == split_seed]
+        for seed, split_seed in sorted({(r["seed"], split(r)) for r in runs_of}):
+            rows = [r for r in runs_of if r["seed"] == seed and split(r) == split_seed]
             wins = sum(r["nll"] < r["ppca"] for r in rows)
             sure = "–"
             if all("nll_rows" in r for r in rows):  # the gap beyond t's 95% quantile of its paired SE, as the warning

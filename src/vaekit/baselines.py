@@ -187,7 +187,8 @@ def baseline_metrics(
     out: dict[str, Any] = {"pca_mse": pca.mse(x), "pca_components": int(pca.components.shape[0])}
     if likelihood:
         ppca = PPCA(n_components).fit(train_x)
-        out |= {"ppca_nll": ppca.nll(x), "ppca_sigma2": ppca.sigma2, "ppca_sigma2_floored": ppca.floored}
+        log_p = ppca.log_prob(x)  # (N,), once for the mean and the rows
+        out |= {"ppca_nll": float(-log_p.mean()), "ppca_sigma2": ppca.sigma2, "ppca_sigma2_floored": ppca.floored}
         if per_row:
-            out["ppca_log_prob"] = ppca.log_prob(x)
+            out["ppca_log_prob"] = log_p
     return out

@@ -209,9 +209,8 @@ def baseline_warning(metrics: dict[str, Any], *, where: str | None = None) -> st
         return (
             # Rounded down, so that the count never reads as reaching the quantile it falls short of.
             f"{higher} by {_g(gap)}, {math.floor(gap / se * 100) / 100:.2f} paired standard errors ({_g(se)} over {n} "
-            f"points), short of the "
-            f"{needed:.3g} that 95% confidence needs: these points cannot tell the two apart, and more rows would "
-            "narrow it; compare both in the report."
+            f"points), short of the {needed:.3g} that 95% confidence needs: these points cannot tell the two apart, "
+            "and more rows would narrow it; compare both in the report."
         )
     by = f" by {_g(gap)} ± {_g(se)} (paired standard error over {n} points)" if weighed else ""
     return (

@@ -868,12 +868,11 @@ def apply_auto_log_columns(config: dict[str, dict[str, Any]], data: RunData, tes
     rows = data.x if test is None or not test.held_out else np.concatenate([data.x, test.x])
     lowest = rows.min(axis=0)  # (D,): training and held-out rows, every one of which must be scored
     # Offset 1 only where a zero needs it (the user's offset otherwise); held-out rows it cannot
-    # score (below -offset) leave their column unlogged.
+    # score (below -offset) leave their column unlogged. A column with a zero is scorable at
+    # offset 1, so it stays chosen and the offset stays needed.
     offset = 1.0 if given == 0.0 and any(lowest[j] == 0 for j in chosen) else given
     unscorable = [j for j in chosen if lowest[j] + offset <= 0]
     chosen = [j for j in chosen if j not in unscorable]
-    if given == 0.0 and not any(lowest[j] == 0 for j in chosen):
-        offset = 0.0
     left = "; left unlogged: " + ", ".join(data.columns[j] for j in unscorable) + " (held-out rows at or below -offset)"
     left = left if unscorable else ""
     if not chosen:
