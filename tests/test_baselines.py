@@ -153,6 +153,38 @@ def test_the_gap_to_ppca_has_its_paired_standard_error():
     assert out["ppca_gap_se"] < naive
     keys = list(out)
     assert keys.index("ppca_gap_se") > keys.index("ppca_nll")
+    # The point with the largest gap, and the mean gap of the others.
+    top = int(np.argmax(gap))
+    assert out["ppca_gap_top_point"] == top
+    assert out["ppca_gap_top"] == pytest.approx(gap[top], rel=1e-5)
+    assert out["ppca_gap_without_top"] == pytest.approx((gap.sum() - gap[top]) / 39, rel=1e-4)
+
+
+def test_largest_gap_names_the_column_furthest_outside_the_training_range():
+    from vaekit.metrics import largest_gap
+
+    train = np.array([[0.0, 10.0, 7.0], [1.0, 20.0, 7.0], [2.0, 30.0, 7.0]], dtype=np.float32)  # widths 2, 20, 0
+    gap = np.array([0.5, 9.0, -1.0])
+    # Point 1 is 3 beyond column 0's range (1.5 widths) and 15 beyond column 1's (0.75 widths): column 0.
+    x = np.array([[1.0, 20.0, 7.0], [5.0, 45.0, 7.0], [1.5, 25.0, 7.0]], dtype=np.float32)
+    assert largest_gap(gap, x, train) == {
+        "ppca_gap_top_point": 1,
+        "ppca_gap_top": 9.0,
+        "ppca_gap_without_top": -0.25,
+        "ppca_gap_top_column": 0,
+        "ppca_gap_top_value": 5.0,
+        "ppca_gap_top_train_range": [0.0, 2.0],
+    }
+    below = x.copy()
+    below[1] = [1.0, -50.0, 7.0]  # 60 below column 1's minimum: 3 widths
+    assert largest_gap(gap, below, train)["ppca_gap_top_column"] == 1
+    assert largest_gap(gap, below, train)["ppca_gap_top_train_range"] == [10.0, 20.0 + 10.0]
+    constant = x.copy()
+    constant[1] = [1.0, 20.0, 7.5]  # any step off a constant training column is outside its range
+    assert largest_gap(gap, constant, train)["ppca_gap_top_column"] == 2
+    inside = x.copy()
+    inside[1] = [2.0, 10.0, 7.0]  # on the edges of every range: inside, and no column is named
+    assert set(largest_gap(gap, inside, train)) == {"ppca_gap_top_point", "ppca_gap_top", "ppca_gap_without_top"}
 
 
 def test_standardising_model_and_baselines_share_the_users_units():

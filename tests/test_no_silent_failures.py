@@ -369,6 +369,67 @@ def test_losing_to_ppca_is_said_with_both_numbers():
     assert diagnostics.baseline_warning({"iwae_nll": float("nan"), "ppca_nll": 3.0}) is None
 
 
+def test_a_gap_that_one_point_decides_names_the_point():
+    # linnerud at z = 2 (6 held-out rows): one row, its c4 beyond the training range, makes the whole loss.
+    held_out = {
+        "iwae_nll": 37.58, "ppca_nll": 32.22, "ppca_gap_se": 8.6, "n_points": 6, "ppca_gap_top_point": 3,
+        "ppca_gap_top": 51.9, "ppca_gap_without_top": -3.95, "ppca_gap_top_column": 4, "ppca_gap_top_value": 46.0,
+        "ppca_gap_top_train_range": [31.0, 37.0],
+    }  # fmt: skip
+    columns = ["c0", "c1", "c2", "c3", "c4", "c5"]
+    assert diagnostics.baseline_warning(held_out, columns=columns) == (
+        "the model's NLL held out (37.6 nats per row) is higher than probabilistic PCA's (32.2) with the same latent "
+        "size by 5.36, and one point decides it: point 3 of these 6 is 51.9 nats above PPCA's (its c4 is 46, outside "
+        "the training rows' range 31 to 37); without it the model is ahead of PPCA by 3.95 nats per row. Beyond its "
+        "training range a network's density is not to be trusted, and one such point can outweigh all the others: "
+        "train on rows that cover it, or check that point; compare both in the report."
+    )
+    assert "(its column 4 is 46, outside" in diagnostics.baseline_warning(held_out)  # no names given: the index
+    inside = {k: v for k, v in held_out.items() if not k.startswith("ppca_gap_top_") or k == "ppca_gap_top_point"}
+    inside["ppca_gap_without_top"] = 1.5
+    assert diagnostics.baseline_warning(inside).endswith(
+        "one point decides it: point 3 of these 6 is 51.9 nats above PPCA's (inside the training rows' range in every "
+        "column); without it the model is behind PPCA by 1.5 nats per row. A mean that one point decides is no "
+        "verdict either way; compare both in the report."
+    )
+    # Half the total gap (4 points x 2.0 nats = 8) decides it; less than half leaves the standard-error verdict.
+    edge = {"iwae_nll": 4.0, "ppca_nll": 2.0, "ppca_gap_se": 0.5, "n_points": 4, "ppca_gap_top_point": 0}
+    assert "one point decides it" in diagnostics.baseline_warning({**edge, "ppca_gap_top": 4.0, "ppca_gap_without_top": 1.3})
+    below = diagnostics.baseline_warning({**edge, "ppca_gap_top": 3.99, "ppca_gap_without_top": 1.34})
+    assert "one point" not in below and "by 2 ± 0.5 (paired standard error over 4 points)" in below
+    two = {**edge, "n_points": 2, "ppca_gap_top": 4.0, "ppca_gap_without_top": 0.0}
+    assert "one point" not in diagnostics.baseline_warning(two)  # of 2 points one always makes half
+
+
+def test_a_held_out_row_beyond_the_training_range_is_named_in_the_run(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    centre, line = np.array([5.0, 10.0, 20.0]), np.array([1.0, 2.0, -1.0])
+    train = centre + rng.normal(size=(40, 1)) * line + 0.1 * rng.normal(size=(40, 3))
+    test = centre + rng.normal(size=(6, 1)) * line + 0.1 * rng.normal(size=(6, 3))
+    test[2] = centre + 25 * line  # far out along the data's line: 25 standard deviations
+    names = ["flow", "pressure", "temperature"]
+    for name, rows in [("train.csv", train), ("test.csv", test)]:
+        np.savetxt(tmp_path / name, rows, delimiter=",", header=",".join(names), comments="")
+    data = {"path": str(tmp_path / "train.csv"), "test_path": str(tmp_path / "test.csv")}
+    config = {"data": data, "model": {"z_dim": 1}, "training": {"epochs": 100, "seed": 0}, "evaluation": SMALL_EVAL}
+    run = vk.runs.train(config, tmp_path / "run")
+    m = run.metrics
+    # The network is hundreds of nats behind PPCA on that row, where a linear model follows the line out.
+    assert m["ppca_gap_top_point"] == 2 and m["ppca_gap_top"] > 100
+    column = m["ppca_gap_top_column"]  # the three lie about equally far outside, in widths of their ranges
+    assert m["ppca_gap_top_value"] == pytest.approx(test[2, column], rel=1e-6)
+    assert m["ppca_gap_top_train_range"] == pytest.approx([train[:, column].min(), train[:, column].max()], rel=1e-6)
+    said = [w for w in m["warnings"] if "one point decides it" in w]
+    assert len(said) == 1 and "point 2 of these 6" in said[0]
+    assert f"(its {names[column]} is {m['ppca_gap_top_value']:.6g}, outside the training rows' range" in said[0]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["warnings"] == m["warnings"]
+    # vaekit evaluate --data names it too, from the given file's columns.
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(tmp_path / "run"), "--data", str(tmp_path / "test.csv")]) == 0
+    printed = capsys.readouterr()
+    assert f"(its {names[column]} is {m['ppca_gap_top_value']:.6g}, outside" in printed.out + printed.err
+
+
 def test_t_quantiles_are_students():
     stats = pytest.importorskip("scipy.stats")
     for df in range(1, 400):

@@ -764,8 +764,8 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
             held = runs.load_data(n_config, test=True)
         metrics = runs.run_metrics(model, train, held or runs.load_data(config, test=True), config, seed=args.seed)
     where = "on the data given" if args.data else None  # whether the model saw them is not checked
-    rows = (given if args.data else train).x
-    metrics["warnings"] = run_warnings(metrics, rows, config, where=where, model=model)  # as in metrics.json
+    evaluated = given if args.data else train
+    metrics["warnings"] = run_warnings(metrics, evaluated.x, config, where=where, model=model, columns=evaluated.columns)
     if args.output:
         if Path(args.output).suffix.lower() != ".json":
             raise UsageError(f"-o {args.output}: the metrics file must end in .json.")

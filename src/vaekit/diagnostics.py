@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -130,12 +131,14 @@ def run_warnings(
     *,
     where: str | None = None,
     model: Any = None,
+    columns: Sequence[str] | None = None,
 ) -> list[str]:
     """Every warning about a finished run: its metrics, training data (N, D) and settings.
 
-    ``where`` names the data the metrics are on, for :func:`baseline_warning`. With ``model``,
-    the principal components that the data need are counted in the units its networks see
-    (log columns logged: counts spanning decades need fewer components on a log scale).
+    ``where`` names the data the metrics are on and ``columns`` their column names, for
+    :func:`baseline_warning`. With ``model``, the principal components that the data need are
+    counted in the units its networks see (log columns logged: counts spanning decades need
+    fewer components on a log scale).
 
     Each warning is also logged (``logging.WARNING``, logger ``vaekit.diagnostics``). A model
     without ``active_units`` (a VQ-VAE's code is discrete) gets no collapse check; a model
@@ -148,7 +151,7 @@ def run_warnings(
         warning = collapse_warning(metrics["active_units"], metrics["z_dim"], needed, config=config, x=x, logged=logged)
         if warning is not None:
             out.append(warning)
-    losing = baseline_warning(metrics, where=where)
+    losing = baseline_warning(metrics, where=where, columns=columns)
     if losing is not None:
         out.append(losing)
     for text in out:
@@ -181,7 +184,34 @@ def t_quantile_975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
-def baseline_warning(metrics: dict[str, Any], *, where: str | None = None) -> str | None:
+def _one_point(metrics: dict[str, Any], gap: float, n: Any, columns: Sequence[str] | None) -> str | None:
+    """The words for a gap that one point decides (half the total or more), else None."""
+    top, point, without = (metrics.get(k) for k in ("ppca_gap_top", "ppca_gap_top_point", "ppca_gap_without_top"))
+    if not (isinstance(n, int) and n > 2 and isinstance(top, float) and isinstance(without, float)):
+        return None
+    if not (math.isfinite(top) and math.isfinite(without) and top >= 0.5 * gap * n):
+        return None
+    column = metrics.get("ppca_gap_top_column")
+    if isinstance(column, int):
+        name = columns[column] if columns is not None and column < len(columns) else f"column {column}"
+        low, high = metrics["ppca_gap_top_train_range"]
+        value = metrics["ppca_gap_top_value"]  # 6 digits: the value as the file has it, to find the row by
+        place = f" (its {name} is {value:.6g}, outside the training rows' range {low:.6g} to {high:.6g})"
+        advice = (
+            "Beyond its training range a network's density is not to be trusted, and one such point can outweigh "
+            "all the others: train on rows that cover it, or check that point; compare both in the report."
+        )
+    else:
+        place = " (inside the training rows' range in every column)"
+        advice = "A mean that one point decides is no verdict either way; compare both in the report."
+    side = "ahead of" if without < 0 else "behind" if without > 0 else "level with"
+    return (
+        f"one point decides it: point {point} of these {n} is {_g(top)} nats above PPCA's{place}; without it the model "
+        f"is {side} PPCA by {_g(abs(without))} nats per row. {advice}"
+    )
+
+
+def baseline_warning(metrics: dict[str, Any], *, where: str | None = None, columns: Sequence[str] | None = None) -> str | None:
     """A warning when the model's NLL is worse than probabilistic PCA's of the same latent size, else None.
 
     Reads ``iwae_nll`` and ``ppca_nll`` of ``metrics`` (a run's held-out numbers, or its training
@@ -192,7 +222,12 @@ def baseline_warning(metrics: dict[str, Any], *, where: str | None = None) -> st
     With ``ppca_gap_se`` and ``n_points`` the gap is weighed against its paired standard error:
     within Student's t 95% quantile for ``n_points - 1`` degrees of freedom (2.57 for 6 points,
     about 2 for 60) the points cannot tell the two models apart, and the warning says that
-    instead of a verdict. A conditional model's NLL is -log p(x|c), PPCA's -log p(x): said too.
+    instead of a verdict. When one point makes half the total gap or more (``ppca_gap_top`` of
+    :func:`vaekit.metrics.largest_gap`), the warning names it instead, where it lies against the
+    training rows (the column furthest outside their range, by its name in ``columns``) and the
+    gap of the other points: one row far beyond the training range can make a model thousands
+    of nats worse, a mean the standard error would call noise. A conditional model's NLL is
+    -log p(x|c), PPCA's -log p(x): said too.
     """
     nll, ppca = metrics.get("iwae_nll"), metrics.get("ppca_nll")
     numbers = [v for v in (nll, ppca) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
@@ -204,6 +239,9 @@ def baseline_warning(metrics: dict[str, Any], *, where: str | None = None) -> st
     higher = f"the model's NLL {where} ({_g(nll)} nats per row) is higher than probabilistic PCA's ({_g(ppca)})"
     higher += f" with the same latent size{conditional}"
     weighed = isinstance(se, float) and math.isfinite(se) and se > 0 and isinstance(n, int) and n > 1
+    decided = _one_point(metrics, gap, n, columns)
+    if decided is not None:
+        return f"{higher} by {_g(gap)}, and {decided}"
     if weighed and gap <= (needed := t_quantile_975(n - 1)) * se:
         # A few points decide a mean of few points: a gap inside the noise is no verdict either way.
         return (

@@ -338,7 +338,7 @@ def _write_results(
     write_history(staging / HISTORY, history)
     metrics = run_metrics(model, data, test_data, config)
     # Said out loud (metrics.json, report, CLI, log): a collapsed run looks like any other in its numbers.
-    metrics["warnings"] = run_warnings(metrics, data.x, config, model=model)
+    metrics["warnings"] = run_warnings(metrics, data.x, config, model=model, columns=data.columns)
     write_json(staging / METRICS, metrics)
     info = {
         "vaekit_version": __version__,
