@@ -153,38 +153,43 @@ def test_the_gap_to_ppca_has_its_paired_standard_error():
     assert out["ppca_gap_se"] < naive
     keys = list(out)
     assert keys.index("ppca_gap_se") > keys.index("ppca_nll")
-    # The point with the largest gap, and the mean gap of the others.
+    # The point with the largest gap, and the mean gap of the others with its standard error.
     top = int(np.argmax(gap))
+    others = np.delete(gap, top)
     assert out["ppca_gap_top_point"] == top
     assert out["ppca_gap_top"] == pytest.approx(gap[top], rel=1e-5)
-    assert out["ppca_gap_without_top"] == pytest.approx((gap.sum() - gap[top]) / 39, rel=1e-4)
+    assert out["ppca_gap_without_top"] == pytest.approx(others.mean(), rel=1e-4)
+    assert out["ppca_gap_without_top_se"] == pytest.approx(others.std(ddof=1) / np.sqrt(39), rel=1e-4)
+    # Where that point lies against the training rows: the column furthest outside their range, if any.
+    low, high = x_train.min(0), x_train.max(0)
+    outside = (x_test[top] < low) | (x_test[top] > high)
+    assert ("ppca_gap_top_column" in out) == bool(outside.any())
 
 
-def test_largest_gap_names_the_column_furthest_outside_the_training_range():
-    from vaekit.metrics import largest_gap
+def test_the_largest_gap_and_its_point_outside_the_training_range():
+    from vaekit.metrics import furthest_outside, largest_gap
 
-    train = np.array([[0.0, 10.0, 7.0], [1.0, 20.0, 7.0], [2.0, 30.0, 7.0]], dtype=np.float32)  # widths 2, 20, 0
-    gap = np.array([0.5, 9.0, -1.0])
-    # Point 1 is 3 beyond column 0's range (1.5 widths) and 15 beyond column 1's (0.75 widths): column 0.
-    x = np.array([[1.0, 20.0, 7.0], [5.0, 45.0, 7.0], [1.5, 25.0, 7.0]], dtype=np.float32)
-    assert largest_gap(gap, x, train) == {
+    assert largest_gap(np.array([0.5, 9.0, -1.0])) == {
         "ppca_gap_top_point": 1,
         "ppca_gap_top": 9.0,
         "ppca_gap_without_top": -0.25,
+        "ppca_gap_without_top_se": pytest.approx(0.75),  # std of (0.5, -1.0) over sqrt(2)
+    }
+    assert "ppca_gap_without_top_se" not in largest_gap(np.array([1.0, 3.0]))  # one other point: no spread
+    low, high = np.array([0.0, 10.0, 7.0]), np.array([2.0, 30.0, 7.0])  # widths 2, 20 and 0 (a constant column)
+    # 3 beyond column 0 (1.5 widths) and 15 beyond column 1 (0.75 widths): column 0.
+    assert furthest_outside(np.array([5.0, 45.0, 7.0]), low, high) == {
         "ppca_gap_top_column": 0,
         "ppca_gap_top_value": 5.0,
         "ppca_gap_top_train_range": [0.0, 2.0],
     }
-    below = x.copy()
-    below[1] = [1.0, -50.0, 7.0]  # 60 below column 1's minimum: 3 widths
-    assert largest_gap(gap, below, train)["ppca_gap_top_column"] == 1
-    assert largest_gap(gap, below, train)["ppca_gap_top_train_range"] == [10.0, 20.0 + 10.0]
-    constant = x.copy()
-    constant[1] = [1.0, 20.0, 7.5]  # any step off a constant training column is outside its range
-    assert largest_gap(gap, constant, train)["ppca_gap_top_column"] == 2
-    inside = x.copy()
-    inside[1] = [2.0, 10.0, 7.0]  # on the edges of every range: inside, and no column is named
-    assert set(largest_gap(gap, inside, train)) == {"ppca_gap_top_point", "ppca_gap_top", "ppca_gap_without_top"}
+    assert furthest_outside(np.array([1.0, -50.0, 7.0]), low, high)["ppca_gap_top_column"] == 1  # below: 3 widths
+    # Any step off a constant column is infinitely far, without numpy's overflow warning (an error here).
+    with np.errstate(all="raise"):
+        assert furthest_outside(np.array([1.0, 20.0, 7.5]), low, high)["ppca_gap_top_column"] == 2
+        two_constant = furthest_outside(np.array([1.0, 7.5, 9.0]), np.array([0.0, 7.0, 7.0]), np.array([2.0, 7.0, 7.0]))
+    assert two_constant["ppca_gap_top_column"] == 2  # both infinitely far: the larger step (2 against 0.5)
+    assert furthest_outside(np.array([2.0, 10.0, 7.0]), low, high) == {}  # on the edges of every range: inside
 
 
 def test_standardising_model_and_baselines_share_the_users_units():

@@ -372,33 +372,59 @@ def test_losing_to_ppca_is_said_with_both_numbers():
 def test_a_gap_that_one_point_decides_names_the_point():
     # linnerud at z = 2 (6 held-out rows): one row, its c4 beyond the training range, makes the whole loss.
     held_out = {
-        "iwae_nll": 37.58, "ppca_nll": 32.22, "ppca_gap_se": 8.6, "n_points": 6, "ppca_gap_top_point": 3,
-        "ppca_gap_top": 51.9, "ppca_gap_without_top": -3.95, "ppca_gap_top_column": 4, "ppca_gap_top_value": 46.0,
-        "ppca_gap_top_train_range": [31.0, 37.0],
+        "iwae_nll": 37.58, "ppca_nll": 32.22, "ppca_gap_se": 8.6, "n_points": 6, "baselines_fitted_on": "train_x",
+        "ppca_gap_top_point": 3, "ppca_gap_top": 51.9, "ppca_gap_without_top": -3.95, "ppca_gap_without_top_se": 1.45,
+        "ppca_gap_top_row": 13, "ppca_gap_top_column": 4, "ppca_gap_top_value": 46.0, "ppca_gap_top_train_range": [31.0, 37.0],
     }  # fmt: skip
     columns = ["c0", "c1", "c2", "c3", "c4", "c5"]
     assert diagnostics.baseline_warning(held_out, columns=columns) == (
         "the model's NLL held out (37.6 nats per row) is higher than probabilistic PCA's (32.2) with the same latent "
-        "size by 5.36, and one point decides it: point 3 of these 6 is 51.9 nats above PPCA's (its c4 is 46, outside "
-        "the training rows' range 31 to 37); without it the model is ahead of PPCA by 3.95 nats per row. Beyond its "
-        "training range a network's density is not to be trusted, and one such point can outweigh all the others: "
-        "train on rows that cover it, or check that point; compare both in the report."
+        "size by 5.36, and one point decides it: point 3 of these 6 (from 0; row 13 of the file's data rows) is 51.9 "
+        "nats above PPCA's (its c4 is 46, outside the training rows' range 31 to 37); without it the model is ahead "
+        "of PPCA by 3.95 ± 1.45 nats per row (paired standard error over 5 points). Beyond its training range a "
+        "network's density is not to be trusted, and one such point can outweigh all the others: train on rows that "
+        "cover it, or check that point; compare both in the report."
     )
-    assert "(its column 4 is 46, outside" in diagnostics.baseline_warning(held_out)  # no names given: the index
-    inside = {k: v for k, v in held_out.items() if not k.startswith("ppca_gap_top_") or k == "ppca_gap_top_point"}
-    inside["ppca_gap_without_top"] = 1.5
+    # No names (or a .npy's, which are the indices): the column's index. No file row: none said.
+    plain = {k: v for k, v in held_out.items() if k != "ppca_gap_top_row"}
+    assert "point 3 of these 6 (from 0) is 51.9 nats above PPCA's (its column 4 is 46, outside" in (
+        diagnostics.baseline_warning(plain, columns=[str(i) for i in range(6)])
+    )
+    assert "(its column 4 is 46, outside" in diagnostics.baseline_warning(plain)
+    inside = {k: v for k, v in plain.items() if k not in ("ppca_gap_top_column", "ppca_gap_top_value")}
+    del inside["ppca_gap_top_train_range"]
     assert diagnostics.baseline_warning(inside).endswith(
-        "one point decides it: point 3 of these 6 is 51.9 nats above PPCA's (inside the training rows' range in every "
-        "column); without it the model is behind PPCA by 1.5 nats per row. A mean that one point decides is no "
-        "verdict either way; compare both in the report."
+        "one point decides it: point 3 of these 6 (from 0) is 51.9 nats above PPCA's (inside the training rows' range "
+        "in every data column); without it the model is ahead of PPCA by 3.95 ± 1.45 nats per row (paired standard "
+        "error over 5 points). A mean that one point decides is no verdict either way; compare both in the report."
     )
-    # Half the total gap (4 points x 2.0 nats = 8) decides it; less than half leaves the standard-error verdict.
+    # Baselines fitted on the points themselves: there are no training rows to place the point against.
+    in_sample = diagnostics.baseline_warning({**inside, "baselines_fitted_on": "x (in-sample: flatters the baselines)"})
+    assert "is 51.9 nats above PPCA's; without it the model is ahead" in in_sample
+    # The other 5 level with PPCA (top = 6 x 5.36 = 32.16): the point still decides it, and "by 0" is not said.
+    level = diagnostics.baseline_warning({**inside, "ppca_gap_top": 32.16, "ppca_gap_without_top": 0.0})
+    assert "without it the model is level with PPCA. A mean that one point decides" in level
+
+
+def test_a_point_that_makes_half_a_gap_is_named_after_the_verdict():
+    # Half the gap or more, but the model is behind on the other points too: the verdict stays, and the point follows.
     edge = {"iwae_nll": 4.0, "ppca_nll": 2.0, "ppca_gap_se": 0.5, "n_points": 4, "ppca_gap_top_point": 0}
-    assert "one point decides it" in diagnostics.baseline_warning({**edge, "ppca_gap_top": 4.0, "ppca_gap_without_top": 1.3})
+    behind = {**edge, "ppca_gap_top": 4.0, "ppca_gap_without_top": 1 + 1 / 3, "ppca_gap_without_top_se": 0.2}
+    assert diagnostics.baseline_warning(behind) == (
+        "the model's NLL held out (4 nats per row) is higher than probabilistic PCA's (2) with the same latent size "
+        "by 2 ± 0.5 (paired standard error over 4 points): on this data a linear model is the better density model. "
+        "Likely causes: too few epochs, too few rows for a nonlinear model, or a latent size the data do not need; "
+        "compare both in the report. One point makes 50% of the gap: point 0 of these 4 (from 0) is 4 nats above "
+        "PPCA's; without it the model is still behind PPCA by 1.33 ± 0.2 nats per row (paired standard error over 3 "
+        "points)."
+    )
+    within = diagnostics.baseline_warning({**behind, "ppca_gap_se": 1.0})  # 2 standard errors of 3.18 needed
+    assert "cannot tell the two apart" in within and within.endswith("(paired standard error over 3 points).")
+    # Less than half: the verdict alone.
     below = diagnostics.baseline_warning({**edge, "ppca_gap_top": 3.99, "ppca_gap_without_top": 1.34})
-    assert "one point" not in below and "by 2 ± 0.5 (paired standard error over 4 points)" in below
+    assert "one point" not in below.lower() and below.endswith("compare both in the report.")
     two = {**edge, "n_points": 2, "ppca_gap_top": 4.0, "ppca_gap_without_top": 0.0}
-    assert "one point" not in diagnostics.baseline_warning(two)  # of 2 points one always makes half
+    assert "one point" not in diagnostics.baseline_warning(two).lower()  # of 2 points one always makes half
 
 
 def test_a_held_out_row_beyond_the_training_range_is_named_in_the_run(tmp_path, capsys):
@@ -415,19 +441,35 @@ def test_a_held_out_row_beyond_the_training_range_is_named_in_the_run(tmp_path, 
     run = vk.runs.train(config, tmp_path / "run")
     m = run.metrics
     # The network is hundreds of nats behind PPCA on that row, where a linear model follows the line out.
-    assert m["ppca_gap_top_point"] == 2 and m["ppca_gap_top"] > 100
+    assert m["ppca_gap_top_point"] == 2 and m["ppca_gap_top"] > 100 and m["ppca_gap_top"] > 3 * (m["iwae_nll"] - m["ppca_nll"])
+    assert "ppca_gap_top_row" not in m  # a --test-data file: point 2 is its row 2
     column = m["ppca_gap_top_column"]  # the three lie about equally far outside, in widths of their ranges
     assert m["ppca_gap_top_value"] == pytest.approx(test[2, column], rel=1e-6)
     assert m["ppca_gap_top_train_range"] == pytest.approx([train[:, column].min(), train[:, column].max()], rel=1e-6)
-    said = [w for w in m["warnings"] if "one point decides it" in w]
-    assert len(said) == 1 and "point 2 of these 6" in said[0]
-    assert f"(its {names[column]} is {m['ppca_gap_top_value']:.6g}, outside the training rows' range" in said[0]
+    place = f"point 2 of these 6 (from 0) is {m['ppca_gap_top']:.3g} nats above PPCA's (its {names[column]} is "
+    place += f"{m['ppca_gap_top_value']:.6g}, outside the training rows' range"
+    said = [w for w in m["warnings"] if place in w]
+    assert len(said) == 1
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["warnings"] == m["warnings"]
     # vaekit evaluate --data names it too, from the given file's columns.
     capsys.readouterr()
     assert cli.main(["evaluate", str(tmp_path / "run"), "--data", str(tmp_path / "test.csv")]) == 0
     printed = capsys.readouterr()
-    assert f"(its {names[column]} is {m['ppca_gap_top_value']:.6g}, outside" in printed.out + printed.err
+    assert place in printed.out + printed.err
+
+
+def test_a_split_knows_the_file_rows_it_holds(tmp_path):
+    from vaekit.runfolder import split_rows
+
+    path = tmp_path / "t.csv"
+    np.savetxt(path, np.arange(40.0).reshape(20, 2), delimiter=",", header="a,b", comments="")
+    config = vk.runs.validate_config({"data": {"path": str(path), "test_fraction": 0.3, "split_seed": 3}})
+    train_rows, held_rows = split_rows(20, 0.3, 3)
+    held, train = vk.runs.load_data(config, test=True), vk.runs.load_data(config)
+    assert held.rows.tolist() == held_rows.tolist() and train.rows.tolist() == train_rows.tolist()
+    assert held.x[:, 0].tolist() == (2.0 * held_rows).tolist()  # row r of the file holds 2r, 2r + 1
+    whole = vk.runs.load_data(vk.runs.validate_config({"data": {"path": str(path)}}))
+    assert whole.rows is None
 
 
 def test_t_quantiles_are_students():

@@ -11,7 +11,7 @@ import torch
 
 import vaekit as vk
 from vaekit.errors import InputError
-from vaekit.streaming import column_moments, convert_command, csv_to_npy, shuffled_batches, too_large_for_memory
+from vaekit.streaming import column_moments, column_range, convert_command, csv_to_npy, shuffled_batches, too_large_for_memory
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -59,6 +59,31 @@ def test_streamed_moments_equal_numpy(tmp_path):
     vk.fit(model, source, epochs=1, batch_size=128)
     np.testing.assert_allclose(model.x_shift.numpy(), x.mean(0), rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(model.x_scale.numpy(), x.std(0), rtol=1e-5)
+
+
+def test_streamed_column_range_is_every_rows(tmp_path):
+    from vaekit.runfolder import RunData, _place_top_point
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1003, 2, 3)) * 100).astype(np.float32)  # rows of shape (2, 3): 6 flat columns
+    source = vk.NpyBlocks(write(tmp_path, x), block_rows=97)
+    low, high = column_range(source)
+    flat = x.reshape(1003, 6).astype(np.float64)
+    assert low.tolist() == flat.min(0).tolist() and high.tolist() == flat.max(0).tolist()
+    # The PPCA gap's top point is placed against every training row, not the sample a streamed run holds in x.
+    sample = flat[:10].astype(np.float32)
+    train = RunData(sample, None, None, [str(i) for i in range(6)], stream=source)
+    point = flat[500:501].astype(np.float32)  # a training row: inside the whole range, likely outside the sample's
+    assert ((point[0] < sample.min(0)) | (point[0] > sample.max(0))).any()
+    held = RunData(point, None, None, train.columns, rows=np.array([500]))
+    metrics = {"ppca_gap_top_point": 0, "ppca_gap_top_column": 0, "ppca_gap_top_value": 1.0, "ppca_gap_top_train_range": [0, 0]}
+    _place_top_point(metrics, held, train)
+    assert metrics == {"ppca_gap_top_point": 0, "ppca_gap_top_row": 500}
+    far = RunData(np.full((1, 6), 1e6, dtype=np.float32), None, None, train.columns)
+    metrics = {"ppca_gap_top_point": 0}
+    _place_top_point(metrics, far, train)
+    assert metrics["ppca_gap_top_train_range"] == [low[metrics["ppca_gap_top_column"]], high[metrics["ppca_gap_top_column"]]]
+    assert "ppca_gap_top_row" not in metrics  # a file of its own: point 0 is its row 0
 
 
 def test_curves_and_conditions_stream(tmp_path):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -184,31 +185,50 @@ def t_quantile_975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
-def _one_point(metrics: dict[str, Any], gap: float, n: Any, columns: Sequence[str] | None) -> str | None:
-    """The words for a gap that one point decides (half the total or more), else None."""
+@dataclass(frozen=True)
+class _TopPoint:
+    """A point that makes half a losing gap or more, in words (:func:`vaekit.metrics.largest_gap`)."""
+
+    words: str  # "point 3 of these 6 (from 0) is 51.9 nats above PPCA's (where it lies)"
+    without: str  # "without it the model is ahead of PPCA by ..."
+    decides: bool  # the model is level or ahead on the other points
+    outside: bool  # the point lies outside the training rows' range
+    share: float  # its share of the total gap, 0.5 or more
+
+
+def _top_point(metrics: dict[str, Any], gap: float, n: Any, columns: Sequence[str] | None) -> _TopPoint | None:
+    """The point that makes half the total gap or more (of more than 2 points), else None."""
     top, point, without = (metrics.get(k) for k in ("ppca_gap_top", "ppca_gap_top_point", "ppca_gap_without_top"))
     if not (isinstance(n, int) and n > 2 and isinstance(top, float) and isinstance(without, float)):
         return None
     if not (math.isfinite(top) and math.isfinite(without) and top >= 0.5 * gap * n):
         return None
+    row = metrics.get("ppca_gap_top_row")
+    which = f"point {point} of these {n} (from 0" + (f"; row {row} of the file's data rows)" if isinstance(row, int) else ")")
     column = metrics.get("ppca_gap_top_column")
     if isinstance(column, int):
-        name = columns[column] if columns is not None and column < len(columns) else f"column {column}"
+        name = columns[column] if columns is not None and column < len(columns) else str(column)
+        name = f"column {column}" if name == str(column) else name  # a .npy's columns are named by their index
         low, high = metrics["ppca_gap_top_train_range"]
         value = metrics["ppca_gap_top_value"]  # 6 digits: the value as the file has it, to find the row by
         place = f" (its {name} is {value:.6g}, outside the training rows' range {low:.6g} to {high:.6g})"
-        advice = (
-            "Beyond its training range a network's density is not to be trusted, and one such point can outweigh "
-            "all the others: train on rows that cover it, or check that point; compare both in the report."
-        )
+    elif metrics.get("baselines_fitted_on") == "train_x":
+        place = " (inside the training rows' range in every data column)"
     else:
-        place = " (inside the training rows' range in every column)"
-        advice = "A mean that one point decides is no verdict either way; compare both in the report."
-    side = "ahead of" if without < 0 else "behind" if without > 0 else "level with"
-    return (
-        f"one point decides it: point {point} of these {n} is {_g(top)} nats above PPCA's{place}; without it the model "
-        f"is {side} PPCA by {_g(abs(without))} nats per row. {advice}"
+        place = ""  # in-sample baselines: no training rows to place it against
+    se = metrics.get("ppca_gap_without_top_se")
+    known = isinstance(se, float) and math.isfinite(se)
+    by = f"by {_g(abs(without))}" + (
+        f" ± {_g(se)} nats per row (paired standard error over {n - 1} points)" if known else " nats per row"
     )
+    if without < 0:
+        rest = f"without it the model is ahead of PPCA {by}"
+    elif without == 0:
+        rest = "without it the model is level with PPCA"
+    else:
+        rest = f"without it the model is still behind PPCA {by}"
+    words = f"{which} is {_g(top)} nats above PPCA's{place}"
+    return _TopPoint(words, rest, decides=without <= 0, outside=isinstance(column, int), share=top / (gap * n))
 
 
 def baseline_warning(metrics: dict[str, Any], *, where: str | None = None, columns: Sequence[str] | None = None) -> str | None:
@@ -222,12 +242,13 @@ def baseline_warning(metrics: dict[str, Any], *, where: str | None = None, colum
     With ``ppca_gap_se`` and ``n_points`` the gap is weighed against its paired standard error:
     within Student's t 95% quantile for ``n_points - 1`` degrees of freedom (2.57 for 6 points,
     about 2 for 60) the points cannot tell the two models apart, and the warning says that
-    instead of a verdict. When one point makes half the total gap or more (``ppca_gap_top`` of
-    :func:`vaekit.metrics.largest_gap`), the warning names it instead, where it lies against the
-    training rows (the column furthest outside their range, by its name in ``columns``) and the
-    gap of the other points: one row far beyond the training range can make a model thousands
-    of nats worse, a mean the standard error would call noise. A conditional model's NLL is
-    -log p(x|c), PPCA's -log p(x): said too.
+    instead of a verdict. When one point of more than 2 makes half the total gap or more
+    (``ppca_gap_top`` of :func:`vaekit.metrics.largest_gap`), the warning names it, where it
+    lies against the training rows (the column furthest outside their range, by its name in
+    ``columns``) and the gap of the other points with its standard error. When the model is
+    level or ahead on the others, that point decides the loss and replaces the verdict: one row
+    far beyond the training range can make a model thousands of nats worse, a mean the standard
+    error would call noise. A conditional model's NLL is -log p(x|c), PPCA's -log p(x): said too.
     """
     nll, ppca = metrics.get("iwae_nll"), metrics.get("ppca_nll")
     numbers = [v for v in (nll, ppca) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
@@ -239,19 +260,32 @@ def baseline_warning(metrics: dict[str, Any], *, where: str | None = None, colum
     higher = f"the model's NLL {where} ({_g(nll)} nats per row) is higher than probabilistic PCA's ({_g(ppca)})"
     higher += f" with the same latent size{conditional}"
     weighed = isinstance(se, float) and math.isfinite(se) and se > 0 and isinstance(n, int) and n > 1
-    decided = _one_point(metrics, gap, n, columns)
-    if decided is not None:
-        return f"{higher} by {_g(gap)}, and {decided}"
+    top = _top_point(metrics, gap, n, columns)
+    if top is not None and top.decides:
+        # A standard error assumes no one point dominates: here one point is the whole loss.
+        advice = (
+            "Beyond its training range a network's density is not to be trusted, and one such point can outweigh "
+            "all the others: train on rows that cover it, or check that point"
+            if top.outside
+            else "A mean that one point decides is no verdict either way"
+        )
+        return (
+            f"{higher} by {_g(gap)}, and one point decides it: {top.words}; {top.without}. {advice}; compare both in the report."
+        )
     if weighed and gap <= (needed := t_quantile_975(n - 1)) * se:
         # A few points decide a mean of few points: a gap inside the noise is no verdict either way.
-        return (
+        text = (
             # Rounded down, so that the count never reads as reaching the quantile it falls short of.
             f"{higher} by {_g(gap)}, {math.floor(gap / se * 100) / 100:.2f} paired standard errors ({_g(se)} over {n} "
             f"points), short of the {needed:.3g} that 95% confidence needs: these points cannot tell the two apart, "
             "and more rows would narrow it; compare both in the report."
         )
-    by = f" by {_g(gap)} ± {_g(se)} (paired standard error over {n} points)" if weighed else ""
-    return (
-        f"{higher}{by}: on this data a linear model is the better density model. Likely causes: too few epochs, "
-        "too few rows for a nonlinear model, or a latent size the data do not need; compare both in the report."
-    )
+    else:
+        by = f" by {_g(gap)} ± {_g(se)} (paired standard error over {n} points)" if weighed else ""
+        text = (
+            f"{higher}{by}: on this data a linear model is the better density model. Likely causes: too few epochs, "
+            "too few rows for a nonlinear model, or a latent size the data do not need; compare both in the report."
+        )
+    if top is not None:  # half the gap or more, but the model is behind on the other points too
+        text += f" One point makes {math.floor(100 * top.share)}% of the gap: {top.words}; {top.without}."
+    return text

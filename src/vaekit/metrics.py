@@ -197,35 +197,47 @@ def neg_elbo(model: Any, x: Any, condition: Any = None, *, samples: int = 10, se
     return float(elbo_terms(model, x, condition, samples=samples, seed=seed).neg_elbo.mean())
 
 
-def largest_gap(gap: np.ndarray, x: np.ndarray, train_x: np.ndarray) -> dict[str, Any]:
-    """The point whose NLL is furthest above PPCA's, and where it lies against the training rows.
+def largest_gap(gap: np.ndarray) -> dict[str, Any]:
+    """The point whose NLL is furthest above PPCA's, and the mean gap of the others.
 
-    ``gap`` (N,) is each point's -log p_model(x) + log p_PPCA(x), ``x`` (N, D) the points and
-    ``train_x`` (M, D) the training rows, both in the user's units. A mean over few held-out rows
-    can be decided by one of them (a row far beyond the training range, where a network does
-    not extrapolate as a linear model does); the paired standard error then says "noise" when
-    the truth is "this one point". Returns ``ppca_gap_top_point`` (its index in ``x``),
-    ``ppca_gap_top`` (its gap, nats), ``ppca_gap_without_top`` (the mean gap of the other
-    points) and, when the point lies outside the training rows' range in some column, the
-    column furthest outside (in widths of its training range): ``ppca_gap_top_column``,
-    ``ppca_gap_top_value`` and ``ppca_gap_top_train_range`` ([min, max]).
+    ``gap`` (N,), N >= 2: each point's -log p_model(x) + log p_PPCA(x). A mean over a few
+    held-out rows can be decided by one of them (a row far beyond the training range, where a
+    network does not extrapolate as a linear model does), and the paired standard error then
+    calls "noise" what is one point. Returns ``ppca_gap_top_point`` (its index, from 0),
+    ``ppca_gap_top`` (its gap, nats), ``ppca_gap_without_top`` (the mean gap of the other N - 1
+    points) and, for N >= 3, ``ppca_gap_without_top_se`` (that mean's paired standard error).
     """
     top = int(np.argmax(gap))
-    out: dict[str, Any] = {
-        "ppca_gap_top_point": top,
-        "ppca_gap_top": float(gap[top]),
-        "ppca_gap_without_top": float(np.delete(gap, top).mean()),
-    }
-    low, high = train_x.min(0).astype(np.float64), train_x.max(0).astype(np.float64)
-    point = x[top].astype(np.float64)
-    beyond = np.maximum(point - high, low - point)  # > 0 outside [low, high]
-    excess = beyond / np.maximum(high - low, np.finfo(np.float64).tiny)
-    column = int(np.argmax(excess))
-    if beyond[column] > 0:
-        out["ppca_gap_top_column"] = column
-        out["ppca_gap_top_value"] = float(point[column])
-        out["ppca_gap_top_train_range"] = [float(low[column]), float(high[column])]
+    others = np.delete(gap, top)
+    out: dict[str, Any] = {"ppca_gap_top_point": top, "ppca_gap_top": float(gap[top])}
+    out["ppca_gap_without_top"] = float(others.mean())
+    if len(others) >= 2:
+        out["ppca_gap_without_top_se"] = float(others.std(ddof=1) / math.sqrt(len(others)))
     return out
+
+
+def furthest_outside(point: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, Any]:
+    """Where ``point`` (D,) lies outside the training rows' range [``low``, ``high``] (D,); {} when inside.
+
+    The column furthest outside, in widths of its range (any step off a constant column is
+    infinitely far; ties go to the larger step): ``ppca_gap_top_column`` (from 0),
+    ``ppca_gap_top_value`` and ``ppca_gap_top_train_range`` ([min, max]), for the point of
+    :func:`largest_gap`.
+    """
+    point, low, high = (np.asarray(a, dtype=np.float64) for a in (point, low, high))
+    beyond = np.maximum(point - high, low - point)  # > 0 outside [low, high]
+    if not (beyond > 0).any():
+        return {}
+    width = high - low
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        excess = np.where(beyond > 0, np.where(width > 0, beyond / width, np.inf), -np.inf)
+    furthest = np.flatnonzero(excess == excess.max())
+    column = int(furthest[np.argmax(beyond[furthest])])
+    return {
+        "ppca_gap_top_column": column,
+        "ppca_gap_top_value": float(point[column]),
+        "ppca_gap_top_train_range": [float(low[column]), float(high[column])],
+    }
 
 
 @torch.no_grad()
@@ -625,8 +637,9 @@ def evaluate(
           ``iwae_nll``; ``ppca_sigma2`` its noise variance, ``ppca_sigma2_floored`` whether the floor of
           :mod:`vaekit.baselines` applied; ``ppca_gap_se`` the standard error of ``iwae_nll - ppca_nll``,
           paired over the points (the spread of each point's difference / sqrt(N)); ``ppca_gap_top_point``,
-          ``ppca_gap_top``, ``ppca_gap_without_top`` and, when that point lies outside the training rows'
-          range, ``ppca_gap_top_column``/``_value``/``_train_range``: :func:`largest_gap`. Left out for a
+          ``ppca_gap_top``, ``ppca_gap_without_top`` and ``ppca_gap_without_top_se``: :func:`largest_gap`;
+          with ``train_x``, when that point lies outside its range, ``ppca_gap_top_column``, ``_value``
+          and ``_train_range``: :func:`furthest_outside`. Left out for a
           Bernoulli likelihood (a Gaussian density is not comparable to a discrete NLL), with the
           reason in ``notes``. ``baselines_fitted_on``: "train_x"
           or "x (in-sample: flatters the baselines)". A conditional model's numbers are -log p(x|c), the
@@ -737,7 +750,10 @@ def evaluate(
         # on which points are hard (a few held-out rows carry most of both).
         gap = ppca_log_p - np.asarray(log_p, dtype=np.float64)  # (N,) -log p_model + log p_ppca
         out["ppca_gap_se"] = float(gap.std(ddof=1) / math.sqrt(n))
-        out.update(largest_gap(gap, x_np, train_rows.cpu().numpy()))
+        out.update(largest_gap(gap))
+        if train_x is not None:  # in-sample baselines: no point lies outside the rows they were fitted on
+            rows = train_rows.cpu().numpy()
+            out.update(furthest_outside(x_np[out["ppca_gap_top_point"]], rows.min(0), rows.max(0)))
 
     if model.z_dim == 2 and "quadrature_nll" not in skip:
         distinct = 1 if c is None else int(torch.unique(c, dim=0).shape[0])

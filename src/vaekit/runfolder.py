@@ -29,7 +29,7 @@ from vaekit.distributions import support_text
 from vaekit.errors import FileFormatError, InputError, InputTypeError, describe
 from vaekit.formatting import bound_text
 from vaekit.io import atomic_write_bytes, atomic_write_text, fsync_dir
-from vaekit.streaming import NpyBlocks, should_stream
+from vaekit.streaming import NpyBlocks, column_range, should_stream
 from vaekit.trainer import validation_rows
 
 try:
@@ -440,6 +440,8 @@ class RunData:
     held_out : True for test data the model was not trained on (``load_data(test=True)``)
     stream : a :class:`vaekit.NpyBlocks` that training reads instead of ``x`` (a .npy too large for
         memory, ``[data] stream``); ``x`` then holds a sample of its rows for metrics and figures
+    rows : int64 (N,), the file's data rows (from 0) that ``x`` holds when it is a part of the file
+        (a ``test_fraction`` split), else None: ``x`` holds the file's rows in order
 
     """
 
@@ -454,6 +456,7 @@ class RunData:
     has_header: bool = True
     held_out: bool = False
     stream: Any = None
+    rows: np.ndarray | None = None
 
 
 # Held-out data when neither test_path nor test_fraction is set and no fresh sample can be drawn.
@@ -506,7 +509,9 @@ def split_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarr
 def _rows_of(data: RunData, rows: np.ndarray, description: str, *, held_out: bool) -> RunData:
     pick = None if data.condition is None else data.condition[rows]
     labels = None if data.labels is None else data.labels[rows]
-    return dataclasses.replace(data, x=data.x[rows], condition=pick, labels=labels, description=description, held_out=held_out)
+    return dataclasses.replace(
+        data, x=data.x[rows], condition=pick, labels=labels, description=description, held_out=held_out, rows=rows
+    )
 
 
 def _load_test_file(d: dict[str, Any], train: RunData) -> RunData:
@@ -1149,7 +1154,27 @@ def evaluate_run(
     if train is not None:
         kwargs["train_x"] = train.x
     out = {"evaluated_on": data.description, "held_out": data.held_out, **evaluate(model, data.x, data.condition, **kwargs)}
+    _place_top_point(out, data, train)
     return out | shape_adherence(model, data, config, seed=seed, train=train)
+
+
+def _place_top_point(metrics: dict[str, Any], data: RunData, train: RunData | None) -> None:
+    """The PPCA gap's top point (:func:`vaekit.metrics.largest_gap`) in the file's terms, in place.
+
+    Its row in the file (``ppca_gap_top_row``, from 0) when ``data`` is a part of the file; and
+    for streamed training data, the range of every training row, not of the sample in ``x``.
+    """
+    from vaekit.metrics import furthest_outside
+
+    point = metrics.get("ppca_gap_top_point")
+    if point is None:
+        return
+    if data.rows is not None:
+        metrics["ppca_gap_top_row"] = int(data.rows[point])
+    if train is not None and train.stream is not None:
+        for key in ("ppca_gap_top_column", "ppca_gap_top_value", "ppca_gap_top_train_range"):
+            metrics.pop(key, None)
+        metrics.update(furthest_outside(data.x[point], *column_range(train.stream)))
 
 
 def shape_adherence(

@@ -134,6 +134,16 @@ def column_moments(source: NpyBlocks, prepare: Any) -> tuple[torch.Tensor, torch
     return mean, (m2 / count).sqrt()
 
 
+def column_range(source: NpyBlocks) -> tuple[np.ndarray, np.ndarray]:
+    """The lowest and highest value of every flat column (D,), float64, in one pass over the blocks."""
+    low = high = None
+    for start, stop in source.blocks():
+        block = source.read(start, stop).reshape(stop - start, -1).astype(np.float64)  # (R, D)
+        low = block.min(0) if low is None else np.minimum(low, block.min(0))
+        high = block.max(0) if high is None else np.maximum(high, block.max(0))
+    return low, high
+
+
 def shuffled_batches(
     source: NpyBlocks, prepare: Any, c_all: torch.Tensor | None, batch_size: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
