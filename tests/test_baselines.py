@@ -174,8 +174,11 @@ def test_the_largest_gap_and_its_point_outside_the_training_range():
         "ppca_gap_top": 9.0,
         "ppca_gap_without_top": -0.25,
         "ppca_gap_without_top_se": pytest.approx(0.75),  # std of (0.5, -1.0) over sqrt(2)
+        "ppca_gap_whole_points": 1,  # 9 >= the total 8.5
     }
     assert "ppca_gap_without_top_se" not in largest_gap(np.array([1.0, 3.0]))  # one other point: no spread
+    assert largest_gap(np.array([3.0, 2.5, -3.0]))["ppca_gap_whole_points"] == 2  # both >= the total 2.5
+    assert largest_gap(np.array([1.0, -3.0, 0.5]))["ppca_gap_whole_points"] == 0  # the model ahead overall
     low, high = np.array([0.0, 10.0, 7.0]), np.array([2.0, 30.0, 7.0])  # widths 2, 20 and 0 (a constant column)
     # 3 beyond column 0 (1.5 widths) and 15 beyond column 1 (0.75 widths): column 0.
     assert furthest_outside(np.array([5.0, 45.0, 7.0]), low, high) == {

@@ -370,7 +370,7 @@ def test_evaluate_unconditional_ring_reports_every_applicable_metric(ring_model)
         "true_nll", "ring_entropy", "modes_covered", "mode_coverage", "within_3std", "mode_balance", "latent_knn_accuracy",
         "reconstruction_mse", "pca_mse", "pca_components", "ppca_nll", "ppca_sigma2", "ppca_sigma2_floored",
         "ppca_gap_se", "ppca_gap_top_point", "ppca_gap_top", "ppca_gap_without_top", "ppca_gap_without_top_se",
-        "baselines_fitted_on",
+        "ppca_gap_whole_points", "baselines_fitted_on",
     }  # fmt: skip
     # No ppca_gap_top_column: the baselines are fitted on x itself, so no point lies outside their range.
     assert set(result) == expected

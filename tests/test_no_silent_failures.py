@@ -379,7 +379,7 @@ def test_a_gap_that_one_point_decides_names_the_point():
     columns = ["c0", "c1", "c2", "c3", "c4", "c5"]
     assert diagnostics.baseline_warning(held_out, columns=columns) == (
         "the model's NLL held out (37.6 nats per row) is higher than probabilistic PCA's (32.2) with the same latent "
-        "size by 5.36, and one point decides it: point 3 of these 6 (from 0; row 13 of the file's data rows) is 51.9 "
+        "size by 5.36, and one point decides it: point 3 of these 6 (from 0; row 13 of the whole data set) is 51.9 "
         "nats above PPCA's (its c4 is 46, outside the training rows' range 31 to 37); without it the model is ahead "
         "of PPCA by 3.95 ± 1.45 nats per row (paired standard error over 5 points). Beyond its training range a "
         "network's density is not to be trusted, and one such point can outweigh all the others: train on rows that "
@@ -404,6 +404,15 @@ def test_a_gap_that_one_point_decides_names_the_point():
     # The other 5 level with PPCA (top = 6 x 5.36 = 32.16): the point still decides it, and "by 0" is not said.
     level = diagnostics.baseline_warning({**inside, "ppca_gap_top": 32.16, "ppca_gap_without_top": 0.0})
     assert "without it the model is level with PPCA. A mean that one point decides" in level
+    # Two points each make the whole gap: no one point decides it, and the verdict stands alone.
+    several = diagnostics.baseline_warning({**held_out, "ppca_gap_whole_points": 2})
+    assert "one point" not in several.lower() and "cannot tell the two apart" in several
+    assert "one point decides it" in diagnostics.baseline_warning({**held_out, "ppca_gap_whole_points": 1})
+    # A value that 6 digits would print as its bound gets the digits that tell them apart.
+    close = {**held_out, "ppca_gap_top_value": 1234567.0, "ppca_gap_top_train_range": [0.0, 1234566.0]}
+    assert "(its c4 is 1234567, outside the training rows' range 0 to 1234566)" in diagnostics.baseline_warning(
+        close, columns=columns
+    )
 
 
 def test_a_point_that_makes_half_a_gap_is_named_after_the_verdict():
@@ -470,6 +479,12 @@ def test_a_split_knows_the_file_rows_it_holds(tmp_path):
     assert held.x[:, 0].tolist() == (2.0 * held_rows).tolist()  # row r of the file holds 2r, 2r + 1
     whole = vk.runs.load_data(vk.runs.validate_config({"data": {"path": str(path)}}))
     assert whole.rows is None
+    # A run's metrics name the top point's row in the file, for the held-out and the training column.
+    config = vk.runs.validate_config({**config, "model": {"z_dim": 1}, "evaluation": SMALL_EVAL})
+    model = vk.runs.build_model(config, train)
+    m = vk.runs.run_metrics(model, train, held, config)
+    assert m["ppca_gap_top_row"] == held_rows[m["ppca_gap_top_point"]]
+    assert m["train"]["ppca_gap_top_row"] == train_rows[m["train"]["ppca_gap_top_point"]]
 
 
 def test_t_quantiles_are_students():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -70,20 +71,29 @@ def test_streamed_column_range_is_every_rows(tmp_path):
     low, high = column_range(source)
     flat = x.reshape(1003, 6).astype(np.float64)
     assert low.tolist() == flat.min(0).tolist() and high.tolist() == flat.max(0).tolist()
+    # A float64 file: the range as float32 holds the rows (as a run's sample and the model see them).
+    wide = rng.standard_normal((50, 2)) / 3
+    low64, high64 = column_range(vk.NpyBlocks(write(tmp_path, wide, "wide.npy"), block_rows=7))
+    assert high64.tolist() == wide.astype(np.float32).max(0).astype(np.float64).tolist()
+    assert low64.tolist() == wide.astype(np.float32).min(0).astype(np.float64).tolist()
     # The PPCA gap's top point is placed against every training row, not the sample a streamed run holds in x.
     sample = flat[:10].astype(np.float32)
     train = RunData(sample, None, None, [str(i) for i in range(6)], stream=source)
     point = flat[500:501].astype(np.float32)  # a training row: inside the whole range, likely outside the sample's
     assert ((point[0] < sample.min(0)) | (point[0] > sample.max(0))).any()
-    held = RunData(point, None, None, train.columns, rows=np.array([500]))
+    held = RunData(point, None, None, train.columns, held_out=True, rows=np.array([500]))
     metrics = {"ppca_gap_top_point": 0, "ppca_gap_top_column": 0, "ppca_gap_top_value": 1.0, "ppca_gap_top_train_range": [0, 0]}
     _place_top_point(metrics, held, train)
     assert metrics == {"ppca_gap_top_point": 0, "ppca_gap_top_row": 500}
-    far = RunData(np.full((1, 6), 1e6, dtype=np.float32), None, None, train.columns)
+    far = RunData(np.full((1, 6), 1e6, dtype=np.float32), None, None, train.columns, held_out=True)
     metrics = {"ppca_gap_top_point": 0}
     _place_top_point(metrics, far, train)
     assert metrics["ppca_gap_top_train_range"] == [low[metrics["ppca_gap_top_column"]], high[metrics["ppca_gap_top_column"]]]
-    assert "ppca_gap_top_row" not in metrics  # a file of its own: point 0 is its row 0
+    assert "ppca_gap_top_row" not in metrics  # a file of its own, in memory: point 0 is its row 0
+    # The training rows themselves (held_out False) are not placed again: no pass over the file.
+    own = {"ppca_gap_top_point": 0}
+    _place_top_point(own, dataclasses.replace(far, held_out=False), train)
+    assert own == {"ppca_gap_top_point": 0}
 
 
 def test_curves_and_conditions_stream(tmp_path):
@@ -170,6 +180,7 @@ def test_vaekit_train_streams_a_npy_file(tmp_path):
     assert config["data"]["stream"] is True
     info = json.loads((out / "run.json").read_text())
     assert info["split"]["n_train"] == 600 and "streamed in blocks" in info["data"]
+    assert runfolder.load_data(config).rows.tolist() == list(range(600))  # the sample's rows of the file: all 600
     again = vk.runs.train(config, tmp_path / "again")  # config.toml redoes the run
     assert again.history.columns == vk.runs.open_run(out).history.columns
 

@@ -185,6 +185,15 @@ def t_quantile_975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
+def _distinct_texts(value: float, low: float, high: float) -> tuple[str, str, str]:
+    """The three as %g texts with 6 digits, or more until the value reads unlike either bound."""
+    for digits in range(6, 18):
+        texts = tuple(f"{v:.{digits}g}" for v in (value, low, high))
+        if texts[0] not in texts[1:]:
+            break
+    return texts
+
+
 @dataclass(frozen=True)
 class _TopPoint:
     """A point that makes half a losing gap or more, in words (:func:`vaekit.metrics.largest_gap`)."""
@@ -203,15 +212,18 @@ def _top_point(metrics: dict[str, Any], gap: float, n: Any, columns: Sequence[st
         return None
     if not (math.isfinite(top) and math.isfinite(without) and top >= 0.5 * gap * n):
         return None
+    whole = metrics.get("ppca_gap_whole_points")
+    if without <= 0 and isinstance(whole, int) and whole > 1:
+        return None  # several points each make the whole loss: no one point decides it, the verdict stands
     row = metrics.get("ppca_gap_top_row")
-    which = f"point {point} of these {n} (from 0" + (f"; row {row} of the file's data rows)" if isinstance(row, int) else ")")
+    which = f"point {point} of these {n} (from 0" + (f"; row {row} of the whole data set)" if isinstance(row, int) else ")")
     column = metrics.get("ppca_gap_top_column")
     if isinstance(column, int):
         name = columns[column] if columns is not None and column < len(columns) else str(column)
         name = f"column {column}" if name == str(column) else name  # a .npy's columns are named by their index
         low, high = metrics["ppca_gap_top_train_range"]
-        value = metrics["ppca_gap_top_value"]  # 6 digits: the value as the file has it, to find the row by
-        place = f" (its {name} is {value:.6g}, outside the training rows' range {low:.6g} to {high:.6g})"
+        value, low, high = _distinct_texts(metrics["ppca_gap_top_value"], low, high)
+        place = f" (its {name} is {value}, outside the training rows' range {low} to {high})"
     elif metrics.get("baselines_fitted_on") == "train_x":
         place = " (inside the training rows' range in every data column)"
     else:

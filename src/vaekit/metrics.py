@@ -205,7 +205,9 @@ def largest_gap(gap: np.ndarray) -> dict[str, Any]:
     network does not extrapolate as a linear model does), and the paired standard error then
     calls "noise" what is one point. Returns ``ppca_gap_top_point`` (its index, from 0),
     ``ppca_gap_top`` (its gap, nats), ``ppca_gap_without_top`` (the mean gap of the other N - 1
-    points) and, for N >= 3, ``ppca_gap_without_top_se`` (that mean's paired standard error).
+    points), for N >= 3 ``ppca_gap_without_top_se`` (that mean's paired standard error), and
+    ``ppca_gap_whole_points``: how many points have a gap at least the total (0 when the total
+    is not positive), each of which alone makes the model lose.
     """
     top = int(np.argmax(gap))
     others = np.delete(gap, top)
@@ -213,6 +215,8 @@ def largest_gap(gap: np.ndarray) -> dict[str, Any]:
     out["ppca_gap_without_top"] = float(others.mean())
     if len(others) >= 2:
         out["ppca_gap_without_top_se"] = float(others.std(ddof=1) / math.sqrt(len(others)))
+    # Points whose gap alone is the whole gap or more: without any one of them the rest are level or ahead.
+    out["ppca_gap_whole_points"] = int((gap >= gap.sum()).sum()) if gap.sum() > 0 else 0
     return out
 
 

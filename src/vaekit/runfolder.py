@@ -440,8 +440,8 @@ class RunData:
     held_out : True for test data the model was not trained on (``load_data(test=True)``)
     stream : a :class:`vaekit.NpyBlocks` that training reads instead of ``x`` (a .npy too large for
         memory, ``[data] stream``); ``x`` then holds a sample of its rows for metrics and figures
-    rows : int64 (N,), the file's data rows (from 0) that ``x`` holds when it is a part of the file
-        (a ``test_fraction`` split), else None: ``x`` holds the file's rows in order
+    rows : int64 (N,), the rows of the whole data set (from 0) that ``x`` holds when it is a part of
+        it (a ``test_fraction`` split, a streamed file's sample), else None: ``x`` holds them all, in order
 
     """
 
@@ -550,7 +550,7 @@ def _stream_file(d: dict[str, Any]) -> RunData:
     x = _finite_float32(source.rows(rows).reshape(len(rows), -1), d["path"])
     description = f"{d['path']} ({source.n} rows, streamed in blocks; metrics and figures on {len(rows)} of them)"
     x_shape = source.row_shape if len(source.row_shape) > 1 else None
-    return RunData(x, None, None, every, None, description, x_shape, stream=source)
+    return RunData(x, None, None, every, None, description, x_shape, stream=source, rows=rows)
 
 
 def _finite_float32(x: np.ndarray, path: str) -> np.ndarray:
@@ -1159,10 +1159,12 @@ def evaluate_run(
 
 
 def _place_top_point(metrics: dict[str, Any], data: RunData, train: RunData | None) -> None:
-    """The PPCA gap's top point (:func:`vaekit.metrics.largest_gap`) in the file's terms, in place.
+    """The PPCA gap's top point (:func:`vaekit.metrics.largest_gap`) in the data set's terms, in place.
 
-    Its row in the file (``ppca_gap_top_row``, from 0) when ``data`` is a part of the file; and
-    for streamed training data, the range of every training row, not of the sample in ``x``.
+    Its row in the whole data set (``ppca_gap_top_row``, from 0) when ``data`` is a part of it;
+    and, for rows the model did not train on, placed against every row of streamed training
+    data, not the sample in ``x`` (one more pass over the file; none for the training rows
+    themselves, which lie inside their own range).
     """
     from vaekit.metrics import furthest_outside
 
@@ -1171,7 +1173,7 @@ def _place_top_point(metrics: dict[str, Any], data: RunData, train: RunData | No
         return
     if data.rows is not None:
         metrics["ppca_gap_top_row"] = int(data.rows[point])
-    if train is not None and train.stream is not None:
+    if train is not None and train.stream is not None and data.held_out is not False:
         for key in ("ppca_gap_top_column", "ppca_gap_top_value", "ppca_gap_top_train_range"):
             metrics.pop(key, None)
         metrics.update(furthest_outside(data.x[point], *column_range(train.stream)))

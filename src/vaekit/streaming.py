@@ -135,10 +135,14 @@ def column_moments(source: NpyBlocks, prepare: Any) -> tuple[torch.Tensor, torch
 
 
 def column_range(source: NpyBlocks) -> tuple[np.ndarray, np.ndarray]:
-    """The lowest and highest value of every flat column (D,), float64, in one pass over the blocks."""
+    """The lowest and highest value of every flat column (D,) as float32 holds it, in one pass over the blocks.
+
+    float32 first, as the model and a run's sample see the rows: a float64 file's extreme rounded
+    outward would otherwise put its own row outside the range.
+    """
     low = high = None
     for start, stop in source.blocks():
-        block = source.read(start, stop).reshape(stop - start, -1).astype(np.float64)  # (R, D)
+        block = source.read(start, stop).reshape(stop - start, -1).astype(np.float32).astype(np.float64)  # (R, D)
         low = block.min(0) if low is None else np.minimum(low, block.min(0))
         high = block.max(0) if high is None else np.maximum(high, block.max(0))
     return low, high
