@@ -26,7 +26,10 @@ scores the held-out ``iwae_nll`` (k = 100) after the full run, next to PPCA's:
 - ``pcavar``: the learned variance starts at the variance PCA with Z components leaves in each
   standardised column (``pcafloor``'s values, at least twice the floor) instead of 1;
 - ``pcastart+pcavar``: both, so the untrained model is close to PPCA (PCA's directions, the
-  residual variance per column).
+  residual variance per column);
+- ``studentt``: Student's t in place of the Gaussian, one learned df per column from 10
+  (``[model] df = "learned"``): a held-out row far outside the training range costs about the
+  log of its distance, not its square.
 
 Each result also holds the per-row held-out NLLs of the model and of PPCA (``nll_rows``,
 ``ppca_rows``: the gap's paired standard error), and ``--split-seeds`` measures other 30% splits
@@ -79,6 +82,7 @@ SETTINGS = {
     "pcastart": {"encoder": "pca"},
     "pcavar": {},
     "pcastart+pcavar": {"encoder": "pca"},
+    "studentt": {"df": "learned"},
 }
 # Variant -> [training] settings it changes.
 TRAINING = {"wd1e-3": {"weight_decay": 1e-3}, "wd1e-2": {"weight_decay": 1e-2}}

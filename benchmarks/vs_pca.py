@@ -40,6 +40,7 @@ SETTINGS = {
     "batch 256 (--batches-per-epoch 0 --val-fraction 0, the defaults before batches_per_epoch)": {
         "training": {"batches_per_epoch": 0, "val_fraction": 0.0}
     },
+    "studentt (--df learned: Student's t, one learned df per column)": {"model": {"df": "learned"}},
     "lecture recipe (--no-standardize --variance 0.1 --val-fraction 0)": {
         "model": {"standardize": False, "variance": 0.1},
         "training": {"val_fraction": 0.0},

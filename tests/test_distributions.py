@@ -127,6 +127,10 @@ def test_bernoulli_nll_is_binary_cross_entropy():
         ({"variance": 0}, r"Gaussian.variance must be a finite number > 0\. Got 0.0 instead"),
         ({"variance": "big"}, r"Gaussian.variance must be a positive number, 'learned' or 'per_point'\. Got 'big' instead"),
         ({"variance": float("nan")}, r"Gaussian.variance must be a finite number > 0\. Got nan instead"),
+        ({"df": "heavy"}, r"Gaussian.df must be 'none', 'learned' or a number > 2\. Got 'heavy' instead"),
+        ({"df": 2}, r"Gaussian.df must be 'none', 'learned' or a finite number > 2\. Got 2 instead"),
+        ({"df": float("inf")}, r"Gaussian.df must be 'none', 'learned' or a finite number > 2\. Got inf instead"),
+        ({"df": True}, r"Gaussian.df must be 'none', 'learned' or a finite number > 2\. Got True instead"),
     ],
 )
 def test_gaussian_rejects_bad_variance(kwargs, message):
@@ -138,8 +142,10 @@ def test_specs_round_trip_through_config():
     from vaekit.conditions import condition_from_config
     from vaekit.distributions import likelihood_from_config
 
-    for spec in [vk.Gaussian(0.3), vk.Gaussian("learned"), vk.Bernoulli()]:
+    for spec in [vk.Gaussian(0.3), vk.Gaussian("learned"), vk.Gaussian("learned", df=5.0), vk.Bernoulli()]:
         assert likelihood_from_config(spec.to_config()) == spec
+    assert "df" not in vk.Gaussian("learned").to_config()  # a Gaussian's model.json as before Student's t
+    assert likelihood_from_config({**vk.Gaussian().to_config(), "df": "learned"}).df == "learned"
     for spec in [vk.OneHot(8), vk.Continuous(2, embed=4)]:
         assert condition_from_config(spec.to_config()) == spec
     with pytest.raises(InputError, match=r"likelihood.type must be one of \['bernoulli', 'gaussian'\]\. Got 'cauchy' instead"):

@@ -41,6 +41,7 @@ def test_defaults_are_the_lecture_recipe_with_only_the_keys_that_apply():
         "variance": 0.1,
         "min_variance": 1e-4,
         "constraint": "none",
+        "df": "none",
         "standardize": False,
         "standardize_scale": "column",
         "prior": "standard_normal",
@@ -85,6 +86,7 @@ def test_keys_follow_the_choices():
         ({"z_dim": 0}, "cfg: [model] z_dim must be an integer >= 1. Got 0 instead."),
         ({"hidden": [8, 0]}, "cfg: [model] hidden[i] must be an integer >= 1. Got 0 instead."),
         ({"variance": -1.0}, "cfg: [model] Gaussian.variance must be a finite number > 0. Got -1.0 instead."),
+        ({"df": 1.5}, "cfg: [model] Gaussian.df must be 'none', 'learned' or a finite number > 2. Got 1.5 instead."),
         (
             {"prior": "mixture", "prior_components": 0},
             "cfg: [model] MixturePrior.components must be an integer >= 1. Got 0 instead.",

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 from torch.distributions import Bernoulli as TorchBernoulli
-from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal, kl_divergence
+from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal, StudentT, kl_divergence
 
 from vaekit.conditions import OneHot
 from vaekit.configs import register_spec, spec_from_config
@@ -30,6 +30,8 @@ LOG_2PI = math.log(2.0 * math.pi)
 # Bounds on every log-variance the networks produce: exp(-18) ~ 1.5e-8 and exp(12) ~ 1.6e5 keep
 # std, its square and its reciprocal finite in float32 while leaving every sensible value free.
 LOGVAR_MIN, LOGVAR_MAX = -18.0, 12.0
+# Where a learned Student's t df starts (Gaussian.df = 'learned'): tails a little heavier than a Gaussian's.
+DF_START = 10.0
 
 
 def diagonal_normal(mean: torch.Tensor, std: torch.Tensor) -> Independent:
@@ -162,6 +164,15 @@ class Gaussian:
     log_offset : float, default 0.0
         Added before the log: 0 needs values > 0; 1 gives log(1 + x) for counts with zeros.
         Data with x + log_offset <= 0 in a log column is refused.
+    df : {"none", "learned"} or float, default "none"
+        Student's t in place of the Gaussian: p(x|z) = t_df(x; mu(z), sigma) per column, with the
+        same mean and scale (``variance`` sets sigma^2, the scale; the t's variance is
+        sigma^2 df / (df - 2)). Heavier tails make a point far from every decoded mean cost
+        about log of its distance, not its square: one held-out row outside the training range
+        no longer outweighs all the others (README "Heavy tails"). "none": the Gaussian;
+        "learned": one df per column, 2 + exp(r) starting at :data:`DF_START`; a number > 2 fixes
+        it (finite variance). On log columns y = log(x + log_offset) is t-distributed; a log-t
+        has no finite mean, so decoded values there are its median, exp(m) - log_offset.
 
     """
 
@@ -175,6 +186,10 @@ class Gaussian:
     log_columns: tuple[int, ...] = field(default=(), metadata={"help": "column indices modelled as log(x + log_offset)"})
     log_offset: float = field(
         default=0.0, metadata={"help": "offset of the log columns: log(x + offset); 1 for counts with zeros"}
+    )
+    df: float | Literal["none", "learned"] = field(
+        default="none",
+        metadata={"help": "Student's t degrees of freedom: 'none' (Gaussian), 'learned' (per column) or a number > 2"},
     )
     kind: ClassVar[str] = "gaussian"
     # A run config describes them with the data ([data] log_columns by name, [data] log_offset);
@@ -190,6 +205,11 @@ class Gaussian:
         else:
             positive_float(self.variance, "Gaussian.variance")
         positive_float(self.min_variance, "Gaussian.min_variance")
+        if isinstance(self.df, str):
+            if self.df not in ("none", "learned"):
+                raise InputError(f"Gaussian.df must be 'none', 'learned' or a number > 2. Got {self.df!r} instead.")
+        elif isinstance(self.df, bool) or not isinstance(self.df, numbers.Real) or not 2 < self.df < math.inf:
+            raise InputError(f"Gaussian.df must be 'none', 'learned' or a finite number > 2. Got {self.df!r} instead.")
         if self.constraint not in CONSTRAINTS:
             raise InputError(f"Gaussian.constraint must be one of {list(CONSTRAINTS)}. Got {self.constraint!r} instead.")
         object.__setattr__(self, "log_columns", column_indices(self.log_columns, "Gaussian.log_columns"))
@@ -247,12 +267,14 @@ class Gaussian:
     def to_config(self) -> dict[str, Any]:
         """JSON-ready description (inverse of :func:`likelihood_from_config`).
 
-        Without log columns the log keys are left out, so such a model.json is the one vaekit
-        wrote before log columns existed (and older versions can read it).
+        Without log columns the log keys are left out, and without Student's t the ``df`` key, so
+        such a model.json is the one vaekit wrote before they existed (and older versions can read it).
         """
         out = {"type": self.kind, **asdict(self), "log_columns": list(self.log_columns)}  # a list, as JSON reads it back
         if not self.log_columns:
             del out["log_columns"], out["log_offset"]
+        if self.df == "none":
+            del out["df"]  # a Gaussian's model.json as vaekit wrote it before Student's t
         return out
 
 
@@ -293,6 +315,13 @@ class _GaussianHead(nn.Module):
         if self.mode == "learned":
             # softplus(0.5413) = 1: start at unit variance.
             self.raw_variance = nn.Parameter(torch.full((x_dim,), 0.5413))
+        self.df_mode = spec.df if isinstance(spec.df, str) else "fixed"
+        if self.df_mode == "learned":
+            # df = 2 + exp(r): a finite variance at every step, and Adam's steps of about lr on r
+            # reach from near 2 to hundreds within a few thousand steps.
+            self.raw_df = nn.Parameter(torch.full((x_dim,), math.log(DF_START - 2.0)))
+        elif self.df_mode == "fixed":
+            self.register_buffer("fixed_df", torch.full((x_dim,), float(spec.df)), persistent=False)
 
     def forward(self, h: torch.Tensor, shift: torch.Tensor | None, scale: torch.Tensor | None) -> Independent:
         if self.mode == "fixed":
@@ -307,9 +336,19 @@ class _GaussianHead(nn.Module):
             mean, std = mean * scale + shift, std * scale
         if self.constraint == "airfoil":
             mean = airfoil_mean(mean)  # in the user's units: chord lengths
+        if self.df_mode == "none":
+            base = diagonal_normal(mean, std)
+        else:
+            base = Independent(StudentT(self.degrees_of_freedom().expand_as(mean), mean, std), 1)
         if self.log_columns:
-            return LogColumns(diagonal_normal(mean, std), self.log_mask, self.log_offset)
-        return diagonal_normal(mean, std)
+            return LogColumns(base, self.log_mask, self.log_offset)
+        return base
+
+    def degrees_of_freedom(self) -> torch.Tensor | None:
+        """Student's t degrees of freedom per column (D,), or None for a Gaussian."""
+        if self.df_mode == "learned":
+            return 2.0 + self.raw_df.exp()
+        return self.fixed_df if self.df_mode == "fixed" else None
 
     def log_transform(self, x: torch.Tensor) -> torch.Tensor:
         """Rows (..., D) in the user's units -> the units the Gaussian is over (log columns logged)."""
@@ -364,16 +403,21 @@ class LogColumns(Distribution):
 
     @property
     def mean(self) -> torch.Tensor:
-        normal = self.base.base_dist
-        lognormal = _masked_exp(normal.loc + 0.5 * normal.scale**2, self.mask) - self.offset
-        return torch.where(self.mask, lognormal, normal.loc)
+        """The log-normal's mean exp(m + s^2/2) - offset on the log columns; a log-t has none: its median there."""
+        base = self.base.base_dist
+        if type(base) is not Normal:  # Student's t (Gaussian.df): E[exp(y)] is infinite
+            return self.median
+        lognormal = _masked_exp(base.loc + 0.5 * base.scale**2, self.mask) - self.offset
+        return torch.where(self.mask, lognormal, base.loc)
 
     @property
     def variance(self) -> torch.Tensor:
-        """(exp(s^2) - 1) exp(2m + s^2) on the log columns, s^2 elsewhere."""
-        normal = self.base.base_dist
-        s2 = normal.scale**2
-        lognormal = _masked_exp(s2, self.mask).sub(1.0) * _masked_exp(2.0 * normal.loc + s2, self.mask)
+        """(exp(s^2) - 1) exp(2m + s^2) on the log columns (a log-t's: inf), the base's variance elsewhere."""
+        base = self.base.base_dist
+        if type(base) is not Normal:
+            return torch.where(self.mask, torch.full_like(base.loc, math.inf), base.variance)
+        s2 = base.scale**2
+        lognormal = _masked_exp(s2, self.mask).sub(1.0) * _masked_exp(2.0 * base.loc + s2, self.mask)
         return torch.where(self.mask, lognormal, s2)
 
 
@@ -456,7 +500,7 @@ def reconstruction_energy(px: Distribution, x: torch.Tensor) -> torch.Tensor:
     Likelihoods without a known constant (a new one) report -log p(x|z) itself. Log columns
     add their Jacobian, -log p's x-dependent part: sum log(x + offset).
     """
-    if type(px) is LogColumns:
+    if type(px) is LogColumns and type(px.base.base_dist) is Normal:
         return _normal_energy(px.base, px.to_base(x)) - px.log_jacobian(x)
     energy = _ENERGIES.get(type(getattr(px, "base_dist", None)))
     return -px.log_prob(x) if energy is None else energy(px, x)

@@ -83,6 +83,8 @@ def supports(model: nn.Module, objective: object) -> bool:
         return False
     if getattr(model.likelihood_head, "log_columns", ()):
         return False  # the closed forms are for a Gaussian in data units, not a log-normal
+    if getattr(model.likelihood_head, "df_mode", "none") != "none":
+        return False  # nor for Student's t
     # The diagonal Gaussian posterior's head and MLP trunks: anything else (a flow, a conv net) is autograd's.
     if type(getattr(model, "posterior_head", None)) is not DiagonalGaussianHead:
         return False

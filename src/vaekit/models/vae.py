@@ -258,6 +258,12 @@ class VAE(ModelBase):
             "log-columns-standardized": VAEConfig(
                 x_dim=3, likelihood=Gaussian("learned", log_columns=(0, 2), log_offset=1.0), standardize=True, **small
             ),
+            "student-t-log-column-standardized": VAEConfig(
+                x_dim=3,
+                likelihood=Gaussian("learned", df="learned", log_columns=(1,), log_offset=1.0),
+                standardize=True,
+                **small,
+            ),
         }
 
     # ------------------------------------------------------------------ batch interface (trusted tensors)
