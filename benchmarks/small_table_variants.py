@@ -35,7 +35,10 @@ Each result also holds the per-row held-out NLLs of the model and of PPCA (``nll
 ``ppca_rows``: the gap's paired standard error), and ``--split-seeds`` measures other 30% splits
 (``[data] split_seed``). ``--log-columns none`` gives the defaults before log columns
 (``[data] log_columns = []``), with which the README's older small-table tables were measured
-(split seed 0 reproduces them bit for bit); the default ``auto`` is today's.
+(split seed 0 reproduces them bit for bit); the default ``auto`` is today's. Likewise ``--df none``
+gives the Gaussian decoder of the defaults before Student's t (``[model] df = "none"``), with which
+the README's small-table tables before its "Student's t" table were measured; the default
+``learned`` is today's (``studentt`` then changes nothing).
 
 Nothing here changes the defaults; it measures them. A (table, z, variant) takes 5 to 15 s on one core.
 
@@ -139,10 +142,12 @@ def build(variant: str, config: dict, data, z: int) -> torch.nn.Module:
     return model
 
 
-def measure(path: Path, z: int, seed: int, variant: str, split_seed: int = 0, log_columns: str = "auto") -> dict:
+def measure(
+    path: Path, z: int, seed: int, variant: str, split_seed: int = 0, log_columns: str = "auto", df: str = "learned"
+) -> dict:
     """Held-out NLL of the defaults with ``variant`` after the full run, and PPCA's, also per held-out row."""
     start = time.perf_counter()
-    config, data, test = prepared(path, z, seed, SETTINGS[variant], split_seed, log_columns)
+    config, data, test = prepared(path, z, seed, SETTINGS[variant], split_seed, log_columns, df)
     config["training"].update(TRAINING.get(variant, {}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the run's own warnings (PPCA, collapse) are the measurement here
@@ -211,6 +216,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="training seeds")
     parser.add_argument("--split-seeds", default="0", help="seeds of the 30%% held-out split")
     parser.add_argument("--log-columns", choices=("auto", "none"), default="auto", help="none: the defaults before log columns")
+    parser.add_argument("--df", choices=("learned", "none"), default="learned", help="none: the Gaussian, the defaults before it")
     parser.add_argument("--variants", default=",".join(SETTINGS), help=f"any of {', '.join(SETTINGS)}")
     parser.add_argument("--jsonl", type=Path, required=True, help="append every result here; with no FILE, report it")
     args = parser.parse_args()
@@ -226,7 +232,7 @@ def main() -> None:
         for seed in (int(s) for s in args.seeds.split(",")):
             splits = [int(s) for s in args.split_seeds.split(",")]
             for split_seed, (path, z) in [(s, pair) for s in splits for pair in pairs(args.files, args.z)]:
-                result = measure(path, z, seed, variant, split_seed, args.log_columns)
+                result = measure(path, z, seed, variant, split_seed, args.log_columns, args.df)
                 print(json.dumps(result), flush=True)
                 with args.jsonl.open("a") as out:
                     out.write(json.dumps(result) + "\n")

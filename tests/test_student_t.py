@@ -117,3 +117,37 @@ def test_a_runs_config_from_before_students_t_redoes_that_run(tmp_path, capsys):
     other = tmp_path / "other"
     assert cli.main(["train", "--config", str(out / "config.toml"), "--data", str(other_csv), "--out", str(other), "-q"]) == 0
     assert vk.runs.read_config(other)["model"]["df"] == "learned"
+
+
+def test_samples_with_noise_are_students_t_and_reproducible():
+    from vaekit.models.common import sample_with
+
+    px = vk.Gaussian(1.0, df=2.5).head(1)(torch.zeros(100_000, 1), None, None)
+    draws = sample_with(px, torch.Generator().manual_seed(0)).numpy().ravel()
+    assert scipy.stats.kstest(draws, scipy.stats.t(2.5).cdf).pvalue > 0.01
+    assert scipy.stats.kstest(draws, scipy.stats.norm.cdf).pvalue < 1e-6  # Gaussian noise would pass this one
+    assert np.array_equal(draws, sample_with(px, torch.Generator().manual_seed(0)).numpy().ravel())
+    model = vk.VAE(2, 2, hidden=(8,), likelihood=vk.Gaussian(0.5, df=3.0), seed=0)
+    assert np.array_equal(model.sample(50, seed=1, noise=True), model.sample(50, seed=1, noise=True))
+
+
+def test_quadrature_of_a_students_t_model_matches_iwae():
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(200, 2)) @ np.array([[1.0, 0.5], [0.0, 0.3]]) + [0.0, 5.0]).astype(np.float32)
+    model = vk.VAE(2, 2, hidden=(16,), likelihood=vk.Gaussian("learned", df="learned"), standardize=True, seed=0)
+    vk.fit(model, x, epochs=20, batch_size=32, seed=0)
+    quad = vk.metrics.quadrature_log_likelihood(model, x[:50], grid=120)
+    iwae = -float(np.mean(vk.metrics.iwae_log_likelihood(model, x[:50], k=5000, seed=0)))
+    assert quad.nll == pytest.approx(iwae, abs=0.05)
+
+
+def test_a_diverging_students_t_run_is_a_training_error():
+    x = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32) * 1e30
+    model = vk.VAE(2, 2, hidden=(8,), likelihood=vk.Gaussian(0.1, df=5.0), seed=0)
+    with pytest.raises(vk.TrainingError):
+        vk.fit(model, x, epochs=2, seed=0)
+
+
+def test_a_numpy_df_is_stored_as_a_float():
+    spec = vk.Gaussian("learned", df=np.float32(4.5))
+    assert type(spec.df) is float and json.loads(json.dumps(spec.to_config()))["df"] == 4.5

@@ -189,7 +189,10 @@ class Gaussian:
     )
     df: float | Literal["none", "learned"] = field(
         default="none",
-        metadata={"help": "Student's t degrees of freedom: 'none' (Gaussian), 'learned' (per column) or a number > 2"},
+        metadata={
+            "help": "Student's t degrees of freedom of p(x|z): 'none' (Gaussian), 'learned' (per column) or a number > 2; "
+            "default: learned for a data file, none for the built-in datasets"
+        },
     )
     kind: ClassVar[str] = "gaussian"
     # A run config describes them with the data ([data] log_columns by name, [data] log_offset);
@@ -210,6 +213,8 @@ class Gaussian:
                 raise InputError(f"Gaussian.df must be 'none', 'learned' or a number > 2. Got {self.df!r} instead.")
         elif isinstance(self.df, bool) or not isinstance(self.df, numbers.Real) or not 2 < self.df < math.inf:
             raise InputError(f"Gaussian.df must be 'none', 'learned' or a finite number > 2. Got {self.df!r} instead.")
+        else:
+            object.__setattr__(self, "df", float(self.df))  # a numpy float would not write to model.json
         if self.constraint not in CONSTRAINTS:
             raise InputError(f"Gaussian.constraint must be one of {list(CONSTRAINTS)}. Got {self.constraint!r} instead.")
         object.__setattr__(self, "log_columns", column_indices(self.log_columns, "Gaussian.log_columns"))
@@ -339,7 +344,10 @@ class _GaussianHead(nn.Module):
         if self.df_mode == "none":
             base = diagonal_normal(mean, std)
         else:
-            base = Independent(StudentT(self.degrees_of_freedom().expand_as(mean), mean, std), 1)
+            # No argument checks, as for every distribution here: a diverging run is then the
+            # trainer's TrainingError (non-finite loss, with its causes), not torch's ValueError.
+            t = StudentT(self.degrees_of_freedom().expand_as(mean), mean, std, validate_args=False)
+            base = Independent(t, 1, validate_args=False)
         if self.log_columns:
             return LogColumns(base, self.log_mask, self.log_offset)
         return base

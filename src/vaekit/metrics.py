@@ -343,11 +343,12 @@ def _grid_log_p(model: Any, xt: torch.Tensor, c: torch.Tensor | None, grid: int,
     else:
         unique, inverse = torch.unique(c, dim=0, return_inverse=True)
         groups = [(unique[i : i + 1], (inverse == i).nonzero().flatten()) for i in range(unique.shape[0])]
-    block = max(1, _QUAD_ELEMENTS // g)
     for cond, index in groups:
         # The grid is decoded once per condition value: the decoder does not depend on x.
         affine = _grid_terms(model, z, cond)
         px_grid = None if affine is not None else model.decode_batch(z, None if cond is None else cond.expand(g, -1))
+        # The affine terms hold (B, G) at a time; another likelihood's log_prob (Student's t) a (B, G, D) tensor.
+        block = max(1, _QUAD_ELEMENTS // (g if affine is not None else g * xt.shape[1]))
         for start in range(0, index.shape[0], block):
             xb = xt[index[start : start + block]]  # (B, D)
             if affine is not None:

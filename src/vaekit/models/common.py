@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Distribution
+from torch.distributions import Bernoulli as TorchBernoulli
+from torch.distributions import Distribution, Normal, StudentT
 
 from vaekit.conditions import broadcast_condition
 from vaekit.configs import spec_types
@@ -316,14 +317,27 @@ def in_chunks(net: nn.Module, inputs: torch.Tensor, c: torch.Tensor | None) -> t
 
 
 def sample_with(px: Distribution, generator: torch.Generator) -> torch.Tensor:
-    """Draw from a Normal or Bernoulli ``px`` with an explicit generator (rsample has none)."""
+    """Draw from a Normal, Student's t or Bernoulli ``px`` with an explicit generator (rsample has none).
+
+    Student's t: torch draws its chi-square from the global generator only, so the draws come
+    from numpy's generator seeded by ``generator`` (the same seed gives the same samples). On a
+    log column a t draw far in the tail can exceed float32 after the exp (inf).
+    """
     if type(px) is LogColumns:
         return px.from_base(sample_with(px.base, generator))
     base = px.base_dist
-    if hasattr(base, "loc"):
+    if type(base) is Normal:
         noise = torch.randn(base.loc.shape, generator=generator, device=base.loc.device, dtype=base.loc.dtype)
         return base.loc + base.scale * noise
-    return torch.bernoulli(base.probs, generator=generator)
+    if type(base) is StudentT:
+        seed = int(torch.randint(0, 2**62, (), generator=generator))
+        df = base.df.detach().cpu().double().numpy()
+        draws = np.random.default_rng(seed).standard_t(np.broadcast_to(df, tuple(base.loc.shape)))
+        noise = torch.as_tensor(draws, dtype=base.loc.dtype, device=base.loc.device)
+        return base.loc + base.scale * noise
+    if type(base) is TorchBernoulli:
+        return torch.bernoulli(base.probs, generator=generator)
+    raise NotImplementedError(f"sampling with a generator from {type(base).__name__}: not a likelihood vaekit knows")
 
 
 def point_shape(x_dim: Any, name: str = "x_dim") -> tuple[int, ...]:
