@@ -151,3 +151,15 @@ def test_a_diverging_students_t_run_is_a_training_error():
 def test_a_numpy_df_is_stored_as_a_float():
     spec = vk.Gaussian("learned", df=np.float32(4.5))
     assert type(spec.df) is float and json.loads(json.dumps(spec.to_config()))["df"] == 4.5
+
+
+def test_a_log_t_draw_beyond_float32_is_said(caplog):
+    from vaekit.models.common import sample_with
+
+    head = vk.Gaussian(100.0, df=2.1, log_columns=(0,)).head(1)
+    px = head(torch.full((1000, 1), 80.0), None, None)  # y = log(x) near 80 with scale 10: exp(89) and up overflow
+    with caplog.at_level("WARNING", logger="vaekit.models.common"):
+        drawn = sample_with(px, torch.Generator().manual_seed(0))
+    beyond = int((~torch.isfinite(drawn)).sum())
+    assert beyond > 0
+    assert caplog.messages == [f"{beyond} sampled values on log columns exceed float32 after the exp and read inf"]

@@ -198,22 +198,22 @@ def _distinct_texts(value: float, low: float, high: float) -> tuple[str, str, st
 class _TopPoint:
     """A point that makes half a losing gap or more, in words (:func:`vaekit.metrics.largest_gap`)."""
 
-    words: str  # "point 3 of these 6 (from 0) is 51.9 nats above PPCA's (where it lies)"
-    without: str  # "without it the model is ahead of PPCA by ..."
+    point_clause: str  # "point 3 of these 6 (from 0) is 51.9 nats above PPCA's (where it lies)"
+    others_clause: str  # "without it the model is ahead of PPCA by ..."
     decides: bool  # the model is level or ahead on the other points
     outside: bool  # the point lies outside the training rows' range
     share: float  # its share of the total gap, 0.5 or more
 
 
 def _top_point(metrics: dict[str, Any], gap: float, n: Any, columns: Sequence[str] | None) -> _TopPoint | None:
-    """The point that makes half the total gap or more (of more than 2 points), else None."""
+    """The point that makes half the total gap (``n`` points x the mean ``gap``) or more, of more than 2, else None."""
     top, point, without = (metrics.get(k) for k in ("ppca_gap_top", "ppca_gap_top_point", "ppca_gap_without_top"))
     if not (isinstance(n, int) and n > 2 and isinstance(top, float) and isinstance(without, float)):
         return None
     if not (math.isfinite(top) and math.isfinite(without) and top >= 0.5 * gap * n):
         return None
     whole = metrics.get("ppca_gap_whole_points")
-    if without <= 0 and isinstance(whole, int) and whole > 1:
+    if isinstance(whole, int) and whole > 1:
         return None  # several points each make the whole loss: no one point decides it, the verdict stands
     row = metrics.get("ppca_gap_top_row")
     which = f"point {point} of these {n} (from 0" + (f"; row {row} of the whole data set)" if isinstance(row, int) else ")")
@@ -234,13 +234,13 @@ def _top_point(metrics: dict[str, Any], gap: float, n: Any, columns: Sequence[st
         f" ± {_g(se)} nats per row (paired standard error over {n - 1} points)" if known else " nats per row"
     )
     if without < 0:
-        rest = f"without it the model is ahead of PPCA {by}"
+        others = f"without it the model is ahead of PPCA {by}"
     elif without == 0:
-        rest = "without it the model is level with PPCA"
+        others = "without it the model is level with PPCA"
     else:
-        rest = f"without it the model is still behind PPCA {by}"
-    words = f"{which} is {_g(top)} nats above PPCA's{place}"
-    return _TopPoint(words, rest, decides=without <= 0, outside=isinstance(column, int), share=top / (gap * n))
+        others = f"without it the model is still behind PPCA {by}"
+    point_clause = f"{which} is {_g(top)} nats above PPCA's{place}"
+    return _TopPoint(point_clause, others, decides=without <= 0, outside=isinstance(column, int), share=top / (gap * n))
 
 
 def baseline_warning(metrics: dict[str, Any], *, where: str | None = None, columns: Sequence[str] | None = None) -> str | None:
@@ -281,9 +281,8 @@ def baseline_warning(metrics: dict[str, Any], *, where: str | None = None, colum
             if top.outside
             else "A mean that one point decides is no verdict either way"
         )
-        return (
-            f"{higher} by {_g(gap)}, and one point decides it: {top.words}; {top.without}. {advice}; compare both in the report."
-        )
+        decided = f"one point decides it: {top.point_clause}; {top.others_clause}"
+        return f"{higher} by {_g(gap)}, and {decided}. {advice}; compare both in the report."
     if weighed and gap <= (needed := t_quantile_975(n - 1)) * se:
         # A few points decide a mean of few points: a gap inside the noise is no verdict either way.
         text = (
@@ -299,5 +298,5 @@ def baseline_warning(metrics: dict[str, Any], *, where: str | None = None, colum
             "too few rows for a nonlinear model, or a latent size the data do not need; compare both in the report."
         )
     if top is not None:  # half the gap or more, but the model is behind on the other points too
-        text += f" One point makes {math.floor(100 * top.share)}% of the gap: {top.words}; {top.without}."
+        text += f" One point makes {math.floor(100 * top.share)}% of the gap: {top.point_clause}; {top.others_clause}."
     return text

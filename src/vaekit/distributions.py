@@ -136,7 +136,7 @@ def posterior_mean(qz: Distribution, *, samples: int = 64, seed: int = 0) -> tor
 @register_spec("likelihood")
 @dataclass(frozen=True)
 class Gaussian:
-    """Gaussian likelihood p(x|z) = N(x; mu(z), sigma^2).
+    """Gaussian likelihood p(x|z) = N(x; mu(z), sigma^2), or Student's t with the same mean and scale (``df``).
 
     Parameters
     ----------
@@ -160,7 +160,8 @@ class Gaussian:
         span decades (counts, sizes), where one large value would otherwise sit hundreds of
         standard deviations out. The model's networks and its standardisation see y; every
         density is in the user's units (the Jacobian, -sum log(x + log_offset), is included),
-        and decoded means are the log-normal's means, exp(m + s^2/2) - log_offset.
+        and decoded means are the log-normal's means, exp(m + s^2/2) - log_offset (with ``df``:
+        a log-t, decoded to its median exp(m) - log_offset).
     log_offset : float, default 0.0
         Added before the log: 0 needs values > 0; 1 gives log(1 + x) for counts with zeros.
         Data with x + log_offset <= 0 in a log column is refused.
@@ -168,8 +169,9 @@ class Gaussian:
         Student's t in place of the Gaussian: p(x|z) = t_df(x; mu(z), sigma) per column, with the
         same mean and scale (``variance`` sets sigma^2, the scale; the t's variance is
         sigma^2 df / (df - 2)). Heavier tails make a point far from every decoded mean cost
-        about log of its distance, not its square: one held-out row outside the training range
-        no longer outweighs all the others (README "Heavy tails"). "none": the Gaussian;
+        (df + 1)/2 log(1 + r^2/df) for a distance of r scales, a multiple of its log, not its
+        square: one held-out row outside the training range no longer outweighs all the others
+        (README "Heavy tails"). "none": the Gaussian;
         "learned": one df per column, 2 + exp(r) starting at :data:`DF_START`; a number > 2 fixes
         it (finite variance). On log columns y = log(x + log_offset) is t-distributed; a log-t
         has no finite mean, so decoded values there are its median, exp(m) - log_offset.
@@ -372,7 +374,7 @@ def log_columns(x: torch.Tensor, mask: torch.Tensor, offset: float) -> torch.Ten
 
 
 class LogColumns(Distribution):
-    """A diagonal Gaussian over y seen in the units of x: batch shape (B,), event shape (D,).
+    """A diagonal Gaussian (or Student's t) over y seen in the units of x: batch shape (B,), event shape (D,).
 
     y = log(x + offset) on the ``mask`` (D,) columns and y = x on the others. On the masked
     columns x is log-normal (shifted by -offset): log p(x) = log p_base(y) - sum_masked

@@ -642,7 +642,8 @@ def evaluate(
           ``iwae_nll``; ``ppca_sigma2`` its noise variance, ``ppca_sigma2_floored`` whether the floor of
           :mod:`vaekit.baselines` applied; ``ppca_gap_se`` the standard error of ``iwae_nll - ppca_nll``,
           paired over the points (the spread of each point's difference / sqrt(N)); ``ppca_gap_top_point``,
-          ``ppca_gap_top``, ``ppca_gap_without_top`` and ``ppca_gap_without_top_se``: :func:`largest_gap`;
+          ``ppca_gap_top``, ``ppca_gap_without_top``, ``ppca_gap_without_top_se`` and
+          ``ppca_gap_whole_points``: :func:`largest_gap`;
           with ``train_x``, when that point lies outside its range, ``ppca_gap_top_column``, ``_value``
           and ``_train_range``: :func:`furthest_outside`. Left out for a
           Bernoulli likelihood (a Gaussian density is not comparable to a discrete NLL), with the
@@ -757,8 +758,8 @@ def evaluate(
         out["ppca_gap_se"] = float(gap.std(ddof=1) / math.sqrt(n))
         out.update(largest_gap(gap))
         if train_x is not None:  # in-sample baselines: no point lies outside the rows they were fitted on
-            rows = train_rows.cpu().numpy()
-            out.update(furthest_outside(x_np[out["ppca_gap_top_point"]], rows.min(0), rows.max(0)))
+            train_np = train_rows.cpu().numpy()
+            out.update(furthest_outside(x_np[out["ppca_gap_top_point"]], train_np.min(0), train_np.max(0)))
 
     if model.z_dim == 2 and "quadrature_nll" not in skip:
         distinct = 1 if c is None else int(torch.unique(c, dim=0).shape[0])

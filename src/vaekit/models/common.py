@@ -324,16 +324,19 @@ def sample_with(px: Distribution, generator: torch.Generator) -> torch.Tensor:
     log column a t draw far in the tail can exceed float32 after the exp (inf).
     """
     if type(px) is LogColumns:
-        return px.from_base(sample_with(px.base, generator))
+        drawn = px.from_base(sample_with(px.base, generator))
+        beyond = int((~torch.isfinite(drawn)).sum())
+        if beyond:  # said, not silent: a log-t's tail beyond float32 reads inf
+            logger.warning("%d sampled values on log columns exceed float32 after the exp and read inf", beyond)
+        return drawn
     base = px.base_dist
     if type(base) is Normal:
         noise = torch.randn(base.loc.shape, generator=generator, device=base.loc.device, dtype=base.loc.dtype)
         return base.loc + base.scale * noise
     if type(base) is StudentT:
-        seed = int(torch.randint(0, 2**62, (), generator=generator))
-        df = base.df.detach().cpu().double().numpy()
-        draws = np.random.default_rng(seed).standard_t(np.broadcast_to(df, tuple(base.loc.shape)))
-        noise = torch.as_tensor(draws, dtype=base.loc.dtype, device=base.loc.device)
+        seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
+        df = base.df.detach().cpu().double().numpy()  # (N, D): the head expands it to the rows
+        noise = torch.as_tensor(np.random.default_rng(seed).standard_t(df), dtype=base.loc.dtype, device=base.loc.device)
         return base.loc + base.scale * noise
     if type(base) is TorchBernoulli:
         return torch.bernoulli(base.probs, generator=generator)
