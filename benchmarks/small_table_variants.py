@@ -30,7 +30,20 @@ scores the held-out ``iwae_nll`` (k = 100) after the full run, next to PPCA's:
 - ``studentt``: Student's t in place of the Gaussian, one learned df per column from 10
   (``[model] df = "learned"``): a held-out row far outside the training range costs a multiple
   of the log of its distance, not its square. With the default ``--df learned`` it is the same
-  run as ``default``, so ``--variants`` leaves it out unless named (use it with ``--df none``).
+  run as ``default``, so ``--variants`` leaves it out unless named (use it with ``--df none``);
+- ``mv1e-6``: a floor of 1e-6 instead of 1e-4 on the learned variance (does the floor stop the
+  model on tables whose columns hold near-exact linear relations?);
+- ``fa``: no training: PCA-started trunks (``encoder = "pca"``) and a Gaussian set to factor
+  analysis of the training rows in the networks' units (scikit-learn's ``FactorAnalysis``, Z
+  factors, rotated so that the posterior covariance is diagonal): the encoder gives the exact
+  posterior, so the untrained model's density is factor analysis's (the noise variance at least
+  twice the floor). The linear-Gaussian model with a variance per column, which ``hidden = []``
+  is too, fitted by EM instead of by 400 epochs of Adam;
+- ``fastart``: the same start (with Student's t, scale² at the noise variance), then the
+  defaults' training;
+- ``facv``: ``fa`` or the defaults' network, whichever has the lower 4-fold cross-validated
+  NLL on the training rows (``vk.crossval``, folds drawn with the training seed), trained on all of
+  them (``cv_network``, ``cv_fa`` and ``chosen`` in the result).
 
 Each result also holds the per-row held-out NLLs of the model and of PPCA (``nll_rows``,
 ``ppca_rows``: the gap's paired standard error), and ``--split-seeds`` measures other 30% splits
@@ -56,6 +69,7 @@ import argparse
 import json
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +79,10 @@ from torch.nn.utils import parametrize
 
 from vaekit import runs
 from vaekit.baselines import PCA, baseline_metrics
+from vaekit.crossval import cross_validated_nll, fold_rows
 from vaekit.diagnostics import t_quantile_975
 from vaekit.metrics import iwae_log_likelihood
+from vaekit.nn import PCAResidual
 from vaekit.trainer import fit
 
 FASTER = 10  # the "fast" variance's pace, in multiples of the default's
@@ -87,7 +103,13 @@ SETTINGS = {
     "pcavar": {},
     "pcastart+pcavar": {"encoder": "pca"},
     "studentt": {"df": "learned"},
+    "mv1e-6": {"min_variance": 1e-6},
+    "fa": {"encoder": "pca", "df": "none"},
+    "fastart": {"encoder": "pca"},
+    "facv": {},
 }
+UNTRAINED = {"fa"}  # variants whose start is the model: no training
+FOLDS = 4  # facv's cross-validation
 # Variant -> [training] settings it changes.
 TRAINING = {"wd1e-3": {"weight_decay": 1e-3}, "wd1e-2": {"weight_decay": 1e-2}}
 
@@ -123,9 +145,52 @@ def pca_residual_variance(x: np.ndarray, z: int) -> np.ndarray:
     return ((xs - PCA(z).fit(xs).reconstruct(xs)) ** 2).mean(0)
 
 
-def build(variant: str, config: dict, data, z: int) -> torch.nn.Module:
-    """The defaults' model for ``data`` with ``variant``'s change to its learned variance, if any."""
+def factor_analysis_start(model: torch.nn.Module, x: np.ndarray, z: int) -> None:
+    """Set a PCA-started model's linear maps and learned variance to factor analysis of ``x`` (N, D).
+
+    Fitted in the networks' units (log columns logged, standardised) with scikit-learn's EM. The
+    loadings W (D, Z) are rotated so that W^T Psi^-1 W is diagonal (d), which makes the posterior
+    of z given x a diagonal Gaussian: mean (1 + d)^-1 W^T Psi^-1 (x - mu), variance (1 + d)^-1.
+    The PCA start (``initialise_from_data``) is marked done, so ``fit`` keeps this one.
+    """
+    from sklearn.decomposition import FactorAnalysis
+
+    xs = model.network_input(model.prepare_x(x)).double().numpy()  # (N, D)
+    fa = FactorAnalysis(z, random_state=0).fit(xs)
+    (head,) = [m for m in model.modules() if hasattr(m, "raw_variance")]
+    floor = float(head.min_variance)
+    psi = np.maximum(fa.noise_variance_, 2 * floor)  # (D,) as the learned variance can hold it
+    loadings = fa.components_.T  # (D, Z)
+    d, rotation = np.linalg.eigh(loadings.T @ (loadings / psi[:, None]))
+    w = loadings @ rotation  # (D, Z)
+    posterior_var = 1.0 / (1.0 + d)  # (Z,)
+    to_mean = posterior_var[:, None] * w.T / psi[None, :]  # (Z, D)
+    trunks = [m for m in model.modules() if isinstance(m, PCAResidual)]
+    if sorted(m.role for m in trunks) != ["decoder", "encoder"]:
+        raise SystemExit(f"factor_analysis_start needs one PCA-started encoder and decoder; got {[m.role for m in trunks]}")
+    as_tensor = partial(torch.as_tensor, dtype=torch.float32)
+    with torch.no_grad():
+        for trunk in trunks:
+            weight, bias = trunk.linear.weight, trunk.linear.bias
+            if trunk.role == "encoder":  # outputs: Z means, then Z log-variances
+                weight[: 2 * z], bias[: 2 * z] = 0.0, 0.0
+                weight[:z], bias[:z] = as_tensor(to_mean), as_tensor(-to_mean @ fa.mean_)
+                bias[z : 2 * z] = as_tensor(np.log(posterior_var))
+            else:
+                weight.zero_()
+                bias.zero_()
+                weight[: len(psi), :z], bias[: len(psi)] = as_tensor(w), as_tensor(fa.mean_)
+            trunk.initialised.fill_(True)
+        excess = as_tensor(psi - floor)  # variance = floor + softplus(raw)
+        head.raw_variance.copy_(excess + torch.log(-torch.expm1(-excess)))
+
+
+def build(variant: str, config: dict, data, z: int, x: np.ndarray | None = None) -> torch.nn.Module:
+    """The defaults' model for ``data`` with ``variant``'s change, if any (``fa`` starts: from ``x``, else ``data.x``)."""
     model = runs.build_model(config, data)
+    if variant in ("fa", "fastart"):
+        factor_analysis_start(model, data.x if x is None else x, z)
+        return model
     (head,) = [m for m in model.modules() if hasattr(m, "raw_variance")]  # the learned-variance likelihood head
     logged = model.log_transform(torch.as_tensor(data.x, dtype=torch.float32)).numpy().astype(np.float64)  # networks' units
     if "pcafloor" in variant:
@@ -144,16 +209,34 @@ def build(variant: str, config: dict, data, z: int) -> torch.nn.Module:
 
 
 def measure(
-    path: Path, z: int, seed: int, variant: str, split_seed: int = 0, log_columns: str = "auto", df: str = "learned"
+    path: Path,
+    z: int,
+    seed: int,
+    variant: str,
+    split_seed: int = 0,
+    log_columns: str = "auto",
+    df: str = "learned",
+    exclude: tuple[str, ...] = (),
 ) -> dict:
-    """Held-out NLL of the defaults with ``variant`` after the full run, and PPCA's, also per held-out row."""
+    """Held-out NLL of the defaults with ``variant`` after the full run, and PPCA's, also per held-out row.
+
+    ``exclude``: columns left out of the data (``[data] exclude``), recorded in the result when given.
+    """
     start = time.perf_counter()
-    config, data, test = prepared(path, z, seed, SETTINGS[variant], split_seed, log_columns, df)
+    config, data, test = prepared(path, z, seed, SETTINGS[variant], split_seed, log_columns, df, exclude)
     config["training"].update(TRAINING.get(variant, {}))
+    extra: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the run's own warnings (PPCA, collapse) are the measurement here
-        model = build(variant, config, data, z)
-        fit(model, data.x, None, monitors={}, **runs.fit_kwargs(config))
+        if variant == "facv":
+            fa_config = prepared(path, z, seed, SETTINGS["fa"], split_seed, log_columns, df, exclude)[0]
+            extra = cross_validated_choice(config, fa_config, data, z, seed)
+            if extra["chosen"] == "fa":
+                config = fa_config
+        chosen = extra.get("chosen", variant)
+        model = build(chosen, config, data, z)
+        if chosen not in UNTRAINED:
+            fit(model, data.x, None, monitors={}, **runs.fit_kwargs(config))
     model.eval()
     with torch.no_grad():
         x = torch.as_tensor(test.x, dtype=torch.float32)
@@ -172,7 +255,24 @@ def measure(
         "nll": nll,
         "ppca": base["ppca_nll"],
         "seconds": time.perf_counter() - start,
+        **extra,
+        **({"exclude": list(exclude)} if exclude else {}),
     }
+
+
+def cross_validated_choice(config: dict, fa_config: dict, data, z: int, seed: int) -> dict:
+    """``facv``: 4-fold cross-validated NLL on the training rows of the defaults' network and of ``fa``, and the lower."""
+    k = config["evaluation"]["k"]
+    kwargs = {key: value for key, value in runs.fit_kwargs(config).items() if key not in ("seed", "val")}
+    network = cross_validated_nll(lambda: runs.build_model(config, data), data.x, folds=FOLDS, seed=seed, k=k, **kwargs)
+    total = 0.0
+    for rows in fold_rows(len(data.x), FOLDS, seed):
+        model = build("fa", fa_config, data, z, x=data.x[np.setdiff1d(np.arange(len(data.x)), rows)])
+        model.eval()
+        with torch.no_grad():
+            total -= float(iwae_log_likelihood(model, torch.as_tensor(data.x[rows]), k=k, seed=seed).sum())
+    fa = total / len(data.x)
+    return {"cv_network": network, "cv_fa": fa, "chosen": "fa" if fa < network else "default"}
 
 
 def report(results: list[dict]) -> None:
@@ -218,7 +318,9 @@ def main() -> None:
     parser.add_argument("--split-seeds", default="0", help="seeds of the 30%% held-out split")
     parser.add_argument("--log-columns", choices=("auto", "none"), default="auto", help="none: the defaults before log columns")
     parser.add_argument("--df", choices=("learned", "none"), default="learned", help="none: the Gaussian, the defaults before it")
-    every = ",".join(name for name in SETTINGS if name != "studentt")  # studentt: default's run under --df learned
+    parser.add_argument("--exclude", default="", help="columns to leave out of every FILE (comma separated)")
+    later = ("studentt", "mv1e-6", "fa", "fastart", "facv")  # studentt: default's run under --df learned; the rest: named
+    every = ",".join(name for name in SETTINGS if name not in later)
     parser.add_argument("--variants", default=every, help=f"any of {', '.join(SETTINGS)}")
     parser.add_argument("--jsonl", type=Path, required=True, help="append every result here; with no FILE, report it")
     args = parser.parse_args()
@@ -234,7 +336,8 @@ def main() -> None:
         for seed in (int(s) for s in args.seeds.split(",")):
             splits = [int(s) for s in args.split_seeds.split(",")]
             for split_seed, (path, z) in [(s, pair) for s in splits for pair in pairs(args.files, args.z)]:
-                result = measure(path, z, seed, variant, split_seed, args.log_columns, args.df)
+                exclude = tuple(name for name in args.exclude.split(",") if name)
+                result = measure(path, z, seed, variant, split_seed, args.log_columns, args.df, exclude)
                 print(json.dumps(result), flush=True)
                 with args.jsonl.open("a") as out:
                     out.write(json.dumps(result) + "\n")

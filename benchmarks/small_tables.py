@@ -60,16 +60,27 @@ class HeldOutCurve(Callback):
         model.train()
 
 
-def prepared(path: Path, z: int, seed: int, model: dict, split_seed: int = 0, log_columns: str = "auto", df: str = "learned"):
+def prepared(
+    path: Path,
+    z: int,
+    seed: int,
+    model: dict,
+    split_seed: int = 0,
+    log_columns: str = "auto",
+    df: str = "learned",
+    exclude: tuple[str, ...] = (),
+):
     """(config, training data, held-out data) as ``vaekit train`` resolves them for this file.
 
     ``log_columns``: "auto" (today's default for a file) or "none" (``[data] log_columns = []``,
     the defaults before log columns, with which the README's older small-table tables were measured).
     ``df``: "learned" (Student's t, today's default for a file) or "none" (the Gaussian, the
     defaults before it, with which the README's small-table tables before "Student's t" were
-    measured); a ``df`` in ``model`` wins.
+    measured); a ``df`` in ``model`` wins. ``exclude``: columns left out (``[data] exclude``).
     """
     d = {"path": str(path), "test_fraction": 0.3, "split_seed": split_seed}
+    if exclude:
+        d["exclude"] = list(exclude)
     if log_columns == "none":
         d["log_columns"] = []
     settings = {"z_dim": z, "df": df, **model}
