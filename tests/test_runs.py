@@ -673,3 +673,31 @@ def test_a_file_with_enough_rows_trains_with_a_validation_split_and_early_stoppi
         "no validation split and no early stopping: the file is streamed from disk (set --val-fraction and --patience to choose)"
     )
     assert config["training"]["val_fraction"] == 0.0
+
+
+def test_evaluate_on_is_vaekit_evaluate_data_and_adds_a_report_column(pair, tmp_path, capsys):
+    from vaekit import cli
+
+    folder, run, _ = pair
+    x = vk.data.ring(30, seed=5)[0]
+    new = tmp_path / "new.csv"
+    new.write_text("x0,x1\n" + "".join(f"{a!r},{b!r}\n" for a, b in x.tolist()))
+    args = ["evaluate", str(folder / "cli"), "--data", str(new), "--seed", "2", "--json", "-o", str(tmp_path / "m.json")]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    before = json.loads((run.path / "metrics.json").read_text())
+    metrics = vk.runs.evaluate_on(run.path, new, seed=2, add_to_report="new rows")
+    untimed = lambda values: {k: v for k, v in values.items() if not k.endswith("_seconds")}  # noqa: E731
+    assert untimed(runs._as_read(metrics)) == untimed(runs.read_json(tmp_path / "m.json"))  # the same numbers
+    assert metrics["n_points"] == 30 and metrics["held_out"] is None and isinstance(metrics["warnings"], list)
+    after = runs.read_json(run.path / "metrics.json")
+    assert after.pop("added") == {"new rows": runs._as_read(metrics)}
+    assert after == before  # nothing written before is lost
+    assert "<th>new rows</th>" in (run.path / "report.html").read_text()
+    vk.runs.evaluate_on(run.path, new, n=None, add_to_report="new rows")  # the same label is replaced, not added
+    assert list(runs.read_json(run.path / "metrics.json")["added"]) == ["new rows"]
+    missing = str(tmp_path / "missing.csv")
+    with pytest.raises(InputError) as err:
+        vk.runs.evaluate_on(run.path, missing)
+    known = sorted(vk.data.DATASETS)
+    assert str(err.value) == f"data must be a built-in dataset ({known}) or an existing file. Got {missing!r} instead."

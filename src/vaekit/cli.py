@@ -744,35 +744,27 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
         raise FileFormatError(f"{folder} has no {runs.CONFIG}; cannot tell which data to evaluate on.")
     if args.add_to_report and not args.data:
         raise UsageError("--add-to-report needs --data (the run's own metrics are in the report already). Got no --data instead.")
+    if args.output and Path(args.output).suffix.lower() != ".json":
+        raise UsageError(f"-o {args.output}: the metrics file must end in .json.")
+    label = None
     if args.data:
-        try:
-            train = runs.load_data(config)
-        except (ValueError, TypeError, OSError) as err:
-            train = None
-            print(f"warning: the training data cannot be read ({err}); the baselines are fitted on --data", file=sys.stderr)
-        override = dict(config["data"], test_path="", test_fraction=0.0, **_data_override(args.data))
-        if args.n:
-            override["n"] = args.n
-        given = runs.load_data(runs.validate_config({**config, "data": override}, source="evaluate settings"))
-        given.held_out = None  # the user's data: whether the model saw them is not checked
-        runs.check_log_support(model.likelihood, given, "--data", trained=True)
-        metrics = runs.evaluate_run(model, given, config, seed=args.seed, train=train)
+        _data_override(args.data)  # the flag's own messages for a name or file that is not there
+        if args.add_to_report:
+            label = Path(args.data).name + (f" (n={args.n})" if args.n else "")
+            added = runs.read_json(folder / runs.METRICS).get("added", {}) if (folder / runs.METRICS).is_file() else {}
+            verb = "replaced" if label in added else "added"
+        metrics = runs.evaluate_on(folder, args.data, n=args.n, seed=args.seed, add_to_report=label, name="--data")
     else:
         train, held = runs.load_data(config), None
         if args.n:  # a held-out sample of another size; the training column stays the run's training data
             n_config = runs.validate_config({**config, "data": dict(config["data"], n=args.n)}, source="evaluate settings")
             held = runs.load_data(n_config, test=True)
         metrics = runs.run_metrics(model, train, held or runs.load_data(config, test=True), config, seed=args.seed)
-    where = "on the data given" if args.data else None  # whether the model saw them is not checked
-    evaluated = given if args.data else train
-    metrics["warnings"] = run_warnings(metrics, evaluated.x, config, where=where, model=model, columns=evaluated.columns)
+        metrics["warnings"] = run_warnings(metrics, train.x, config, model=model, columns=train.columns)
     if args.output:
-        if Path(args.output).suffix.lower() != ".json":
-            raise UsageError(f"-o {args.output}: the metrics file must end in .json.")
         runs.write_json(args.output, metrics)
-    if args.add_to_report:
-        label = Path(args.data).name + (f" (n={args.n})" if args.n else "")
-        _add_to_report(folder, label, metrics, out)
+    if label is not None:
+        out.say(f"{verb} the column {label!r} in {folder / runs.METRICS} and {folder / runs.REPORT}")
     if args.json:
         print(json.dumps(runs._jsonable(metrics), indent=2))
     elif not args.quiet:
@@ -818,27 +810,6 @@ def _curve_tables(columns: list[tuple[str, dict[str, Any]]]) -> list[str]:
         title = f"model vs PCA ({curves.get('components')} components), {heading}; {curves.get('n_samples')} samples each:"
         tables.append("\n".join([title, *lines]))
     return tables
-
-
-def _add_to_report(folder: Path, label: str, metrics: dict[str, Any], out: _Console) -> None:
-    """Store ``metrics`` under ``added[label]`` in the run's metrics.json and rewrite report.html (both atomically)."""
-    from vaekit import report
-    from vaekit.io import atomic_write_text
-
-    path = folder / runs.METRICS
-    before = path.read_text(encoding="utf-8") if path.is_file() else None
-    saved = runs.read_json(path) if before is not None else {}
-    replaced = label in saved.get("added", {})
-    saved.setdefault("added", {})[label] = metrics
-    runs.write_json(path, saved)
-    try:
-        report.write_report(folder)
-    except BaseException:
-        if before is not None:  # the report could not be rebuilt: metrics.json goes back to what it was
-            atomic_write_text(path, before)
-        raise
-    verb = "replaced" if replaced else "added"
-    out.say(f"{verb} the column {label!r} in {path} and {folder / runs.REPORT}")
 
 
 def _parse_condition(model, text: str | None, info: dict[str, Any], n: int) -> Any:

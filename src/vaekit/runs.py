@@ -428,6 +428,97 @@ def run_metrics(model, data: RunData, test_data: RunData, config: dict[str, dict
     return metrics
 
 
+def evaluate_on(
+    run: str | Path,
+    data: str | os.PathLike,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    add_to_report: str | None = None,
+    name: str = "data",
+) -> dict[str, Any]:
+    """A finished run's metrics on other data, as ``vaekit evaluate RUN --data DATA [--add-to-report]``.
+
+    Parameters
+    ----------
+    run : str or Path
+        The run folder.
+    data : str or Path
+        A built-in dataset's name (``vaekit.data.DATASETS``) or a data file, read with the run's
+        ``[data]`` settings (columns by name, its condition, log columns checked).
+    n : int, optional
+        The sample size of a built-in dataset (default: the run's).
+    seed : int, default 0
+        Seed of the estimators (IWAE, diversity).
+    add_to_report : str, optional
+        A label: the metrics are also stored under ``added[label]`` in the run's metrics.json
+        (one more column in report.html, which is rewritten; a label already there is
+        replaced). Nothing else of the run changes, and if the report cannot be rebuilt
+        metrics.json is put back as it was.
+    name : str, default "data"
+        How messages name ``data`` (the command line: "--data").
+
+    Returns
+    -------
+    dict
+        :func:`evaluate_run`'s metrics on ``data`` with the run's PCA/PPCA baselines fitted on its
+        training data (on ``data`` when those cannot be read: a warning says so), and
+        ``warnings`` (:func:`vaekit.diagnostics.run_warnings`; whether the model saw these rows
+        is not checked, so they read "on the data given").
+
+    """
+    from vaekit.data import DATASETS
+    from vaekit.diagnostics import run_warnings
+    from vaekit.io import load
+
+    folder = require_run(run)
+    if not (folder / CONFIG).is_file():
+        raise FileFormatError(f"{folder} has no {CONFIG}; cannot tell which data to evaluate on.")
+    config, model = read_config(folder / CONFIG), load(folder)
+    text = os.fspath(data)
+    if text in DATASETS:
+        source = {"name": text, "path": ""}
+    elif Path(text).is_file():
+        source = {"name": "", "path": str(Path(text).resolve())}
+    else:
+        raise InputError(f"{name} must be a built-in dataset ({sorted(DATASETS)}) or an existing file. Got {text!r} instead.")
+    try:
+        train = load_data(config)
+    except (ValueError, TypeError, OSError) as err:
+        train = None
+        warnings.warn(f"the training data cannot be read ({err}); the baselines are fitted on {name}", UserWarning, stacklevel=2)
+    override = dict(config["data"], test_path="", test_fraction=0.0, **source)
+    if n:
+        override["n"] = n
+    given = load_data(validate_config({**config, "data": override}, source="evaluate settings"))
+    given.held_out = None  # the user's data: whether the model saw them is not checked
+    check_log_support(model.likelihood, given, name, trained=True)
+    metrics = evaluate_run(model, given, config, seed=seed, train=train)
+    metrics["warnings"] = run_warnings(metrics, given.x, config, where="on the data given", model=model, columns=given.columns)
+    if add_to_report is not None:
+        _add_to_report(folder, add_to_report, metrics)
+    return metrics
+
+
+def _add_to_report(folder: Path, label: str, metrics: dict[str, Any]) -> None:
+    """Store ``metrics`` under ``added[label]`` in the run's metrics.json and rewrite report.html (both atomically)."""
+    from vaekit import report
+
+    if not isinstance(label, str) or not label:
+        raise InputError(f"add_to_report must be a non-empty label (str). Got {label!r} instead.")
+    path = folder / METRICS
+    before = path.read_text(encoding="utf-8") if path.is_file() else None
+    saved = read_json(path) if before is not None else {}
+    saved.setdefault("added", {})[label] = metrics
+    write_json(path, saved)
+    try:
+        report.write_report(folder)
+    except BaseException:
+        if before is not None:  # the report could not be rebuilt: metrics.json goes back to what it was
+            atomic_write_text(path, before)
+        raise
+
+
 def split_info(config: dict[str, dict[str, Any]], data: RunData, test_data: RunData) -> dict[str, Any]:
     """What run.json records of the train / held-out split: sources, sizes, fraction and seed."""
     d = config["data"]
