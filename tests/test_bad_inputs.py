@@ -24,6 +24,9 @@ GOOD = {"bom_ok.csv"}
 
 def run_case(case: dict, path: Path) -> None:
     """Load the file as the manifest says, then fit one epoch when the case has a fit step."""
+    if case.get("reader") == "airfoil":  # a Selig or Lednicer coordinate file
+        vk.data.read_airfoil(path)
+        return
     table = vk.data.load_table(path, **case.get("load", {}))
     fit = case.get("fit")
     if fit:
