@@ -701,3 +701,31 @@ def test_evaluate_on_is_vaekit_evaluate_data_and_adds_a_report_column(pair, tmp_
         vk.runs.evaluate_on(run.path, missing)
     known = sorted(vk.data.DATASETS)
     assert str(err.value) == f"data must be a built-in dataset ({known}) or an existing file. Got {missing!r} instead."
+
+
+def test_fit_data_trains_an_array_as_vaekit_train_trains_its_file(tmp_path):
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(60, 2))
+    x = np.c_[z @ rng.normal(size=(2, 4)) * [1, 10, 100, 1000], np.exp(3 * rng.normal(size=60))].astype(np.float32)
+    path = write_csv(tmp_path / "t.csv", x, list("abcde"))
+    run = vk.runs.train({"data": {"path": path}, "training": {"epochs": 3}, "evaluation": SMALL["evaluation"]}, tmp_path / "run")
+    fitted = vk.runs.fit_data(x, z_dim=2, columns=list("abcde"), training={"epochs": 3})
+    expected, got = run.model.state_dict(), fitted.model.state_dict()
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)  # bit for bit
+    assert len(fitted.history) == len(run.history) == 3
+    # A file's defaults, not the lecture's: the choices made from the rows are those of the run.
+    m, t = fitted.config["model"], fitted.config["training"]
+    assert (m["standardize"], m["variance"], m["df"]) == (True, "learned", "learned")
+    assert fitted.config["data"]["log_columns"] == run.config["data"]["log_columns"] == ["e"]
+    assert (t["batch_size"], t["val_fraction"], t["patience"]) == (run.config["training"]["batch_size"], 0.2, 40)
+    lecture = vk.VAE(5, 2)
+    assert lecture.likelihood.variance == 0.1  # vk.VAE keeps the lecture's recipe
+
+
+def test_fit_data_keeps_curves_and_names_its_columns():
+    curves = np.random.default_rng(1).normal(size=(20, 4, 2)).astype(np.float32)
+    fitted = vk.runs.fit_data(curves, z_dim=2, training={"epochs": 1})
+    assert fitted.model.x_shape == (4, 2) and fitted.model.sample(3, seed=0).shape == (3, 4, 2)
+    with pytest.raises(InputError) as err:
+        vk.runs.fit_data(curves.reshape(20, 8), columns=["a", "b"])
+    assert str(err.value) == "columns must name the 8 columns of x. Got 2 names instead."
