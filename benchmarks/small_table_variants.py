@@ -148,14 +148,19 @@ def pca_residual_variance(x: np.ndarray, z: int) -> np.ndarray:
 def factor_analysis_start(model: torch.nn.Module, x: np.ndarray, z: int) -> None:
     """Set a PCA-started model's linear maps and learned variance to factor analysis of ``x`` (N, D).
 
-    Fitted in the networks' units (log columns logged, standardised) with scikit-learn's EM. The
+    Fitted in the networks' units (log columns logged, standardised) with scikit-learn's EM: the
+    model's standardisation is set from ``x`` first, as ``fit`` sets it from the same rows (so
+    ``fit`` keeps it, and the variance floor applies in standardised units, as in training). The
     loadings W (D, Z) are rotated so that W^T Psi^-1 W is diagonal (d), which makes the posterior
     of z given x a diagonal Gaussian: mean (1 + d)^-1 W^T Psi^-1 (x - mu), variance (1 + d)^-1.
-    The PCA start (``initialise_from_data``) is marked done, so ``fit`` keeps this one.
+    The PCA start (``initialise_from_data``) is overwritten and stays marked done, so ``fit``
+    keeps this one.
     """
     from sklearn.decomposition import FactorAnalysis
 
-    xs = model.network_input(model.prepare_x(x)).double().numpy()  # (N, D)
+    rows = model.prepare_x(x)
+    model.set_scaling(rows)  # as fit() will: the moments of these rows, then the PCA start
+    xs = model.network_input(rows).double().numpy()  # (N, D) standardised
     fa = FactorAnalysis(z, random_state=0).fit(xs)
     (head,) = [m for m in model.modules() if hasattr(m, "raw_variance")]
     floor = float(head.min_variance)
@@ -201,7 +206,7 @@ def build(variant: str, config: dict, data, z: int, x: np.ndarray | None = None)
         excess = torch.as_tensor(start - float(head.min_variance), dtype=torch.float32)
         with torch.no_grad():  # variance = min_variance + softplus(raw): raw = softplus^-1(start - min_variance)
             head.raw_variance.copy_(excess + torch.log(-torch.expm1(-excess)))
-    if variant.startswith("fast"):
+    if variant in ("fast", "fast+pcafloor"):
         parametrize.register_parametrization(head, "raw_variance", Scaled())
     if variant == "shared":
         parametrize.register_parametrization(head, "raw_variance", Shared(head.raw_variance.shape[0]))

@@ -24,7 +24,8 @@ GOOD = {"bom_ok.csv"}
 
 def run_case(case: dict, path: Path) -> None:
     """Load the file as the manifest says, then fit one epoch when the case has a fit step."""
-    if case.get("reader") == "airfoil":  # a Selig or Lednicer coordinate file
+    if case.get("reader") == "airfoil":  # a Selig or Lednicer coordinate file: nothing to load_table or fit
+        assert not {"load", "fit"} & set(case), case
         vk.data.read_airfoil(path)
         return
     table = vk.data.load_table(path, **case.get("load", {}))

@@ -676,9 +676,12 @@ def test_a_file_with_enough_rows_trains_with_a_validation_split_and_early_stoppi
 
 
 def test_evaluate_on_is_vaekit_evaluate_data_and_adds_a_report_column(pair, tmp_path, capsys):
+    import shutil
+
     from vaekit import cli
 
     folder, run, _ = pair
+    run = vk.runs.open_run(shutil.copytree(run.path, tmp_path / "copy"))  # the shared run stays as it was
     x = vk.data.ring(30, seed=5)[0]
     new = tmp_path / "new.csv"
     new.write_text("x0,x1\n" + "".join(f"{a!r},{b!r}\n" for a, b in x.tolist()))
@@ -701,6 +704,16 @@ def test_evaluate_on_is_vaekit_evaluate_data_and_adds_a_report_column(pair, tmp_
         vk.runs.evaluate_on(run.path, missing)
     known = sorted(vk.data.DATASETS)
     assert str(err.value) == f"data must be a built-in dataset ({known}) or an existing file. Got {missing!r} instead."
+    bad = [
+        ({"data": 5}, "data must be a built-in dataset's name or a file path. Got 5 instead."),
+        ({"n": 0}, "n must be an integer >= 1. Got 0 instead."),
+        ({"seed": "x"}, "seed must be an integer >= 0. Got 'x' instead."),
+        ({"add_to_report": ""}, "add_to_report must be a non-empty label (str). Got '' instead."),
+    ]
+    for change, message in bad:
+        with pytest.raises((InputError, InputTypeError)) as err:
+            vk.runs.evaluate_on(run.path, **({"data": new} | change))
+        assert str(err.value) == message
 
 
 def test_fit_data_trains_an_array_as_vaekit_train_trains_its_file(tmp_path):
@@ -726,6 +739,20 @@ def test_fit_data_keeps_curves_and_names_its_columns():
     curves = np.random.default_rng(1).normal(size=(20, 4, 2)).astype(np.float32)
     fitted = vk.runs.fit_data(curves, z_dim=2, training={"epochs": 1})
     assert fitted.model.x_shape == (4, 2) and fitted.model.sample(3, seed=0).shape == (3, 4, 2)
-    with pytest.raises(InputError) as err:
-        vk.runs.fit_data(curves.reshape(20, 8), columns=["a", "b"])
-    assert str(err.value) == "columns must name the 8 columns of x. Got 2 names instead."
+    assert fitted.config["data"]["path"] == vk.runs.ARRAY_PATH and fitted.config["data"]["columns"] == list("01234567")
+    table = curves.reshape(20, 8)
+    bad = [
+        ({"columns": ["a", "b"]}, "columns must name the 8 columns of x. Got 2 names instead."),
+        ({"columns": list("abcdefga")}, "columns must be distinct names. Got ['a'] more than once instead."),
+        ({"columns": "abcdefgh"}, "columns must be a list of column names (str). Got 'abcdefgh' instead."),
+        ({"model": [1]}, "model must be a dict of [model] settings. Got [1] instead."),
+        (
+            {"model": {"z_dim": 1}, "training": {"seed": 5}},
+            "model and training must leave out z_dim, seed and checkpoint_every (z_dim and seed are fit_data's own "
+            "arguments; it writes no checkpoints). Got ['z_dim', 'seed'] instead.",
+        ),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises((InputError, InputTypeError)) as err:
+            vk.runs.fit_data(table, **kwargs)
+        assert str(err.value) == message

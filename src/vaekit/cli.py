@@ -746,14 +746,9 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
         raise UsageError("--add-to-report needs --data (the run's own metrics are in the report already). Got no --data instead.")
     if args.output and Path(args.output).suffix.lower() != ".json":
         raise UsageError(f"-o {args.output}: the metrics file must end in .json.")
-    label = None
     if args.data:
         _data_override(args.data)  # the flag's own messages for a name or file that is not there
-        if args.add_to_report:
-            label = Path(args.data).name + (f" (n={args.n})" if args.n else "")
-            added = runs.read_json(folder / runs.METRICS).get("added", {}) if (folder / runs.METRICS).is_file() else {}
-            verb = "replaced" if label in added else "added"
-        metrics = runs.evaluate_on(folder, args.data, n=args.n, seed=args.seed, add_to_report=label, name="--data")
+        metrics = runs.evaluate_on(folder, args.data, n=args.n or None, seed=args.seed, name="--data")
     else:
         train, held = runs.load_data(config), None
         if args.n:  # a held-out sample of another size; the training column stays the run's training data
@@ -763,7 +758,11 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
         metrics["warnings"] = run_warnings(metrics, train.x, config, model=model, columns=train.columns)
     if args.output:
         runs.write_json(args.output, metrics)
-    if label is not None:
+    if args.add_to_report:
+        label = Path(args.data).name + (f" (n={args.n})" if args.n else "")
+        added = runs.read_json(folder / runs.METRICS).get("added", {}) if (folder / runs.METRICS).is_file() else {}
+        runs.add_to_report_column(folder, label, metrics)
+        verb = "replaced" if label in added else "added"
         out.say(f"{verb} the column {label!r} in {folder / runs.METRICS} and {folder / runs.REPORT}")
     if args.json:
         print(json.dumps(runs._jsonable(metrics), indent=2))

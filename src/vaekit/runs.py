@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from vaekit import distributed
-from vaekit.errors import FileFormatError, InputError, RunInterrupted, TrainingError
+from vaekit.errors import FileFormatError, InputError, InputTypeError, RunInterrupted, TrainingError, describe
 from vaekit.io import atomic_write_text
 from vaekit.runfolder import (  # noqa: F401  (re-exported: vk.runs.<name> is the public face)
     BUILTIN_CONDITIONS,
@@ -403,37 +403,62 @@ def fit_data(
     z_dim : int, default 2
         The latent size.
     columns : sequence of str, optional
-        Names of the D columns (for log columns and messages; default x0, x1, ...).
+        Distinct names of the D columns (for log columns and messages; default "0", "1", ...,
+        as a ``.npy`` file's columns are named).
     model, training : dict, optional
         ``[model]`` and ``[training]`` settings that override the defaults (the keys of
-        config.toml, e.g. ``{"hidden": [64, 64]}``, ``{"epochs": 200}``).
+        config.toml, e.g. ``{"hidden": [64, 64]}``, ``{"epochs": 200}``); ``z_dim`` and ``seed``
+        are the arguments above, and no checkpoints are written (``checkpoint_every`` is refused).
     seed : int, default 0
         The training seed ([training] seed).
 
     Returns
     -------
     DataFit
-        ``(model, history, config)``: ``config`` holds every setting used, the choices made from
-        the rows included (``config["data"]["log_columns"]``, ``config["training"]["batch_size"]``,
-        ``val_fraction``), as ``vk.runs.train`` would take it back with a ``[data] path``.
+        ``(model, history, config)``: ``config`` holds every setting used, with the choices made
+        from the rows (``config["data"]["log_columns"]``, ``config["training"]["batch_size"]``,
+        ``val_fraction``) and the column names; its ``[data] path`` is the placeholder
+        :data:`ARRAY_PATH`: to train the same model from a file, save the rows and give its path.
 
     """
+    import torch
+
     from vaekit.models.common import flat_rows
     from vaekit.trainer import EarlyStopping, fit
     from vaekit.validate import float_matrix
 
-    full = tuple(getattr(x, "shape", None) or np.shape(x))
-    shape = full[1:] if len(full) > 2 else None  # curves and images keep their shape
+    for name, value in (("model", model), ("training", training)):
+        if value is not None and not isinstance(value, dict):
+            raise InputTypeError(f"{name} must be a dict of [{name}] settings. Got {describe(value)} instead.")
+    given = sorted({"z_dim"} & set(model or {})) + sorted({"seed", "checkpoint_every"} & set(training or {}))
+    if given:
+        raise InputError(
+            "model and training must leave out z_dim, seed and checkpoint_every (z_dim and seed are fit_data's own "
+            f"arguments; it writes no checkpoints). Got {given} instead."
+        )
+    # Curves and images (N, *x_shape) keep their shape; anything else is checked as a table (N, D).
+    shape = tuple(x.shape[1:]) if isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim > 2 else None
     rows = float_matrix(x if shape is None else flat_rows(x, shape), "x").numpy()  # (N, D) float32
-    names = [f"x{i}" for i in range(rows.shape[1])] if columns is None else [str(name) for name in columns]
+    if columns is None:
+        names = [str(i) for i in range(rows.shape[1])]
+    elif isinstance(columns, str) or not all(isinstance(name, str) for name in columns):
+        raise InputTypeError(f"columns must be a list of column names (str). Got {describe(columns)} instead.")
+    else:
+        names = list(columns)
     if len(names) != rows.shape[1]:
         raise InputError(f"columns must name the {rows.shape[1]} columns of x. Got {len(names)} names instead.")
+    if len(set(names)) != len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise InputError(f"columns must be distinct names. Got {repeated} more than once instead.")
     settings = {
         "data": {"path": ARRAY_PATH},
         "model": {"z_dim": z_dim, **(model or {})},
         "training": {"seed": seed, **(training or {})},
     }
     config = complete_config(settings, source="fit_data settings")
+    config["data"]["path"] = ARRAY_PATH  # not a file: complete_config made it absolute
+    if len(names) <= LONG_COLUMN_LIST:
+        config["data"]["columns"] = list(names)  # as a run records a file's columns
     data = RunData(x=rows, condition=None, labels=None, columns=names, description=f"an array of {len(rows)} rows", x_shape=shape)
     _apply_data_rules(config, data)
     built = build_model(config, data)
@@ -548,15 +573,22 @@ def evaluate_on(
     -------
     dict
         :func:`evaluate_run`'s metrics on ``data`` with the run's PCA/PPCA baselines fitted on its
-        training data (on ``data`` when those cannot be read: a warning says so), and
-        ``warnings`` (:func:`vaekit.diagnostics.run_warnings`; whether the model saw these rows
-        is not checked, so they read "on the data given").
+        training data, and ``warnings`` (:func:`vaekit.diagnostics.run_warnings`; whether the
+        model saw these rows is not checked, so they read "on the data given"). When the training
+        data cannot be read, the baselines are fitted on ``data`` and the first warning says so.
 
     """
     from vaekit.data import DATASETS
     from vaekit.diagnostics import run_warnings
     from vaekit.io import load
 
+    if not isinstance(data, (str, os.PathLike)):
+        raise InputTypeError(f"{name} must be a built-in dataset's name or a file path. Got {describe(data)} instead.")
+    for key, value, least in (("seed", seed, 0), ("n", n, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise InputError(f"{key} must be an integer >= {least}. Got {value!r} instead.")
+    if add_to_report is not None:
+        _check_label(add_to_report)
     folder = require_run(run)
     if not (folder / CONFIG).is_file():
         raise FileFormatError(f"{folder} has no {CONFIG}; cannot tell which data to evaluate on.")
@@ -568,30 +600,43 @@ def evaluate_on(
         source = {"name": "", "path": str(Path(text).resolve())}
     else:
         raise InputError(f"{name} must be a built-in dataset ({sorted(DATASETS)}) or an existing file. Got {text!r} instead.")
+    caveats = []
     try:
         train = load_data(config)
     except (ValueError, TypeError, OSError) as err:
         train = None
-        warnings.warn(f"the training data cannot be read ({err}); the baselines are fitted on {name}", UserWarning, stacklevel=2)
+        caveats.append(f"the training data cannot be read ({err}); the baselines are fitted on {name}")
+        logger.warning("%s", caveats[-1])
     override = dict(config["data"], test_path="", test_fraction=0.0, **source)
-    if n:
+    if n is not None:
         override["n"] = n
     given = load_data(validate_config({**config, "data": override}, source="evaluate settings"))
     given.held_out = None  # the user's data: whether the model saw them is not checked
     check_log_support(model.likelihood, given, name, trained=True)
     metrics = evaluate_run(model, given, config, seed=seed, train=train)
-    metrics["warnings"] = run_warnings(metrics, given.x, config, where="on the data given", model=model, columns=given.columns)
+    where = "on the data given"
+    metrics["warnings"] = caveats + run_warnings(metrics, given.x, config, where=where, model=model, columns=given.columns)
     if add_to_report is not None:
-        _add_to_report(folder, add_to_report, metrics)
+        add_to_report_column(folder, add_to_report, metrics)
     return metrics
 
 
-def _add_to_report(folder: Path, label: str, metrics: dict[str, Any]) -> None:
-    """Store ``metrics`` under ``added[label]`` in the run's metrics.json and rewrite report.html (both atomically)."""
-    from vaekit import report
-
+def _check_label(label: Any) -> None:
     if not isinstance(label, str) or not label:
         raise InputError(f"add_to_report must be a non-empty label (str). Got {label!r} instead.")
+
+
+def add_to_report_column(run: str | Path, label: str, metrics: dict[str, Any]) -> None:
+    """Store ``metrics`` under ``added[label]`` in the run's metrics.json and rewrite report.html.
+
+    Both are written atomically; a label already there is replaced, everything else is kept, and
+    if the report cannot be rebuilt metrics.json is put back as it was. ``metrics`` are usually
+    :func:`evaluate_on`'s (which calls this with its ``add_to_report``).
+    """
+    from vaekit import report
+
+    _check_label(label)
+    folder = require_run(run)
     path = folder / METRICS
     before = path.read_text(encoding="utf-8") if path.is_file() else None
     saved = read_json(path) if before is not None else {}
