@@ -760,9 +760,7 @@ def _cmd_evaluate(args: argparse.Namespace, out: _Console) -> int:
         runs.write_json(args.output, metrics)
     if args.add_to_report:
         label = Path(args.data).name + (f" (n={args.n})" if args.n else "")
-        added = runs.read_json(folder / runs.METRICS).get("added", {}) if (folder / runs.METRICS).is_file() else {}
-        runs.add_to_report_column(folder, label, metrics)
-        verb = "replaced" if label in added else "added"
+        verb = "replaced" if runs.add_to_report_column(folder, label, metrics) else "added"
         out.say(f"{verb} the column {label!r} in {folder / runs.METRICS} and {folder / runs.REPORT}")
     if args.json:
         print(json.dumps(runs._jsonable(metrics), indent=2))

@@ -238,7 +238,7 @@ def train(
     if writer:
         check_out(out, force=force, names=_PY_NAMES)
     # Imported here so that monkeypatched or reloaded trainers are the ones used.
-    from vaekit.trainer import EarlyStopping, fit
+    from vaekit.trainer import fit
 
     config["data"]["options"] = dataset_options(config)
     data = load_data(config)
@@ -250,9 +250,7 @@ def train(
     if test_data.held_out:  # refused now, not after training: held-out values outside the model's support
         check_log_support(model.likelihood, test_data, "test data")
         model.prepare_x(test_data.x, "test data")
-    kwargs = fit_kwargs(config)
-    if config["training"]["patience"]:
-        kwargs["callbacks"] = [EarlyStopping(patience=config["training"]["patience"])]
+    kwargs = _training_kwargs(config)
     if not resume and writer:
         start_partial(out)
     kwargs["checkpoint_dir"] = staging
@@ -424,7 +422,7 @@ def fit_data(
     import torch
 
     from vaekit.models.common import flat_rows
-    from vaekit.trainer import EarlyStopping, fit
+    from vaekit.trainer import fit
     from vaekit.validate import float_matrix
 
     for name, value in (("model", model), ("training", training)):
@@ -462,15 +460,26 @@ def fit_data(
     data = RunData(x=rows, condition=None, labels=None, columns=names, description=f"an array of {len(rows)} rows", x_shape=shape)
     _apply_data_rules(config, data)
     built = build_model(config, data)
-    kwargs = fit_kwargs(config)
-    if config["training"]["patience"]:
-        kwargs["callbacks"] = [EarlyStopping(patience=config["training"]["patience"])]
+    kwargs = _training_kwargs(config)
     threads = TorchThreads(config["training"]["threads"])
     try:
         history = fit(built, data.x, None, **kwargs)
     finally:
         threads.close()
     return DataFit(built, history, config)
+
+
+def _training_kwargs(config: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """:func:`vaekit.fit`'s keyword arguments for ``config``, with early stopping when ``patience`` is set.
+
+    Shared by :func:`train` and :func:`fit_data`, so the two train the same rows the same way.
+    """
+    from vaekit.trainer import EarlyStopping
+
+    kwargs = fit_kwargs(config)
+    if config["training"]["patience"]:
+        kwargs["callbacks"] = [EarlyStopping(patience=config["training"]["patience"])]
+    return kwargs
 
 
 def _apply_data_rules(config: dict[str, dict[str, Any]], data: RunData, test: RunData | None = None) -> dict[str, str]:
@@ -626,12 +635,13 @@ def _check_label(label: Any) -> None:
         raise InputError(f"add_to_report must be a non-empty label (str). Got {label!r} instead.")
 
 
-def add_to_report_column(run: str | Path, label: str, metrics: dict[str, Any]) -> None:
+def add_to_report_column(run: str | Path, label: str, metrics: dict[str, Any]) -> bool:
     """Store ``metrics`` under ``added[label]`` in the run's metrics.json and rewrite report.html.
 
     Both are written atomically; a label already there is replaced, everything else is kept, and
     if the report cannot be rebuilt metrics.json is put back as it was. ``metrics`` are usually
-    :func:`evaluate_on`'s (which calls this with its ``add_to_report``).
+    :func:`evaluate_on`'s (which calls this with its ``add_to_report``). Returns True when
+    ``label`` was there before (replaced), False when the column is new.
     """
     from vaekit import report
 
@@ -640,6 +650,7 @@ def add_to_report_column(run: str | Path, label: str, metrics: dict[str, Any]) -
     path = folder / METRICS
     before = path.read_text(encoding="utf-8") if path.is_file() else None
     saved = read_json(path) if before is not None else {}
+    replaced = label in saved.get("added", {})
     saved.setdefault("added", {})[label] = metrics
     write_json(path, saved)
     try:
@@ -648,6 +659,7 @@ def add_to_report_column(run: str | Path, label: str, metrics: dict[str, Any]) -
         if before is not None:  # the report could not be rebuilt: metrics.json goes back to what it was
             atomic_write_text(path, before)
         raise
+    return replaced
 
 
 def split_info(config: dict[str, dict[str, Any]], data: RunData, test_data: RunData) -> dict[str, Any]:
